@@ -1,0 +1,1 @@
+"""dipstop: Deep Image Prior denoising that stops itself."""

@@ -1,0 +1,230 @@
+"""The Python API: `denoise` an image with DIP and CIFS early stopping.
+
+A thin layer that wires the stages together: fitting loop -> CIFS criterion -> online Eq. 4
+stopping -> result. Accepts NumPy arrays, PIL images and tensors, and returns the same kind.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dipstop.criteria import CifsCriterion, paper_lambda
+from dipstop.errors import DipstopError
+from dipstop.fitting import Fitter
+from dipstop.imageio import LoadedImage, join_array, split_array
+from dipstop.lambda_table import lam_for_sigma, load_table
+from dipstop.noise import estimate_sigma
+from dipstop.protocols import get_protocol
+from dipstop.stopping import OnlineStopper
+
+
+@dataclass
+class DenoiseResult:
+    """What a denoising run did: where it stopped, why, and with which settings.
+
+    `series` holds one value per iteration run: "iteration", "loss" (MSE to the noisy image,
+    [0, 1] scale), "jpeg_bytes", "criterion" (E_t) and, when a clean image was given, "psnr".
+    """
+
+    stop_iteration: int
+    iterations_run: int
+    stopped_early: bool
+    sigma: float
+    sigma_estimated: bool
+    lam: float
+    paper_lambda: float
+    settings: dict
+    series: dict[str, np.ndarray]
+    seconds: float
+    restores: int = 0
+    psnr: float | None = None  # PSNR of the returned image to the clean one, if given
+    peak_psnr: float | None = None
+    peak_iteration: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """The scalar fields, for JSON reports."""
+        return {k: v for k, v in self.__dict__.items() if k != "series"}
+
+
+def denoise(
+    image: Any,
+    *,
+    sigma: float | None = None,
+    lam: float | None = None,
+    protocol: str = "cpu",
+    width: int | None = None,
+    max_iters: int | None = None,
+    patience: int | None = None,
+    lr: float | None = None,
+    z_noise_std: float | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    clean: Any = None,
+    progress: bool = False,
+    table: str | None = None,
+) -> tuple[Any, DenoiseResult]:
+    """Denoise `image` with a Deep Image Prior stopped by CIFS; no noise level needed.
+
+    `image` is a NumPy array (H x W, H x W x 3 or x 4; uint8, uint16 or float in [0, 1]),
+    a PIL image or a tensor (C x H x W or 1 x C x H x W, float in [0, 1]). The result comes
+    back in the same form, size, channels and bit depth (alpha passed through untouched).
+    sigma (0-255 scale) is estimated when not given; lam (dipstop's size-invariant weight,
+    the paper's lambda / (H W), MSE on [0, 1]) then comes from the shipped lam(sigma) table.
+    The fit stops S iterations after the criterion's last new minimum and returns the
+    output at that minimum. `clean` (same form as `image`) adds PSNR to the series.
+
+    >>> rng = np.random.default_rng(0)
+    >>> noisy = rng.integers(0, 256, (64, 64), dtype=np.uint8)
+    >>> out, res = denoise(noisy, width=8, max_iters=5, patience=2, lam=50.0)
+    >>> out.shape, out.dtype, res.iterations_run <= 5
+    ((64, 64), dtype('uint8'), True)
+    """
+    loaded, kind = _to_loaded(image)
+    proto = get_protocol(protocol).with_(
+        width=width, max_iters=max_iters, patience=patience, lr=lr, z_noise_std=z_noise_std
+    )
+    if proto.max_iters < 1 or proto.patience < 1 or proto.width < 1:
+        raise DipstopError("max_iters, patience and width must be at least 1")
+    x = loaded.pixels
+    height, width_px = x.shape[:2]
+    notes: list[str] = []
+    sigma_estimated = sigma is None
+    if sigma is None:
+        sigma = estimate_sigma(x)
+    if lam is None:
+        tab = load_table(table)
+        lam = lam_for_sigma(sigma, tab)
+        if tab["protocol"].get("width") != proto.width:
+            notes.append(
+                f"lam table calibrated at width {tab['protocol'].get('width')}, run at "
+                f"width {proto.width}: pass lam to override"
+            )
+    if lam <= 0:
+        raise DipstopError(f"lam must be positive, got {lam}")
+    clean_t = None
+    if clean is not None:
+        clean_px = _to_loaded(clean)[0].pixels
+        if clean_px.shape != x.shape:
+            raise DipstopError(
+                f"clean image is {clean_px.shape}, noisy is {x.shape}; they must match"
+            )
+        clean_t = torch.from_numpy(clean_px).permute(2, 0, 1).unsqueeze(0)
+
+    fitter = Fitter(torch.from_numpy(x).permute(2, 0, 1), proto.fit_settings(seed), device)
+    if clean_t is not None:
+        clean_t = clean_t.to(fitter.device)
+    criterion = CifsCriterion(lam)
+    stopper = OnlineStopper(proto.patience)
+    cols: dict[str, list[float]] = {k: [] for k in ("iteration", "loss", "jpeg_bytes", "criterion")}
+    if clean_t is not None:
+        cols["psnr"] = []
+    best_output: torch.Tensor | None = None
+    bar = tqdm(total=proto.max_iters, disable=not progress, unit="it", dynamic_ncols=True)
+    start = time.perf_counter()
+    with bar:
+        for it in fitter.run(proto.max_iters):
+            nbytes, value = criterion(it.output, it.loss)
+            cols["iteration"].append(it.t)
+            cols["loss"].append(it.loss)
+            cols["jpeg_bytes"].append(nbytes)
+            cols["criterion"].append(value)
+            if clean_t is not None:
+                mse = float(torch.mean((it.output - clean_t) ** 2))
+                cols["psnr"].append(10 * np.log10(1 / max(mse, 1e-12)))
+            done = stopper.update(value)
+            if stopper.improved:
+                best_output = it.output
+                # at most this many iterations remain: the bar's ETA is an upper bound
+                bar.total = min(proto.max_iters, it.t + proto.patience)
+            bar.set_postfix(
+                loss=f"{it.loss:.2e}",
+                jpeg=nbytes,
+                E=f"{value:.4g}",
+                best_t=stopper.best_index + 1,
+                refresh=False,
+            )
+            bar.update(1)
+            if done:
+                break
+    seconds = time.perf_counter() - start
+    assert best_output is not None
+    series = {k: np.asarray(v) for k, v in cols.items()}
+    t_star = stopper.best_index + 1
+    pixels = join_array(_to_hwc(best_output), loaded)
+    result = DenoiseResult(
+        stop_iteration=t_star,
+        iterations_run=len(series["iteration"]),
+        stopped_early=stopper.done,
+        sigma=float(sigma),
+        sigma_estimated=sigma_estimated,
+        lam=float(lam),
+        paper_lambda=paper_lambda(lam, height, width_px),
+        settings={**proto.as_dict(), "seed": seed, "device": str(fitter.device)},
+        series=series,
+        seconds=seconds,
+        restores=fitter.restores,
+        notes=notes,
+    )
+    if "psnr" in series:
+        result.psnr = float(series["psnr"][t_star - 1])
+        result.peak_iteration = int(np.argmax(series["psnr"])) + 1
+        result.peak_psnr = float(series["psnr"].max())
+    return _from_array(pixels, kind, image), result
+
+
+def _to_hwc(output: torch.Tensor) -> np.ndarray:
+    return output[0].permute(1, 2, 0).float().cpu().numpy()
+
+
+def _to_loaded(image: Any) -> tuple[LoadedImage, str]:
+    """Any supported image form as a LoadedImage, plus a tag for converting back."""
+    if isinstance(image, torch.Tensor):
+        t = image.detach().cpu()
+        if t.ndim == 4 and t.shape[0] == 1:
+            t = t[0]
+        if t.ndim == 3:
+            t = t.permute(1, 2, 0)
+        if t.ndim not in (2, 3) or not t.is_floating_point():
+            raise DipstopError(
+                "tensor images must be float in [0, 1], shaped C x H x W, 1 x C x H x W or H x W"
+            )
+        return split_array(t.float().numpy()), "tensor"
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        Image = None  # type: ignore[assignment]
+    if Image is not None and isinstance(image, Image.Image):
+        im = image
+        if im.mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        if im.mode not in ("L", "LA", "RGB", "RGBA", "I;16"):
+            raise DipstopError(f"unsupported PIL mode {im.mode}; convert to RGB, RGBA or L first")
+        return split_array(np.asarray(im)), "pil"
+    if isinstance(image, np.ndarray):
+        return split_array(image), "numpy"
+    raise DipstopError(
+        f"cannot denoise a {type(image).__name__}; pass a NumPy array, a PIL image or a tensor "
+        "(or a file path to the CLI)"
+    )
+
+
+def _from_array(array: np.ndarray, kind: str, original: Any) -> Any:
+    if kind == "tensor":
+        t = torch.from_numpy(np.ascontiguousarray(array))
+        if t.ndim == 3:
+            t = t.permute(2, 0, 1)
+        if original.ndim == 4:
+            t = t.unsqueeze(0)
+        return t.to(original.device)
+    if kind == "pil":
+        from PIL import Image
+
+        return Image.fromarray(array)
+    return array

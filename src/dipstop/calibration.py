@@ -1,0 +1,220 @@
+"""Lambda calibration (paper Sec. 3.2): record DIP runs on clean images, then search lambda.
+
+Recording fits DIP to clean training images with synthetic Gaussian noise and stores, for
+every iteration, the MSE to the noisy image, the JPEG size and the PSNR to the clean image.
+The search then picks, per sigma, the lam maximising the mean PSNR at
+t_hat = argmin_t (lam * MSE_t + bpp_t^2): cheap, since it only reads the stored series.
+lam is dipstop's size-invariant weight (the paper's lambda divided by H W; MSE on [0, 1]).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dipstop.codecs import jpeg_bytes
+from dipstop.criteria import output_to_uint8
+from dipstop.errors import DipstopError
+from dipstop.fitting import Fitter
+from dipstop.imageio import read_image
+from dipstop.noise import add_gaussian_noise
+from dipstop.protocols import Protocol
+from dipstop.store import ResultStore, run_key
+
+LAM_GRID = np.logspace(-1, 6, 561)  # 32 points per decade
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Sorted image files in a folder; DipstopError when there are none."""
+    p = Path(folder)
+    if not p.is_dir():
+        raise DipstopError(f"image folder {p} does not exist; give a folder of clean images")
+    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DipstopError(
+            f"no images (.png, .jpg, .tif, .bmp) in {p}; give a folder of clean images"
+        )
+    return files
+
+
+def centre_crop(image: np.ndarray, side: int | None) -> np.ndarray:
+    """The central side x side crop of an H x W x C image (the image itself for None)."""
+    if side is None:
+        return image
+    h, w = image.shape[:2]
+    if min(h, w) < side:
+        raise DipstopError(f"image is {w}x{h}, smaller than the protocol's {side}px crop")
+    top, left = (h - side) // 2, (w - side) // 2
+    return image[top : top + side, left : left + side]
+
+
+def noise_seed(image_name: str, sigma: float, seed: int) -> int:
+    """A reproducible noise seed for one (image, sigma, seed) cell of a grid."""
+    digest = hashlib.sha256(f"{image_name}|{sigma:g}|{seed}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def recording_spec(path: Path, sigma: float, seed: int, protocol: Protocol, iters: int) -> dict:
+    """What determines a calibration recording (patience S does not: it is not used)."""
+    return {
+        "kind": "calibration",
+        "image": path.name,
+        "image_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "crop": protocol.crop,
+        "sigma": float(sigma),
+        "seed": int(seed),
+        "width": protocol.width,
+        "lr": protocol.lr,
+        "z_noise_std": protocol.z_noise_std,
+        "iters": int(iters),
+    }
+
+
+def record_run(
+    clean: np.ndarray,
+    sigma: float,
+    protocol: Protocol,
+    iters: int,
+    seed: int,
+    noise: int,
+    device: str | None = None,
+    on_iteration: Callable[[int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Fit DIP to clean + noise; return per-iteration mse, jpeg_bytes, psnr and seconds."""
+    noisy = add_gaussian_noise(clean, sigma, noise)
+    fitter = Fitter(torch.from_numpy(noisy).permute(2, 0, 1), protocol.fit_settings(seed), device)
+    clean_t = torch.from_numpy(clean).permute(2, 0, 1).unsqueeze(0).to(fitter.device)
+    out = {k: np.empty(iters, np.float64) for k in ("mse", "jpeg_bytes", "psnr", "seconds")}
+    start = time.perf_counter()
+    for it in fitter.run(iters):
+        i = it.t - 1
+        out["mse"][i] = it.loss
+        out["jpeg_bytes"][i] = jpeg_bytes(output_to_uint8(it.output))
+        mse_clean = float(torch.mean((it.output - clean_t) ** 2))
+        out["psnr"][i] = 10 * np.log10(1.0 / max(mse_clean, 1e-12))
+        out["seconds"][i] = time.perf_counter() - start
+        if on_iteration is not None:
+            on_iteration(it.t)
+    return out
+
+
+def record(
+    images: Sequence[Path],
+    sigmas: Iterable[float],
+    protocol: Protocol,
+    store: ResultStore,
+    seeds: Iterable[int] = (0,),
+    iters: int | None = None,
+    device: str | None = None,
+    log: Callable[[str], None] = print,
+) -> int:
+    """Record every (image, sigma, seed) not yet in the store; returns how many were run.
+
+    Image-major order, so an interrupted recording covers every sigma evenly.
+    """
+    iters = iters or protocol.max_iters
+    sigmas, seeds = list(sigmas), list(seeds)
+    todo = [(p, s, k) for p in images for s in sigmas for k in seeds]
+    ran = 0
+    for n, (path, sigma, seed) in enumerate(todo, 1):
+        spec = recording_spec(path, sigma, seed, protocol, iters)
+        if store.has(run_key(spec)):
+            continue
+        clean = centre_crop(read_image(path).pixels, protocol.crop)
+        t0 = time.perf_counter()
+        series = record_run(
+            clean, sigma, protocol, iters, seed, noise_seed(path.name, sigma, seed), device
+        )
+        best = int(np.argmax(series["psnr"]))
+        summary = {
+            "peak_psnr": float(series["psnr"][best]),
+            "peak_t": best + 1,
+            "last_psnr": float(series["psnr"][-1]),
+            "seconds": time.perf_counter() - t0,
+            "pixels": int(clean.shape[0] * clean.shape[1]),
+        }
+        store.put(spec, series, summary)
+        ran += 1
+        log(
+            f"[{n}/{len(todo)}] {path.name} sigma={sigma:g} seed={seed}: peak "
+            f"{summary['peak_psnr']:.2f} dB at t={best + 1}, last {summary['last_psnr']:.2f} dB, "
+            f"{summary['seconds']:.0f} s"
+        )
+    return ran
+
+
+@dataclass
+class LambdaChoice:
+    """The lam chosen for one sigma, with what it achieves on the recorded runs."""
+
+    sigma: float
+    lam: float
+    mean_psnr: float  # mean PSNR at argmin_t E_t(lam)
+    mean_peak_psnr: float  # the oracle's mean, for comparison
+    n_runs: int
+    curve: np.ndarray  # mean PSNR for every lam in the grid
+
+
+def selected_iterations(mse: np.ndarray, bpp: np.ndarray, lams: np.ndarray) -> np.ndarray:
+    """argmin_t (lam * mse_t + bpp_t^2) for every lam: one index per lam (first on ties)."""
+    e = lams[:, None] * mse[None, :] + (bpp * bpp)[None, :]
+    return np.argmin(e, axis=1)
+
+
+def search_lambda(
+    runs: Sequence[dict[str, np.ndarray]], lams: np.ndarray = LAM_GRID
+) -> tuple[float, np.ndarray]:
+    """The lam maximising mean PSNR at t_hat over recorded runs, and the mean-PSNR curve.
+
+    Each run holds per-iteration "mse", "bpp" (JPEG bytes per pixel) and "psnr" arrays.
+    Among equally good lams it takes the middle of the widest best plateau (in log lam),
+    the choice least sensitive to a slightly wrong sigma.
+
+    >>> t = np.arange(1, 101, dtype=float)
+    >>> run = {"mse": 1 / t, "bpp": t / 64, "psnr": 40 - np.abs(t - 30.0)}
+    >>> lam, curve = search_lambda([run])
+    >>> float(curve.max())
+    40.0
+    """
+    if not runs:
+        raise DipstopError("no recorded runs to calibrate on; run `dipstop calibrate` first")
+    total = np.zeros(lams.size)
+    for run in runs:
+        idx = selected_iterations(run["mse"], run["bpp"], lams)
+        total += run["psnr"][idx]
+    curve = total / len(runs)
+    best = np.flatnonzero(curve >= curve.max() - 1e-9)
+    # widest run of consecutive best indices, then its middle
+    splits = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)
+    widest = max(splits, key=len)
+    return float(lams[widest[len(widest) // 2]]), curve
+
+
+def calibrate_from_store(
+    store: ResultStore, width: int, crop: int | None, iters: int | None = None
+) -> list[LambdaChoice]:
+    """One LambdaChoice per sigma from the store's calibration runs at this width and crop.
+
+    `iters` truncates the series (a calibration for a smaller T than was recorded).
+    """
+    groups: dict[float, list[dict[str, np.ndarray]]] = {}
+    for run in store.runs("calibration"):
+        if run.spec["width"] != width or run.spec["crop"] != crop:
+            continue
+        series = {k: v[:iters] if iters else v for k, v in run.series.items()}
+        series["bpp"] = series["jpeg_bytes"] / run.summary["pixels"]
+        groups.setdefault(run.spec["sigma"], []).append(series)
+    choices = []
+    for sigma in sorted(groups):
+        runs = groups[sigma]
+        lam, curve = search_lambda(runs)
+        peak = float(np.mean([r["psnr"].max() for r in runs]))
+        choices.append(LambdaChoice(sigma, lam, float(curve.max()), peak, len(runs), curve))
+    return choices

@@ -1,0 +1,278 @@
+"""The `dipstop` command line: a thin layer over the Python API.
+
+Every user-fixable problem surfaces as one line `dipstop: error: ...` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dipstop.errors import DipstopError
+from dipstop.protocols import PROTOCOLS, get_protocol
+from dipstop.runtime import set_threads, tune_allocator
+
+
+def _sigma_list(text: str) -> list[float]:
+    """'5,15,25' or '5:75:10' (start:stop:step, inclusive) as a list of floats."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(x) for x in text.split(":"))
+            return [float(v) for v in _inclusive_range(start, stop, step)]
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"bad sigma list {text!r}; write e.g. 5,15,25 or 5:75:5"
+        ) from None
+
+
+def _inclusive_range(start: float, stop: float, step: float) -> list[float]:
+    if step <= 0:
+        raise ValueError
+    out, v = [], start
+    while v <= stop + 1e-9:
+        out.append(round(v, 6))
+        v += step
+    return out
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--protocol",
+        default="cpu",
+        choices=sorted(PROTOCOLS),
+        help="named settings (width, T, S, crop); options below override them",
+    )
+    p.add_argument(
+        "--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)"
+    )
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _add_fit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="noise std on the 0-255 scale (default: estimated from the image)",
+    )
+    p.add_argument(
+        "--lam",
+        type=float,
+        default=None,
+        help="CIFS weight lam = paper lambda / (H*W), MSE on [0,1] (default: from sigma)",
+    )
+    p.add_argument("--width", type=int, default=None, help="network width (channels)")
+    p.add_argument("-T", "--max-iters", type=int, default=None, help="iteration budget T")
+    p.add_argument("-S", "--patience", type=int, default=None, help="patience S of the stop rule")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate")
+    p.add_argument("--z-noise-std", type=float, default=None, help="std of the z perturbation")
+    p.add_argument("--seed", type=int, default=0, help="seed for network, input and noise")
+    p.add_argument("--clean", default=None, help="clean reference image: adds PSNR to the report")
+    p.add_argument("--report", default=None, help="folder for series.csv, curves.png, summary.json")
+    p.add_argument("--table", default=None, help="lam(sigma) table JSON (default: shipped one)")
+    _add_common(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dipstop",
+        description="Deep Image Prior denoising that stops itself (JPEG-size early stopping).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    den = sub.add_parser("denoise", help="denoise an image file")
+    den.add_argument("input", help="noisy image (PNG, TIFF, JPEG; 8 or 16 bit; gray, RGB, RGBA)")
+    den.add_argument(
+        "-o", "--output", default=None, help="denoised image (default: INPUT_dipstop.png)"
+    )
+    _add_fit_options(den)
+
+    demo = sub.add_parser("demo", help="denoise the bundled sample image (astronaut, sigma 25)")
+    demo.add_argument("--out", default="out/demo", help="folder for the images and report")
+    _add_fit_options(demo)
+
+    cal = sub.add_parser("calibrate", help="record DIP runs on clean images and fit lam(sigma)")
+    cal.add_argument("--images", required=True, help="folder of clean training images")
+    cal.add_argument("--n-images", type=int, default=8, help="images used (evenly spaced)")
+    cal.add_argument("--sigmas", type=_sigma_list, default=_sigma_list("5,15,25,35,50,75"))
+    cal.add_argument("--seeds", type=int, default=1, help="seeds per image and sigma")
+    cal.add_argument("--iters", type=int, default=None, help="iterations recorded (default: T)")
+    cal.add_argument(
+        "--crop", type=int, default=None, help="centre-crop side (default: protocol's)"
+    )
+    cal.add_argument("--width", type=int, default=None, help="network width (default: protocol's)")
+    cal.add_argument("--store", default="results/calibration.sqlite", help="results store")
+    cal.add_argument("--table", default=None, help="write the lam(sigma) table here (JSON)")
+    cal.add_argument("--search-only", action="store_true", help="only search the stored runs")
+    _add_common(cal)
+    return parser
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from dipstop.calibration import calibrate_from_store, list_images, record
+    from dipstop.lambda_table import write_table
+    from dipstop.store import ResultStore
+
+    protocol = get_protocol(args.protocol).with_(crop=args.crop, width=args.width)
+    files = list_images(args.images)
+    if args.n_images < 1:
+        raise DipstopError("--n-images must be at least 1")
+    step = max(1, len(files) // args.n_images)
+    chosen = files[::step][: args.n_images]
+    store = ResultStore(args.store)
+    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    if not args.search_only:
+        record(
+            chosen, args.sigmas, protocol, store, range(args.seeds), args.iters, args.device, log
+        )
+    iters = args.iters or protocol.max_iters
+    choices = calibrate_from_store(store, protocol.width, protocol.crop, iters)
+    for c in choices:
+        print(
+            f"sigma {c.sigma:5.1f}: lam {c.lam:10.4g}  PSNR at argmin E {c.mean_psnr:6.2f} dB  "
+            f"(peak {c.mean_peak_psnr:6.2f} dB, {c.n_runs} runs)"
+        )
+    if args.table:
+        entries = [
+            {
+                "sigma": c.sigma,
+                "lam": c.lam,
+                "mean_psnr": round(c.mean_psnr, 4),
+                "mean_peak_psnr": round(c.mean_peak_psnr, 4),
+                "n_runs": c.n_runs,
+            }
+            for c in choices
+        ]
+        provenance = {
+            "command": "dipstop " + " ".join(sys.argv[1:]),
+            "date": datetime.date.today().isoformat(),
+            "images": [p.name for p in chosen],
+            "image_folder": Path(args.images).name,
+            "sigmas": args.sigmas,
+            "iters": iters,
+            "selection": "argmin_t E_t over all recorded iterations (paper Sec. 3.2)",
+        }
+        write_table(args.table, entries, protocol.as_dict(), provenance)
+        print(f"wrote {args.table}")
+    return 0
+
+
+def _fit_kwargs(args: argparse.Namespace) -> dict:
+    return dict(
+        sigma=args.sigma,
+        lam=args.lam,
+        protocol=args.protocol,
+        width=args.width,
+        max_iters=args.max_iters,
+        patience=args.patience,
+        lr=args.lr,
+        z_noise_std=args.z_noise_std,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet and sys.stderr.isatty(),
+        table=args.table,
+    )
+
+
+def _denoise_file(args: argparse.Namespace, src: Path, dst: Path, clean: Path | None) -> int:
+    from dipstop.api import denoise
+    from dipstop.imageio import check_writable, join_array, read_image, write_image
+
+    check_writable(dst)
+    if args.report:
+        _check_folder(Path(args.report))
+    image = read_image(src)
+    clean_px = None
+    if clean is not None:
+        clean_img = read_image(clean)
+        clean_px = join_array(clean_img.pixels, clean_img)
+    raw = join_array(image.pixels, image)
+    out, result = denoise(raw, clean=clean_px, **_fit_kwargs(args))
+    write_image(dst, out)
+    if args.report:
+        from dipstop.report import write_run_report
+
+        write_run_report(result, args.report)
+    if not args.quiet:
+        how = "estimated" if result.sigma_estimated else "given"
+        stop = (
+            f"stopped at t*={result.stop_iteration} after {result.iterations_run} iterations"
+            if result.stopped_early
+            else f"no stop before T={result.iterations_run}; returned t*={result.stop_iteration}"
+        )
+        print(
+            f"sigma {result.sigma:.1f} ({how}), lam {result.lam:.4g}: {stop}, "
+            f"{result.seconds:.0f} s -> {dst}"
+        )
+        if result.psnr is not None:
+            print(
+                f"PSNR {result.psnr:.2f} dB at t* (peak {result.peak_psnr:.2f} dB "
+                f"at t={result.peak_iteration})"
+            )
+        for note in result.notes:
+            print(f"note: {note}")
+    return 0
+
+
+def _check_folder(folder: Path) -> None:
+    import os
+
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise DipstopError(f"cannot create report folder {folder}; choose a writable --report")
+
+
+def cmd_denoise(args: argparse.Namespace) -> int:
+    src = Path(args.input)
+    dst = Path(args.output) if args.output else src.with_name(src.stem + "_dipstop.png")
+    return _denoise_file(args, src, dst, Path(args.clean) if args.clean else None)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dipstop.imageio import write_image
+    from dipstop.sample import sample_pair
+
+    out = Path(args.out)
+    _check_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
+    clean, noisy = sample_pair()
+    write_image(out / "clean.png", clean)
+    write_image(out / "noisy.png", noisy)
+    if args.report is None:
+        args.report = str(out / "report")
+    if not args.quiet:
+        from dipstop.criteria import psnr
+
+        print(
+            f"sample: {out / 'noisy.png'} ({clean.shape[1]}x{clean.shape[0]}, sigma 25), "
+            f"PSNR {psnr(noisy / 255.0, clean / 255.0):.2f} dB"
+        )
+    return _denoise_file(args, out / "noisy.png", out / "denoised.png", out / "clean.png")
+
+
+COMMANDS = {"denoise": cmd_denoise, "demo": cmd_demo, "calibrate": cmd_calibrate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    tune_allocator()
+    set_threads(args.threads)
+    try:
+        return COMMANDS[args.command](args)
+    except DipstopError as exc:
+        print(f"dipstop: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dipstop: interrupted; finished runs are kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The fitting loop: fits the DIP network to one noisy image and yields every iteration.
+
+Owns what makes a run reproducible and robust: device, seeding, the fixed input z and its
+per-iteration perturbation, reflection padding to the network's size multiple, and the
+divergence guard. Everything else (criteria, stopping, reports) observes the stream.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from dipstop.errors import DipstopError
+from dipstop.network import MULTIPLE, skip_network
+
+MIN_SIDE = 32  # smaller sides cannot be reflection-padded to the 64 the network needs
+MIN_PADDED = 2 * MULTIPLE  # the deepest BatchNorm needs at least 2x2 pixels
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Everything that determines a fit besides the image. Defaults are the paper's."""
+
+    width: int = 128
+    lr: float = 0.01
+    input_depth: int = 32
+    z_scale: float = 0.1  # z ~ U(0, z_scale)
+    z_noise_std: float = 1.0 / 30.0  # std of the fresh N(0, s^2) added to z each iteration
+    seed: int = 0
+    guard_db: float = 5.0  # restore when PSNR to the noisy image drops by more than this
+    snapshot_every: int = 50
+    max_restores: int = 20
+
+
+@dataclass
+class Iteration:
+    """One Adam step: `output` is y_t = f(z_t) before the step, cropped to the input size."""
+
+    t: int  # 1-based iteration number
+    loss: float  # MSE(y_t, x0) on the [0, 1] scale, over the input's own pixels
+    output: torch.Tensor  # 1 x C x H x W, detached, on the fitting device
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """CUDA when available and nothing was asked for, else CPU; reject unknown devices."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise DipstopError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DipstopError("device 'cuda' asked for but no CUDA GPU is available; use --device cpu")
+    return dev
+
+
+def padding_for(height: int, width: int) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) reflection padding up to a multiple of 32, at least 64."""
+    if min(height, width) < MIN_SIDE:
+        raise DipstopError(
+            f"image is {width}x{height}; dipstop needs both sides of at least {MIN_SIDE} pixels "
+            "(upscale or use a larger image)"
+        )
+
+    def split(n: int) -> tuple[int, int]:
+        target = max(MIN_PADDED, -(-n // MULTIPLE) * MULTIPLE)
+        extra = target - n
+        return extra // 2, extra - extra // 2
+
+    top, bottom = split(height)
+    left, right = split(width)
+    return left, right, top, bottom
+
+
+class Fitter:
+    """Fits DIP to `noisy` (C x H x W, float in [0, 1]); `run(T)` yields each iteration.
+
+    The loss is the MSE over the input's own pixels; the network sees a reflection-padded
+    canvas whose sides are multiples of 32. A NaN loss, or a loss more than `guard_db`
+    above the previous one (the original DIP's guard), restores the last good snapshot of
+    network and optimiser and retries the iteration; repeated failures raise DipstopError.
+    The generator can be abandoned at any time (online stopping does so).
+
+    >>> fitter = Fitter(torch.rand(1, 64, 64), FitSettings(width=8))
+    >>> [it.t for it in fitter.run(3)]
+    [1, 2, 3]
+    """
+
+    def __init__(
+        self,
+        noisy: torch.Tensor,
+        settings: FitSettings = FitSettings(),
+        device: str | torch.device | None = None,
+    ) -> None:
+        if noisy.ndim != 3:
+            raise ValueError("noisy must be C x H x W")
+        self.settings = settings
+        self.device = resolve_device(device)
+        channels, self.height, self.width = noisy.shape
+        self.pad = padding_for(self.height, self.width)
+        left, right, top, bottom = self.pad
+        self.x0 = noisy.to(self.device, torch.float32).unsqueeze(0)
+
+        gen = torch.Generator().manual_seed(settings.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(settings.seed)
+            net = skip_network(channels, settings.width, settings.input_depth)
+        self.net = net.to(self.device).train()
+        self.shape = (
+            1,
+            settings.input_depth,
+            self.height + top + bottom,
+            self.width + left + right,
+        )
+        self.z = (torch.rand(self.shape, generator=gen) * settings.z_scale).to(self.device)
+        self.noise_gen = torch.Generator(device=self.device).manual_seed(settings.seed + 1)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=settings.lr)
+        self.restores = 0
+
+    def run(self, max_iters: int) -> Iterator[Iteration]:
+        """Take `max_iters` Adam steps, yielding the output each one was computed from."""
+        s = self.settings
+        left, _, top, _ = self.pad
+        snapshot, snapshot_loss = _snapshot(self.net, self.opt), math.inf
+        previous_loss = math.inf
+        t = 0
+        while t < max_iters:
+            z_t = self.z + s.z_noise_std * torch.randn(
+                self.shape, generator=self.noise_gen, device=self.device, dtype=self.z.dtype
+            )
+            y = self.net(z_t)[:, :, top : top + self.height, left : left + self.width]
+            loss = F.mse_loss(y, self.x0)
+            value = loss.item()
+            if not math.isfinite(value) or value > previous_loss * 10 ** (s.guard_db / 10):
+                self.restores += 1
+                if self.restores > s.max_restores:
+                    raise DipstopError(
+                        f"the fit diverged {self.restores} times (loss {value:.3g} at iteration "
+                        f"{t + 1}); lower the learning rate (--lr)"
+                    )
+                _restore(self.net, self.opt, snapshot)
+                previous_loss = snapshot_loss
+                continue
+            t += 1
+            if t % s.snapshot_every == 0:
+                snapshot, snapshot_loss = _snapshot(self.net, self.opt), value
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            previous_loss = value
+            yield Iteration(t, value, y.detach())
+
+
+def _snapshot(net: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Copies of network and optimiser state, taken before a step whose input was verified."""
+    return copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict())
+
+
+def _restore(net: torch.nn.Module, opt: torch.optim.Optimizer, snap: tuple[dict, dict]) -> None:
+    net.load_state_dict(snap[0])
+    opt.load_state_dict(copy.deepcopy(snap[1]))

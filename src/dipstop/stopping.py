@@ -1,0 +1,82 @@
+"""The paper's Eq. 4 stopping rule, offline on a recorded series and online on a stream.
+
+t* is the smallest t whose value is the minimum of M over [t, t + S] (ties keep the earlier
+t); if no such t has all S successors recorded, t* is the last iteration. Online this is
+"the running minimum has not strictly improved for S iterations": a run may stop at t* + S.
+Both forms agree exactly (tests/test_stopping.py checks it on random series).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def detect_offline(values: np.ndarray | list[float], patience: int) -> int:
+    """Index of the detected stop in a recorded series (0-based), by Eq. 4.
+
+    NaN counts as +inf (never a minimum). Returns len(values) - 1 when no index qualifies.
+
+    >>> detect_offline([5, 3, 4, 4, 6, 2], patience=2)
+    1
+    >>> detect_offline([5, 4, 3, 2, 1], patience=2)
+    4
+    """
+    m = np.asarray(values, dtype=np.float64)
+    if m.ndim != 1 or m.size == 0:
+        raise ValueError("detect_offline needs a non-empty 1-D series")
+    if patience < 1:
+        raise ValueError("patience must be at least 1")
+    m = np.where(np.isnan(m), np.inf, m)
+    n = m.size
+    if n <= patience:
+        return n - 1
+    # min over the S values after each t: a sliding-window minimum via a strided view
+    windows = np.lib.stride_tricks.sliding_window_view(m[1:], patience)  # rows t=0..n-S-1
+    following_min = windows.min(axis=1)
+    qualifies = m[: n - patience] <= following_min
+    hits = np.flatnonzero(qualifies)
+    return int(hits[0]) if hits.size else n - 1
+
+
+@dataclass
+class OnlineStopper:
+    """Eq. 4 on a stream: feed values in order; `done` turns true at t* + S.
+
+    `best_index` is the running-minimum index (t* once done); `improved` says whether the
+    last value became the new running minimum, so the caller knows to keep that output.
+
+    >>> s = OnlineStopper(patience=2)
+    >>> [s.update(v) for v in [5, 3, 4, 4]]
+    [False, False, False, True]
+    >>> s.best_index
+    1
+    """
+
+    patience: int
+    best_value: float = math.inf
+    best_index: int = -1
+    count: int = 0
+    improved: bool = False
+
+    def __post_init__(self) -> None:
+        if self.patience < 1:
+            raise ValueError("patience must be at least 1")
+
+    def update(self, value: float) -> bool:
+        """Take the next value; return True when the rule has fired (t* is then fixed)."""
+        if self.done:
+            return True
+        index = self.count
+        self.count += 1
+        v = math.inf if math.isnan(value) else float(value)
+        self.improved = v < self.best_value or self.best_index < 0
+        if self.improved:
+            self.best_value, self.best_index = v, index
+        return self.done
+
+    @property
+    def done(self) -> bool:
+        return self.best_index >= 0 and self.count - 1 - self.best_index >= self.patience

@@ -1,0 +1,27 @@
+"""Shared fixtures: paths into ../shared (read in place, never copied) and tiny images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(os.environ.get("DIPSTOP_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not (SHARED / "data").is_dir():
+        pytest.skip(f"../shared not found at {SHARED} (set DIPSTOP_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def smooth_rgb() -> np.ndarray:
+    """A 64x64 uint8 crop of the public-domain astronaut photo, shrunk so it is smooth."""
+    import cv2
+    from skimage import data
+
+    return cv2.resize(data.astronaut(), (64, 64), interpolation=cv2.INTER_AREA)
