@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SHARED = Path(os.environ.get("DIPSTOP_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared"))
+SHARED = Path(
+    os.environ.get("DIPSTOP_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")
+)
 
 
 @pytest.fixture(scope="session")

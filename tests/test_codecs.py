@@ -35,8 +35,10 @@ def test_byte_count_equals_opencv_on_random_images(seed):
 
 def test_noise_makes_jpegs_bigger(smooth_rgb):
     rng = np.random.default_rng(0)
-    sizes = [jpeg_bytes(to_uint8(smooth_rgb / 255 + rng.normal(0, s / 255, smooth_rgb.shape)))
-             for s in (0, 10, 25, 50)]
+    sizes = [
+        jpeg_bytes(to_uint8(smooth_rgb / 255 + rng.normal(0, s / 255, smooth_rgb.shape)))
+        for s in (0, 10, 25, 50)
+    ]
     assert sizes == sorted(sizes) and sizes[-1] > 1.2 * sizes[0]
 
 

@@ -38,8 +38,11 @@ def test_five_downsampling_convolutions_with_reflection_padding():
     net = skip_network(3, 16)
     strided = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
     assert len(strided) == 5
-    assert all(m.padding == (0, 0) and m.bias is not None for m in net.modules()
-               if isinstance(m, torch.nn.Conv2d))
+    assert all(
+        m.padding == (0, 0) and m.bias is not None
+        for m in net.modules()
+        if isinstance(m, torch.nn.Conv2d)
+    )
     assert any(isinstance(m, torch.nn.ReflectionPad2d) for m in net.modules())
 
 

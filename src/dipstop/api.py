@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from dipstop.criteria import CifsCriterion, paper_lambda
 from dipstop.errors import DipstopError
-from dipstop.fitting import Fitter
+from dipstop.fitting import Fitter, padding_for, resolve_device
 from dipstop.imageio import LoadedImage, join_array, split_array
 from dipstop.lambda_table import lam_for_sigma, load_table
 from dipstop.noise import estimate_sigma
@@ -94,6 +94,8 @@ def denoise(
         raise DipstopError("max_iters, patience and width must be at least 1")
     x = loaded.pixels
     height, width_px = x.shape[:2]
+    padding_for(height, width_px)  # too-small images and bad devices fail before any work
+    dev = resolve_device(device)
     notes: list[str] = []
     sigma_estimated = sigma is None
     if sigma is None:
@@ -117,7 +119,7 @@ def denoise(
             )
         clean_t = torch.from_numpy(clean_px).permute(2, 0, 1).unsqueeze(0)
 
-    fitter = Fitter(torch.from_numpy(x).permute(2, 0, 1), proto.fit_settings(seed), device)
+    fitter = Fitter(torch.from_numpy(x).permute(2, 0, 1), proto.fit_settings(seed), dev)
     if clean_t is not None:
         clean_t = clean_t.to(fitter.device)
     criterion = CifsCriterion(lam)

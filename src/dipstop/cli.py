@@ -78,12 +78,20 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     _add_common(p)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, like every other dipstop error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        message = message.replace("\n", " ")
+        self.exit(2, f"dipstop: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dipstop",
         description="Deep Image Prior denoising that stops itself (JPEG-size early stopping).",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     den = sub.add_parser("denoise", help="denoise an image file")
     den.add_argument("input", help="noisy image (PNG, TIFF, JPEG; 8 or 16 bit; gray, RGB, RGBA)")

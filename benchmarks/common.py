@@ -1,0 +1,35 @@
+"""Shared helpers for benchmark scripts: machine description and result saving."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+SHARED = Path(os.environ.get("DIPSTOP_SHARED", HERE.parent.parent / "shared"))
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def save(name: str, payload: dict) -> Path:
+    """Write benchmarks/results/NAME.json with the machine description added."""
+    out = HERE / "results" / f"{name}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"machine": machine(), **payload}, indent=1))
+    print(f"saved {out.relative_to(HERE.parent)}")
+    return out

@@ -1,0 +1,117 @@
+import sqlite3
+
+import cv2
+import numpy as np
+import pytest
+
+from dipstop.calibration import (
+    calibrate_from_store,
+    list_images,
+    record,
+    search_lambda,
+    selected_iterations,
+)
+from dipstop.cli import main
+from dipstop.errors import DipstopError
+from dipstop.lambda_table import lam_for_sigma, load_table
+from dipstop.protocols import get_protocol
+from dipstop.store import ResultStore
+
+TINY = get_protocol("cpu").with_(width=8, crop=64, max_iters=12)
+
+
+@pytest.fixture
+def image_folder(tmp_path, smooth_rgb):
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    big = cv2.resize(smooth_rgb, (80, 72))
+    cv2.imwrite(str(folder / "a.png"), big)
+    cv2.imwrite(str(folder / "b.jpg"), big[:, ::-1])
+    (folder / "notes.txt").write_text("ignored")
+    return folder
+
+
+def test_selected_iteration_moves_later_as_lam_grows():
+    t = np.arange(1, 201, dtype=float)
+    mse, bpp = 1.0 / t, 0.01 * t
+    idx = selected_iterations(mse, bpp, np.array([1e-2, 1.0, 100.0, 1e4]))
+    assert list(idx) == sorted(idx) and idx[0] < 5 and idx[-1] == 199
+    # the continuous optimum of lam/t + 1e-4 t^2 is t = (lam / 2e-4)^(1/3)
+    assert abs((idx[2] + 1) - (100 / 2e-4) ** (1 / 3)) <= 1
+
+
+def test_search_finds_the_lam_whose_stop_is_the_peak():
+    t = np.arange(1, 301, dtype=float)
+    runs = [
+        {"mse": 1.0 / t, "bpp": 0.01 * t, "psnr": 30 - np.abs(t - peak) / 10}
+        for peak in (70, 80, 90)
+    ]
+    lam, curve = search_lambda(runs)
+    stop = selected_iterations(runs[0]["mse"], runs[0]["bpp"], np.array([lam]))[0] + 1
+    assert stop == 80 and curve.max() == pytest.approx(30 - 2 / 3)
+
+
+def test_record_resumes_without_duplicates_and_calibrates(tmp_path, image_folder):
+    store = ResultStore(tmp_path / "cal.sqlite")
+    images = list_images(image_folder)
+    assert [p.name for p in images] == ["a.png", "b.jpg"]
+    assert record(images[:1], [25], TINY, store, log=lambda m: None) == 1
+    assert record(images, [25, 50], TINY, store, log=lambda m: None) == 3  # 1 kept, 3 new
+    assert record(images, [25, 50], TINY, store, log=lambda m: None) == 0
+    runs = list(store.runs("calibration"))
+    assert len(runs) == 4 and len({r.key for r in runs}) == 4
+    assert all(r.series["psnr"].shape == (12,) for r in runs)
+    choices = calibrate_from_store(store, TINY.width, TINY.crop)
+    assert [c.sigma for c in choices] == [25.0, 50.0]
+    assert all(
+        c.lam > 0 and c.n_runs == 2 and c.mean_psnr <= c.mean_peak_psnr + 1e-9 for c in choices
+    )
+
+
+def test_cli_calibrate_writes_a_usable_table(tmp_path, image_folder):
+    table = tmp_path / "table.json"
+    rc = main(
+        [
+            "calibrate",
+            "--images",
+            str(image_folder),
+            "--n-images",
+            "2",
+            "--sigmas",
+            "15,30",
+            "--iters",
+            "10",
+            "--width",
+            "8",
+            "--crop",
+            "64",
+            "--store",
+            str(tmp_path / "c.sqlite"),
+            "--table",
+            str(table),
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    doc = load_table(table)
+    assert [e["sigma"] for e in doc["entries"]] == [15.0, 30.0]
+    assert doc["provenance"]["images"] == ["a.png", "b.jpg"]
+    assert doc["protocol"]["width"] == 8
+    lo, hi = (e["lam"] for e in doc["entries"])
+    assert min(lo, hi) <= lam_for_sigma(20, doc) <= max(lo, hi)
+
+
+def test_store_written_by_another_version_is_refused(tmp_path):
+    path = tmp_path / "old.sqlite"
+    ResultStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value='0' WHERE name='schema'")
+    with pytest.raises(DipstopError, match="schema 0"):
+        ResultStore(path)
+
+
+def test_a_non_database_file_is_refused(tmp_path):
+    path = tmp_path / "junk.sqlite"
+    path.write_text("not sqlite at all, just some text that is long enough" * 20)
+    with pytest.raises(DipstopError, match="not a dipstop results store"):
+        ResultStore(path)

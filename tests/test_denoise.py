@@ -1,0 +1,94 @@
+"""End to end: the API and the CLI give the whole image back, denoised, in its own format."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dipstop.api import denoise
+from dipstop.cli import main
+from dipstop.criteria import psnr
+from dipstop.noise import add_gaussian_noise
+
+QUICK = dict(width=8, max_iters=4, patience=2, lam=50.0)
+
+
+def test_tiny_denoise_raises_psnr_over_the_noisy_input(smooth_rgb):
+    noisy = np.rint(add_gaussian_noise(smooth_rgb / 255, 50, seed=0) * 255).astype(np.uint8)
+    out, res = denoise(noisy, clean=smooth_rgb, width=16, max_iters=400, patience=50, lam=50.0)
+    before, after = psnr(noisy / 255, smooth_rgb / 255), psnr(out / 255, smooth_rgb / 255)
+    assert after > before + 2.0, (before, after)
+    assert res.stopped_early and res.iterations_run == res.stop_iteration + 50
+    assert res.psnr == pytest.approx(after, abs=0.05)  # the returned image is y_{t*}
+    assert res.series["criterion"][res.stop_iteration - 1] == res.series["criterion"].min()
+
+
+def test_gray_uint8_comes_back_gray_uint8(smooth_rgb):
+    gray = cv2.cvtColor(smooth_rgb, cv2.COLOR_RGB2GRAY)[:, :50]
+    out, res = denoise(gray, **QUICK)
+    assert out.shape == (64, 50) and out.dtype == np.uint8
+    assert res.settings["width"] == 8 and res.paper_lambda == pytest.approx(50.0 * 64 * 50)
+
+
+def test_rgba_alpha_is_passed_through_untouched(smooth_rgb):
+    alpha = np.random.default_rng(0).integers(0, 256, (64, 64, 1), dtype=np.uint8)
+    rgba = np.concatenate([smooth_rgb, alpha], axis=2)
+    out, _ = denoise(rgba, **QUICK)
+    assert out.shape == (64, 64, 4) and np.array_equal(out[:, :, 3], alpha[:, :, 0])
+
+
+def test_pil_in_pil_out_and_tensor_in_tensor_out(smooth_rgb):
+    out, _ = denoise(Image.fromarray(smooth_rgb), **QUICK)
+    assert isinstance(out, Image.Image) and out.size == (64, 64) and out.mode == "RGB"
+    t = torch.from_numpy(smooth_rgb).permute(2, 0, 1).float().unsqueeze(0) / 255
+    out_t, _ = denoise(t, **QUICK)
+    assert isinstance(out_t, torch.Tensor) and out_t.shape == t.shape
+    assert float(out_t.min()) >= 0 and float(out_t.max()) <= 1
+
+
+def test_cli_keeps_16_bit_depth_and_writes_a_report(tmp_path, smooth_rgb):
+    src = tmp_path / "in16.png"
+    img16 = (cv2.resize(smooth_rgb, (70, 48)).astype(np.uint16) * 257)[:, :, ::-1]
+    cv2.imwrite(str(src), img16)
+    dst, report = tmp_path / "out.png", tmp_path / "rep"
+    rc = main(
+        [
+            "denoise",
+            str(src),
+            "-o",
+            str(dst),
+            "--width",
+            "8",
+            "-T",
+            "6",
+            "-S",
+            "2",
+            "--lam",
+            "50",
+            "--clean",
+            str(src),
+            "--report",
+            str(report),
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    back = cv2.imread(str(dst), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16 and back.shape == (48, 70, 3)
+    header = (report / "series.csv").read_text().splitlines()[0]
+    assert header == "iteration,loss,jpeg_bytes,criterion,psnr"
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["lam"] == 50.0 and summary["iterations_run"] <= 6
+    assert (report / "curves.png").stat().st_size > 10_000
+
+
+def test_cli_reads_jpeg_input(tmp_path, smooth_rgb):
+    src = tmp_path / "in.jpg"
+    cv2.imwrite(str(src), smooth_rgb)
+    rc = main(["denoise", str(src), "--width", "8", "-T", "3", "-S", "2", "--lam", "50", "--quiet"])
+    assert rc == 0
+    out = cv2.imread(str(tmp_path / "in_dipstop.png"))
+    assert out.shape == (64, 64, 3)

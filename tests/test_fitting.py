@@ -1,0 +1,74 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dipstop.errors import DipstopError
+from dipstop.fitting import FitSettings, Fitter
+
+TINY = FitSettings(width=8, snapshot_every=5)
+
+
+def outputs(noisy, settings, n):
+    return [it.output.clone() for it in Fitter(noisy, settings).run(n)]
+
+
+def test_same_seed_same_output_on_cpu():
+    noisy = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    a = outputs(noisy, TINY, 6)
+    b = outputs(noisy, TINY, 6)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    c = outputs(noisy, FitSettings(width=8, seed=1), 6)
+    assert not torch.equal(a[-1], c[-1])
+
+
+def test_output_has_the_input_size_and_loss_is_the_mse_on_it():
+    noisy = torch.rand(1, 40, 70)
+    it = next(Fitter(noisy, TINY).run(1))
+    assert it.output.shape == (1, 1, 40, 70)
+    assert it.loss == pytest.approx(float(torch.mean((it.output - noisy) ** 2)), rel=1e-5)
+
+
+def test_loss_falls_while_fitting():
+    noisy = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    losses = [it.loss for it in Fitter(noisy, TINY).run(60)]
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_divergence_guard_recovers_from_an_injected_nan():
+    noisy = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    fitter = Fitter(noisy, TINY)
+    seen = []
+    for it in fitter.run(30):
+        seen.append((it.t, it.loss))
+        if it.t == 12:  # poison the weights, as a numerical blow-up would
+            with torch.no_grad():
+                next(fitter.net.parameters()).fill_(float("nan"))
+    assert [t for t, _ in seen] == list(range(1, 31))
+    assert all(math.isfinite(v) for _, v in seen)
+    assert fitter.restores >= 1
+    assert all(torch.isfinite(p).all() for p in fitter.net.parameters())
+
+
+def test_repeated_divergence_is_a_clear_error():
+    noisy = torch.rand(1, 64, 64)
+    fitter = Fitter(noisy, FitSettings(width=8, max_restores=3))
+    with torch.no_grad():
+        for p in fitter.net.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(DipstopError, match="learning rate"):
+        list(fitter.run(5))
+
+
+def test_too_small_image_is_a_clear_error():
+    with pytest.raises(DipstopError, match="at least 32"):
+        Fitter(torch.rand(3, 20, 64), TINY)
+
+
+def test_unknown_or_missing_device_is_a_clear_error():
+    with pytest.raises(DipstopError, match="device"):
+        Fitter(torch.rand(3, 64, 64), TINY, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DipstopError, match="no CUDA"):
+            Fitter(torch.rand(3, 64, 64), TINY, device="cuda")
