@@ -27,3 +27,10 @@ def smooth_rgb() -> np.ndarray:
     from skimage import data
 
     return cv2.resize(data.astronaut(), (64, 64), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(autouse=True)
+def _models_from_shared(monkeypatch):
+    """Tests read model files from ../shared/models, never from the network."""
+    if (SHARED / "models").is_dir() and "DIPSTOP_MODELS" not in os.environ:
+        monkeypatch.setenv("DIPSTOP_MODELS", str(SHARED / "models"))
