@@ -118,6 +118,41 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--table", default=None, help="write the lam(sigma) table here (JSON)")
     cal.add_argument("--search-only", action="store_true", help="only search the stored runs")
     _add_common(cal)
+
+    bench = sub.add_parser("bench", help="run a data set x sigma x seed grid into a results store")
+    bench.add_argument("--data", required=True, help="folder of clean images (e.g. CBSD68)")
+    bench.add_argument("--sigmas", type=_sigma_list, default=_sigma_list("15,25,50"))
+    bench.add_argument("--seeds", type=int, default=1, help="seeds per image and sigma")
+    pick = bench.add_mutually_exclusive_group()
+    pick.add_argument("--images", default=None, help="comma-separated file names to run")
+    pick.add_argument("--n-images", type=int, default=None, help="evenly spaced subset size")
+    bench.add_argument("--every", type=int, default=10, help="BRISQUE/NIQE every k iterations")
+    bench.add_argument("--iters", type=int, default=None, help="T (default: protocol's)")
+    bench.add_argument(
+        "--crop", type=int, default=None, help="centre-crop side (default: protocol's)"
+    )
+    bench.add_argument(
+        "--width", type=int, default=None, help="network width (default: protocol's)"
+    )
+    bench.add_argument("--store", default="results/bench.sqlite", help="results store")
+    bench.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run as Ray tasks (local Ray, or the cluster at ADDRESS)",
+    )
+    _add_common(bench)
+
+    rep = sub.add_parser("report", help="Table 1 and Figures 1-4 from a results store")
+    rep.add_argument("store", help="results store written by dipstop bench")
+    rep.add_argument("--out", default=None, help="report folder (default: STORE's folder/report)")
+    rep.add_argument("-S", "--patience", type=int, default=None, help="S (default: protocol's)")
+    rep.add_argument("--table", default=None, help="lam(sigma) table (default: shipped one)")
+    rep.add_argument("--fig4-image", default=None, help="image for Fig. 4 (default: first)")
+    rep.add_argument("--fig1-folder", default=None, help="data set for Fig. 1 (default: runs')")
+    _add_common(rep)
     return parser
 
 
@@ -265,7 +300,59 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _denoise_file(args, out / "noisy.png", out / "denoised.png", out / "clean.png")
 
 
-COMMANDS = {"denoise": cmd_denoise, "demo": cmd_demo, "calibrate": cmd_calibrate}
+def cmd_bench(args: argparse.Namespace) -> int:
+    from dipstop.calibration import list_images
+    from dipstop.experiments import grid, run_grid
+    from dipstop.store import ResultStore
+
+    protocol = get_protocol(args.protocol).with_(
+        max_iters=args.iters, crop=args.crop, width=args.width
+    )
+    if args.every < 1:
+        raise DipstopError("--every must be at least 1")
+    names = [n.strip() for n in args.images.split(",")] if args.images else None
+    if args.n_images:
+        files = list_images(args.data)
+        names = [f.name for f in files[:: max(1, len(files) // args.n_images)][: args.n_images]]
+    specs = grid(args.data, args.sigmas, protocol, range(args.seeds), names, args.every)
+    store = ResultStore(args.store)
+    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    run_grid(specs, store, args.device, args.ray or None, args.ray is not None, log)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from dipstop.lambda_table import load_table
+    from dipstop.paper_report import build_report
+    from dipstop.store import ResultStore
+
+    path = Path(args.store)
+    if not path.is_file():
+        raise DipstopError(f"no results store at {path}; run dipstop bench --store {path} first")
+    store = ResultStore(path)
+    patience = args.patience or get_protocol(args.protocol).patience
+    out = Path(args.out) if args.out else path.parent / "report"
+    report = build_report(
+        store,
+        out,
+        patience,
+        load_table(args.table),
+        args.fig4_image,
+        Path(args.fig1_folder) if args.fig1_folder else None,
+        args.device,
+    )
+    if not args.quiet:
+        print(f"wrote {report}")
+    return 0
+
+
+COMMANDS = {
+    "denoise": cmd_denoise,
+    "demo": cmd_demo,
+    "calibrate": cmd_calibrate,
+    "bench": cmd_bench,
+    "report": cmd_report,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

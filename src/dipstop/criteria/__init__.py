@@ -4,6 +4,7 @@
 - `wmv`, `brisque`, `niqe`: the paper's comparison criteria (Sec. 4.2)
 """
 
+from dipstop.criteria.brisque import BrisqueCriterion
 from dipstop.criteria.cifs import (
     CifsCriterion,
     cifs_value,
@@ -11,5 +12,16 @@ from dipstop.criteria.cifs import (
     paper_lambda,
     psnr,
 )
+from dipstop.criteria.niqe import NiqeCriterion
+from dipstop.criteria.wmv import WmvCriterion
 
-__all__ = ["CifsCriterion", "cifs_value", "output_to_uint8", "paper_lambda", "psnr"]
+__all__ = [
+    "BrisqueCriterion",
+    "CifsCriterion",
+    "NiqeCriterion",
+    "WmvCriterion",
+    "cifs_value",
+    "output_to_uint8",
+    "paper_lambda",
+    "psnr",
+]

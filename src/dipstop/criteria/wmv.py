@@ -1,0 +1,112 @@
+"""ES-WMV (Wang et al. 2023, "Early stopping for deep image prior"): windowed moving variance.
+
+Keep the last W outputs x_{t-W+1}, ..., x_t. Once the window is full,
+
+    v_t = (1/W) sum_w mean_pixels((x_w - xbar)^2),   xbar = the window's mean image,
+
+and v_t belongs to iteration t (the window's last). Before the window is full there is no value:
+`update` returns NaN, so a series stays aligned with the iterations and the stopping rule
+(which reads NaN as +inf) never stops there.
+
+Cost: O(pixels) per update, not O(W pixels). With the shifted sums over the window
+D1 = sum_w (x_w - K) and D2 = sum_w (x_w - K)^2 for a fixed reference image K,
+
+    v_t = mean_pixels(D2 / W - (D1 / W)^2)
+
+(the variance does not depend on K). Each update adds the new output's terms and subtracts
+those of the output leaving the window. Numerics: the subtraction above cancels when the
+variance is small next to the squared distance from K, and the running sums drift by rounding.
+So the sums are float64 (outputs are float32, so their values and squares enter exactly), and
+every `resync_every` updates they are recomputed exactly from the stored window with K reset to
+the newest output: then |x_w - K| is of the order of the window's own spread, cancellation is
+mild, and drift cannot build up over a 20k-iteration run. The resync costs O(W pixels) once per
+`resync_every` updates. Devices without float64 (Apple MPS) get float32 sums and the same resync.
+
+All arithmetic stays on the outputs' device; the only host synchronisation is turning v_t into a
+Python float. The window is a ring buffer of W outputs on that device (at W = 100 and 3 x 481 x
+321 float32, about 185 MB).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def _accumulator_dtype(device: torch.device) -> torch.dtype:
+    """float64 where the device supports it; MPS has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+class WmvCriterion:
+    """Windowed moving variance of a DIP run's outputs, one value per `update`.
+
+    >>> wmv = WmvCriterion(window=2)
+    >>> [wmv.update(torch.full((1, 1, 2, 2), v)) for v in (0.0, 1.0, 1.0)]
+    [nan, 0.25, 0.0]
+    """
+
+    def __init__(self, window: int = 100, *, resync_every: int = 1000) -> None:
+        if window < 2:
+            raise ValueError("the WMV window needs at least 2 outputs")
+        if resync_every < 1:
+            raise ValueError("resync_every must be at least 1")
+        self.window = window
+        self.resync_every = resync_every
+        self.count = 0  # outputs seen so far
+        self._buf: torch.Tensor | None = None  # W x (output shape), a ring buffer
+        self._ref: torch.Tensor | None = None  # K, in the accumulator dtype
+        self._d1: torch.Tensor | None = None  # sum over the window of (x - K)
+        self._d2: torch.Tensor | None = None  # sum over the window of (x - K)^2
+        self._since_resync = 0
+
+    def update(self, output: torch.Tensor) -> float:
+        """Add iteration t's output (1 x C x H x W in [0, 1]); return v_t, NaN while filling."""
+        x = output.detach()
+        if self._buf is None:
+            self._start(x)
+        assert self._buf is not None and self._ref is not None
+        assert self._d1 is not None and self._d2 is not None
+        if x.shape != self._buf.shape[1:]:
+            raise ValueError(f"output shape {tuple(x.shape)} differs from the first output's")
+        slot = self.count % self.window
+        new = x - self._ref  # type promotion makes these differences accumulator-typed
+        if self.count >= self.window:  # the window is full: the oldest output leaves it
+            old = self._buf[slot] - self._ref
+            self._d1.add_(new).sub_(old)
+            self._d2.addcmul_(new, new).addcmul_(old, old, value=-1.0)
+        else:
+            self._d1.add_(new)
+            self._d2.addcmul_(new, new)
+        self._buf[slot].copy_(x)
+        self.count += 1
+        if self.count < self.window:
+            return math.nan
+        self._since_resync += 1
+        if self._since_resync >= self.resync_every:
+            self._resync(x)
+        # mean_pixels(D2 / W - (D1 / W)^2) as two reductions; the one host sync is float(v)
+        d1 = self._d1.reshape(-1)
+        v = (self._d2.sum() - torch.dot(d1, d1) / self.window) / (self.window * d1.numel())
+        return max(float(v), 0.0)  # rounding can leave a tiny negative for a constant window
+
+    def _start(self, x: torch.Tensor) -> None:
+        """Allocate the ring buffer and the sums on x's device; K starts as the first output."""
+        acc = _accumulator_dtype(x.device)
+        self._buf = torch.empty((self.window, *x.shape), dtype=x.dtype, device=x.device)
+        self._ref = x.to(acc).clone()
+        self._d1 = torch.zeros(x.shape, dtype=acc, device=x.device)
+        self._d2 = torch.zeros(x.shape, dtype=acc, device=x.device)
+
+    def _resync(self, newest: torch.Tensor) -> None:
+        """Recompute the sums exactly from the full window, with K = the newest output."""
+        assert self._buf is not None and self._d1 is not None and self._d2 is not None
+        self._ref = newest.to(self._d1.dtype).clone()
+        self._d1.zero_()
+        self._d2.zero_()
+        for w in range(self.window):  # one slot at a time: no W x pixels float64 temporary
+            d = self._buf[w] - self._ref
+            self._d1.add_(d)
+            self._d2.addcmul_(d, d)
+        self._since_resync = 0

@@ -1,0 +1,207 @@
+"""The bench grid, its store (resume after a crash, no duplicates), Ray, and the report."""
+
+import csv
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from dipstop import experiments
+from dipstop.errors import DipstopError
+from dipstop.experiments import grid, run_grid
+from dipstop.lambda_table import write_table
+from dipstop.paper_report import build_report
+from dipstop.protocols import get_protocol
+from dipstop.selection import select
+from dipstop.store import ResultStore, StoredRun
+
+TINY = get_protocol("cpu").with_(width=8, crop=96, max_iters=30, patience=5)
+QUIET = dict(log=lambda m: None)
+
+
+@pytest.fixture
+def data(tmp_path, smooth_rgb):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    big = cv2.resize(smooth_rgb, (112, 104))
+    cv2.imwrite(str(folder / "one.png"), big)
+    cv2.imwrite(str(folder / "two.png"), big[::-1])
+    return folder
+
+
+@pytest.fixture
+def table(tmp_path):
+    path = tmp_path / "table.json"
+    write_table(
+        path,
+        [{"sigma": 10, "lam": 20.0}, {"sigma": 60, "lam": 200.0}],
+        {"name": "test", "width": 8},
+        {"command": "test"},
+    )
+    from dipstop.lambda_table import load_table
+
+    return load_table(path)
+
+
+def test_grid_records_every_series_and_skips_finished_runs(tmp_path, data):
+    store = ResultStore(tmp_path / "b.sqlite")
+    specs = grid(data, [25], TINY, every=5)
+    assert run_grid(specs, store, **QUIET) == 2
+    assert run_grid(specs, store, **QUIET) == 0
+    runs = list(store.runs("bench"))
+    assert len(runs) == 2
+    s = runs[0].series
+    for key in (
+        "mse",
+        "jpeg_bytes",
+        "wmv",
+        "brisque",
+        "niqe",
+        "psnr",
+        "ssim",
+        "psnr_ema",
+        "ssim_ema",
+    ):
+        assert s[key].shape == (30,)
+    assert np.isnan(s["brisque"][:4]).all() and not np.isnan(s["brisque"][4::5]).any()
+    assert np.isnan(s["wmv"]).all()  # the 100-output window never fills in 30 iterations
+    assert np.isfinite(s["psnr"]).all() and (s["ssim"] <= 1).all()
+    assert abs(runs[0].summary["sigma_estimated"] - 25) < 10
+
+
+def test_crash_mid_grid_loses_no_finished_run_and_duplicates_none(tmp_path, data, monkeypatch):
+    store = ResultStore(tmp_path / "b.sqlite")
+    specs = grid(data, [15, 50], TINY, every=5)
+    real, calls = experiments.run_one, []
+
+    def flaky(spec, device=None):
+        calls.append(spec)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as Ctrl-C in the middle of the third run
+        return real(spec, device)
+
+    monkeypatch.setattr(experiments, "run_one", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(specs, store, **QUIET)
+    assert len(list(store.runs())) == 2
+    monkeypatch.setattr(experiments, "run_one", real)
+    assert run_grid(specs, store, **QUIET) == 2
+    keys = [r.key for r in store.runs()]
+    assert len(keys) == 4 == len(set(keys))
+
+
+def test_kill_9_during_a_bench_then_rerun_completes_the_grid(tmp_path, data):
+    store_path = tmp_path / "k.sqlite"
+    args = "bench --sigmas 10,20,30 --iters 60 --every 20 --quiet --threads 1 --width 8 --crop 96"
+    cmd = [
+        sys.executable,
+        "-m",
+        "dipstop.cli",
+        *args.split(),
+        "--data",
+        str(data),
+        "--store",
+        str(store_path),
+    ]
+    proc = subprocess.Popen(cmd)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if store_path.exists() and len(list(ResultStore(store_path).runs())) >= 1:
+            break
+    assert proc.poll() is None, "bench ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = len(list(ResultStore(store_path).runs()))
+    assert 1 <= kept < 6
+    assert subprocess.run(cmd).returncode == 0
+    keys = [r.key for r in ResultStore(store_path).runs()]
+    assert len(keys) == 6 == len(set(keys))
+
+
+def test_ray_executor_matches_in_process_runs(tmp_path, data):
+    ray = pytest.importorskip("ray")
+    specs = grid(data, [25], TINY.with_(max_iters=12), every=4)
+    local, remote = ResultStore(tmp_path / "l.sqlite"), ResultStore(tmp_path / "r.sqlite")
+    run_grid(specs, local, **QUIET)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert run_grid(specs, remote, use_ray=True, **QUIET) == 2
+    finally:
+        ray.shutdown()
+    a = {r.key: r for r in local.runs()}
+    b = {r.key: r for r in remote.runs()}
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key].series["mse"], b[key].series["mse"], rtol=1e-5)
+
+
+def fake_run(series: dict, sigma=25.0, est=25.0, pixels=64) -> StoredRun:
+    n = len(series["mse"])
+    base = {k: np.full(n, np.nan) for k in ("wmv", "brisque", "niqe", "ssim")}
+    return StoredRun(
+        "k", {"sigma": sigma}, {"sigma_estimated": est, "pixels": pixels}, {**base, **series}
+    )
+
+
+def test_selection_applies_eq4_per_criterion(table):
+    n = 40
+    t = np.arange(1, n + 1, dtype=float)
+    brisque = np.full(n, np.nan)
+    brisque[4::5] = [9, 7, 8, 9, 9, 1, 9, 9]  # sampled every 5: min 7 at t=10 holds 2 samples
+    run = fake_run(
+        {
+            "mse": 1 / t,
+            "jpeg_bytes": 8 * t,
+            "psnr": -np.abs(t - 17),
+            "wmv": np.r_[np.full(5, np.nan), np.abs(t[5:] - 20)],
+            "brisque": brisque,
+            "niqe": brisque,
+        }
+    )
+    picks = select(run, patience=10, table=table)
+    assert picks["No ES"] == 40 and picks["Peak"] == 17
+    assert picks["ES-WMV"] == 20
+    assert picks["BRISQUE"] == 10  # S/k = 2 samples: 7 at t=10 beats 8 and 9 after it
+    # CIFS: lam/t + (t/8)^2 is least near (32 lam)^(1/3), lam = the table lam at sigma 25
+    lam = float(np.exp(np.interp(25, [10, 60], np.log([20.0, 200.0]))))
+    assert abs(picks["CIFS"] - (32 * lam) ** (1 / 3)) <= 1
+
+
+def test_report_numbers_equal_the_stored_ones(tmp_path, data, table):
+    store = ResultStore(tmp_path / "b.sqlite")
+    run_grid(grid(data, [25], TINY, every=5), store, **QUIET)
+    report = build_report(store, tmp_path / "rep", patience=5, table=table)
+    runs = list(store.runs("bench"))
+    text = (tmp_path / "rep" / "table1.csv").read_text().splitlines()
+    rows = {r["method"]: r for r in csv.DictReader(text)}
+    peak = np.mean([r.series["psnr"].max() for r in runs])
+    last = np.mean([r.series["psnr"][-1] for r in runs])
+    assert float(rows["Peak"]["mean_psnr"]) == pytest.approx(peak)
+    assert float(rows["No ES"]["mean_psnr"]) == pytest.approx(last)
+    assert int(rows["CIFS"]["n"]) == 2
+    text = report.read_text()
+    assert f"{peak:.3f}" in text and "Table 1" in text
+    for fig in ("fig1_jpeg_size", "fig2_lambda", "fig3_gap_to_peak", "fig4_example"):
+        assert (tmp_path / "rep" / f"{fig}.png").stat().st_size > 5_000
+    import json
+
+    info = json.loads((tmp_path / "rep" / "fig4_example.json").read_text())
+    assert info["max_loss_drift"] < 1e-6  # the refit reproduced the stored run
+
+
+def test_empty_or_non_image_data_set_is_refused(tmp_path):
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(DipstopError, match="no images"):
+        grid(tmp_path, [25], TINY)
+    with pytest.raises(DipstopError, match="does not exist"):
+        grid(tmp_path / "missing", [25], TINY)
+
+
+def test_report_of_an_empty_store_is_refused(tmp_path, table):
+    with pytest.raises(DipstopError, match="no bench runs"):
+        build_report(ResultStore(tmp_path / "e.sqlite"), tmp_path / "r", 5, table)
