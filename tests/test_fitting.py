@@ -72,3 +72,21 @@ def test_unknown_or_missing_device_is_a_clear_error():
     if not torch.cuda.is_available():
         with pytest.raises(DipstopError, match="no CUDA"):
             Fitter(torch.rand(3, 64, 64), TINY, device="cuda")
+
+
+def test_memory_guard_refuses_a_fit_that_cannot_fit(monkeypatch):
+    from dipstop import memory
+
+    with pytest.raises(DipstopError, match=r"40000x30000 image at width 128 needs about"):
+        memory.check_fits(30000, 40000, 30016 * 40000, 128, torch.device("cpu"))
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 600 * 2**20)
+    with pytest.raises(DipstopError, match="smaller --width"):
+        Fitter(torch.rand(3, 256, 256), FitSettings(width=64))
+    Fitter(torch.rand(3, 64, 64), FitSettings(width=8))  # small enough still runs
+
+
+def test_memory_estimate_covers_the_measured_peak():
+    # benchmarks/memory.py: 481x321 at width 64 peaked 1404 MiB above start (padded 512x352)
+    from dipstop.memory import estimate_bytes
+
+    assert estimate_bytes(512 * 352, 64) > 1404 * 2**20

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from dipstop.errors import DipstopError
+from dipstop.memory import check_fits
 from dipstop.network import MULTIPLE, skip_network
 
 MIN_SIDE = 32  # smaller sides cannot be reflection-padded to the 64 the network needs
@@ -104,6 +105,8 @@ class Fitter:
         channels, self.height, self.width = noisy.shape
         self.pad = padding_for(self.height, self.width)
         left, right, top, bottom = self.pad
+        padded = (self.height + top + bottom) * (self.width + left + right)
+        check_fits(self.height, self.width, padded, settings.width, self.device)
         self.x0 = noisy.to(self.device, torch.float32).unsqueeze(0)
 
         gen = torch.Generator().manual_seed(settings.seed)
@@ -119,7 +122,7 @@ class Fitter:
         )
         self.z = (torch.rand(self.shape, generator=gen) * settings.z_scale).to(self.device)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(settings.seed + 1)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=settings.lr)
+        self.opt = make_adam(self.net.parameters(), settings.lr)
         self.restores = 0
 
     def run(self, max_iters: int) -> Iterator[Iteration]:
@@ -129,10 +132,10 @@ class Fitter:
         snapshot, snapshot_loss = _snapshot(self.net, self.opt), math.inf
         previous_loss = math.inf
         t = 0
+        noise, z_t = torch.empty_like(self.z), torch.empty_like(self.z)  # reused every step
         while t < max_iters:
-            z_t = self.z + s.z_noise_std * torch.randn(
-                self.shape, generator=self.noise_gen, device=self.device, dtype=self.z.dtype
-            )
+            torch.randn(self.shape, generator=self.noise_gen, out=noise)
+            torch.add(self.z, noise, alpha=s.z_noise_std, out=z_t)
             y = self.net(z_t)[:, :, top : top + self.height, left : left + self.width]
             loss = F.mse_loss(y, self.x0)
             value = loss.item()
@@ -154,6 +157,17 @@ class Fitter:
             self.opt.step()
             previous_loss = value
             yield Iteration(t, value, y.detach())
+
+
+def make_adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where this PyTorch has one for the device (the default
+    per-parameter loop took ~8 ms a step against ~1.3 ms fused for the width-64 network).
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
 
 
 def _snapshot(net: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
