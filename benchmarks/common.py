@@ -33,3 +33,7 @@ def save(name: str, payload: dict) -> Path:
     out.write_text(json.dumps({"machine": machine(), **payload}, indent=1))
     print(f"saved {out.relative_to(HERE.parent)}")
     return out
+
+
+# model files for BRISQUE/NIQE are read from ../shared/models unless the caller set a path
+os.environ.setdefault("DIPSTOP_MODELS", str(SHARED / "models"))
