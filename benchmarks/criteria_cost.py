@@ -31,7 +31,7 @@ from dipstop.criteria import (  # noqa: E402
     WmvCriterion,
     output_to_uint8,
 )
-from dipstop.fitting import Fitter, FitSettings  # noqa: E402
+from dipstop.fitting import FitSettings, Fitter  # noqa: E402
 from dipstop.runtime import tune_allocator  # noqa: E402
 
 

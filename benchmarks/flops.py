@@ -20,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 
-from dipstop.fitting import Fitter, FitSettings  # noqa: E402
+from dipstop.fitting import FitSettings, Fitter  # noqa: E402
 from dipstop.runtime import tune_allocator  # noqa: E402
 
 

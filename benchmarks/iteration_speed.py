@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 
 from dipstop.criteria import CifsCriterion  # noqa: E402
-from dipstop.fitting import Fitter, FitSettings  # noqa: E402
+from dipstop.fitting import FitSettings, Fitter  # noqa: E402
 from dipstop.network import skip_network  # noqa: E402
 from dipstop.runtime import tune_allocator  # noqa: E402
 
