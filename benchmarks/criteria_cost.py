@@ -54,6 +54,39 @@ def bare_step(f: Fitter) -> None:
     f.opt.step()
 
 
+def measure(size: str, width: int, iters: int, repeats: int) -> dict:
+    """Costs of each criterion and of bookkeeping at one image size."""
+    w, h = (int(x) for x in size.split("x"))
+    f = Fitter(torch.rand(3, h, w), FitSettings(width=width))
+    gen = f.run(10**9)
+    it = next(gen)
+    bare, eng = [], []
+    for _ in range(repeats):  # interleaved: bare steps, then engine steps
+        bare.append(per_call(lambda: bare_step(f), iters))
+        eng.append(per_call(lambda: next(gen), iters))
+    step = statistics.median(bare)
+    out = it.output
+    u8 = output_to_uint8(out)
+    cifs, wmv = CifsCriterion(50.0), WmvCriterion(100)
+    brisque, niqe = BrisqueCriterion(), NiqeCriterion()
+    for _ in range(100):
+        wmv.update(out)
+    costs = {
+        "cifs": per_call(lambda: cifs(out, 0.01), 50),
+        "wmv": per_call(lambda: wmv.update(out), 50),
+        "brisque": per_call(lambda: brisque(u8), 10),
+        "niqe": per_call(lambda: niqe(u8), 10),
+        "bookkeeping": max(0.0, statistics.median(eng) - step),
+    }
+    return {
+        "size": size,
+        "width": width,
+        "iteration_s": step,
+        "costs_s": costs,
+        "fractions": {k: v / step for k, v in costs.items()},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="128x128,481x321")
@@ -64,36 +97,9 @@ def main() -> None:
     tune_allocator()
     rows = []
     for size in args.sizes.split(","):
-        w, h = (int(x) for x in size.split("x"))
-        f = Fitter(torch.rand(3, h, w), FitSettings(width=args.width))
-        gen = f.run(10**9)
-        it = next(gen)
-        bare, eng = [], []
-        for _ in range(args.repeats):  # interleaved: bare steps, then engine steps
-            bare.append(per_call(lambda: bare_step(f), args.iters))
-            eng.append(per_call(lambda: next(gen), args.iters))
-        step = statistics.median(bare)
-        out = it.output
-        u8 = output_to_uint8(out)
-        cifs, wmv = CifsCriterion(50.0), WmvCriterion(100)
-        brisque, niqe = BrisqueCriterion(), NiqeCriterion()
-        for _ in range(100):
-            wmv.update(out)
-        costs = {
-            "cifs": per_call(lambda: cifs(out, 0.01), 50),
-            "wmv": per_call(lambda: wmv.update(out), 50),
-            "brisque": per_call(lambda: brisque(u8), 10),
-            "niqe": per_call(lambda: niqe(u8), 10),
-            "bookkeeping": max(0.0, statistics.median(eng) - step),
-        }
-        row = {
-            "size": size,
-            "width": args.width,
-            "iteration_s": step,
-            "costs_s": costs,
-            "fractions": {k: v / step for k, v in costs.items()},
-        }
+        row = measure(size, args.width, args.iters, args.repeats)
         rows.append(row)
+        step, costs = row["iteration_s"], row["costs_s"]
         print(f"{size} width {args.width}: iteration {step:.4f} s")
         for k, v in costs.items():
             print(f"  {k:12} {v * 1000:8.2f} ms  {100 * v / step:6.2f}% of an iteration")
