@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED  # noqa: E402
 
-from dipstop.calibration import list_images  # noqa: E402
+from dipstop.datasets import list_images  # noqa: E402
 from dipstop.imageio import read_image  # noqa: E402
 from dipstop.noise import CORRECTION_FILE, fit_sigma_correction  # noqa: E402
 

@@ -6,12 +6,12 @@ import pytest
 
 from dipstop.calibration import (
     calibrate_from_store,
-    list_images,
     record,
     search_lambda,
     selected_iterations,
 )
 from dipstop.cli import main
+from dipstop.datasets import list_images
 from dipstop.errors import DipstopError
 from dipstop.lambda_table import lam_for_sigma, load_table
 from dipstop.protocols import get_protocol

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dipstop.calibration import list_images
+from dipstop.datasets import list_images
 from dipstop.imageio import read_image
 from dipstop.noise import add_gaussian_noise, estimate_sigma
 

@@ -20,45 +20,13 @@ import torch
 
 from dipstop.codecs import jpeg_bytes
 from dipstop.criteria import output_to_uint8
+from dipstop.datasets import synthetic_pair
 from dipstop.errors import DipstopError
 from dipstop.fitting import Fitter
-from dipstop.imageio import read_image
-from dipstop.noise import add_gaussian_noise
 from dipstop.protocols import Protocol
 from dipstop.store import ResultStore, run_key
 
 LAM_GRID = np.logspace(-1, 6, 561)  # 32 points per decade
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Sorted image files in a folder; DipstopError when there are none."""
-    p = Path(folder)
-    if not p.is_dir():
-        raise DipstopError(f"image folder {p} does not exist; give a folder of clean images")
-    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DipstopError(
-            f"no images (.png, .jpg, .tif, .bmp) in {p}; give a folder of clean images"
-        )
-    return files
-
-
-def centre_crop(image: np.ndarray, side: int | None) -> np.ndarray:
-    """The central side x side crop of an H x W x C image (the image itself for None)."""
-    if side is None:
-        return image
-    h, w = image.shape[:2]
-    if min(h, w) < side:
-        raise DipstopError(f"image is {w}x{h}, smaller than the protocol's {side}px crop")
-    top, left = (h - side) // 2, (w - side) // 2
-    return image[top : top + side, left : left + side]
-
-
-def noise_seed(image_name: str, sigma: float, seed: int) -> int:
-    """A reproducible noise seed for one (image, sigma, seed) cell of a grid."""
-    digest = hashlib.sha256(f"{image_name}|{sigma:g}|{seed}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
 
 
 def recording_spec(path: Path, sigma: float, seed: int, protocol: Protocol, iters: int) -> dict:
@@ -79,16 +47,13 @@ def recording_spec(path: Path, sigma: float, seed: int, protocol: Protocol, iter
 
 def record_run(
     clean: np.ndarray,
-    sigma: float,
+    noisy: np.ndarray,
     protocol: Protocol,
     iters: int,
     seed: int,
-    noise: int,
     device: str | None = None,
-    on_iteration: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Fit DIP to clean + noise; return per-iteration mse, jpeg_bytes, psnr and seconds."""
-    noisy = add_gaussian_noise(clean, sigma, noise)
+    """Fit DIP to `noisy`; return per-iteration mse, jpeg_bytes, psnr (to clean), seconds."""
     fitter = Fitter(torch.from_numpy(noisy).permute(2, 0, 1), protocol.fit_settings(seed), device)
     clean_t = torch.from_numpy(clean).permute(2, 0, 1).unsqueeze(0).to(fitter.device)
     out = {k: np.empty(iters, np.float64) for k in ("mse", "jpeg_bytes", "psnr", "seconds")}
@@ -100,8 +65,6 @@ def record_run(
         mse_clean = float(torch.mean((it.output - clean_t) ** 2))
         out["psnr"][i] = 10 * np.log10(1.0 / max(mse_clean, 1e-12))
         out["seconds"][i] = time.perf_counter() - start
-        if on_iteration is not None:
-            on_iteration(it.t)
     return out
 
 
@@ -127,11 +90,9 @@ def record(
         spec = recording_spec(path, sigma, seed, protocol, iters)
         if store.has(run_key(spec)):
             continue
-        clean = centre_crop(read_image(path).pixels, protocol.crop)
+        clean, noisy = synthetic_pair(path, protocol.crop, sigma, seed)
         t0 = time.perf_counter()
-        series = record_run(
-            clean, sigma, protocol, iters, seed, noise_seed(path.name, sigma, seed), device
-        )
+        series = record_run(clean, noisy, protocol, iters, seed, device)
         best = int(np.argmax(series["psnr"]))
         summary = {
             "peak_psnr": float(series["psnr"][best]),

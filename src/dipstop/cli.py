@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from dipstop.calibration import calibrate_from_store, list_images, record
+    from dipstop.calibration import calibrate_from_store, record
+    from dipstop.datasets import list_images
     from dipstop.lambda_table import write_table
     from dipstop.store import ResultStore
 
@@ -301,7 +302,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from dipstop.calibration import list_images
+    from dipstop.datasets import list_images
     from dipstop.experiments import grid, run_grid
     from dipstop.store import ResultStore
 

@@ -20,12 +20,11 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
-from dipstop.calibration import centre_crop, list_images, noise_seed
 from dipstop.codecs import jpeg_bytes, to_uint8
 from dipstop.criteria import BrisqueCriterion, NiqeCriterion, WmvCriterion, output_to_uint8
+from dipstop.datasets import list_images, synthetic_pair
 from dipstop.fitting import Fitter
-from dipstop.imageio import read_image
-from dipstop.noise import add_gaussian_noise, estimate_sigma
+from dipstop.noise import estimate_sigma
 from dipstop.protocols import Protocol
 from dipstop.store import ResultStore, run_key
 
@@ -101,8 +100,7 @@ def grid(
 
 def run_one(spec: RunSpec, device: str | None = None) -> tuple[dict, dict, dict]:
     """Fit one grid cell for T iterations; returns (spec dict, series, summary)."""
-    clean = centre_crop(read_image(spec.path).pixels, spec.protocol.crop)
-    noisy = add_gaussian_noise(clean, spec.sigma, noise_seed(spec.image, spec.sigma, spec.seed))
+    clean, noisy = synthetic_pair(spec.path, spec.protocol.crop, spec.sigma, spec.seed)
     fitter = Fitter(
         torch.from_numpy(noisy).permute(2, 0, 1), spec.protocol.fit_settings(spec.seed), device
     )

@@ -18,9 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from dipstop.calibration import centre_crop, list_images, noise_seed  # noqa: E402
 from dipstop.codecs import jpeg_bytes, to_uint8  # noqa: E402
 from dipstop.criteria import output_to_uint8  # noqa: E402
+from dipstop.datasets import centre_crop, list_images, noise_seed, synthetic_pair  # noqa: E402
 from dipstop.errors import DipstopError  # noqa: E402
 from dipstop.fitting import Fitter  # noqa: E402
 from dipstop.imageio import read_image  # noqa: E402
@@ -188,9 +188,8 @@ def figure4(
     """
     picks = select(run, patience, table)
     proto = Protocol(**{**run.spec["protocol"], "patience": patience})
-    clean = centre_crop(read_image(run.summary["path"]).pixels, proto.crop)
     sigma, seed = run.spec["sigma"], run.spec["seed"]
-    noisy = add_gaussian_noise(clean, sigma, noise_seed(run.spec["image"], sigma, seed))
+    clean, noisy = synthetic_pair(run.summary["path"], proto.crop, sigma, seed)
     fitter = Fitter(torch.from_numpy(noisy).permute(2, 0, 1), proto.fit_settings(seed), device)
     wanted, outputs, drift = set(picks.values()), {}, 0.0
     for it in fitter.run(max(wanted)):
