@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dipstop.criteria import CifsCriterion, paper_lambda
+from dipstop.criteria import CifsCriterion, paper_lambda, psnr
 from dipstop.errors import DipstopError
 from dipstop.fitting import Fitter, padding_for, resolve_device
 from dipstop.imageio import LoadedImage, join_array, split_array
@@ -138,8 +138,7 @@ def denoise(
             cols["jpeg_bytes"].append(nbytes)
             cols["criterion"].append(value)
             if clean_t is not None:
-                mse = float(torch.mean((it.output - clean_t) ** 2))
-                cols["psnr"].append(10 * np.log10(1 / max(mse, 1e-12)))
+                cols["psnr"].append(psnr(it.output, clean_t))
             done = stopper.update(value)
             if stopper.improved:
                 best_output = it.output

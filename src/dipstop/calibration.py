@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from dipstop.codecs import jpeg_bytes
-from dipstop.criteria import output_to_uint8
+from dipstop.criteria import output_to_uint8, psnr
 from dipstop.datasets import synthetic_pair
 from dipstop.errors import DipstopError
 from dipstop.fitting import Fitter
@@ -62,8 +62,7 @@ def record_run(
         i = it.t - 1
         out["mse"][i] = it.loss
         out["jpeg_bytes"][i] = jpeg_bytes(output_to_uint8(it.output))
-        mse_clean = float(torch.mean((it.output - clean_t) ** 2))
-        out["psnr"][i] = 10 * np.log10(1.0 / max(mse_clean, 1e-12))
+        out["psnr"][i] = psnr(it.output, clean_t)
         out["seconds"][i] = time.perf_counter() - start
     return out
 

@@ -21,7 +21,13 @@ import torch
 from skimage.metrics import structural_similarity
 
 from dipstop.codecs import jpeg_bytes, to_uint8
-from dipstop.criteria import BrisqueCriterion, NiqeCriterion, WmvCriterion, output_to_uint8
+from dipstop.criteria import (
+    BrisqueCriterion,
+    NiqeCriterion,
+    WmvCriterion,
+    output_to_uint8,
+    psnr,
+)
 from dipstop.datasets import list_images, synthetic_pair
 from dipstop.fitting import Fitter
 from dipstop.noise import estimate_sigma
@@ -139,13 +145,13 @@ def run_one(spec: RunSpec, device: str | None = None) -> tuple[dict, dict, dict]
             s["brisque"][i] = brisque(u8)
             s["niqe"][i] = niqe(u8)
         for suffix, out in (("", it.output), ("_ema", ema)):
-            s["psnr" + suffix][i] = _psnr(out, clean_t)
+            s["psnr" + suffix][i] = psnr(out, clean_t)
             s["ssim" + suffix][i] = _ssim(out, clean)
         s["seconds"][i] = time.perf_counter() - start
     peak = int(np.argmax(s["psnr"]))
     summary = {
         "sigma_estimated": estimate_sigma(np.rint(noisy * 255) / 255),
-        "noisy_psnr": _psnr(torch.from_numpy(noisy), torch.from_numpy(clean)),
+        "noisy_psnr": psnr(torch.from_numpy(noisy), torch.from_numpy(clean)),
         **noisy_scores,
         "peak_psnr": float(s["psnr"][peak]),
         "peak_t": peak + 1,
@@ -157,11 +163,6 @@ def run_one(spec: RunSpec, device: str | None = None) -> tuple[dict, dict, dict]
         "path": spec.path,
     }
     return spec.as_dict(), s, summary
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(torch.mean((a.float() - b.float()) ** 2))
-    return 10 * float(np.log10(1 / max(mse, 1e-12)))
 
 
 def _ssim(out: torch.Tensor, clean: np.ndarray) -> float:
