@@ -15,11 +15,11 @@ def online(values, patience):
 
 
 def brute_force(values, patience):
-    """Eq. 4 read literally: smallest t that is the (first) argmin of M over [t, t+S]."""
+    """Eq. 4 read literally: smallest t with a value that is the (first) argmin over [t, t+S]."""
     m = [np.inf if np.isnan(v) else v for v in values]
     for t in range(len(m) - patience):
         window = m[t : t + patience + 1]
-        if int(np.argmin(window)) == 0:
+        if not np.isnan(values[t]) and int(np.argmin(window)) == 0:
             return t
     return len(m) - 1
 
@@ -47,6 +47,13 @@ def test_online_fires_exactly_patience_after_the_minimum():
     s = OnlineStopper(3)
     fired = [s.update(v) for v in [3, 2, 1, 5, 5, 5, 0]]
     assert fired.index(True) == 2 + 3 and s.best_index == 2
+
+
+def test_missing_values_are_never_selected():
+    nan = float("nan")
+    assert detect_offline([nan] * 5 + [3, 2, 4, 5, 6], 3) == 6
+    assert online([nan] * 5 + [3, 2, 4, 5, 6], 3) == 6
+    assert detect_offline([nan] * 6, 2) == 5 == online([nan] * 6, 2)
 
 
 def test_ties_keep_the_earlier_iteration():

@@ -102,6 +102,8 @@ class Fitter:
             raise ValueError("noisy must be C x H x W")
         self.settings = settings
         self.device = resolve_device(device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # one input shape for the whole fit
         channels, self.height, self.width = noisy.shape
         self.pad = padding_for(self.height, self.width)
         left, right, top, bottom = self.pad

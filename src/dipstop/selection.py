@@ -24,13 +24,12 @@ def cifs_series(run: StoredRun, lam: float) -> np.ndarray:
     return cifs_value(run.series["mse"], run.series["jpeg_bytes"], run.summary["pixels"], lam)
 
 
-def _subsampled(values: np.ndarray, patience: int) -> int:
-    """Eq. 4 on the recorded (non-NaN) entries of a series sampled every k iterations."""
-    idx = np.flatnonzero(~np.isnan(values))
-    if idx.size == 0:
+def _subsampled(values: np.ndarray, every: int, patience: int) -> int:
+    """Eq. 4 on a series recorded at iterations k, 2k, ... (0-based index k-1, 2k-1, ...)."""
+    sampled = values[every - 1 :: every]
+    if sampled.size == 0:
         return len(values) - 1
-    k = int(idx[1] - idx[0]) if idx.size > 1 else 1
-    return int(idx[detect_offline(values[idx], max(1, patience // k))])
+    return int(detect_offline(sampled, max(1, patience // every)) * every + every - 1)
 
 
 def select(run: StoredRun, patience: int, table: dict) -> dict[str, int]:
@@ -38,9 +37,10 @@ def select(run: StoredRun, patience: int, table: dict) -> dict[str, int]:
     s = run.series
     n = len(s["mse"])
     sigma = run.spec["sigma"]
+    every = int(run.spec.get("every", 1))
     picks = {
-        "BRISQUE": _subsampled(s["brisque"], patience),
-        "NIQE": _subsampled(s["niqe"], patience),
+        "BRISQUE": _subsampled(s["brisque"], every, patience),
+        "NIQE": _subsampled(s["niqe"], every, patience),
         # WMV is NaN until its window fills; NaN counts as +inf, never a minimum
         "ES-WMV": detect_offline(s["wmv"], patience),
         "CIFS": detect_offline(cifs_series(run, lam_for_sigma(sigma, table)), patience),

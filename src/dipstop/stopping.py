@@ -3,7 +3,9 @@
 t* is the smallest t whose value is the minimum of M over [t, t + S] (ties keep the earlier
 t); if no such t has all S successors recorded, t* is the last iteration. Online this is
 "the running minimum has not strictly improved for S iterations": a run may stop at t* + S.
-Both forms agree exactly (tests/test_stopping.py checks it on random series).
+NaN means "no value" (ES-WMV before its window fills, a NR-IQA score not computed at this
+iteration): it is never selected and counts as +inf in a window. Both forms agree exactly
+(tests/test_stopping.py checks it on random series).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import numpy as np
 def detect_offline(values: np.ndarray | list[float], patience: int) -> int:
     """Index of the detected stop in a recorded series (0-based), by Eq. 4.
 
-    NaN counts as +inf (never a minimum). Returns len(values) - 1 when no index qualifies.
+    NaN is never selected and counts as +inf in a window. Returns len(values) - 1 when no
+    index qualifies.
 
     >>> detect_offline([5, 3, 4, 4, 6, 2], patience=2)
     1
@@ -29,14 +32,15 @@ def detect_offline(values: np.ndarray | list[float], patience: int) -> int:
         raise ValueError("detect_offline needs a non-empty 1-D series")
     if patience < 1:
         raise ValueError("patience must be at least 1")
-    m = np.where(np.isnan(m), np.inf, m)
+    finite = ~np.isnan(m)
+    m = np.where(finite, m, np.inf)
     n = m.size
     if n <= patience:
         return n - 1
     # min over the S values after each t: a sliding-window minimum via a strided view
     windows = np.lib.stride_tricks.sliding_window_view(m[1:], patience)  # rows t=0..n-S-1
     following_min = windows.min(axis=1)
-    qualifies = m[: n - patience] <= following_min
+    qualifies = (m[: n - patience] <= following_min) & finite[: n - patience]
     hits = np.flatnonzero(qualifies)
     return int(hits[0]) if hits.size else n - 1
 
@@ -71,8 +75,8 @@ class OnlineStopper:
             return True
         index = self.count
         self.count += 1
-        v = math.inf if math.isnan(value) else float(value)
-        self.improved = v < self.best_value or self.best_index < 0
+        v = float(value)
+        self.improved = not math.isnan(v) and (v < self.best_value or self.best_index < 0)
         if self.improved:
             self.best_value, self.best_index = v, index
         return self.done
