@@ -50,6 +50,41 @@ def test_pil_in_pil_out_and_tensor_in_tensor_out(smooth_rgb):
     assert float(out_t.min()) >= 0 and float(out_t.max()) <= 1
 
 
+@pytest.mark.parametrize("ext", [".png", ".tiff"])
+def test_16_bit_gray_and_rgba_keep_their_depth_and_channels(tmp_path, smooth_rgb, ext):
+    rgb16 = cv2.resize(smooth_rgb, (70, 48)).astype(np.uint16) * 257
+    gray16 = rgb16[:, :, 1]
+    alpha16 = np.random.default_rng(0).integers(0, 65536, (48, 70, 1), dtype=np.uint16)
+    bgra16 = np.concatenate([rgb16[:, :, ::-1], alpha16], axis=2)
+    for name, img in (("gray", gray16), ("bgra", bgra16)):
+        src, dst = tmp_path / f"{name}{ext}", tmp_path / f"{name}_out{ext}"
+        cv2.imwrite(str(src), img)
+        assert (
+            main(
+                [
+                    "denoise",
+                    str(src),
+                    "-o",
+                    str(dst),
+                    "--width",
+                    "8",
+                    "-T",
+                    "3",
+                    "-S",
+                    "2",
+                    "--lam",
+                    "50",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
+        back = cv2.imread(str(dst), cv2.IMREAD_UNCHANGED)
+        assert back.dtype == np.uint16 and back.shape == img.shape
+        if name == "bgra":
+            assert np.array_equal(back[:, :, 3], alpha16[:, :, 0])
+
+
 def test_cli_keeps_16_bit_depth_and_writes_a_report(tmp_path, smooth_rgb):
     src = tmp_path / "in16.png"
     img16 = (cv2.resize(smooth_rgb, (70, 48)).astype(np.uint16) * 257)[:, :, ::-1]
