@@ -34,3 +34,17 @@ def _models_from_shared(monkeypatch):
     """Tests read model files from ../shared/models, never from the network."""
     if (SHARED / "models").is_dir() and "DIPSTOP_MODELS" not in os.environ:
         monkeypatch.setenv("DIPSTOP_MODELS", str(SHARED / "models"))
+
+
+@pytest.fixture
+def image_folder(tmp_path, smooth_rgb):
+    """A folder of two small clean images (PNG and JPEG, 112x104) and a non-image file."""
+    import cv2
+
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    big = cv2.resize(smooth_rgb, (112, 104))
+    cv2.imwrite(str(folder / "a.png"), big)
+    cv2.imwrite(str(folder / "b.jpg"), big[::-1])
+    (folder / "notes.txt").write_text("ignored")
+    return folder

@@ -1,6 +1,5 @@
 import sqlite3
 
-import cv2
 import numpy as np
 import pytest
 
@@ -18,17 +17,6 @@ from dipstop.protocols import get_protocol
 from dipstop.store import ResultStore
 
 TINY = get_protocol("cpu").with_(width=8, crop=64, max_iters=12)
-
-
-@pytest.fixture
-def image_folder(tmp_path, smooth_rgb):
-    folder = tmp_path / "clean"
-    folder.mkdir()
-    big = cv2.resize(smooth_rgb, (80, 72))
-    cv2.imwrite(str(folder / "a.png"), big)
-    cv2.imwrite(str(folder / "b.jpg"), big[:, ::-1])
-    (folder / "notes.txt").write_text("ignored")
-    return folder
 
 
 def test_selected_iteration_moves_later_as_lam_grows():

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import cv2
 import numpy as np
 import pytest
 
@@ -24,16 +23,6 @@ QUIET = dict(log=lambda m: None)
 
 
 @pytest.fixture
-def data(tmp_path, smooth_rgb):
-    folder = tmp_path / "set"
-    folder.mkdir()
-    big = cv2.resize(smooth_rgb, (112, 104))
-    cv2.imwrite(str(folder / "one.png"), big)
-    cv2.imwrite(str(folder / "two.png"), big[::-1])
-    return folder
-
-
-@pytest.fixture
 def table(tmp_path):
     path = tmp_path / "table.json"
     write_table(
@@ -47,9 +36,9 @@ def table(tmp_path):
     return load_table(path)
 
 
-def test_grid_records_every_series_and_skips_finished_runs(tmp_path, data):
+def test_grid_records_every_series_and_skips_finished_runs(tmp_path, image_folder):
     store = ResultStore(tmp_path / "b.sqlite")
-    specs = grid(data, [25], TINY, every=5)
+    specs = grid(image_folder, [25], TINY, every=5)
     assert run_grid(specs, store, **QUIET) == 2
     assert run_grid(specs, store, **QUIET) == 0
     runs = list(store.runs("bench"))
@@ -73,9 +62,11 @@ def test_grid_records_every_series_and_skips_finished_runs(tmp_path, data):
     assert abs(runs[0].summary["sigma_estimated"] - 25) < 10
 
 
-def test_crash_mid_grid_loses_no_finished_run_and_duplicates_none(tmp_path, data, monkeypatch):
+def test_crash_mid_grid_loses_no_finished_run_and_duplicates_none(
+    tmp_path, image_folder, monkeypatch
+):
     store = ResultStore(tmp_path / "b.sqlite")
-    specs = grid(data, [15, 50], TINY, every=5)
+    specs = grid(image_folder, [15, 50], TINY, every=5)
     real, calls = experiments.run_one, []
 
     def flaky(spec, device=None):
@@ -94,7 +85,7 @@ def test_crash_mid_grid_loses_no_finished_run_and_duplicates_none(tmp_path, data
     assert len(keys) == 4 == len(set(keys))
 
 
-def test_kill_9_during_a_bench_then_rerun_completes_the_grid(tmp_path, data):
+def test_kill_9_during_a_bench_then_rerun_completes_the_grid(tmp_path, image_folder):
     store_path = tmp_path / "k.sqlite"
     args = "bench --sigmas 10,20,30 --iters 60 --every 20 --quiet --threads 1 --width 8 --crop 96"
     cmd = [
@@ -103,7 +94,7 @@ def test_kill_9_during_a_bench_then_rerun_completes_the_grid(tmp_path, data):
         "dipstop.cli",
         *args.split(),
         "--data",
-        str(data),
+        str(image_folder),
         "--store",
         str(store_path),
     ]
@@ -123,9 +114,9 @@ def test_kill_9_during_a_bench_then_rerun_completes_the_grid(tmp_path, data):
     assert len(keys) == 6 == len(set(keys))
 
 
-def test_ray_executor_matches_in_process_runs(tmp_path, data):
+def test_ray_executor_matches_in_process_runs(tmp_path, image_folder):
     ray = pytest.importorskip("ray")
-    specs = grid(data, [25], TINY.with_(max_iters=12), every=4)
+    specs = grid(image_folder, [25], TINY.with_(max_iters=12), every=4)
     local, remote = ResultStore(tmp_path / "l.sqlite"), ResultStore(tmp_path / "r.sqlite")
     run_grid(specs, local, **QUIET)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -172,9 +163,9 @@ def test_selection_applies_eq4_per_criterion(table):
     assert abs(picks["CIFS"] - (32 * lam) ** (1 / 3)) <= 1
 
 
-def test_report_numbers_equal_the_stored_ones(tmp_path, data, table):
+def test_report_numbers_equal_the_stored_ones(tmp_path, image_folder, table):
     store = ResultStore(tmp_path / "b.sqlite")
-    run_grid(grid(data, [25], TINY, every=5), store, **QUIET)
+    run_grid(grid(image_folder, [25], TINY, every=5), store, **QUIET)
     report = build_report(store, tmp_path / "rep", patience=5, table=table)
     runs = list(store.runs("bench"))
     text = (tmp_path / "rep" / "table1.csv").read_text().splitlines()
