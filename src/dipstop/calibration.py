@@ -120,6 +120,7 @@ class LambdaChoice:
     mean_peak_psnr: float  # the oracle's mean, for comparison
     n_runs: int
     curve: np.ndarray  # mean PSNR for every lam in the grid
+    images: list[str]  # the recorded images behind this choice
 
 
 def selected_iterations(mse: np.ndarray, bpp: np.ndarray, lams: np.ndarray) -> np.ndarray:
@@ -165,16 +166,22 @@ def calibrate_from_store(
     `iters` truncates the series (a calibration for a smaller T than was recorded).
     """
     groups: dict[float, list[dict[str, np.ndarray]]] = {}
+    names: dict[float, list[str]] = {}
     for run in store.runs("calibration"):
         if run.spec["width"] != width or run.spec["crop"] != crop:
             continue
         series = {k: v[:iters] if iters else v for k, v in run.series.items()}
         series["bpp"] = series["jpeg_bytes"] / run.summary["pixels"]
         groups.setdefault(run.spec["sigma"], []).append(series)
+        names.setdefault(run.spec["sigma"], []).append(run.spec["image"])
     choices = []
     for sigma in sorted(groups):
         runs = groups[sigma]
         lam, curve = search_lambda(runs)
         peak = float(np.mean([r["psnr"].max() for r in runs]))
-        choices.append(LambdaChoice(sigma, lam, float(curve.max()), peak, len(runs), curve))
+        choices.append(
+            LambdaChoice(
+                sigma, lam, float(curve.max()), peak, len(runs), curve, sorted(names[sigma])
+            )
+        )
     return choices

@@ -189,13 +189,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 "mean_psnr": round(c.mean_psnr, 4),
                 "mean_peak_psnr": round(c.mean_peak_psnr, 4),
                 "n_runs": c.n_runs,
+                "images": c.images,
             }
             for c in choices
         ]
         provenance = {
             "command": "dipstop " + " ".join(sys.argv[1:]),
             "date": datetime.date.today().isoformat(),
-            "images": [p.name for p in chosen],
+            "images": sorted({name for c in choices for name in c.images}),
+            "planned_images": [p.name for p in chosen],
             "image_folder": Path(args.images).name,
             "sigmas": args.sigmas,
             "iters": iters,
