@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_fit_options(den)
 
-    demo = sub.add_parser("demo", help="denoise the bundled sample image (astronaut, sigma 25)")
+    demo = sub.add_parser("demo", help="denoise the bundled sample image (a cat, sigma 25)")
     demo.add_argument("--out", default="out/demo", help="folder for the images and report")
     _add_fit_options(demo)
 
