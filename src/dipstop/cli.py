@@ -29,6 +29,28 @@ def _sigma_list(text: str) -> list[float]:
         ) from None
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
+    return value
+
+
 def _inclusive_range(start: float, stop: float, step: float) -> list[float]:
     if step <= 0:
         raise ValueError
@@ -49,27 +71,31 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)"
     )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument(
+        "--threads", type=_positive_int, default=None, help="CPU threads (default: all cores)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sigma",
-        type=float,
+        type=_positive_float,
         default=None,
         help="noise std on the 0-255 scale (default: estimated from the image)",
     )
     p.add_argument(
         "--lam",
-        type=float,
+        type=_positive_float,
         default=None,
         help="CIFS weight lam = paper lambda / (H*W), MSE on [0,1] (default: from sigma)",
     )
-    p.add_argument("--width", type=int, default=None, help="network width (channels)")
-    p.add_argument("-T", "--max-iters", type=int, default=None, help="iteration budget T")
-    p.add_argument("-S", "--patience", type=int, default=None, help="patience S of the stop rule")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate")
+    p.add_argument("--width", type=_positive_int, default=None, help="network width (channels)")
+    p.add_argument("-T", "--max-iters", type=_positive_int, default=None, help="iteration budget T")
+    p.add_argument(
+        "-S", "--patience", type=_positive_int, default=None, help="patience S of the stop rule"
+    )
+    p.add_argument("--lr", type=_positive_float, default=None, help="Adam learning rate")
     p.add_argument("--z-noise-std", type=float, default=None, help="std of the z perturbation")
     p.add_argument("--seed", type=int, default=0, help="seed for network, input and noise")
     p.add_argument("--clean", default=None, help="clean reference image: adds PSNR to the report")
@@ -106,14 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     cal = sub.add_parser("calibrate", help="record DIP runs on clean images and fit lam(sigma)")
     cal.add_argument("--images", required=True, help="folder of clean training images")
-    cal.add_argument("--n-images", type=int, default=8, help="images used (evenly spaced)")
-    cal.add_argument("--sigmas", type=_sigma_list, default=_sigma_list("5,15,25,35,50,75"))
-    cal.add_argument("--seeds", type=int, default=1, help="seeds per image and sigma")
-    cal.add_argument("--iters", type=int, default=None, help="iterations recorded (default: T)")
     cal.add_argument(
-        "--crop", type=int, default=None, help="centre-crop side (default: protocol's)"
+        "--n-images", type=_positive_int, default=8, help="images used (evenly spaced)"
     )
-    cal.add_argument("--width", type=int, default=None, help="network width (default: protocol's)")
+    cal.add_argument("--sigmas", type=_sigma_list, default=_sigma_list("5,15,25,35,50,75"))
+    cal.add_argument("--seeds", type=_positive_int, default=1, help="seeds per image and sigma")
+    cal.add_argument(
+        "--iters", type=_positive_int, default=None, help="iterations recorded (default: T)"
+    )
+    cal.add_argument(
+        "--crop", type=_positive_int, default=None, help="centre-crop side (default: protocol's)"
+    )
+    cal.add_argument(
+        "--width", type=_positive_int, default=None, help="network width (default: protocol's)"
+    )
     cal.add_argument("--store", default="results/calibration.sqlite", help="results store")
     cal.add_argument("--table", default=None, help="write the lam(sigma) table here (JSON)")
     cal.add_argument("--search-only", action="store_true", help="only search the stored runs")
@@ -122,17 +154,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run a data set x sigma x seed grid into a results store")
     bench.add_argument("--data", required=True, help="folder of clean images (e.g. CBSD68)")
     bench.add_argument("--sigmas", type=_sigma_list, default=_sigma_list("15,25,50"))
-    bench.add_argument("--seeds", type=int, default=1, help="seeds per image and sigma")
+    bench.add_argument("--seeds", type=_positive_int, default=1, help="seeds per image and sigma")
     pick = bench.add_mutually_exclusive_group()
     pick.add_argument("--images", default=None, help="comma-separated file names to run")
-    pick.add_argument("--n-images", type=int, default=None, help="evenly spaced subset size")
-    bench.add_argument("--every", type=int, default=10, help="BRISQUE/NIQE every k iterations")
-    bench.add_argument("--iters", type=int, default=None, help="T (default: protocol's)")
-    bench.add_argument(
-        "--crop", type=int, default=None, help="centre-crop side (default: protocol's)"
+    pick.add_argument(
+        "--n-images", type=_positive_int, default=None, help="evenly spaced subset size"
     )
     bench.add_argument(
-        "--width", type=int, default=None, help="network width (default: protocol's)"
+        "--every", type=_positive_int, default=10, help="BRISQUE/NIQE every k iterations"
+    )
+    bench.add_argument("--iters", type=_positive_int, default=None, help="T (default: protocol's)")
+    bench.add_argument(
+        "--crop", type=_positive_int, default=None, help="centre-crop side (default: protocol's)"
+    )
+    bench.add_argument(
+        "--width", type=_positive_int, default=None, help="network width (default: protocol's)"
     )
     bench.add_argument("--store", default="results/bench.sqlite", help="results store")
     bench.add_argument(
@@ -148,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="Table 1 and Figures 1-4 from a results store")
     rep.add_argument("store", help="results store written by dipstop bench")
     rep.add_argument("--out", default=None, help="report folder (default: STORE's folder/report)")
-    rep.add_argument("-S", "--patience", type=int, default=None, help="S (default: protocol's)")
+    rep.add_argument(
+        "-S", "--patience", type=_positive_int, default=None, help="S (default: protocol's)"
+    )
     rep.add_argument("--table", default=None, help="lam(sigma) table (default: shipped one)")
     rep.add_argument("--fig4-image", default=None, help="image for Fig. 4 (default: first)")
     rep.add_argument("--fig1-folder", default=None, help="data set for Fig. 1 (default: runs')")
@@ -164,8 +202,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     protocol = get_protocol(args.protocol).with_(crop=args.crop, width=args.width)
     files = list_images(args.images)
-    if args.n_images < 1:
-        raise DipstopError("--n-images must be at least 1")
     step = max(1, len(files) // args.n_images)
     chosen = files[::step][: args.n_images]
     store = ResultStore(args.store)
@@ -311,8 +347,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     protocol = get_protocol(args.protocol).with_(
         max_iters=args.iters, crop=args.crop, width=args.width
     )
-    if args.every < 1:
-        raise DipstopError("--every must be at least 1")
     names = [n.strip() for n in args.images.split(",")] if args.images else None
     if args.n_images:
         files = list_images(args.data)
