@@ -163,13 +163,16 @@ def calibrate_from_store(
 ) -> list[LambdaChoice]:
     """One LambdaChoice per sigma from the store's calibration runs at this width and crop.
 
-    `iters` truncates the series (a calibration for a smaller T than was recorded).
+    `iters` truncates the series (a calibration for a smaller T than was recorded); runs
+    recorded for fewer iterations are left out.
     """
     groups: dict[float, list[dict[str, np.ndarray]]] = {}
     names: dict[float, list[str]] = {}
     for run in store.runs("calibration"):
         if run.spec["width"] != width or run.spec["crop"] != crop:
             continue
+        if iters and run.spec["iters"] < iters:
+            continue  # recorded for a shorter T: cannot stand in for this one
         series = {k: v[:iters] if iters else v for k, v in run.series.items()}
         series["bpp"] = series["jpeg_bytes"] / run.summary["pixels"]
         groups.setdefault(run.spec["sigma"], []).append(series)
