@@ -24,6 +24,7 @@ from dipstop.datasets import synthetic_pair
 from dipstop.errors import DipstopError
 from dipstop.fitting import Fitter
 from dipstop.protocols import Protocol
+from dipstop.stopping import detect_offline
 from dipstop.store import ResultStore, run_key
 
 LAM_GRID = np.logspace(-1, 6, 561)  # 32 points per decade
@@ -121,6 +122,7 @@ class LambdaChoice:
     n_runs: int
     curve: np.ndarray  # mean PSNR for every lam in the grid
     images: list[str]  # the recorded images behind this choice
+    mean_psnr_eq4: float | None = None  # mean PSNR where the Eq. 4 rule stops at this lam
 
 
 def selected_iterations(mse: np.ndarray, bpp: np.ndarray, lams: np.ndarray) -> np.ndarray:
@@ -159,12 +161,17 @@ def search_lambda(
 
 
 def calibrate_from_store(
-    store: ResultStore, width: int, crop: int | None, iters: int | None = None
+    store: ResultStore,
+    width: int,
+    crop: int | None,
+    iters: int | None = None,
+    patience: int | None = None,
 ) -> list[LambdaChoice]:
     """One LambdaChoice per sigma from the store's calibration runs at this width and crop.
 
     `iters` truncates the series (a calibration for a smaller T than was recorded); runs
-    recorded for fewer iterations are left out.
+    recorded for fewer iterations are left out. With `patience`, each choice also reports
+    the mean PSNR where the online Eq. 4 rule (what `denoise` runs) stops at that lam.
     """
     groups: dict[float, list[dict[str, np.ndarray]]] = {}
     names: dict[float, list[str]] = {}
@@ -182,9 +189,13 @@ def calibrate_from_store(
         runs = groups[sigma]
         lam, curve = search_lambda(runs)
         peak = float(np.mean([r["psnr"].max() for r in runs]))
-        choices.append(
-            LambdaChoice(
-                sigma, lam, float(curve.max()), peak, len(runs), curve, sorted(names[sigma])
-            )
+        choice = LambdaChoice(
+            sigma, lam, float(curve.max()), peak, len(runs), curve, sorted(names[sigma])
         )
+        if patience:
+            at_stop = [
+                r["psnr"][detect_offline(lam * r["mse"] + r["bpp"] ** 2, patience)] for r in runs
+            ]
+            choice.mean_psnr_eq4 = float(np.mean(at_stop))
+        choices.append(choice)
     return choices

@@ -211,10 +211,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             chosen, args.sigmas, protocol, store, range(args.seeds), args.iters, args.device, log
         )
     iters = args.iters or protocol.max_iters
-    choices = calibrate_from_store(store, protocol.width, protocol.crop, iters)
+    choices = calibrate_from_store(store, protocol.width, protocol.crop, iters, protocol.patience)
     for c in choices:
         print(
-            f"sigma {c.sigma:5.1f}: lam {c.lam:10.4g}  PSNR at argmin E {c.mean_psnr:6.2f} dB  "
+            f"sigma {c.sigma:5.1f}: lam {c.lam:10.4g}  PSNR at argmin E {c.mean_psnr:6.2f} dB, "
+            f"at the Eq. 4 stop (S={protocol.patience}) {c.mean_psnr_eq4:6.2f} dB  "
             f"(peak {c.mean_peak_psnr:6.2f} dB, {c.n_runs} runs)"
         )
     if args.table:
@@ -223,6 +224,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 "sigma": c.sigma,
                 "lam": c.lam,
                 "mean_psnr": round(c.mean_psnr, 4),
+                "mean_psnr_eq4": round(c.mean_psnr_eq4, 4),
                 "mean_peak_psnr": round(c.mean_peak_psnr, 4),
                 "n_runs": c.n_runs,
                 "images": c.images,
