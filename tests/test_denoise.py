@@ -128,3 +128,15 @@ def test_cli_reads_jpeg_input(tmp_path, smooth_rgb):
     assert rc == 0
     out = cv2.imread(str(tmp_path / "in_dipstop.png"))
     assert out.shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("n_runs, provisional", [(2, True), (8, False)])
+def test_a_thin_lambda_table_is_reported_as_provisional(tmp_path, smooth_rgb, n_runs, provisional):
+    from dipstop.lambda_table import write_table
+
+    table = tmp_path / "t.json"
+    write_table(table, [{"sigma": 20, "lam": 60.0, "n_runs": n_runs}], {"width": 8}, {})
+    _, res = denoise(smooth_rgb, width=8, max_iters=3, patience=2, sigma=25, table=str(table))
+    assert res.lam == 60.0
+    assert any("provisional" in n for n in res.notes) == provisional
+    assert not any("width" in n for n in res.notes)  # table width matches the run's

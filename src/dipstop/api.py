@@ -103,6 +103,12 @@ def denoise(
     if lam is None:
         tab = load_table(table)
         lam = lam_for_sigma(sigma, tab)
+        thin = [e for e in tab["entries"] if e.get("n_runs", 8) < 8]
+        if thin:
+            notes.append(
+                "lam table is provisional: "
+                + ", ".join(f"sigma {e['sigma']:g} from {e['n_runs']} run(s)" for e in thin)
+            )
         if tab["protocol"].get("width") != proto.width:
             notes.append(
                 f"lam table calibrated at width {tab['protocol'].get('width')}, run at "
