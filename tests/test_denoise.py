@@ -10,7 +10,7 @@ from PIL import Image
 
 from dipstop.api import denoise
 from dipstop.cli import main
-from dipstop.criteria import psnr
+from dipstop.metrics import psnr
 from dipstop.noise import add_gaussian_noise
 
 QUICK = dict(width=8, max_iters=4, patience=2, lam=50.0)

@@ -14,11 +14,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dipstop.criteria import CifsCriterion, paper_lambda, psnr
+from dipstop.criteria import CifsCriterion, paper_lambda
 from dipstop.errors import DipstopError
 from dipstop.fitting import Fitter, padding_for, resolve_device
 from dipstop.imageio import LoadedImage, join_array, split_array
 from dipstop.lambda_table import lam_for_sigma, load_table
+from dipstop.metrics import psnr
 from dipstop.noise import estimate_sigma
 from dipstop.protocols import get_protocol
 from dipstop.stopping import OnlineStopper

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from dipstop.codecs import jpeg_bytes
-from dipstop.criteria import output_to_uint8, psnr
+from dipstop.criteria import output_to_uint8
 from dipstop.datasets import synthetic_pair
 from dipstop.errors import DipstopError
 from dipstop.fitting import Fitter
+from dipstop.metrics import psnr
 from dipstop.protocols import Protocol
 from dipstop.stopping import detect_offline
 from dipstop.store import ResultStore, run_key

@@ -332,7 +332,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.report is None:
         args.report = str(out / "report")
     if not args.quiet:
-        from dipstop.criteria import psnr
+        from dipstop.metrics import psnr
 
         print(
             f"sample: {out / 'noisy.png'} ({clean.shape[1]}x{clean.shape[0]}, sigma 25), "

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skimage.metrics import structural_similarity
 
 from dipstop.codecs import jpeg_bytes, to_uint8
 from dipstop.criteria import (
@@ -26,10 +25,10 @@ from dipstop.criteria import (
     NiqeCriterion,
     WmvCriterion,
     output_to_uint8,
-    psnr,
 )
 from dipstop.datasets import list_images, synthetic_pair
 from dipstop.fitting import Fitter
+from dipstop.metrics import psnr, ssim
 from dipstop.noise import estimate_sigma
 from dipstop.protocols import Protocol
 from dipstop.store import ResultStore, run_key
@@ -146,7 +145,7 @@ def run_one(spec: RunSpec, device: str | None = None) -> tuple[dict, dict, dict]
             s["niqe"][i] = niqe(u8)
         for suffix, out in (("", it.output), ("_ema", ema)):
             s["psnr" + suffix][i] = psnr(out, clean_t)
-            s["ssim" + suffix][i] = _ssim(out, clean)
+            s["ssim" + suffix][i] = ssim(out, clean_t)
         s["seconds"][i] = time.perf_counter() - start
     peak = int(np.argmax(s["psnr"]))
     summary = {
@@ -163,11 +162,6 @@ def run_one(spec: RunSpec, device: str | None = None) -> tuple[dict, dict, dict]
         "path": spec.path,
     }
     return spec.as_dict(), s, summary
-
-
-def _ssim(out: torch.Tensor, clean: np.ndarray) -> float:
-    y = out[0].permute(1, 2, 0).float().cpu().numpy()
-    return float(structural_similarity(y, clean, channel_axis=-1, data_range=1.0))
 
 
 def pending(specs: Sequence[RunSpec], store: ResultStore) -> list[RunSpec]:

@@ -10,7 +10,6 @@ from dipstop.criteria.cifs import (
     cifs_value,
     output_to_uint8,
     paper_lambda,
-    psnr,
 )
 from dipstop.criteria.niqe import NiqeCriterion
 from dipstop.criteria.wmv import WmvCriterion
@@ -23,5 +22,4 @@ __all__ = [
     "cifs_value",
     "output_to_uint8",
     "paper_lambda",
-    "psnr",
 ]

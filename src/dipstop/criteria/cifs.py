@@ -11,8 +11,6 @@ and both pick the same iteration. Lambda tuned on one image size then serves eve
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -42,14 +40,6 @@ def cifs_value(mse: float, nbytes: int, pixels: int, lam: float) -> float:
 def paper_lambda(lam: float, height: int, width: int) -> float:
     """The paper's lambda (for L^2 / (H W)) equivalent to dipstop's lam at this size."""
     return lam * height * width
-
-
-def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
-    """PSNR in dB between two images on the [0, 1] scale (inf when identical)."""
-    a_ = torch.as_tensor(a, dtype=torch.float64)
-    b_ = torch.as_tensor(b, dtype=torch.float64, device=a_.device)
-    mse = float(torch.mean((a_ - b_) ** 2))
-    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
 class CifsCriterion:
