@@ -196,3 +196,13 @@ def test_empty_or_non_image_data_set_is_refused(tmp_path):
 def test_report_of_an_empty_store_is_refused(tmp_path, table):
     with pytest.raises(DipstopError, match="no bench runs"):
         build_report(ResultStore(tmp_path / "e.sqlite"), tmp_path / "r", 5, table)
+
+
+def test_report_finds_moved_images_with_data_and_says_so_without(tmp_path, image_folder, table):
+    store = ResultStore(tmp_path / "b.sqlite")
+    run_grid(grid(image_folder, [25], TINY.with_(max_iters=12), every=4), store, **QUIET)
+    moved = image_folder.rename(tmp_path / "moved")
+    with pytest.raises(DipstopError, match="pass --data"):
+        build_report(store, tmp_path / "r1", 5, table)
+    report = build_report(store, tmp_path / "r2", 5, table, data=moved)
+    assert report.is_file() and (tmp_path / "r2" / "fig4_example.png").is_file()

@@ -189,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--table", default=None, help="lam(sigma) table (default: shipped one)")
     rep.add_argument("--fig4-image", default=None, help="image for Fig. 4 (default: first)")
-    rep.add_argument("--fig1-folder", default=None, help="data set for Fig. 1 (default: runs')")
+    rep.add_argument(
+        "--data", default=None, help="folder of the clean images (default: where bench read them)"
+    )
     _add_common(rep)
     return parser
 
@@ -377,7 +379,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         patience,
         load_table(args.table),
         args.fig4_image,
-        Path(args.fig1_folder) if args.fig1_folder else None,
+        Path(args.data) if args.data else None,
         args.device,
     )
     if not args.quiet:

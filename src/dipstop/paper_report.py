@@ -178,8 +178,24 @@ def figure3(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def image_path(run: StoredRun, data: Path | None = None) -> Path:
+    """Where a run's clean image is now: in `data` if given, else where the bench read it."""
+    path = data / run.spec["image"] if data is not None else Path(run.summary["path"])
+    if not path.is_file():
+        raise DipstopError(
+            f"clean image {run.spec['image']} not found at {path}; pass --data with the "
+            f"folder of the {run.spec['dataset']} images"
+        )
+    return path
+
+
 def figure4(
-    run: StoredRun, patience: int, table: dict, path: Path, device: str | None = None
+    run: StoredRun,
+    patience: int,
+    table: dict,
+    path: Path,
+    device: str | None = None,
+    data: Path | None = None,
 ) -> dict:
     """Fig. 4: each criterion's curve with its detected t, and the output each method picks.
 
@@ -189,7 +205,7 @@ def figure4(
     picks = select(run, patience, table)
     proto = Protocol(**{**run.spec["protocol"], "patience": patience})
     sigma, seed = run.spec["sigma"], run.spec["seed"]
-    clean, noisy = synthetic_pair(run.summary["path"], proto.crop, sigma, seed)
+    clean, noisy = synthetic_pair(image_path(run, data), proto.crop, sigma, seed)
     fitter = Fitter(torch.from_numpy(noisy).permute(2, 0, 1), proto.fit_settings(seed), device)
     wanted, outputs, drift = set(picks.values()), {}, 0.0
     for it in fitter.run(max(wanted)):
@@ -242,7 +258,7 @@ def build_report(
     patience: int | None,
     table: dict,
     fig4_image: str | None = None,
-    fig1_folder: Path | None = None,
+    data: Path | None = None,
     device: str | None = None,
 ) -> Path:
     """Write report.md, table1.csv, runs.csv and fig1-4 PNGs into `out`; returns report.md.
@@ -282,7 +298,7 @@ def build_report(
     ]
     figure3(summary, out / "fig3_gap_to_peak.png")
     figure2(table, out / "fig2_lambda.png")
-    folder = fig1_folder or Path(runs[0].summary["path"]).parent
+    folder = image_path(runs[0], data).parent
     fig1 = figure1(folder, protocol.get("crop"), out / "fig1_jpeg_size.png")
     write_csv(out / "fig1_jpeg_size.csv", fig1)
     lines += [
@@ -297,7 +313,7 @@ def build_report(
         raise DipstopError(f"no run of image {fig4_image} in the store; pick one of its images")
     if candidates:
         run = min(candidates, key=lambda r: abs(r.spec["sigma"] - 25))
-        info = figure4(run, patience, table, out / "fig4_example.png", device)
+        info = figure4(run, patience, table, out / "fig4_example.png", device, data)
         (out / "fig4_example.json").write_text(json.dumps(info, indent=1))
         lines += [
             "![Fig. 4](fig4_example.png)",
