@@ -220,13 +220,17 @@ def figure4(
         ("NIQE", s["niqe"]),
         ("Peak", s["psnr"]),
     ]
-    fig = plt.figure(figsize=(12, 7))
+    fig = plt.figure(figsize=(12, 5.5))
     grid = fig.add_gridspec(2, 8)
     t_axis = np.arange(1, len(s["mse"]) + 1)
     for i, (name, values) in enumerate(curves):
         ax = fig.add_subplot(grid[0, i * 8 // 5 : (i + 1) * 8 // 5])
         ok = ~np.isnan(values)
         ax.plot(t_axis[ok], values[ok], lw=0.8)
+        settled = values[ok][len(values[ok]) // 20 :]  # the first 5% would flatten the rest
+        if settled.size and name != "Peak":
+            lo, hi = np.percentile(settled, [0, 99])
+            ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
         ax.axvline(picks[name], color="C3", ls="--", lw=1)
         ax.set_title(f"{'PSNR' if name == 'Peak' else name}: t={picks[name]}", fontsize=9)
         ax.tick_params(labelsize=7)
