@@ -14,6 +14,7 @@ from dipstop.metrics import psnr
 from dipstop.noise import add_gaussian_noise
 
 QUICK = dict(width=8, max_iters=4, patience=2, lam=50.0)
+QUICK_CLI = ["--width", "8", "-T", "3", "-S", "2", "--lam", "50", "--quiet"]
 
 
 def test_tiny_denoise_raises_psnr_over_the_noisy_input(smooth_rgb):
@@ -59,26 +60,7 @@ def test_16_bit_gray_and_rgba_keep_their_depth_and_channels(tmp_path, smooth_rgb
     for name, img in (("gray", gray16), ("bgra", bgra16)):
         src, dst = tmp_path / f"{name}{ext}", tmp_path / f"{name}_out{ext}"
         cv2.imwrite(str(src), img)
-        assert (
-            main(
-                [
-                    "denoise",
-                    str(src),
-                    "-o",
-                    str(dst),
-                    "--width",
-                    "8",
-                    "-T",
-                    "3",
-                    "-S",
-                    "2",
-                    "--lam",
-                    "50",
-                    "--quiet",
-                ]
-            )
-            == 0
-        )
+        assert main(["denoise", str(src), "-o", str(dst), *QUICK_CLI]) == 0
         back = cv2.imread(str(dst), cv2.IMREAD_UNCHANGED)
         assert back.dtype == np.uint16 and back.shape == img.shape
         if name == "bgra":
@@ -90,27 +72,8 @@ def test_cli_keeps_16_bit_depth_and_writes_a_report(tmp_path, smooth_rgb):
     img16 = (cv2.resize(smooth_rgb, (70, 48)).astype(np.uint16) * 257)[:, :, ::-1]
     cv2.imwrite(str(src), img16)
     dst, report = tmp_path / "out.png", tmp_path / "rep"
-    rc = main(
-        [
-            "denoise",
-            str(src),
-            "-o",
-            str(dst),
-            "--width",
-            "8",
-            "-T",
-            "6",
-            "-S",
-            "2",
-            "--lam",
-            "50",
-            "--clean",
-            str(src),
-            "--report",
-            str(report),
-            "--quiet",
-        ]
-    )
+    extra = ["--clean", str(src), "--report", str(report)]
+    rc = main(["denoise", str(src), "-o", str(dst), *QUICK_CLI, "-T", "6", *extra])
     assert rc == 0
     back = cv2.imread(str(dst), cv2.IMREAD_UNCHANGED)
     assert back.dtype == np.uint16 and back.shape == (48, 70, 3)
@@ -124,7 +87,7 @@ def test_cli_keeps_16_bit_depth_and_writes_a_report(tmp_path, smooth_rgb):
 def test_cli_reads_jpeg_input(tmp_path, smooth_rgb):
     src = tmp_path / "in.jpg"
     cv2.imwrite(str(src), smooth_rgb)
-    rc = main(["denoise", str(src), "--width", "8", "-T", "3", "-S", "2", "--lam", "50", "--quiet"])
+    rc = main(["denoise", str(src), *QUICK_CLI])
     assert rc == 0
     out = cv2.imread(str(tmp_path / "in_dipstop.png"))
     assert out.shape == (64, 64, 3)
