@@ -24,6 +24,7 @@ from dipstop.datasets import centre_crop, list_images, noise_seed, synthetic_pai
 from dipstop.errors import DipstopError  # noqa: E402
 from dipstop.fitting import Fitter  # noqa: E402
 from dipstop.imageio import read_image  # noqa: E402
+from dipstop.lambda_table import lam_for_sigma  # noqa: E402
 from dipstop.noise import add_gaussian_noise  # noqa: E402
 from dipstop.protocols import Protocol, get_protocol  # noqa: E402
 from dipstop.selection import METHODS, cifs_series, scores, select  # noqa: E402
@@ -214,7 +215,7 @@ def figure4(
             outputs[it.t] = output_to_uint8(it.output)
     s = run.series
     curves = [
-        ("CIFS", cifs_series(run, _lam(run, table))),
+        ("CIFS", cifs_series(run, lam_for_sigma(run.spec["sigma"], table))),
         ("ES-WMV", s["wmv"]),
         ("BRISQUE", s["brisque"]),
         ("NIQE", s["niqe"]),
@@ -248,12 +249,6 @@ def figure4(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return {"image": run.spec["image"], "sigma": sigma, "picks": picks, "max_loss_drift": drift}
-
-
-def _lam(run: StoredRun, table: dict) -> float:
-    from dipstop.lambda_table import lam_for_sigma
-
-    return lam_for_sigma(run.spec["sigma"], table)
 
 
 def build_report(
