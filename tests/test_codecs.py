@@ -33,6 +33,18 @@ def test_byte_count_equals_opencv_on_random_images(seed):
     assert jpeg_bytes(gray[:, :, None]) == opencv_bytes_of_rgb(gray)
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_channel_planar_views_give_the_same_bytes(seed):
+    # the fitting loop's outputs are C x H x W tensors seen as H x W x C: non-contiguous
+    planes = np.random.default_rng(seed).integers(0, 256, (3, 40, 72), dtype=np.uint8)
+    view = planes.transpose(1, 2, 0)
+    assert not view.flags.c_contiguous
+    assert jpeg_bytes(view) == opencv_bytes_of_rgb(np.ascontiguousarray(view))
+    assert jpeg_bytes(view[5:30, 7:61]) == opencv_bytes_of_rgb(
+        np.ascontiguousarray(view[5:30, 7:61])
+    )
+
+
 def test_noise_makes_jpegs_bigger(smooth_rgb):
     rng = np.random.default_rng(0)
     sizes = [

@@ -26,6 +26,9 @@ def test_tiny_denoise_raises_psnr_over_the_noisy_input(smooth_rgb):
     assert res.iterations_run == expected_run
     assert res.psnr == pytest.approx(after, abs=0.05)  # the returned image is y_{t*}
     assert res.series["criterion"][res.stop_iteration - 1] == res.series["criterion"].min()
+    split = res.time_split  # where the time went: every part timed, the network the most
+    assert sum(split.values()) == pytest.approx(res.seconds, rel=1e-6)
+    assert min(split.values()) >= 0 and max(split, key=split.get) == "network"
 
 
 def test_gray_uint8_comes_back_gray_uint8(smooth_rgb):

@@ -31,6 +31,9 @@ class DenoiseResult:
 
     `series` holds one value per iteration run: "iteration", "loss" (MSE to the noisy image,
     [0, 1] scale), "jpeg_bytes", "criterion" (E_t) and, when a clean image was given, "psnr".
+    `time_split` says where the `seconds` went: "network" (perturbation, forward, backward,
+    Adam), "engine" (divergence guard, snapshots) and "stopping" (JPEG, E_t, the Eq. 4 rule,
+    series, progress bar).
     """
 
     stop_iteration: int
@@ -43,6 +46,7 @@ class DenoiseResult:
     settings: dict
     series: dict[str, np.ndarray]
     seconds: float
+    time_split: dict[str, float] = field(default_factory=dict)
     restores: int = 0
     psnr: float | None = None  # PSNR of the returned image to the clean one, if given
     peak_psnr: float | None = None
@@ -137,8 +141,11 @@ def denoise(
     best_output: torch.Tensor | None = None
     bar = tqdm(total=proto.max_iters, disable=not progress, unit="it", dynamic_ncols=True)
     start = time.perf_counter()
+    in_fitter = 0.0
     with bar:
+        resumed = start
         for it in fitter.run(proto.max_iters):
+            in_fitter += time.perf_counter() - resumed
             nbytes, value = criterion(it.output, it.loss)
             cols["iteration"].append(it.t)
             cols["loss"].append(it.loss)
@@ -161,6 +168,7 @@ def denoise(
             bar.update(1)
             if done:
                 break
+            resumed = time.perf_counter()
     seconds = time.perf_counter() - start
     assert best_output is not None
     series = {k: np.asarray(v) for k, v in cols.items()}
@@ -177,6 +185,11 @@ def denoise(
         settings={**proto.as_dict(), "seed": seed, "device": str(fitter.device)},
         series=series,
         seconds=seconds,
+        time_split={
+            "network": fitter.step_seconds,
+            "engine": in_fitter - fitter.step_seconds,
+            "stopping": seconds - in_fitter,
+        },
         restores=fitter.restores,
         notes=notes,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -126,6 +127,7 @@ class Fitter:
         self.noise_gen = torch.Generator(device=self.device).manual_seed(settings.seed + 1)
         self.opt = make_adam(self.net.parameters(), settings.lr)
         self.restores = 0
+        self.step_seconds = 0.0  # time in perturbation, forward, backward and Adam: the math
 
     def run(self, max_iters: int) -> Iterator[Iteration]:
         """Take `max_iters` Adam steps, yielding the output each one was computed from."""
@@ -136,11 +138,13 @@ class Fitter:
         t = 0
         noise, z_t = torch.empty_like(self.z), torch.empty_like(self.z)  # reused every step
         while t < max_iters:
+            start = time.perf_counter()
             torch.randn(self.shape, generator=self.noise_gen, out=noise)
             torch.add(self.z, noise, alpha=s.z_noise_std, out=z_t)
             y = self.net(z_t)[:, :, top : top + self.height, left : left + self.width]
             loss = F.mse_loss(y, self.x0)
             value = loss.item()
+            self.step_seconds += time.perf_counter() - start
             if not math.isfinite(value) or value > previous_loss * 10 ** (s.guard_db / 10):
                 self.restores += 1
                 if self.restores > s.max_restores:
@@ -154,9 +158,11 @@ class Fitter:
             t += 1
             if t % s.snapshot_every == 0:
                 snapshot, snapshot_loss = _snapshot(self.net, self.opt), value
+            start = time.perf_counter()
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
+            self.step_seconds += time.perf_counter() - start
             previous_loss = value
             yield Iteration(t, value, y.detach())
 

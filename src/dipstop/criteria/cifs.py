@@ -23,7 +23,7 @@ def output_to_uint8(output: torch.Tensor) -> np.ndarray:
     Quantised on the device so only a quarter of the bytes cross to the host.
     """
     y = output[0] if output.ndim == 4 else output
-    q = (y.clamp(0, 1) * 255).round_().to(torch.uint8)
+    q = y.clamp(0, 1).mul_(255).round_().to(torch.uint8)
     return q.permute(1, 2, 0).cpu().numpy()
 
 
