@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from dipstop import experiments
+from dipstop.calibration import record
+from dipstop.datasets import list_images
 from dipstop.errors import DipstopError
 from dipstop.experiments import grid, run_grid
 from dipstop.lambda_table import write_table
@@ -63,9 +65,7 @@ def test_grid_records_every_series_and_skips_finished_runs(tmp_path, image_folde
     assert abs(runs[0].summary["sigma_estimated"] - 25) < 10
 
 
-def test_crash_mid_grid_loses_no_finished_run_and_duplicates_none(
-    tmp_path, image_folder, monkeypatch
-):
+def test_crash_mid_grid_loses_no_finished_run_and_duplicates_none(tmp_path, image_folder):
     store = ResultStore(tmp_path / "b.sqlite")
     specs = grid(image_folder, [15, 50], TINY, every=5)
     real, calls = experiments.run_one, []
@@ -76,11 +76,9 @@ def test_crash_mid_grid_loses_no_finished_run_and_duplicates_none(
             raise KeyboardInterrupt  # as Ctrl-C in the middle of the third run
         return real(spec, device)
 
-    monkeypatch.setattr(experiments, "run_one", flaky)
     with pytest.raises(KeyboardInterrupt):
-        run_grid(specs, store, **QUIET)
+        run_grid(specs, store, runner=flaky, **QUIET)
     assert len(list(store.runs())) == 2
-    monkeypatch.setattr(experiments, "run_one", real)
     assert run_grid(specs, store, **QUIET) == 2
     keys = [r.key for r in store.runs()]
     assert len(keys) == 4 == len(set(keys))
@@ -115,26 +113,31 @@ def test_kill_9_during_a_bench_then_rerun_completes_the_grid(tmp_path, image_fol
     assert len(keys) == 6 == len(set(keys))
 
 
-def test_ray_executor_matches_in_process_runs(tmp_path, image_folder):
+def test_ray_executor_matches_in_process_runs_for_bench_and_calibration(tmp_path, image_folder):
     ray = pytest.importorskip("ray")
-    specs = grid(image_folder, [25], TINY.with_(max_iters=12), every=4)
-    local, remote = ResultStore(tmp_path / "l.sqlite"), ResultStore(tmp_path / "r.sqlite")
+    proto = TINY.with_(max_iters=12)
+    specs = grid(image_folder, [25], proto, every=4)
+    images = list_images(image_folder)
+    stores = {name: ResultStore(tmp_path / f"{name}.sqlite") for name in ("bl", "br", "cl", "cr")}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # Ray runs each 1-CPU task on one thread: same float sums
     try:
-        run_grid(specs, local, **QUIET)
+        run_grid(specs, stores["bl"], **QUIET)
+        record(images, [25], proto, stores["cl"], **QUIET)
     finally:
         torch.set_num_threads(threads)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        assert run_grid(specs, remote, use_ray=True, **QUIET) == 2
+        assert run_grid(specs, stores["br"], use_ray=True, **QUIET) == 2
+        assert record(images, [25], proto, stores["cr"], use_ray=True, **QUIET) == 2
     finally:
         ray.shutdown()
-    a = {r.key: r for r in local.runs()}
-    b = {r.key: r for r in remote.runs()}
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_allclose(a[key].series["mse"], b[key].series["mse"], rtol=1e-5)
+    for local, remote in (("bl", "br"), ("cl", "cr")):
+        a = {r.key: r for r in stores[local].runs()}
+        b = {r.key: r for r in stores[remote].runs()}
+        assert len(a) == 2 and a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_allclose(a[key].series["mse"], b[key].series["mse"], rtol=1e-5)
 
 
 def fake_run(series: dict, sigma=25.0, est=25.0, pixels=64) -> StoredRun:

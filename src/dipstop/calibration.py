@@ -22,29 +22,46 @@ from dipstop.codecs import jpeg_bytes
 from dipstop.criteria import output_to_uint8
 from dipstop.datasets import synthetic_pair
 from dipstop.errors import DipstopError
+from dipstop.experiments import run_grid
 from dipstop.fitting import Fitter
 from dipstop.metrics import psnr
 from dipstop.protocols import Protocol
 from dipstop.stopping import detect_offline
-from dipstop.store import ResultStore, run_key
+from dipstop.store import ResultStore
 
 LAM_GRID = np.logspace(-1, 6, 561)  # 32 points per decade
 
 
-def recording_spec(path: Path, sigma: float, seed: int, protocol: Protocol, iters: int) -> dict:
-    """What determines a calibration recording (patience S does not: it is not used)."""
-    return {
-        "kind": "calibration",
-        "image": path.name,
-        "image_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "crop": protocol.crop,
-        "sigma": float(sigma),
-        "seed": int(seed),
-        "width": protocol.width,
-        "lr": protocol.lr,
-        "z_noise_std": protocol.z_noise_std,
-        "iters": int(iters),
-    }
+@dataclass(frozen=True)
+class RecordingSpec:
+    """One calibration recording: an image, a noise level and a seed under a protocol."""
+
+    path: str  # where the image was read; not part of the key
+    image_sha256: str
+    sigma: float
+    seed: int
+    protocol: Protocol
+    iters: int
+
+    @classmethod
+    def of(cls, path: Path, sigma: float, seed: int, protocol: Protocol, iters: int):
+        sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return cls(str(path), sha, float(sigma), int(seed), protocol, int(iters))
+
+    def as_dict(self) -> dict:
+        """What determines the recording (patience S does not: it is not used)."""
+        return {
+            "kind": "calibration",
+            "image": Path(self.path).name,
+            "image_sha256": self.image_sha256,
+            "crop": self.protocol.crop,
+            "sigma": self.sigma,
+            "seed": self.seed,
+            "width": self.protocol.width,
+            "lr": self.protocol.lr,
+            "z_noise_std": self.protocol.z_noise_std,
+            "iters": self.iters,
+        }
 
 
 def record_run(
@@ -69,6 +86,21 @@ def record_run(
     return out
 
 
+def record_one(spec: RecordingSpec, device: str | None = None) -> tuple[dict, dict, dict]:
+    """Record one calibration run: (spec dict, series, summary), as the grid runner wants."""
+    clean, noisy = synthetic_pair(spec.path, spec.protocol.crop, spec.sigma, spec.seed)
+    series = record_run(clean, noisy, spec.protocol, spec.iters, spec.seed, device)
+    best = int(np.argmax(series["psnr"]))
+    summary = {
+        "peak_psnr": float(series["psnr"][best]),
+        "peak_t": best + 1,
+        "last_psnr": float(series["psnr"][-1]),
+        "seconds": float(series["seconds"][-1]),
+        "pixels": int(clean.shape[0] * clean.shape[1]),
+    }
+    return spec.as_dict(), series, summary
+
+
 def record(
     images: Sequence[Path],
     sigmas: Iterable[float],
@@ -78,38 +110,19 @@ def record(
     iters: int | None = None,
     device: str | None = None,
     log: Callable[[str], None] = print,
+    use_ray: bool = False,
+    ray_address: str | None = None,
 ) -> int:
     """Record every (image, sigma, seed) not yet in the store; returns how many were run.
 
-    Image-major order, so an interrupted recording covers every sigma evenly.
+    Image-major order, so an interrupted recording covers every sigma evenly. Runs go through
+    the bench's executor: in-process, or as Ray tasks with `use_ray`.
     """
     iters = iters or protocol.max_iters
-    sigmas, seeds = list(sigmas), list(seeds)
-    todo = [(p, s, k) for p in images for s in sigmas for k in seeds]
-    ran = 0
-    for n, (path, sigma, seed) in enumerate(todo, 1):
-        spec = recording_spec(path, sigma, seed, protocol, iters)
-        if store.has(run_key(spec)):
-            continue
-        clean, noisy = synthetic_pair(path, protocol.crop, sigma, seed)
-        t0 = time.perf_counter()
-        series = record_run(clean, noisy, protocol, iters, seed, device)
-        best = int(np.argmax(series["psnr"]))
-        summary = {
-            "peak_psnr": float(series["psnr"][best]),
-            "peak_t": best + 1,
-            "last_psnr": float(series["psnr"][-1]),
-            "seconds": time.perf_counter() - t0,
-            "pixels": int(clean.shape[0] * clean.shape[1]),
-        }
-        store.put(spec, series, summary)
-        ran += 1
-        log(
-            f"[{n}/{len(todo)}] {path.name} sigma={sigma:g} seed={seed}: peak "
-            f"{summary['peak_psnr']:.2f} dB at t={best + 1}, last {summary['last_psnr']:.2f} dB, "
-            f"{summary['seconds']:.0f} s"
-        )
-    return ran
+    specs = [
+        RecordingSpec.of(p, s, k, protocol, iters) for p in images for s in sigmas for k in seeds
+    ]
+    return run_grid(specs, store, device, ray_address, use_ray, log, runner=record_one)
 
 
 @dataclass

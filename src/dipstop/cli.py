@@ -77,6 +77,17 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+def _add_ray(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run as Ray tasks: a local Ray (one 1-thread run per core), or the cluster at ADDRESS",
+    )
+
+
 def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sigma",
@@ -149,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--store", default="results/calibration.sqlite", help="results store")
     cal.add_argument("--table", default=None, help="write the lam(sigma) table here (JSON)")
     cal.add_argument("--search-only", action="store_true", help="only search the stored runs")
+    _add_ray(cal)
     _add_common(cal)
 
     bench = sub.add_parser("bench", help="run a data set x sigma x seed grid into a results store")
@@ -171,14 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--width", type=_positive_int, default=None, help="network width (default: protocol's)"
     )
     bench.add_argument("--store", default="results/bench.sqlite", help="results store")
-    bench.add_argument(
-        "--ray",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="ADDRESS",
-        help="run as Ray tasks (local Ray, or the cluster at ADDRESS)",
-    )
+    _add_ray(bench)
     _add_common(bench)
 
     rep = sub.add_parser("report", help="Table 1 and Figures 1-4 from a results store")
@@ -198,19 +203,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from dipstop.calibration import calibrate_from_store, record
-    from dipstop.datasets import list_images
+    from dipstop.datasets import evenly_spaced, list_images
     from dipstop.lambda_table import write_table
     from dipstop.store import ResultStore
 
     protocol = get_protocol(args.protocol).with_(crop=args.crop, width=args.width)
-    files = list_images(args.images)
-    step = max(1, len(files) // args.n_images)
-    chosen = files[::step][: args.n_images]
+    chosen = evenly_spaced(list_images(args.images), args.n_images)
     store = ResultStore(args.store)
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
     if not args.search_only:
         record(
-            chosen, args.sigmas, protocol, store, range(args.seeds), args.iters, args.device, log
+            chosen,
+            args.sigmas,
+            protocol,
+            store,
+            range(args.seeds),
+            args.iters,
+            args.device,
+            log,
+            use_ray=args.ray is not None,
+            ray_address=args.ray or None,
         )
     iters = args.iters or protocol.max_iters
     choices = calibrate_from_store(store, protocol.width, protocol.crop, iters, protocol.patience)
@@ -344,7 +356,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from dipstop.datasets import list_images
+    from dipstop.datasets import evenly_spaced, list_images
     from dipstop.experiments import grid, run_grid
     from dipstop.store import ResultStore
 
@@ -354,7 +366,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.images.split(",")] if args.images else None
     if args.n_images:
         files = list_images(args.data)
-        names = [f.name for f in files[:: max(1, len(files) // args.n_images)][: args.n_images]]
+        names = [f.name for f in evenly_spaced(files, args.n_images)]
     specs = grid(args.data, args.sigmas, protocol, range(args.seeds), names, args.every)
     store = ResultStore(args.store)
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))

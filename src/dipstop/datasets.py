@@ -27,6 +27,17 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
+def evenly_spaced(files: list[Path], n: int | None) -> list[Path]:
+    """`n` files spread over the sorted list (every len // n-th, from the first); all for None.
+
+    >>> [p.name for p in evenly_spaced([Path(f"{i}.png") for i in range(10)], 3)]
+    ['0.png', '3.png', '6.png']
+    """
+    if n is None:
+        return files
+    return files[:: max(1, len(files) // n)][:n]
+
+
 def centre_crop(image: np.ndarray, side: int | None) -> np.ndarray:
     """The central side x side crop of an H x W x C image (the image itself for None)."""
     if side is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,27 +165,45 @@ def run_one(spec: RunSpec, device: str | None = None) -> tuple[dict, dict, dict]
     return spec.as_dict(), s, summary
 
 
-def pending(specs: Sequence[RunSpec], store: ResultStore) -> list[RunSpec]:
+class Spec(typing.Protocol):
+    """A grid cell: `as_dict()` is everything that determines its run (the store's key)."""
+
+    def as_dict(self) -> dict: ...
+
+
+Runner = Callable[[typing.Any, "str | None"], tuple[dict, dict, dict]]
+
+
+def pending(specs: Sequence[Spec], store: ResultStore) -> list[Spec]:
     """The specs whose runs are not in the store yet."""
     return [s for s in specs if not store.has(run_key(s.as_dict()))]
 
 
 def run_grid(
-    specs: Sequence[RunSpec],
+    specs: Sequence[Spec],
     store: ResultStore,
     device: str | None = None,
     ray_address: str | None = None,
     use_ray: bool = False,
     log: Callable[[str], None] = print,
+    runner: Runner = run_one,
 ) -> int:
-    """Run every pending spec and store it as it finishes; returns how many ran."""
+    """Run every pending spec and store it as it finishes; returns how many ran.
+
+    `runner(spec, device)` fits one cell and returns (spec dict, series, summary): `run_one`
+    for the bench, `dipstop.calibration.record_one` for calibration. In-process by default;
+    with `use_ray` as Ray tasks (on a local Ray, one 1-CPU task per core), the driver alone
+    writing the store.
+    """
     todo = pending(specs, store)
     log(
         f"{len(specs)} runs in the grid, {len(specs) - len(todo)} already stored, "
         f"{len(todo)} to run"
     )
     results = (
-        _ray_results(todo, device, ray_address) if use_ray else (run_one(s, device) for s in todo)
+        _ray_results(todo, runner, device, ray_address)
+        if use_ray
+        else (runner(s, device) for s in todo)
     )
     done = 0
     for spec_dict, series, summary in results:
@@ -199,7 +218,7 @@ def run_grid(
 
 
 def _ray_results(
-    specs: Sequence[RunSpec], device: str | None, address: str | None
+    specs: Sequence[Spec], runner: Runner, device: str | None, address: str | None
 ) -> Iterator[tuple[dict, dict, dict]]:
     """Run specs as Ray tasks (one GPU each when the cluster has GPUs); yield as they finish."""
     try:
@@ -213,7 +232,7 @@ def _ray_results(
     if not ray.is_initialized():
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
     gpus = ray.cluster_resources().get("GPU", 0)
-    task = ray.remote(num_gpus=1 if gpus else 0)(run_one)
+    task = ray.remote(num_gpus=1 if gpus else 0)(runner)
     futures = [task.remote(s, device) for s in specs]
     while futures:
         ready, futures = ray.wait(futures, num_returns=1)
