@@ -160,6 +160,7 @@ def run_one(spec: RunSpec, device: str | None = None) -> tuple[dict, dict, dict]
         "seconds": time.perf_counter() - start,
         "restores": fitter.restores,
         "device": str(fitter.device),
+        "threads": torch.get_num_threads(),  # CPU float sums, hence the trajectory, depend on it
         "path": spec.path,
     }
     return spec.as_dict(), s, summary
