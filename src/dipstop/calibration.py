@@ -9,7 +9,6 @@ lam is dipstop's size-invariant weight (the paper's lambda divided by H W; MSE o
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import torch
 
 from dipstop.codecs import jpeg_bytes
 from dipstop.criteria import output_to_uint8
-from dipstop.datasets import synthetic_pair
+from dipstop.datasets import file_sha256, synthetic_pair
 from dipstop.errors import DipstopError
 from dipstop.experiments import run_grid
 from dipstop.fitting import Fitter
@@ -42,11 +41,6 @@ class RecordingSpec:
     seed: int
     protocol: Protocol
     iters: int
-
-    @classmethod
-    def of(cls, path: Path, sigma: float, seed: int, protocol: Protocol, iters: int):
-        sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        return cls(str(path), sha, float(sigma), int(seed), protocol, int(iters))
 
     def as_dict(self) -> dict:
         """What determines the recording (patience S does not: it is not used)."""
@@ -119,8 +113,13 @@ def record(
     the bench's executor: in-process, or as Ray tasks with `use_ray`.
     """
     iters = iters or protocol.max_iters
+    sigmas, seeds = list(sigmas), list(seeds)
+    shas = {p: file_sha256(p) for p in images}  # read each image once, not once per cell
     specs = [
-        RecordingSpec.of(p, s, k, protocol, iters) for p in images for s in sigmas for k in seeds
+        RecordingSpec(str(p), shas[p], float(s), int(k), protocol, int(iters))
+        for p in images
+        for s in sigmas
+        for k in seeds
     ]
     return run_grid(specs, store, device, ray_address, use_ray, log, runner=record_one)
 

@@ -27,6 +27,11 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes: identifies an image in a run's key, whatever its path."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def evenly_spaced(files: list[Path], n: int | None) -> list[Path]:
     """`n` files spread over the sorted list (every len // n-th, from the first); all for None.
 

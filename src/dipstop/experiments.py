@@ -10,7 +10,6 @@ Runs execute in-process by default, or as Ray tasks; either way one writer fills
 
 from __future__ import annotations
 
-import hashlib
 import time
 import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,7 +26,7 @@ from dipstop.criteria import (
     WmvCriterion,
     output_to_uint8,
 )
-from dipstop.datasets import list_images, synthetic_pair
+from dipstop.datasets import file_sha256, list_images, synthetic_pair
 from dipstop.fitting import Fitter
 from dipstop.metrics import psnr, ssim
 from dipstop.noise import estimate_sigma
@@ -86,7 +85,7 @@ def grid(
         files = [by_name[n] for n in images]
     specs = []
     for f in files:
-        sha = hashlib.sha256(f.read_bytes()).hexdigest()
+        sha = file_sha256(f)
         for sigma in sigmas:
             for seed in seeds:
                 specs.append(
