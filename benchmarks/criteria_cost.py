@@ -44,15 +44,18 @@ def per_call(fn, n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def measure(size: str, width: int, iters: int) -> dict:
+def measure(size: str, width: int, iters: int, device: str | None) -> dict:
     """Costs of each criterion and of bookkeeping at one image size."""
     w, h = (int(x) for x in size.split("x"))
     rng = np.random.default_rng(0)
     noisy = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    _, res = denoise(noisy, width=width, max_iters=iters, patience=iters, lam=50.0, progress=True)
+    _, res = denoise(
+        noisy, width=width, max_iters=iters, patience=iters, lam=50.0, progress=True, device=device
+    )
     n = res.iterations_run
     step = res.time_split["network"] / n
-    out = torch.from_numpy(noisy).permute(2, 0, 1).unsqueeze(0).float() / 255
+    out = torch.from_numpy(noisy).permute(2, 0, 1).unsqueeze(0).float().to(res.settings["device"])
+    out /= 255
     u8 = output_to_uint8(out)
     cifs, wmv = CifsCriterion(50.0), WmvCriterion(100)
     brisque, niqe = BrisqueCriterion(), NiqeCriterion()
@@ -82,18 +85,20 @@ def main() -> None:
     ap.add_argument("--sizes", default="128x128,481x321")
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--iters", type=int, default=200, help="iterations of the denoise run")
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     tune_allocator()
     rows = []
     for size in args.sizes.split(","):
-        row = measure(size, args.width, args.iters)
+        row = measure(size, args.width, args.iters, args.device)
         rows.append(row)
         step, costs = row["iteration_s"], row["costs_s"]
         print(f"{size} width {args.width}: iteration {step:.4f} s")
         for k, v in costs.items():
             print(f"  {k:12} {v * 1000:8.2f} ms  {100 * v / step:6.2f}% of an iteration")
         print(f"  engine + stopping (CIFS included): {100 * row['overhead_fraction']:.2f}%")
-    save("criteria_cost", {"rows": rows})
+    suffix = "" if args.device == "cpu" else "_" + args.device.split(":")[0]
+    save("criteria_cost" + suffix, {"device": args.device, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -4,10 +4,13 @@ The baseline is written here: the same network (same builder, same seed), Adam w
 default settings, z + N(0, s^2) each step, MSE, zero_grad, backward, step. The engine is
 what `dipstop.denoise` runs per iteration: `Fitter.run` (divergence guard, snapshots) plus
 the CIFS criterion (8-bit quantisation, JPEG encode). Both run in this process, interleaved,
-`--repeats` times; the table shows medians and the ratio engine / baseline.
+`--repeats` times; the table shows medians and the ratio engine / baseline. On CUDA the
+clock is read after a device synchronise, and `--variants` adds engine settings to compare
+(channels_last, bf16 autocast, both), each timed interleaved with the others.
 
     python benchmarks/iteration_speed.py [--sizes 64x64,128x128,256x256,481x321]
-        [--widths 64,128] [--iters 10] [--repeats 3]
+        [--widths 64,128] [--iters 10] [--repeats 3] [--device cuda]
+        [--variants fp32,channels_last,bf16,channels_last+bf16]
 """
 
 from __future__ import annotations
@@ -29,13 +32,20 @@ from dipstop.fitting import FitSettings, Fitter  # noqa: E402
 from dipstop.network import skip_network  # noqa: E402
 from dipstop.runtime import tune_allocator  # noqa: E402
 
+VARIANTS = {
+    "fp32": {},
+    "channels_last": {"channels_last": True},
+    "bf16": {"bf16": True},
+    "channels_last+bf16": {"channels_last": True, "bf16": True},
+}
 
-def baseline_steps(h: int, w: int, width: int):
+
+def baseline_steps(h: int, w: int, width: int, device: str):
     """A plain DIP loop (sides already multiples of 32), as a generator of steps."""
     torch.manual_seed(0)
-    net = skip_network(3, width)
-    x0 = torch.rand(1, 3, h, w)
-    z = torch.rand(1, 32, h, w) * 0.1
+    net = skip_network(3, width).to(device)
+    x0 = torch.rand(1, 3, h, w, device=device)
+    z = torch.rand(1, 32, h, w, device=device) * 0.1
     opt = torch.optim.Adam(net.parameters(), lr=0.01)
     while True:
         y = net(z + torch.randn_like(z) / 30)
@@ -46,18 +56,22 @@ def baseline_steps(h: int, w: int, width: int):
         yield
 
 
-def engine_steps(h: int, w: int, width: int):
-    fitter = Fitter(torch.rand(3, h, w), FitSettings(width=width))
+def engine_steps(h: int, w: int, width: int, device: str, variant: str):
+    settings = FitSettings(width=width, **VARIANTS[variant])
+    fitter = Fitter(torch.rand(3, h, w), settings, device)
     crit = CifsCriterion(50.0)
     for it in fitter.run(10**9):
         crit(it.output, it.loss)
         yield
 
 
-def timed(gen, n: int) -> float:
+def timed(gen, n: int, device: str) -> float:
+    sync = torch.cuda.synchronize if device.startswith("cuda") else lambda: None
+    sync()
     t0 = time.perf_counter()
     for _ in range(n):
         next(gen)
+    sync()
     return (time.perf_counter() - t0) / n
 
 
@@ -68,40 +82,39 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-allocator-tuning", action="store_true")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--variants", default="fp32", help=f"engine settings: {','.join(VARIANTS)}")
     args = ap.parse_args()
+    variants = args.variants.split(",")
     if not args.no_allocator_tuning:
         tune_allocator()
     rows = []
-    print("    size  width  baseline s/it  engine s/it  engine/baseline")
+    print("    size  width  baseline s/it  " + "  ".join(f"{v} s/it, ratio" for v in variants))
     for size in args.sizes.split(","):
         w, h = (int(x) for x in size.split("x"))
         for width in (int(x) for x in args.widths.split(",")):
             pad = lambda n: max(64, -(-n // 32) * 32)  # noqa: E731 - baseline needs /32 sides
-            base, eng = baseline_steps(pad(h), pad(w), width), engine_steps(h, w, width)
-            timed(base, 2), timed(eng, 2)  # warm-up
-            b, e = [], []
+            gens = {"baseline": baseline_steps(pad(h), pad(w), width, args.device)}
+            for v in variants:
+                gens[v] = engine_steps(h, w, width, args.device, v)
+            times: dict[str, list[float]] = {name: [] for name in gens}
+            for gen in gens.values():
+                timed(gen, 3, args.device)  # warm-up (and cuDNN autotuning)
             for _ in range(args.repeats):
-                b.append(timed(base, args.iters))
-                e.append(timed(eng, args.iters))
-            row = {
-                "size": size,
-                "width": width,
-                "baseline_s": statistics.median(b),
-                "engine_s": statistics.median(e),
-                "baseline_all": b,
-                "engine_all": e,
-            }
-            row["ratio"] = row["engine_s"] / row["baseline_s"]
+                for name, gen in gens.items():
+                    times[name].append(timed(gen, args.iters, args.device))
+            med = {name: statistics.median(ts) for name, ts in times.items()}
+            row = {"size": size, "width": width, "seconds": med, "all": times}
+            row["ratio"] = {v: med[v] / med["baseline"] for v in variants}
             rows.append(row)
-            print(
-                f"{size:>8} {width:6} {row['baseline_s']:14.4f} {row['engine_s']:12.4f} "
-                f"{row['ratio']:16.3f}"
-            )
+            cells = "  ".join(f"{med[v]:10.4f} {row['ratio'][v]:6.3f}" for v in variants)
+            print(f"{size:>8} {width:6} {med['baseline']:14.4f}  {cells}")
     save(
-        "iteration_speed",
+        "iteration_speed" + ("" if args.device == "cpu" else "_" + args.device.split(":")[0]),
         {
             "iters": args.iters,
             "repeats": args.repeats,
+            "device": args.device,
             "allocator_tuned": not args.no_allocator_tuning,
             "rows": rows,
         },

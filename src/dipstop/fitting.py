@@ -37,6 +37,8 @@ class FitSettings:
     guard_db: float = 5.0  # restore when PSNR to the noisy image drops by more than this
     snapshot_every: int = 50
     max_restores: int = 20
+    channels_last: bool = False  # NHWC activations (cuDNN's native layout on tensor cores)
+    bf16: bool = False  # bfloat16 autocast of the forward pass; loss and Adam stay float32
 
 
 @dataclass
@@ -117,6 +119,8 @@ class Fitter:
             torch.manual_seed(settings.seed)
             net = skip_network(channels, settings.width, settings.input_depth)
         self.net = net.to(self.device).train()
+        layout = torch.channels_last if settings.channels_last else torch.contiguous_format
+        self.net = self.net.to(memory_format=layout)
         self.shape = (
             1,
             settings.input_depth,
@@ -124,6 +128,7 @@ class Fitter:
             self.width + left + right,
         )
         self.z = (torch.rand(self.shape, generator=gen) * settings.z_scale).to(self.device)
+        self.z = self.z.contiguous(memory_format=layout)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(settings.seed + 1)
         self.opt = make_adam(self.net.parameters(), settings.lr)
         self.restores = 0
@@ -141,7 +146,9 @@ class Fitter:
             start = time.perf_counter()
             torch.randn(self.shape, generator=self.noise_gen, out=noise)
             torch.add(self.z, noise, alpha=s.z_noise_std, out=z_t)
-            y = self.net(z_t)[:, :, top : top + self.height, left : left + self.width]
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=s.bf16):
+                y = self.net(z_t)
+            y = y[:, :, top : top + self.height, left : left + self.width].float()
             loss = F.mse_loss(y, self.x0)
             value = loss.item()
             self.step_seconds += time.perf_counter() - start
@@ -162,6 +169,8 @@ class Fitter:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
+            if self.device.type == "cuda":  # the criteria's copy of y_t waits on it anyway:
+                torch.cuda.synchronize(self.device)  # this makes step_seconds honest
             self.step_seconds += time.perf_counter() - start
             previous_loss = value
             yield Iteration(t, value, y.detach())

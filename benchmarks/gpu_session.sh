@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# What ran on the lent GPU machine (the `device` tool; a bare image with CUDA PyTorch and no
+# network), kept so every GPU number in the README can be traced to a command.
+#
+#   bash benchmarks/gpu_session.sh PHASE SECONDS
+#
+# The carried, git-ignored folder .dev holds what that machine lacks: site.tar.xz
+# (opencv-contrib-python-headless 5.0.0.93 and PyWavelets 1.10.0 wheels, unpacked), models/
+# (a copy of ../shared/models) and cbsd68/ (CBSD68 files; the spec key hashes their bytes,
+# so runs match the ones recorded on the CPU). Results go to $OUT (fetched back).
+# PHASE: bench (GPU tests, engine benchmarks, then the CPU-protocol CBSD68 grid until
+# SECONDS have passed), grid (only the grid), paper (the paper protocol on a few images).
+set -u
+phase=${1:?phase}
+budget=${2:?seconds}
+start=$(date +%s)
+left() { echo $((budget - ($(date +%s) - start))); }
+mkdir -p /tmp/site && tar -xJf .dev/site.tar.xz -C /tmp/site
+export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 DIPSTOP_MODELS=$PWD/.dev/models
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+dipstop() { python3 -c 'import sys; from dipstop.cli import main; sys.exit(main())' "$@"; }
+python3 -c "import cv2, torch; cv2.quality.QualityBRISQUE_create; \
+print('cv2', cv2.__version__, 'torch', torch.__version__, torch.cuda.get_device_name(0))"
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader
+
+grid() {  # one `dipstop bench` per image, $1 at a time, in the order of .dev/grid_order
+  local workers=$1 sigmas=$2 protocol=$3 store=$4
+  local seed_store=results/$(basename "$store")  # continue what is committed
+  [ -f "$store" ] || [ ! -f "$seed_store" ] || cp "$seed_store" "$store"
+  timeout "$(left)" xargs -P "$workers" -I{} sh -c "python3 -c 'import sys; \
+from dipstop.cli import main; sys.exit(main())' bench --data .dev/cbsd68 --images {} \
+--sigmas $sigmas --protocol $protocol --store $store --device cuda --threads 1 --quiet \
+>> $OUT/grid.log 2>&1" < .dev/grid_order
+  grep -h "peak" "$OUT/grid.log" | wc -l
+}
+
+case $phase in
+  bench)
+    python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -3
+    python3 benchmarks/iteration_speed.py --device cuda --sizes 128x128,256x256,481x321,768x512 \
+      --widths 64,128 --iters 20 --repeats 3 --variants fp32,channels_last,bf16,channels_last+bf16
+    python3 benchmarks/variant_psnr.py --device cuda --side 256 --width 128 --iters 3000
+    python3 benchmarks/criteria_cost.py --sizes 128x128,481x321 --width 64 --iters 300 \
+      --device cuda
+    cp benchmarks/results/*cuda*.json "$OUT"/
+    grid 12 15,25,50 cpu "$OUT/bench.sqlite"
+    ;;
+  grid)
+    grid 12 15,25,50 cpu "$OUT/bench.sqlite"
+    ;;
+  paper)
+    grid 4 25 paper "$OUT/bench_paper.sqlite"
+    ;;
+esac
+echo "phase $phase done after $(($(date +%s) - start)) s"

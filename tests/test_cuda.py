@@ -1,0 +1,38 @@
+"""Checks that need a CUDA GPU; skipped elsewhere (CI has none). Run on a lent GPU."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from dipstop.api import denoise
+from dipstop.fitting import FitSettings, Fitter
+from dipstop.sample import sample_pair
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_denoise_on_cuda_raises_psnr_and_returns_the_input_form():
+    clean, noisy = sample_pair(side=64)
+    out, res = denoise(noisy, device="cuda", width=16, max_iters=300, patience=100, clean=clean)
+    assert out.shape == noisy.shape and out.dtype == np.uint8
+    assert res.settings["device"].startswith("cuda")
+    noisy_psnr = 10 * np.log10(1 / np.mean((noisy / 255.0 - clean / 255.0) ** 2))
+    assert res.psnr > noisy_psnr + 2
+
+
+def test_cuda_first_step_matches_cpu():
+    noisy = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    still = FitSettings(width=8, z_noise_std=0.0)
+    cpu = next(Fitter(noisy, still, "cpu").run(1)).output
+    gpu = next(Fitter(noisy, still, "cuda").run(1)).output.cpu()
+    assert torch.allclose(cpu, gpu, atol=1e-3)  # TF32 convolutions on Ampere and later
+
+
+@pytest.mark.parametrize("variant", [{"channels_last": True}, {"bf16": True}])
+def test_fast_variants_fit_on_cuda(variant):
+    noisy = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    settings = dataclasses.replace(FitSettings(width=8), **variant)
+    losses = [it.loss for it in Fitter(noisy, settings, "cuda").run(60)]
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
