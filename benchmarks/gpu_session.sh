@@ -8,6 +8,8 @@
 # (opencv-contrib-python-headless 5.0.0.93 and PyWavelets 1.10.0 wheels, unpacked), models/
 # (a copy of ../shared/models) and cbsd68/ (CBSD68 files; the spec key hashes their bytes,
 # so runs match the ones recorded on the CPU). Results go to $OUT (fetched back).
+# Session 3 ran `bench 560` twice: first with channels_last/bf16 variants, 12 grid workers
+# and no CUDA graphs (no grid run finished), then with graphs, as now.
 # PHASE: bench (GPU tests, engine benchmarks, then the CPU-protocol CBSD68 grid until
 # SECONDS have passed), grid (only the grid), paper (the paper protocol on a few images).
 set -u
@@ -29,7 +31,7 @@ grid() {  # one `dipstop bench` per image, $1 at a time, in the order of .dev/gr
   [ -f "$store" ] || [ ! -f "$seed_store" ] || cp "$seed_store" "$store"
   timeout "$(left)" xargs -P "$workers" -I{} sh -c "python3 -c 'import sys; \
 from dipstop.cli import main; sys.exit(main())' bench --data .dev/cbsd68 --images {} \
---sigmas $sigmas --protocol $protocol --store $store --device cuda --threads 1 --quiet \
+--sigmas $sigmas --protocol $protocol --store $store --device cuda --threads 1 \
 >> $OUT/grid.log 2>&1" < .dev/grid_order
   grep -h "peak" "$OUT/grid.log" | wc -l
 }
@@ -38,15 +40,14 @@ case $phase in
   bench)
     python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -3
     python3 benchmarks/iteration_speed.py --device cuda --sizes 128x128,256x256,481x321,768x512 \
-      --widths 64,128 --iters 20 --repeats 3 --variants fp32,channels_last,bf16,channels_last+bf16
-    python3 benchmarks/variant_psnr.py --device cuda --side 256 --width 128 --iters 3000
+      --widths 64,128 --iters 30 --repeats 3 --variants fp32,no_graph
     python3 benchmarks/criteria_cost.py --sizes 128x128,481x321 --width 64 --iters 300 \
       --device cuda
     cp benchmarks/results/*cuda*.json "$OUT"/
-    grid 12 15,25,50 cpu "$OUT/bench.sqlite"
+    grid 4 15,25,50 cpu "$OUT/bench.sqlite"
     ;;
   grid)
-    grid 12 15,25,50 cpu "$OUT/bench.sqlite"
+    grid 4 15,25,50 cpu "$OUT/bench.sqlite"
     ;;
   paper)
     grid 4 25 paper "$OUT/bench_paper.sqlite"

@@ -6,11 +6,11 @@ what `dipstop.denoise` runs per iteration: `Fitter.run` (divergence guard, snaps
 the CIFS criterion (8-bit quantisation, JPEG encode). Both run in this process, interleaved,
 `--repeats` times; the table shows medians and the ratio engine / baseline. On CUDA the
 clock is read after a device synchronise, and `--variants` adds engine settings to compare
-(channels_last, bf16 autocast, both), each timed interleaved with the others.
+(no CUDA graph, channels_last, bf16 autocast, both), each timed interleaved with the others.
 
     python benchmarks/iteration_speed.py [--sizes 64x64,128x128,256x256,481x321]
         [--widths 64,128] [--iters 10] [--repeats 3] [--device cuda]
-        [--variants fp32,channels_last,bf16,channels_last+bf16]
+        [--variants fp32,no_graph,channels_last,bf16,channels_last+bf16]
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from dipstop.network import skip_network  # noqa: E402
 from dipstop.runtime import tune_allocator  # noqa: E402
 
 VARIANTS = {
-    "fp32": {},
+    "fp32": {},  # the default: on CUDA each step is a replayed CUDA graph
+    "no_graph": {"cuda_graph": False},  # CUDA: the same step launched kernel by kernel
     "channels_last": {"channels_last": True},
     "bf16": {"bf16": True},
     "channels_last+bf16": {"channels_last": True, "bf16": True},

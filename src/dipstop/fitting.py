@@ -22,6 +22,7 @@ from dipstop.network import MULTIPLE, skip_network
 
 MIN_SIDE = 32  # smaller sides cannot be reflection-padded to the 64 the network needs
 MIN_PADDED = 2 * MULTIPLE  # the deepest BatchNorm needs at least 2x2 pixels
+GRAPH_WARMUP = 3  # eager steps before capture: cuDNN autotuning, Adam state, lazy handles
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class FitSettings:
     max_restores: int = 20
     channels_last: bool = False  # NHWC activations (cuDNN's native layout on tensor cores)
     bf16: bool = False  # bfloat16 autocast of the forward pass; loss and Adam stay float32
+    cuda_graph: bool = True  # on CUDA, replay each step as one captured graph (see Fitter)
 
 
 @dataclass
@@ -130,26 +132,33 @@ class Fitter:
         self.z = (torch.rand(self.shape, generator=gen) * settings.z_scale).to(self.device)
         self.z = self.z.contiguous(memory_format=layout)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(settings.seed + 1)
-        self.opt = make_adam(self.net.parameters(), settings.lr)
+        # CUDA graphs replay whole steps; a restore after divergence copies state in place
+        self.use_graph = self.device.type == "cuda" and settings.cuda_graph
+        self.opt = make_adam(self.net.parameters(), settings.lr, capturable=self.use_graph)
         self.restores = 0
         self.step_seconds = 0.0  # time in perturbation, forward, backward and Adam: the math
 
     def run(self, max_iters: int) -> Iterator[Iteration]:
         """Take `max_iters` Adam steps, yielding the output each one was computed from."""
         s = self.settings
-        left, _, top, _ = self.pad
-        snapshot, snapshot_loss = _snapshot(self.net, self.opt), math.inf
+        snapshot, snapshot_loss = self._take_snapshot(), math.inf
         previous_loss = math.inf
         t = 0
         noise, z_t = torch.empty_like(self.z), torch.empty_like(self.z)  # reused every step
+        graph = None
         while t < max_iters:
             start = time.perf_counter()
             torch.randn(self.shape, generator=self.noise_gen, out=noise)
             torch.add(self.z, noise, alpha=s.z_noise_std, out=z_t)
-            with torch.autocast(self.device.type, torch.bfloat16, enabled=s.bf16):
-                y = self.net(z_t)
-            y = y[:, :, top : top + self.height, left : left + self.width].float()
-            loss = F.mse_loss(y, self.x0)
+            if graph is None and self.use_graph and t >= GRAPH_WARMUP:
+                graph = self._capture(z_t)
+            if graph is not None:
+                before = self._take_snapshot() if (t + 1) % s.snapshot_every == 0 else None
+                graph[0].replay()  # forward, loss, backward and Adam step in one launch
+                y, loss = graph[1], graph[2]
+            else:
+                y = self._forward(z_t)
+                loss = F.mse_loss(y, self.x0)
             value = loss.item()
             self.step_seconds += time.perf_counter() - start
             if not math.isfinite(value) or value > previous_loss * 10 ** (s.guard_db / 10):
@@ -159,39 +168,84 @@ class Fitter:
                         f"the fit diverged {self.restores} times (loss {value:.3g} at iteration "
                         f"{t + 1}); lower the learning rate (--lr)"
                     )
-                _restore(self.net, self.opt, snapshot)
+                self._restore(snapshot)
                 previous_loss = snapshot_loss
                 continue
             t += 1
             if t % s.snapshot_every == 0:
-                snapshot, snapshot_loss = _snapshot(self.net, self.opt), value
+                snapshot, snapshot_loss = (before if graph else self._take_snapshot()), value
             start = time.perf_counter()
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
+            if graph is None:
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
             if self.device.type == "cuda":  # the criteria's copy of y_t waits on it anyway:
                 torch.cuda.synchronize(self.device)  # this makes step_seconds honest
             self.step_seconds += time.perf_counter() - start
             previous_loss = value
-            yield Iteration(t, value, y.detach())
+            # a graph overwrites its output on the next replay: hand out a copy
+            yield Iteration(t, value, y.detach().clone() if graph else y.detach())
+
+    def _forward(self, z_t: torch.Tensor) -> torch.Tensor:
+        """y = f(z_t), cropped to the input's own pixels, as float32."""
+        left, _, top, _ = self.pad
+        # no cast cache: a captured graph must recompute the casts of the updated weights
+        bf16 = self.settings.bf16
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16, cache_enabled=False):
+            y = self.net(z_t)
+        return y[:, :, top : top + self.height, left : left + self.width].float()
+
+    def _capture(
+        self, z_t: torch.Tensor
+    ) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
+        """Record one whole step (forward, MSE, backward, Adam) as a CUDA graph on `z_t`.
+
+        The step's ~1000 small kernels then cost one launch: DIP's network is launch-bound on
+        a GPU. Replays read `z_t` and write the returned output and loss tensors in place.
+        """
+        self.opt.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            y = self._forward(z_t)
+            loss = F.mse_loss(y, self.x0)
+            loss.backward()
+            self.opt.step()
+        return graph, y, loss
+
+    def _state(self) -> list[torch.Tensor]:
+        """Every tensor a step changes: parameters, BatchNorm buffers, Adam's moments."""
+        tensors = [p.data for p in self.net.parameters()] + list(self.net.buffers())
+        for p in self.net.parameters():
+            tensors += [v for v in self.opt.state[p].values() if torch.is_tensor(v)]
+        return tensors
+
+    def _take_snapshot(self) -> list[torch.Tensor] | tuple[dict, dict]:
+        """Copies of network and optimiser state, taken before a step whose input was verified.
+
+        With a CUDA graph the copies are restored in place (the graph holds the addresses).
+        """
+        if self.use_graph and self.opt.state:
+            return [x.clone() for x in self._state()]
+        return copy.deepcopy(self.net.state_dict()), copy.deepcopy(self.opt.state_dict())
+
+    def _restore(self, snapshot: list[torch.Tensor] | tuple[dict, dict]) -> None:
+        if isinstance(snapshot, list):
+            for live, saved in zip(self._state(), snapshot, strict=True):
+                live.copy_(saved)
+        else:
+            self.net.load_state_dict(snapshot[0])
+            self.opt.load_state_dict(copy.deepcopy(snapshot[1]))
 
 
-def make_adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+def make_adam(
+    params: Iterable[torch.nn.Parameter], lr: float, capturable: bool = False
+) -> torch.optim.Adam:
     """Adam with the fused kernel where this PyTorch has one for the device (the default
     per-parameter loop took ~8 ms a step against ~1.3 ms fused for the width-64 network).
+    `capturable` keeps its step count on the device, as a CUDA graph needs.
     """
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
+        return torch.optim.Adam(params, lr=lr, fused=True, capturable=capturable)
     except (RuntimeError, TypeError):
         return torch.optim.Adam(params, lr=lr)
-
-
-def _snapshot(net: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[dict, dict]:
-    """Copies of network and optimiser state, taken before a step whose input was verified."""
-    return copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict())
-
-
-def _restore(net: torch.nn.Module, opt: torch.optim.Optimizer, snap: tuple[dict, dict]) -> None:
-    net.load_state_dict(snap[0])
-    opt.load_state_dict(copy.deepcopy(snap[1]))
