@@ -8,8 +8,8 @@
 # (opencv-contrib-python-headless 5.0.0.93 and PyWavelets 1.10.0 wheels, unpacked), models/
 # (a copy of ../shared/models) and cbsd68/ (CBSD68 files; the spec key hashes their bytes,
 # so runs match the ones recorded on the CPU). Results go to $OUT (fetched back).
-# Session 3 ran `bench 560` twice: first with channels_last/bf16 variants, 12 grid workers
-# and no CUDA graphs (no grid run finished), then with graphs, as now.
+# Session 3 ran `bench 560` with channels_last/bf16 variants and 12 grid workers, no CUDA graphs
+# (no grid run finished); then `bench 555` (graph capture failed); then `final 530`.
 # PHASE: bench (GPU tests, engine benchmarks, then the CPU-protocol CBSD68 grid until
 # SECONDS have passed), grid (only the grid), paper (the paper protocol on a few images).
 set -u
@@ -25,15 +25,15 @@ python3 -c "import cv2, torch; cv2.quality.QualityBRISQUE_create; \
 print('cv2', cv2.__version__, 'torch', torch.__version__, torch.cuda.get_device_name(0))"
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader
 
-grid() {  # one `dipstop bench` per image, $1 at a time, in the order of .dev/grid_order
-  local workers=$1 sigmas=$2 protocol=$3 store=$4
+grid() {  # one `dipstop bench` per image, $1 at a time, in the order of file $5
+  local workers=$1 sigmas=$2 protocol=$3 store=$4 order=${5:-.dev/grid_order}
   local seed_store=results/$(basename "$store")  # continue what is committed
   [ -f "$store" ] || [ ! -f "$seed_store" ] || cp "$seed_store" "$store"
   timeout "$(left)" xargs -P "$workers" -I{} sh -c "python3 -c 'import sys; \
 from dipstop.cli import main; sys.exit(main())' bench --data .dev/cbsd68 --images {} \
 --sigmas $sigmas --protocol $protocol --store $store --device cuda --threads 1 \
->> $OUT/grid.log 2>&1" < .dev/grid_order
-  grep -h "peak" "$OUT/grid.log" | wc -l
+>> $OUT/grid_$protocol.log 2>&1" < "$order"
+  echo "$protocol grid: $(grep -c "peak" "$OUT/grid_$protocol.log") runs stored"
 }
 
 case $phase in
@@ -51,6 +51,18 @@ case $phase in
     ;;
   paper)
     grid 4 25 paper "$OUT/bench_paper.sqlite"
+    ;;
+  final)  # the last call: graphs against eager, then the grid, a paper slice and the tests at once
+    python3 benchmarks/iteration_speed.py --device cuda --sizes 128x128,481x321,768x512 \
+      --widths 64,128 --iters 20 --repeats 3 --variants fp32,no_graph
+    python3 benchmarks/criteria_cost.py --sizes 128x128,481x321 --width 64 --iters 300 \
+      --device cuda 2>&1 | grep -v "it/s"
+    cp benchmarks/results/*cuda*.json "$OUT"/
+    head -2 .dev/grid_order > .dev/paper_order
+    grid 2 25 paper "$OUT/bench_paper.sqlite" .dev/paper_order &
+    grid 4 15,25,50 cpu "$OUT/bench.sqlite" &
+    python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -3
+    wait
     ;;
 esac
 echo "phase $phase done after $(($(date +%s) - start)) s"

@@ -7,9 +7,12 @@ divergence guard. Everything else (criteria, stopping, reports) observes the str
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import os
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -40,7 +43,8 @@ class FitSettings:
     max_restores: int = 20
     channels_last: bool = False  # NHWC activations (cuDNN's native layout on tensor cores)
     bf16: bool = False  # bfloat16 autocast of the forward pass; loss and Adam stay float32
-    cuda_graph: bool = True  # on CUDA, replay each step as one captured graph (see Fitter)
+    # on CUDA, replay each step as one captured graph; DIPSTOP_CUDA_GRAPHS=0 turns it off
+    cuda_graph: bool = os.environ.get("DIPSTOP_CUDA_GRAPHS", "1") != "0"
 
 
 @dataclass
@@ -135,6 +139,7 @@ class Fitter:
         # CUDA graphs replay whole steps; a restore after divergence copies state in place
         self.use_graph = self.device.type == "cuda" and settings.cuda_graph
         self.opt = make_adam(self.net.parameters(), settings.lr, capturable=self.use_graph)
+        self.stream = torch.cuda.Stream(self.device) if self.use_graph else None
         self.restores = 0
         self.step_seconds = 0.0  # time in perturbation, forward, backward and Adam: the math
 
@@ -146,20 +151,26 @@ class Fitter:
         t = 0
         noise, z_t = torch.empty_like(self.z), torch.empty_like(self.z)  # reused every step
         graph = None
+        if self.stream is not None:  # z, x0 and the network were copied on the default stream
+            self.stream.wait_stream(torch.cuda.current_stream(self.device))
         while t < max_iters:
             start = time.perf_counter()
-            torch.randn(self.shape, generator=self.noise_gen, out=noise)
-            torch.add(self.z, noise, alpha=s.z_noise_std, out=z_t)
-            if graph is None and self.use_graph and t >= GRAPH_WARMUP:
-                graph = self._capture(z_t)
-            if graph is not None:
-                before = self._take_snapshot() if (t + 1) % s.snapshot_every == 0 else None
-                graph[0].replay()  # forward, loss, backward and Adam step in one launch
-                y, loss = graph[1], graph[2]
-            else:
-                y = self._forward(z_t)
-                loss = F.mse_loss(y, self.x0)
-            value = loss.item()
+            with self._on_stream():
+                torch.randn(self.shape, generator=self.noise_gen, out=noise)
+                torch.add(self.z, noise, alpha=s.z_noise_std, out=z_t)
+                if graph is None and self.use_graph and t >= GRAPH_WARMUP:
+                    y = loss = None  # the last eager step's autograd graph must be gone
+                    # restores must now copy in place, into the tensors the graph writes
+                    snapshot, snapshot_loss = self._take_snapshot(), math.inf
+                    graph = self._capture(z_t)
+                if graph is not None:
+                    before = self._take_snapshot() if (t + 1) % s.snapshot_every == 0 else None
+                    graph[0].replay()  # forward, loss, backward and Adam step in one launch
+                    y, loss = graph[1], graph[2]
+                else:
+                    y = self._forward(z_t)
+                    loss = F.mse_loss(y, self.x0)
+                value = loss.item()
             self.step_seconds += time.perf_counter() - start
             if not math.isfinite(value) or value > previous_loss * 10 ** (s.guard_db / 10):
                 self.restores += 1
@@ -175,16 +186,18 @@ class Fitter:
             if t % s.snapshot_every == 0:
                 snapshot, snapshot_loss = (before if graph else self._take_snapshot()), value
             start = time.perf_counter()
-            if graph is None:
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt.step()
+            with self._on_stream():
+                if graph is None:
+                    self.opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.opt.step()
+                # a graph overwrites its output on the next replay: hand out a copy
+                output = y.detach().clone() if graph else y.detach()
             if self.device.type == "cuda":  # the criteria's copy of y_t waits on it anyway:
                 torch.cuda.synchronize(self.device)  # this makes step_seconds honest
             self.step_seconds += time.perf_counter() - start
             previous_loss = value
-            # a graph overwrites its output on the next replay: hand out a copy
-            yield Iteration(t, value, y.detach().clone() if graph else y.detach())
+            yield Iteration(t, value, output)
 
     def _forward(self, z_t: torch.Tensor) -> torch.Tensor:
         """y = f(z_t), cropped to the input's own pixels, as float32."""
@@ -195,9 +208,7 @@ class Fitter:
             y = self.net(z_t)
         return y[:, :, top : top + self.height, left : left + self.width].float()
 
-    def _capture(
-        self, z_t: torch.Tensor
-    ) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]:
+    def _capture(self, z_t: torch.Tensor) -> tuple | None:
         """Record one whole step (forward, MSE, backward, Adam) as a CUDA graph on `z_t`.
 
         The step's ~1000 small kernels then cost one launch: DIP's network is launch-bound on
@@ -205,12 +216,22 @@ class Fitter:
         """
         self.opt.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            y = self._forward(z_t)
-            loss = F.mse_loss(y, self.x0)
-            loss.backward()
-            self.opt.step()
+        try:
+            with torch.cuda.graph(graph, stream=self.stream):
+                y = self._forward(z_t)
+                loss = F.mse_loss(y, self.x0)
+                loss.backward()
+                self.opt.step()
+        except RuntimeError as exc:  # a PyTorch or driver that cannot capture: stay eager
+            warnings.warn(f"CUDA graph capture failed, fitting without ({exc})", stacklevel=3)
+            self.use_graph = False
+            return None
         return graph, y, loss
+
+    def _on_stream(self) -> contextlib.AbstractContextManager:
+        """Run on the fitter's own CUDA stream when graphs are used (warm-up and capture must
+        share a non-default stream); a no-op otherwise."""
+        return torch.cuda.stream(self.stream) if self.stream else contextlib.nullcontext()
 
     def _state(self) -> list[torch.Tensor]:
         """Every tensor a step changes: parameters, BatchNorm buffers, Adam's moments."""
