@@ -28,7 +28,9 @@ def test_cuda_first_step_matches_cpu():
     still = FitSettings(width=8, z_noise_std=0.0)
     cpu = next(Fitter(noisy, still, "cpu").run(1)).output
     gpu = next(Fitter(noisy, still, "cuda").run(1)).output.cpu()
-    assert torch.allclose(cpu, gpu, atol=1e-3)  # TF32 convolutions on Ampere and later
+    # TF32 convolutions (PyTorch's default on Ampere and later) and cuDNN's choice of
+    # algorithm: ~1e-3 apart (max 1e-3 failed once on an H100); a wrong network is ~0.1 off
+    assert (cpu - gpu).abs().mean() < 2e-3 and (cpu - gpu).abs().max() < 2e-2
 
 
 @pytest.mark.parametrize("variant", [{"channels_last": True}, {"bf16": True}])
@@ -39,17 +41,20 @@ def test_fast_variants_fit_on_cuda(variant):
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
 
 
-def test_cuda_graph_steps_match_eager_steps():
+def test_cuda_graph_fit_matches_an_eager_fit():
     noisy = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
     graphed = Fitter(noisy, FitSettings(width=8), "cuda")
     eager = Fitter(noisy, FitSettings(width=8, cuda_graph=False), "cuda")
     assert graphed.use_graph and not eager.use_graph
-    a = [it.output for it in graphed.run(6)]  # steps 4.. are graph replays
-    b = [it.output for it in eager.run(6)]
-    assert a[-1].data_ptr() != a[-2].data_ptr()  # each yielded output is its own copy
-    assert all((x - y).abs().mean() < 1e-2 for x, y in zip(a, b, strict=True))
-    losses = [it.loss for it in graphed.run(60)]
-    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
+    a = list(graphed.run(150))  # steps 4.. are graph replays
+    b = list(eager.run(150))
+    assert graphed.use_graph  # the capture worked: no eager fallback
+    assert a[-1].output.data_ptr() != a[-2].output.data_ptr()  # each output is its own copy
+    # the replayed output and loss belong together
+    assert a[-1].loss == pytest.approx(float(((a[-1].output.cpu() - noisy) ** 2).mean()), 1e-4)
+    # the same fit up to rounding, which Adam amplifies: compare where the losses settle
+    la, lb = np.mean([i.loss for i in a[-20:]]), np.mean([i.loss for i in b[-20:]])
+    assert abs(la - lb) < 0.1 * lb and la < 0.7 * np.mean([i.loss for i in a[:5]])
 
 
 def test_divergence_guard_restores_a_graphed_fit():

@@ -193,6 +193,8 @@ class Fitter:
                     self.opt.step()
                 # a graph overwrites its output on the next replay: hand out a copy
                 output = y.detach().clone() if graph else y.detach()
+            if self.stream is not None:  # made on our stream, read on the caller's: keep
+                output.record_stream(torch.cuda.current_stream(self.device))  # it until then
             if self.device.type == "cuda":  # the criteria's copy of y_t waits on it anyway:
                 torch.cuda.synchronize(self.device)  # this makes step_seconds honest
             self.step_seconds += time.perf_counter() - start
