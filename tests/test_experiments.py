@@ -186,6 +186,7 @@ def test_report_numbers_equal_the_stored_ones(tmp_path, image_folder, table):
     assert int(rows["CIFS"]["n"]) == 2
     text = report.read_text()
     assert f"{peak:.3f}" in text and "Table 1" in text
+    assert "2 runs (2 on cpu)" in text  # which device recorded the runs
     for fig in ("fig1_jpeg_size", "fig2_lambda", "fig3_gap_to_peak", "fig4_example"):
         assert (tmp_path / "rep" / f"{fig}.png").stat().st_size > 5_000
     import json

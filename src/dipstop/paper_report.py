@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import matplotlib
@@ -22,7 +22,7 @@ from dipstop.codecs import jpeg_bytes, to_uint8  # noqa: E402
 from dipstop.criteria import output_to_uint8  # noqa: E402
 from dipstop.datasets import centre_crop, list_images, noise_seed, synthetic_pair  # noqa: E402
 from dipstop.errors import DipstopError  # noqa: E402
-from dipstop.fitting import Fitter  # noqa: E402
+from dipstop.fitting import Fitter, resolve_device  # noqa: E402
 from dipstop.imageio import read_image  # noqa: E402
 from dipstop.lambda_table import lam_for_sigma  # noqa: E402
 from dipstop.noise import add_gaussian_noise  # noqa: E402
@@ -300,6 +300,12 @@ def figure4(
     return {"image": run.spec["image"], "sigma": sigma, "picks": picks, "max_loss_drift": drift}
 
 
+def _devices(runs: list[StoredRun]) -> str:
+    """How many runs each device recorded, e.g. "6 on cpu, 30 on cuda"."""
+    counts = Counter(r.summary.get("device", "?").split(":")[0] for r in runs)
+    return ", ".join(f"{n} on {d}" for d, n in sorted(counts.items()))
+
+
 def build_report(
     store: ResultStore,
     out: Path,
@@ -334,7 +340,8 @@ def build_report(
     lines = [
         "# dipstop: the paper's experiments",
         "",
-        f"Store `{store.path.name}`: {len(runs)} runs. Protocol: `{json.dumps(protocol)}`. "
+        f"Store `{store.path.name}`: {len(runs)} runs ({_devices(runs)}). "
+        f"Protocol: `{json.dumps(protocol)}`. "
         f"Patience S = {patience}; BRISQUE/NIQE every k = {runs[0].spec['every']} "
         f"iterations (patience S/k on that series). lam table: "
         f"`{json.dumps(table.get('provenance', {}).get('command', '?'))}`.",
@@ -371,8 +378,10 @@ def build_report(
     candidates = [r for r in runs if fig4_image in (None, r.spec["image"])]
     if fig4_image is not None and not candidates:
         raise DipstopError(f"no run of image {fig4_image} in the store; pick one of its images")
-    if candidates:
-        run = min(candidates, key=lambda r: abs(r.spec["sigma"] - 25))
+    if candidates:  # a refit retraces a run only on the kind of device that recorded it
+        here = resolve_device(device).type
+        same = [r for r in candidates if r.summary.get("device", "cpu").startswith(here)]
+        run = min(same or candidates, key=lambda r: abs(r.spec["sigma"] - 25))
         info = figure4(run, patience, table, out / "fig4_example.png", device, data)
         (out / "fig4_example.json").write_text(json.dumps(info, indent=1))
         lines += [
