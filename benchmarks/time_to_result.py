@@ -58,6 +58,18 @@ def main() -> None:
             f"{r['fixed_iters']:8} {r['online_s'] / r['fixed_s']:14.2f} "
             f"{r['psnr_online']:9.2f} {r['psnr_last']:8.2f}"
         )
+    print(" sigma  runs  mean t*  mean online it  time fraction (min-max)  PSNR(t*)  PSNR(T)")
+    by_sigma = {}
+    for sigma in sorted({r["sigma"] for r in rows}):
+        rs = [r for r in rows if r["sigma"] == sigma]
+        f = np.array([r["online_s"] / r["fixed_s"] for r in rs])
+        by_sigma[str(sigma)] = {"runs": len(rs), "mean_fraction": float(f.mean())}
+        print(
+            f"{sigma:6g} {len(rs):5} {np.mean([r['t_star'] for r in rs]):8.0f} "
+            f"{np.mean([r['online_iters'] for r in rs]):15.0f} {f.mean():9.2f} "
+            f"({f.min():.2f}-{f.max():.2f}) {np.mean([r['psnr_online'] for r in rs]):13.2f} "
+            f"{np.mean([r['psnr_last'] for r in rs]):8.2f}"
+        )
     frac = np.array([r["online_s"] / r["fixed_s"] for r in rows])
     print(
         f"mean time fraction {frac.mean():.3f} (online / fixed T) over {len(rows)} runs, "
@@ -69,6 +81,7 @@ def main() -> None:
             "store": args.store,
             "patience": args.patience,
             "mean_fraction": float(frac.mean()),
+            "by_sigma": by_sigma,
             "rows": rows,
         },
     )
