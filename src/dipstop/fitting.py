@@ -8,7 +8,6 @@ divergence guard. Everything else (criteria, stopping, reports) observes the str
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import os
 import time
@@ -43,8 +42,7 @@ class FitSettings:
     max_restores: int = 20
     channels_last: bool = False  # NHWC activations (cuDNN's native layout on tensor cores)
     bf16: bool = False  # bfloat16 autocast of the forward pass; loss and Adam stay float32
-    # on CUDA, replay each step as one captured graph; DIPSTOP_CUDA_GRAPHS=0 turns it off
-    cuda_graph: bool = os.environ.get("DIPSTOP_CUDA_GRAPHS", "1") != "0"
+    cuda_graph: bool = True  # on CUDA, replay each step as one captured graph (see Fitter)
 
 
 @dataclass
@@ -136,8 +134,12 @@ class Fitter:
         self.z = (torch.rand(self.shape, generator=gen) * settings.z_scale).to(self.device)
         self.z = self.z.contiguous(memory_format=layout)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(settings.seed + 1)
-        # CUDA graphs replay whole steps; a restore after divergence copies state in place
-        self.use_graph = self.device.type == "cuda" and settings.cuda_graph
+        # CUDA graphs replay whole steps; DIPSTOP_CUDA_GRAPHS=0 turns them off everywhere
+        self.use_graph = (
+            self.device.type == "cuda"
+            and settings.cuda_graph
+            and os.environ.get("DIPSTOP_CUDA_GRAPHS", "1") != "0"
+        )
         self.opt = make_adam(self.net.parameters(), settings.lr, capturable=self.use_graph)
         self.stream = torch.cuda.Stream(self.device) if self.use_graph else None
         self.restores = 0
@@ -242,22 +244,21 @@ class Fitter:
             tensors += [v for v in self.opt.state[p].values() if torch.is_tensor(v)]
         return tensors
 
-    def _take_snapshot(self) -> list[torch.Tensor] | tuple[dict, dict]:
-        """Copies of network and optimiser state, taken before a step whose input was verified.
+    def _take_snapshot(self) -> list[torch.Tensor]:
+        """Copies of every tensor a step changes, taken before a step whose input was verified.
 
-        With a CUDA graph the copies are restored in place (the graph holds the addresses).
+        Restored in place, since a CUDA graph holds the live tensors' addresses. Before the
+        first step Adam has no state yet: restoring such a snapshot clears Adam's state.
         """
-        if self.use_graph and self.opt.state:
-            return [x.clone() for x in self._state()]
-        return copy.deepcopy(self.net.state_dict()), copy.deepcopy(self.opt.state_dict())
+        return [x.clone() for x in self._state()]
 
-    def _restore(self, snapshot: list[torch.Tensor] | tuple[dict, dict]) -> None:
-        if isinstance(snapshot, list):
-            for live, saved in zip(self._state(), snapshot, strict=True):
-                live.copy_(saved)
-        else:
-            self.net.load_state_dict(snapshot[0])
-            self.opt.load_state_dict(copy.deepcopy(snapshot[1]))
+    def _restore(self, snapshot: list[torch.Tensor]) -> None:
+        live = self._state()
+        if len(snapshot) < len(live):  # taken before Adam's first step (never under a graph)
+            self.opt.state.clear()
+            live = live[: len(snapshot)]
+        for tensor, saved in zip(live, snapshot, strict=True):
+            tensor.copy_(saved)
 
 
 def make_adam(
