@@ -11,7 +11,9 @@
 # Session 3 ran `bench 560` with channels_last/bf16 variants and 12 grid workers, no CUDA graphs
 # (no grid run finished); then `bench 555` (graph capture failed); then `final 530`.
 # PHASE: bench (GPU tests, engine benchmarks, then the CPU-protocol CBSD68 grid until
-# SECONDS have passed), grid (only the grid), paper (the paper protocol on a few images).
+# SECONDS have passed), grid (only the grid), paper (the paper protocol on a few images),
+# verify (what session 4 built or changed without a GPU: the CUDA tests, the overlapped
+# host scoring and the criteria cost, then the paper slice of .dev/paper_order, alone).
 set -u
 phase=${1:?phase}
 budget=${2:?seconds}
@@ -51,6 +53,16 @@ case $phase in
     ;;
   paper)
     grid 4 25 paper "$OUT/bench_paper.sqlite"
+    ;;
+  verify)
+    python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -3
+    python3 benchmarks/overlap.py --device cuda --data .dev/cbsd68 --crops 128,full \
+      --every 10 --iters 300 --repeats 3
+    python3 benchmarks/criteria_cost.py --sizes 128x128,481x321 --width 64 --iters 300 \
+      --device cuda 2>&1 | grep -v "it/s"
+    python3 benchmarks/batched_fit.py --device cuda --sides 128,256 --n 2,4 --iters 20
+    cp benchmarks/results/*cuda*.json "$OUT"/
+    grid 1 25 paper "$OUT/bench_paper.sqlite" .dev/paper_order
     ;;
   final)  # the last call: graphs against eager, then the grid, a paper slice and the tests at once
     python3 benchmarks/iteration_speed.py --device cuda --sizes 128x128,481x321,768x512 \

@@ -8,7 +8,10 @@ import pytest
 import torch
 
 from dipstop.api import denoise
+from dipstop.codecs import jpeg_bytes
+from dipstop.criteria import output_to_uint8
 from dipstop.fitting import FitSettings, Fitter
+from dipstop.overlap import score_outputs
 from dipstop.sample import sample_pair
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -69,3 +72,13 @@ def test_divergence_guard_restores_a_graphed_fit():
     assert [t for t, _ in seen] == list(range(1, 31))
     assert all(math.isfinite(v) for _, v in seen)
     assert fitter.restores >= 1
+
+
+def test_overlapped_scoring_of_cuda_outputs_matches_inline_scoring():
+    """Each output's JPEG, encoded on the worker during the next graphed step, is the JPEG
+    of that output (not of a later one the graph wrote over the same memory)."""
+    noisy = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    fitter = Fitter(noisy, FitSettings(width=8), "cuda")
+    pairs = list(score_outputs(fitter.run(40), lambda it, u8: jpeg_bytes(u8), depth=1))
+    assert [it.t for it, _ in pairs] == list(range(1, 41))
+    assert [n for _, n in pairs] == [jpeg_bytes(output_to_uint8(it.output)) for it, _ in pairs]

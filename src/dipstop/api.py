@@ -6,9 +6,11 @@ stopping -> result. Accepts NumPy arrays, PIL images and tensors, and returns th
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -21,8 +23,11 @@ from dipstop.imageio import LoadedImage, join_array, split_array
 from dipstop.lambda_table import lam_for_sigma, load_table
 from dipstop.metrics import psnr
 from dipstop.noise import estimate_sigma
+from dipstop.overlap import score_outputs
 from dipstop.protocols import get_protocol
 from dipstop.stopping import OnlineStopper
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -32,8 +37,9 @@ class DenoiseResult:
     `series` holds one value per iteration run: "iteration", "loss" (MSE to the noisy image,
     [0, 1] scale), "jpeg_bytes", "criterion" (E_t) and, when a clean image was given, "psnr".
     `time_split` says where the `seconds` went: "network" (perturbation, forward, backward,
-    Adam), "engine" (divergence guard, snapshots) and "stopping" (JPEG, E_t, the Eq. 4 rule,
-    series, progress bar).
+    Adam), "engine" (divergence guard, snapshots) and "stopping" (quantising each output, any
+    wait for its JPEG, which is encoded on a worker thread during the next step, the Eq. 4
+    rule, series, progress bar).
     """
 
     stop_iteration: int
@@ -140,13 +146,14 @@ def denoise(
         cols["psnr"] = []
     best_output: torch.Tensor | None = None
     bar = tqdm(total=proto.max_iters, disable=not progress, unit="it", dynamic_ncols=True)
+    fit_clock = _Clock()
+    # each output's JPEG is encoded on a worker thread while the next step is fitted
+    scored = score_outputs(
+        fit_clock.timed(fitter.run(proto.max_iters)), lambda it, u8: criterion.score(u8, it.loss)
+    )
     start = time.perf_counter()
-    in_fitter = 0.0
-    with bar:
-        resumed = start
-        for it in fitter.run(proto.max_iters):
-            in_fitter += time.perf_counter() - resumed
-            nbytes, value = criterion(it.output, it.loss)
+    with bar, contextlib.closing(scored):
+        for it, (nbytes, value) in scored:
             cols["iteration"].append(it.t)
             cols["loss"].append(it.loss)
             cols["jpeg_bytes"].append(nbytes)
@@ -168,7 +175,6 @@ def denoise(
             bar.update(1)
             if done:
                 break
-            resumed = time.perf_counter()
     seconds = time.perf_counter() - start
     assert best_output is not None
     series = {k: np.asarray(v) for k, v in cols.items()}
@@ -187,8 +193,8 @@ def denoise(
         seconds=seconds,
         time_split={
             "network": fitter.step_seconds,
-            "engine": in_fitter - fitter.step_seconds,
-            "stopping": seconds - in_fitter,
+            "engine": fit_clock.seconds - fitter.step_seconds,
+            "stopping": seconds - fit_clock.seconds,
         },
         restores=fitter.restores,
         notes=notes,
@@ -198,6 +204,25 @@ def denoise(
         result.peak_iteration = int(np.argmax(series["psnr"])) + 1
         result.peak_psnr = float(series["psnr"].max())
     return _from_array(pixels, kind, image), result
+
+
+class _Clock:
+    """Adds up the time spent inside an iterator's `next` (the fitter's share of a run)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def timed(self, items: Iterable[T]) -> Iterator[T]:
+        source = iter(items)
+        while True:
+            start = time.perf_counter()
+            try:
+                item = next(source)
+            except StopIteration:
+                return
+            finally:
+                self.seconds += time.perf_counter() - start
+            yield item
 
 
 def _to_hwc(output: torch.Tensor) -> np.ndarray:

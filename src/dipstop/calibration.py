@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from dipstop.codecs import jpeg_bytes
-from dipstop.criteria import output_to_uint8
 from dipstop.datasets import file_sha256, synthetic_pair
 from dipstop.errors import DipstopError
 from dipstop.experiments import run_grid
 from dipstop.fitting import Fitter
 from dipstop.metrics import psnr
+from dipstop.overlap import score_outputs
 from dipstop.protocols import Protocol
 from dipstop.stopping import detect_offline
 from dipstop.store import ResultStore
@@ -71,10 +71,10 @@ def record_run(
     clean_t = torch.from_numpy(clean).permute(2, 0, 1).unsqueeze(0).to(fitter.device)
     out = {k: np.empty(iters, np.float64) for k in ("mse", "jpeg_bytes", "psnr", "seconds")}
     start = time.perf_counter()
-    for it in fitter.run(iters):
+    for it, nbytes in score_outputs(fitter.run(iters), lambda it, u8: jpeg_bytes(u8)):
         i = it.t - 1
         out["mse"][i] = it.loss
-        out["jpeg_bytes"][i] = jpeg_bytes(output_to_uint8(it.output))
+        out["jpeg_bytes"][i] = nbytes
         out["psnr"][i] = psnr(it.output, clean_t)
         out["seconds"][i] = time.perf_counter() - start
     return out

@@ -10,6 +10,7 @@ Runs execute in-process by default, or as Ray tasks; either way one writer fills
 
 from __future__ import annotations
 
+import math
 import time
 import typing
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,12 +25,12 @@ from dipstop.criteria import (
     BrisqueCriterion,
     NiqeCriterion,
     WmvCriterion,
-    output_to_uint8,
 )
 from dipstop.datasets import file_sha256, list_images, synthetic_pair
-from dipstop.fitting import Fitter
+from dipstop.fitting import Fitter, Iteration
 from dipstop.metrics import psnr, ssim
 from dipstop.noise import estimate_sigma
+from dipstop.overlap import score_outputs
 from dipstop.protocols import Protocol
 from dipstop.store import ResultStore, run_key
 
@@ -129,20 +130,23 @@ def run_one(spec: RunSpec, device: str | None = None) -> tuple[dict, dict, dict]
     s = {k: np.full(n, np.nan) for k in names}
     ema: torch.Tensor | None = None
     start = time.perf_counter()
-    for it in fitter.run(n):
+
+    def host_scores(it: Iteration, u8: np.ndarray) -> tuple[int, float, float]:
+        """JPEG bytes, BRISQUE and NIQE: NumPy and OpenCV work, run during the next step."""
+        if it.t % spec.every:
+            return jpeg_bytes(u8), math.nan, math.nan
+        return jpeg_bytes(u8), brisque(u8), niqe(u8)
+
+    for it, (nbytes, brisque_t, niqe_t) in score_outputs(fitter.run(n), host_scores):
         i = it.t - 1
         ema = (
             it.output.clone()
             if ema is None
             else ema.mul_(EMA_WEIGHT).add_(it.output, alpha=1 - EMA_WEIGHT)
         )
-        u8 = output_to_uint8(it.output)
         s["mse"][i] = it.loss
-        s["jpeg_bytes"][i] = jpeg_bytes(u8)
+        s["jpeg_bytes"][i], s["brisque"][i], s["niqe"][i] = nbytes, brisque_t, niqe_t
         s["wmv"][i] = wmv.update(it.output)
-        if it.t % spec.every == 0:
-            s["brisque"][i] = brisque(u8)
-            s["niqe"][i] = niqe(u8)
         for suffix, out in (("", it.output), ("_ema", ema)):
             s["psnr" + suffix][i] = psnr(out, clean_t)
             s["ssim" + suffix][i] = ssim(out, clean_t)

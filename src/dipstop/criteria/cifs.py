@@ -50,6 +50,13 @@ class CifsCriterion:
 
     def __call__(self, output: torch.Tensor, mse: float) -> tuple[int, float]:
         """(JPEG bytes at q95, E_t) for an output and its MSE to the noisy image."""
-        img = output_to_uint8(output)
-        nbytes = jpeg_bytes(img)
-        return nbytes, cifs_value(mse, nbytes, img.shape[0] * img.shape[1], self.lam)
+        return self.score(output_to_uint8(output), mse)
+
+    def score(self, image: np.ndarray, mse: float) -> tuple[int, float]:
+        """The host-side part of `__call__`, on the output already as 8-bit H x W x C.
+
+        >>> CifsCriterion(lam=100.0).score(np.zeros((64, 64, 3), np.uint8), 0.0)[0] > 0
+        True
+        """
+        nbytes = jpeg_bytes(image)
+        return nbytes, cifs_value(mse, nbytes, image.shape[0] * image.shape[1], self.lam)

@@ -1,0 +1,86 @@
+"""Host-side criteria off the critical path: score iteration t while iteration t+1 is fitted.
+
+No Adam step depends on a criterion's value, so the host work of an iteration (the JPEG
+encode of CIFS, BRISQUE, NIQE: OpenCV and NumPy, which release the GIL) runs on one worker
+thread while the main thread computes the next step. Device work (quantising the output and
+copying it to the host) stays in the caller's stream of items, on the main thread: the worker
+never makes a CUDA call. Results come back in order, `depth` items late, so a consumer that
+stops early has had at most `depth` more iterations computed than it used.
+
+`DIPSTOP_OVERLAP=N` sets the depth (0: every caller synchronous, the benchmark's baseline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+import numpy as np
+
+from dipstop.criteria.cifs import output_to_uint8
+from dipstop.fitting import Iteration
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+DEFAULT_DEPTH = 2  # lets a BRISQUE/NIQE call outlast a step (benchmarks/overlap.py)
+
+
+def default_depth() -> int:
+    """DIPSTOP_OVERLAP as a depth (0: synchronous), else DEFAULT_DEPTH."""
+    value = os.environ.get("DIPSTOP_OVERLAP", "")
+    return int(value) if value.isdigit() else DEFAULT_DEPTH
+
+
+def overlapped(
+    items: Iterable[T], work: Callable[[T], R], depth: int | None = None
+) -> Iterator[tuple[T, R]]:
+    """Yield `(item, work(item))` in order, running `work` on a worker thread meanwhile.
+
+    While `work(item_t)` runs, the main thread produces the next items (up to `depth` ahead).
+    `depth=0` runs `work` inline: the same pairs, in the same order, nothing concurrent.
+    An exception in `work` is raised here, at its item's turn.
+
+    >>> list(overlapped(iter([1, 2, 3]), lambda x: x * x))
+    [(1, 1), (2, 4), (3, 9)]
+    """
+    depth = default_depth() if depth is None else depth
+    if depth < 1:
+        for item in items:
+            yield item, work(item)
+        return
+    pending: deque[tuple[T, Future[R]]] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dipstop-host") as pool:
+        try:
+            for item in items:
+                pending.append((item, pool.submit(work, item)))
+                if len(pending) > depth:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+        finally:  # the consumer stopped early: drop the work nobody will read
+            for _, future in pending:
+                future.cancel()
+
+
+def score_outputs(
+    iterations: Iterable[Iteration],
+    score: Callable[[Iteration, np.ndarray], R],
+    depth: int | None = None,
+) -> Iterator[tuple[Iteration, R]]:
+    """Each iteration with `score(it, output as 8-bit H x W x C)`, scored on the worker thread.
+
+    The fitting loop's consumers use this for their host-side criteria; the output is
+    quantised and copied to the host on the calling thread first.
+    """
+    stream = ((it, output_to_uint8(it.output)) for it in iterations)
+    with contextlib.closing(overlapped(stream, lambda pair: score(*pair), depth)) as pairs:
+        for (it, _), result in pairs:
+            yield it, result
