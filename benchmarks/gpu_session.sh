@@ -8,6 +8,8 @@
 # (opencv-contrib-python-headless 5.0.0.93 and PyWavelets 1.10.0 wheels, unpacked), models/
 # (a copy of ../shared/models) and cbsd68/ (CBSD68 files; the spec key hashes their bytes,
 # so runs match the ones recorded on the CPU). Results go to $OUT (fetched back).
+# The carry limit is 64 MiB in all: with site.tar.xz (48 MB) and the tree (~10 MB), keep
+# cbsd68/ to a few images; for `verify`, the 4 of .dev/paper_order (one file name a line).
 # Session 3 ran `bench 560` with channels_last/bf16 variants and 12 grid workers, no CUDA graphs
 # (no grid run finished); then `bench 555` (graph capture failed); then `final 530`.
 # PHASE: bench (GPU tests, engine benchmarks, then the CPU-protocol CBSD68 grid until
