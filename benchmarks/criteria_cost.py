@@ -6,7 +6,8 @@ one iteration's network work (perturbation, forward, backward, Adam), measured i
 - BRISQUE, NIQE: one evaluation each (the bench runs them every k iterations);
 - engine and stopping bookkeeping: from a real `dipstop.denoise` run with its progress bar,
   timed inside the loop (`DenoiseResult.time_split`): "engine" is the divergence guard and
-  snapshots, "stopping" is CIFS, the online Eq. 4 rule, the series and the progress bar.
+  snapshots, "stopping" is quantising the output, any wait for its JPEG (encoded on a worker
+  thread during the next step), E_t, the online Eq. 4 rule, the series and the progress bar.
   Timed directly rather than as the difference of two noisy medians.
 
     python benchmarks/criteria_cost.py [--sizes 128x128,481x321] [--width 64] [--iters 200]
