@@ -82,3 +82,16 @@ def test_overlapped_scoring_of_cuda_outputs_matches_inline_scoring():
     pairs = list(score_outputs(fitter.run(40), lambda it, u8: jpeg_bytes(u8), depth=1))
     assert [it.t for it, _ in pairs] == list(range(1, 41))
     assert [n for _, n in pairs] == [jpeg_bytes(output_to_uint8(it.output)) for it, _ in pairs]
+
+
+def test_a_graphed_fit_resumes_from_its_state_and_captures_again():
+    noisy = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    whole = [it.loss for it in Fitter(noisy, FitSettings(width=8), "cuda").run(80)]
+    first = Fitter(noisy, FitSettings(width=8), "cuda")
+    state = [it.state for it in first.run(40, state_every=40)][-1]
+    resumed = Fitter(noisy, FitSettings(width=8), "cuda")
+    resumed.load_state_dict(state)
+    rest = [it.loss for it in resumed.run(80)]
+    assert len(rest) == 40 and resumed.use_graph  # warmed up and captured again
+    # the same fit up to rounding (eager warm-up steps after the resume)
+    assert abs(np.mean(rest[-10:]) - np.mean(whole[-10:])) < 0.1 * np.mean(whole[-10:])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from dipstop import experiments
+from dipstop import checkpoints, experiments
 from dipstop.calibration import record
 from dipstop.datasets import list_images
 from dipstop.errors import DipstopError
@@ -70,11 +70,11 @@ def test_crash_mid_grid_loses_no_finished_run_and_duplicates_none(tmp_path, imag
     specs = grid(image_folder, [15, 50], TINY, every=5)
     real, calls = experiments.run_one, []
 
-    def flaky(spec, device=None):
+    def flaky(spec, device=None, checkpoints=None):
         calls.append(spec)
         if len(calls) == 3:
             raise KeyboardInterrupt  # as Ctrl-C in the middle of the third run
-        return real(spec, device)
+        return real(spec, device, checkpoints)
 
     with pytest.raises(KeyboardInterrupt):
         run_grid(specs, store, runner=flaky, **QUIET)
@@ -82,6 +82,48 @@ def test_crash_mid_grid_loses_no_finished_run_and_duplicates_none(tmp_path, imag
     assert run_grid(specs, store, **QUIET) == 2
     keys = [r.key for r in store.runs()]
     assert len(keys) == 4 == len(set(keys))
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_as_if_never_stopped(
+    tmp_path, image_folder, monkeypatch
+):
+    monkeypatch.setattr(experiments, "STATE_EVERY", 5)
+    monkeypatch.setattr(experiments, "WMV_WINDOW", 8)  # so the window's state is resumed too
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_SECONDS", 0.0)  # save at every state
+    spec = grid(image_folder, [25], TINY, every=5)[0]
+    _, whole, _ = experiments.run_one(spec)  # no checkpoints
+    store = ResultStore(tmp_path / "r.sqlite")
+    folder = checkpoints.folder_for(store.path)
+    real_ssim, calls = experiments.ssim, []
+
+    def ssim_then_ctrl_c(a, b):
+        calls.append(1)
+        if len(calls) == 2 * 23:  # raw and EMA outputs: in iteration 23's record
+            raise KeyboardInterrupt
+        return real_ssim(a, b)
+
+    monkeypatch.setattr(experiments, "ssim", ssim_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid([spec], store, **QUIET)
+    assert len(list(folder.glob("*.pt"))) == 1 and not list(store.runs())
+    monkeypatch.setattr(experiments, "ssim", real_ssim)
+    assert run_grid([spec], store, **QUIET) == 1
+    (run,) = store.runs()
+    assert run.summary["resumed_at"] == 20  # the last checkpoint before the interruption
+    assert not list(folder.glob("*.pt"))  # deleted once the run is stored
+    assert not np.isnan(whole["wmv"]).all()
+    for key, values in whole.items():
+        if key != "seconds":
+            np.testing.assert_array_equal(run.series[key], values, err_msg=key)
+
+
+def test_an_unusable_checkpoint_is_ignored(tmp_path, image_folder):
+    spec = grid(image_folder, [25], TINY.with_(max_iters=6), every=5)[0]
+    ckpt = checkpoints.RunCheckpoint(tmp_path, spec.as_dict())
+    ckpt.path.write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="unreadable checkpoint"):
+        _, series, summary = experiments.run_one(spec, None, str(tmp_path))
+    assert summary["resumed_at"] is None and np.isfinite(series["mse"]).all()
 
 
 def test_kill_9_during_a_bench_then_rerun_completes_the_grid(tmp_path, image_folder):

@@ -70,6 +70,37 @@ def test_divergence_guard_recovers_from_an_injected_nan():
     assert all(torch.isfinite(p).all() for p in fitter.net.parameters())
 
 
+def test_a_fit_resumed_from_its_saved_state_continues_exactly(tmp_path):
+    """Including the divergence guard: a NaN injected after the resume is restored from
+    the snapshot that was saved, as in the uninterrupted fit."""
+    noisy = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+    def poison_at(fitter, t, it):
+        if it.t == t:
+            with torch.no_grad():
+                next(fitter.net.parameters()).fill_(float("nan"))
+
+    whole = Fitter(noisy, TINY)
+    expected = []
+    for it in whole.run(30):
+        expected.append(it.loss)
+        poison_at(whole, 17, it)
+    first = Fitter(noisy, TINY)
+    states = [it.state for it in first.run(12, state_every=6) if it.state is not None]
+    assert [s["t"] for s in states] == [6, 12]
+    torch.save(states[-1], tmp_path / "state.pt")
+    resumed = Fitter(noisy, TINY)
+    resumed.load_state_dict(torch.load(tmp_path / "state.pt"))
+    rest = []
+    for it in resumed.run(30):
+        rest.append(it.loss)
+        poison_at(resumed, 17, it)
+    assert whole.restores == resumed.restores == 1
+    assert rest == expected[12:]
+    with pytest.raises(RuntimeError, match="not run yet"):
+        resumed.load_state_dict(states[0])
+
+
 def test_repeated_divergence_is_a_clear_error():
     noisy = torch.rand(1, 64, 64)
     fitter = Fitter(noisy, FitSettings(width=8, max_restores=3))

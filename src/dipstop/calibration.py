@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dipstop.checkpoints import RunCheckpoint
 from dipstop.codecs import jpeg_bytes
 from dipstop.datasets import file_sha256, synthetic_pair
 from dipstop.errors import DipstopError
-from dipstop.experiments import run_grid
+from dipstop.experiments import STATE_EVERY, run_grid
 from dipstop.fitting import Fitter
 from dipstop.metrics import psnr
 from dipstop.overlap import score_outputs
@@ -65,25 +66,40 @@ def record_run(
     iters: int,
     seed: int,
     device: str | None = None,
+    checkpoint: RunCheckpoint | None = None,
 ) -> dict[str, np.ndarray]:
-    """Fit DIP to `noisy`; return per-iteration mse, jpeg_bytes, psnr (to clean), seconds."""
+    """Fit DIP to `noisy`; return per-iteration mse, jpeg_bytes, psnr (to clean), seconds.
+
+    With a `checkpoint`, resumes from it and saves to it about once a minute.
+    """
     fitter = Fitter(torch.from_numpy(noisy).permute(2, 0, 1), protocol.fit_settings(seed), device)
     clean_t = torch.from_numpy(clean).permute(2, 0, 1).unsqueeze(0).to(fitter.device)
-    out = {k: np.empty(iters, np.float64) for k in ("mse", "jpeg_bytes", "psnr", "seconds")}
-    start = time.perf_counter()
-    for it, nbytes in score_outputs(fitter.run(iters), lambda it, u8: jpeg_bytes(u8)):
+    out = {k: np.full(iters, np.nan) for k in ("mse", "jpeg_bytes", "psnr", "seconds")}
+    saved = checkpoint.load() if checkpoint else None
+    if saved is not None:
+        fitter.load_state_dict(saved["fitter"])
+        out = saved["series"]
+    start = time.perf_counter() - (saved["seconds"] if saved else 0.0)
+    state_every = STATE_EVERY if checkpoint and checkpoint.path else 0
+    fit = fitter.run(iters, state_every)
+    for it, nbytes in score_outputs(fit, lambda it, u8: jpeg_bytes(u8)):
         i = it.t - 1
         out["mse"][i] = it.loss
         out["jpeg_bytes"][i] = nbytes
         out["psnr"][i] = psnr(it.output, clean_t)
         out["seconds"][i] = time.perf_counter() - start
+        if checkpoint and it.state is not None and checkpoint.due():
+            checkpoint.save(it.state, out, out["seconds"][i])
     return out
 
 
-def record_one(spec: RecordingSpec, device: str | None = None) -> tuple[dict, dict, dict]:
+def record_one(
+    spec: RecordingSpec, device: str | None = None, checkpoints: str | None = None
+) -> tuple[dict, dict, dict]:
     """Record one calibration run: (spec dict, series, summary), as the grid runner wants."""
     clean, noisy = synthetic_pair(spec.path, spec.protocol.crop, spec.sigma, spec.seed)
-    series = record_run(clean, noisy, spec.protocol, spec.iters, spec.seed, device)
+    ckpt = RunCheckpoint(checkpoints, spec.as_dict())
+    series = record_run(clean, noisy, spec.protocol, spec.iters, spec.seed, device, ckpt)
     best = int(np.argmax(series["psnr"]))
     summary = {
         "peak_psnr": float(series["psnr"][best]),

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dipstop.checkpoints import RunCheckpoint, folder_for
 from dipstop.codecs import jpeg_bytes, to_uint8
 from dipstop.criteria import (
     BrisqueCriterion,
@@ -36,6 +37,7 @@ from dipstop.store import ResultStore, run_key
 
 EMA_WEIGHT = 0.99  # the original DIP's exponential moving average of outputs
 WMV_WINDOW = 100
+STATE_EVERY = 100  # iterations between the fitter's state copies; one is saved about a minute
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,14 @@ def grid(
     return specs
 
 
-def run_one(spec: RunSpec, device: str | None = None) -> tuple[dict, dict, dict]:
-    """Fit one grid cell for T iterations; returns (spec dict, series, summary)."""
+def run_one(
+    spec: RunSpec, device: str | None = None, checkpoints: str | None = None
+) -> tuple[dict, dict, dict]:
+    """Fit one grid cell for T iterations; returns (spec dict, series, summary).
+
+    With a `checkpoints` folder the run saves its state there about once a minute and, when
+    a checkpoint of the same spec is there at the start, continues from it.
+    """
     clean, noisy = synthetic_pair(spec.path, spec.protocol.crop, spec.sigma, spec.seed)
     fitter = Fitter(
         torch.from_numpy(noisy).permute(2, 0, 1), spec.protocol.fit_settings(spec.seed), device
@@ -129,7 +137,14 @@ def run_one(spec: RunSpec, device: str | None = None) -> tuple[dict, dict, dict]
     )
     s = {k: np.full(n, np.nan) for k in names}
     ema: torch.Tensor | None = None
-    start = time.perf_counter()
+    ckpt = RunCheckpoint(checkpoints, spec.as_dict())
+    saved = ckpt.load()
+    if saved is not None:
+        fitter.load_state_dict(saved["fitter"])
+        wmv.load_state_dict(saved["wmv"], fitter.device)
+        ema = saved["ema"].to(fitter.device)
+        s = saved["series"]
+    start = time.perf_counter() - (saved["seconds"] if saved else 0.0)
 
     def host_scores(it: Iteration, u8: np.ndarray) -> tuple[int, float, float]:
         """JPEG bytes, BRISQUE and NIQE: NumPy and OpenCV work, run during the next step."""
@@ -137,7 +152,8 @@ def run_one(spec: RunSpec, device: str | None = None) -> tuple[dict, dict, dict]
             return jpeg_bytes(u8), math.nan, math.nan
         return jpeg_bytes(u8), brisque(u8), niqe(u8)
 
-    for it, (nbytes, brisque_t, niqe_t) in score_outputs(fitter.run(n), host_scores):
+    state_every = STATE_EVERY if ckpt.path else 0
+    for it, (nbytes, brisque_t, niqe_t) in score_outputs(fitter.run(n, state_every), host_scores):
         i = it.t - 1
         ema = (
             it.output.clone()
@@ -151,6 +167,8 @@ def run_one(spec: RunSpec, device: str | None = None) -> tuple[dict, dict, dict]
             s["psnr" + suffix][i] = psnr(out, clean_t)
             s["ssim" + suffix][i] = ssim(out, clean_t)
         s["seconds"][i] = time.perf_counter() - start
+        if it.state is not None and ckpt.due():  # every series is complete up to it.t here
+            ckpt.save(it.state, s, s["seconds"][i], wmv=wmv.state_dict(), ema=ema.cpu())
     peak = int(np.argmax(s["psnr"]))
     summary = {
         "sigma_estimated": estimate_sigma(np.rint(noisy * 255) / 255),
@@ -162,6 +180,7 @@ def run_one(spec: RunSpec, device: str | None = None) -> tuple[dict, dict, dict]
         "pixels": int(clean.shape[0] * clean.shape[1]),
         "seconds": time.perf_counter() - start,
         "restores": fitter.restores,
+        "resumed_at": saved["fitter"]["t"] if saved else None,
         "device": str(fitter.device),
         "threads": torch.get_num_threads(),  # CPU float sums, hence the trajectory, depend on it
         "path": spec.path,
@@ -175,7 +194,8 @@ class Spec(typing.Protocol):
     def as_dict(self) -> dict: ...
 
 
-Runner = Callable[[typing.Any, "str | None"], tuple[dict, dict, dict]]
+# runner(spec, device, checkpoints folder) -> (spec dict, series, summary)
+Runner = Callable[[typing.Any, "str | None", "str | None"], tuple[dict, dict, dict]]
 
 
 def pending(specs: Sequence[Spec], store: ResultStore) -> list[Spec]:
@@ -194,24 +214,27 @@ def run_grid(
 ) -> int:
     """Run every pending spec and store it as it finishes; returns how many ran.
 
-    `runner(spec, device)` fits one cell and returns (spec dict, series, summary): `run_one`
-    for the bench, `dipstop.calibration.record_one` for calibration. In-process by default;
-    with `use_ray` as Ray tasks (on a local Ray, one 1-CPU task per core), the driver alone
-    writing the store.
+    `runner(spec, device, checkpoints)` fits one cell and returns (spec dict, series,
+    summary): `run_one` for the bench, `dipstop.calibration.record_one` for calibration.
+    Unfinished runs keep checkpoints in `<store>.partial/` and resume from them. In-process
+    by default; with `use_ray` as Ray tasks (on a local Ray, one 1-CPU task per core), the
+    driver alone writing the store.
     """
     todo = pending(specs, store)
     log(
         f"{len(specs)} runs in the grid, {len(specs) - len(todo)} already stored, "
         f"{len(todo)} to run"
     )
+    folder = str(folder_for(store.path))
     results = (
-        _ray_results(todo, runner, device, ray_address)
+        _ray_results(todo, runner, device, ray_address, folder)
         if use_ray
-        else (runner(s, device) for s in todo)
+        else (runner(s, device, folder) for s in todo)
     )
     done = 0
     for spec_dict, series, summary in results:
         store.put(spec_dict, series, summary)
+        RunCheckpoint(folder, spec_dict).discard()
         done += 1
         log(
             f"[{done}/{len(todo)}] {spec_dict['image']} sigma={spec_dict['sigma']:g} "
@@ -222,7 +245,7 @@ def run_grid(
 
 
 def _ray_results(
-    specs: Sequence[Spec], runner: Runner, device: str | None, address: str | None
+    specs: Sequence[Spec], runner: Runner, device: str | None, address: str | None, folder: str
 ) -> Iterator[tuple[dict, dict, dict]]:
     """Run specs as Ray tasks (one GPU each when the cluster has GPUs); yield as they finish."""
     try:
@@ -237,7 +260,7 @@ def _ray_results(
         ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
     gpus = ray.cluster_resources().get("GPU", 0)
     task = ray.remote(num_gpus=1 if gpus else 0)(runner)
-    futures = [task.remote(s, device) for s in specs]
+    futures = [task.remote(s, device, folder) for s in specs]
     while futures:
         ready, futures = ray.wait(futures, num_returns=1)
         yield ray.get(ready[0])

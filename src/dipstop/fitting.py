@@ -52,6 +52,7 @@ class Iteration:
     t: int  # 1-based iteration number
     loss: float  # MSE(y_t, x0) on the [0, 1] scale, over the input's own pixels
     output: torch.Tensor  # 1 x C x H x W, detached, on the fitting device
+    state: dict | None = None  # the fit's state after step t, when `run` was asked for it
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -92,7 +93,9 @@ class Fitter:
     canvas whose sides are multiples of 32. A NaN loss, or a loss more than `guard_db`
     above the previous one (the original DIP's guard), restores the last good snapshot of
     network and optimiser and retries the iteration; repeated failures raise DipstopError.
-    The generator can be abandoned at any time (online stopping does so).
+    The generator can be abandoned at any time (online stopping does so). `state_dict()`
+    and `load_state_dict()` save and restore a fit between iterations: a fitter loaded with
+    the state after step t continues with step t + 1, as the uninterrupted fit would.
 
     >>> fitter = Fitter(torch.rand(1, 64, 64), FitSettings(width=8))
     >>> [it.t for it in fitter.run(3)]
@@ -144,26 +147,37 @@ class Fitter:
         self.stream = torch.cuda.Stream(self.device) if self.use_graph else None
         self.restores = 0
         self.step_seconds = 0.0  # time in perturbation, forward, backward and Adam: the math
+        self.t = 0  # steps taken
+        self.previous_loss = math.inf  # the divergence guard's reference
+        self.snapshot: list[torch.Tensor] | None = None  # the guard's last good state
+        self.snapshot_loss = math.inf
+        self._ran = False
 
-    def run(self, max_iters: int) -> Iterator[Iteration]:
-        """Take `max_iters` Adam steps, yielding the output each one was computed from."""
+    def run(self, max_iters: int, state_every: int = 0) -> Iterator[Iteration]:
+        """Step until iteration `max_iters`, yielding the output each step was computed from.
+
+        Every `state_every` iterations (0: never) the yielded Iteration carries the fit's
+        `state_dict()` taken after that step, for a checkpoint.
+        """
         s = self.settings
-        snapshot, snapshot_loss = self._take_snapshot(), math.inf
-        previous_loss = math.inf
-        t = 0
+        self._ran = True
+        if self.snapshot is None:
+            self.snapshot, self.snapshot_loss = self._take_snapshot(), math.inf
+        steps = 0  # in this call: a resumed fit warms up before capturing, as a new one does
         noise, z_t = torch.empty_like(self.z), torch.empty_like(self.z)  # reused every step
         graph = None
         if self.stream is not None:  # z, x0 and the network were copied on the default stream
             self.stream.wait_stream(torch.cuda.current_stream(self.device))
-        while t < max_iters:
+        while self.t < max_iters:
+            t = self.t
             start = time.perf_counter()
             with self._on_stream():
                 torch.randn(self.shape, generator=self.noise_gen, out=noise)
                 torch.add(self.z, noise, alpha=s.z_noise_std, out=z_t)
-                if graph is None and self.use_graph and t >= GRAPH_WARMUP:
+                if graph is None and self.use_graph and steps >= GRAPH_WARMUP:
                     y = loss = None  # the last eager step's autograd graph must be gone
                     # restores must now copy in place, into the tensors the graph writes
-                    snapshot, snapshot_loss = self._take_snapshot(), math.inf
+                    self.snapshot, self.snapshot_loss = self._take_snapshot(), math.inf
                     graph = self._capture(z_t)
                 if graph is not None:
                     before = self._take_snapshot() if (t + 1) % s.snapshot_every == 0 else None
@@ -174,19 +188,21 @@ class Fitter:
                     loss = F.mse_loss(y, self.x0)
                 value = loss.item()
             self.step_seconds += time.perf_counter() - start
-            if not math.isfinite(value) or value > previous_loss * 10 ** (s.guard_db / 10):
+            if not math.isfinite(value) or value > self.previous_loss * 10 ** (s.guard_db / 10):
                 self.restores += 1
                 if self.restores > s.max_restores:
                     raise DipstopError(
                         f"the fit diverged {self.restores} times (loss {value:.3g} at iteration "
                         f"{t + 1}); lower the learning rate (--lr)"
                     )
-                self._restore(snapshot)
-                previous_loss = snapshot_loss
+                self._restore(self.snapshot)
+                self.previous_loss = self.snapshot_loss
                 continue
-            t += 1
+            t = self.t = t + 1
+            steps += 1
             if t % s.snapshot_every == 0:
-                snapshot, snapshot_loss = (before if graph else self._take_snapshot()), value
+                self.snapshot = before if graph else self._take_snapshot()
+                self.snapshot_loss = value
             start = time.perf_counter()
             with self._on_stream():
                 if graph is None:
@@ -200,8 +216,38 @@ class Fitter:
             if self.device.type == "cuda":  # the criteria's copy of y_t waits on it anyway:
                 torch.cuda.synchronize(self.device)  # this makes step_seconds honest
             self.step_seconds += time.perf_counter() - start
-            previous_loss = value
-            yield Iteration(t, value, output)
+            self.previous_loss = value
+            state = self.state_dict() if state_every and t % state_every == 0 else None
+            yield Iteration(t, value, output, state)
+
+    def state_dict(self) -> dict:
+        """Everything that decides the rest of this fit, as CPU copies (for `torch.save`).
+
+        Network, Adam, the perturbation generator, the divergence guard's snapshot and
+        reference loss, and the iteration count. The fixed input z and the noisy image are
+        rebuilt from the settings' seed and the image.
+        """
+        return {
+            "t": self.t,
+            "previous_loss": self.previous_loss,
+            "snapshot_loss": self.snapshot_loss,
+            "restores": self.restores,
+            "net": _cpu_copy(self.net.state_dict()),
+            "opt": _cpu_copy(self.opt.state_dict()),
+            "noise_gen": self.noise_gen.get_state(),
+            "snapshot": _cpu_copy(self.snapshot or []),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from `state_dict()` of a fitter made with the same image and settings."""
+        if self._ran:
+            raise RuntimeError("load_state_dict needs a fitter that has not run yet")
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.noise_gen.set_state(state["noise_gen"])
+        self.snapshot = [x.to(self.device) for x in state["snapshot"]]
+        self.t, self.restores = state["t"], state["restores"]
+        self.previous_loss, self.snapshot_loss = state["previous_loss"], state["snapshot_loss"]
 
     def _forward(self, z_t: torch.Tensor) -> torch.Tensor:
         """y = f(z_t), cropped to the input's own pixels, as float32."""
@@ -259,6 +305,17 @@ class Fitter:
             live = live[: len(snapshot)]
         for tensor, saved in zip(live, snapshot, strict=True):
             tensor.copy_(saved)
+
+
+def _cpu_copy(obj: object) -> object:
+    """`obj` with every tensor in it (in dicts, lists, tuples) copied to the CPU."""
+    if torch.is_tensor(obj):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return obj
 
 
 def make_adam(

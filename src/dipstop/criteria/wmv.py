@@ -91,6 +91,24 @@ class WmvCriterion:
         v = (self._d2.sum() - torch.dot(d1, d1) / self.window) / (self.window * d1.numel())
         return max(float(v), 0.0)  # rounding can leave a tiny negative for a constant window
 
+    def state_dict(self) -> dict:
+        """The window and its running sums (CPU copies), to resume a run exactly."""
+        tensors = {"buf": self._buf, "ref": self._ref, "d1": self._d1, "d2": self._d2}
+        state: dict = {k: None if v is None else v.to("cpu", copy=True) for k, v in tensors.items()}
+        state.update(count=self.count, since_resync=self._since_resync, window=self.window)
+        return state
+
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
+        """Continue from `state_dict()`, with the tensors on `device` (the outputs' device)."""
+        if state["window"] != self.window:
+            raise ValueError(
+                f"a window of {state['window']} cannot resume a window of {self.window}"
+            )
+        self._buf, self._ref, self._d1, self._d2 = (
+            None if state[k] is None else state[k].to(device) for k in ("buf", "ref", "d1", "d2")
+        )
+        self.count, self._since_resync = state["count"], state["since_resync"]
+
     def _start(self, x: torch.Tensor) -> None:
         """Allocate the ring buffer and the sums on x's device; K starts as the first output."""
         acc = _accumulator_dtype(x.device)

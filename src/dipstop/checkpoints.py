@@ -1,0 +1,90 @@
+"""Checkpoints of unfinished runs, so that a long run resumes where it was interrupted.
+
+A bench run of the paper protocol is 20,000 iterations (minutes on a GPU, hours on a CPU):
+restarting it from scratch after a Ctrl-C, a kill -9 or a time limit throws that away. A
+run keeps one file, named by its store key, in a folder beside the results store
+(`<store>.partial/`). It is written at most every `seconds`, atomically (a temporary file
+renamed over the old one, so a kill mid-write leaves the previous one), and deleted once
+the finished run is in the store. A checkpoint written for another spec, or unreadable, is
+ignored: the run starts over.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dipstop.store import run_key
+
+CHECKPOINT_SECONDS = 60.0  # at most one write a minute: the paper run's window alone is 185 MB
+
+
+def folder_for(store_path: str | Path) -> Path:
+    """Where the checkpoints of a store's unfinished runs live: `<store>.partial/`."""
+    return Path(f"{store_path}.partial")
+
+
+class RunCheckpoint:
+    """The checkpoint file of one run (`folder` None: keep none).
+
+    >>> ckpt = RunCheckpoint(None, {"image": "a.png"})
+    >>> ckpt.load() is None, ckpt.due()
+    (True, False)
+    """
+
+    def __init__(self, folder: str | Path | None, spec: dict, seconds: float | None = None) -> None:
+        self.spec = spec
+        self.path = Path(folder) / f"{run_key(spec)}.pt" if folder else None
+        self.seconds = CHECKPOINT_SECONDS if seconds is None else seconds
+        self._last = time.monotonic()
+
+    def load(self) -> dict | None:
+        """The saved state of this run, or None when there is none (or it is unusable).
+
+        Keys: "fitter" (`Fitter.state_dict()`), "series" (NumPy arrays), "seconds" (the run's
+        clock at the save) and whatever else was saved.
+        """
+        if self.path is None or not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path)
+        except Exception as exc:  # a truncated or foreign file: start over, say so
+            warnings.warn(f"ignoring unreadable checkpoint {self.path} ({exc})", stacklevel=2)
+            return None
+        if state.get("spec") != self.spec:
+            return None
+        state["series"] = {k: v.numpy() for k, v in state["series"].items()}
+        return state
+
+    def due(self) -> bool:
+        """Whether `seconds` have passed since the last save (or since this run began)."""
+        return self.path is not None and time.monotonic() - self._last >= self.seconds
+
+    def save(
+        self, fitter: dict, series: dict[str, np.ndarray], seconds: float, **extra: object
+    ) -> None:
+        """Write a fitter's state, the series recorded so far and the run's clock, atomically."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        state = {
+            "spec": self.spec,
+            "fitter": fitter,
+            "series": {k: torch.from_numpy(np.array(v)) for k, v in series.items()},
+            "seconds": float(seconds),
+            **extra,
+        }
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+        self._last = time.monotonic()
+
+    def discard(self) -> None:
+        """Delete the file (the run is stored)."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
