@@ -6,7 +6,9 @@ do), and stacked with `torch.func.stack_module_state` and run as one `vmap`ped
 forward + backward with one Adam over the stacked parameters (Adam is elementwise, so this
 is the same N fits). BatchNorm keeps no running statistics in either (DIP uses batch
 statistics only: train mode throughout). Reports time per step of all N fits and the
-ratio batched / one-by-one. Saves benchmarks/results/batched_fit[_DEVICE].json.
+ratio batched / one-by-one. Checks first that both give the same outputs. On CUDA the
+one-by-one steps launch eagerly (dipstop's engine replays CUDA graphs), so there the ratio
+flatters batching. Saves benchmarks/results/batched_fit[_DEVICE].json.
 
     python benchmarks/batched_fit.py [--device cpu] [--sides 64,128] [--width 64] [--n 2,4]
 """
@@ -48,6 +50,12 @@ def make_steps(side: int, width: int, n: int, device: str) -> dict[str, Callable
     batched_opt = make_adam(params.values(), 0.01)
     template = copy.deepcopy(nets[0]).to("meta")
     forward = vmap(lambda p, b, zi: functional_call(template, (p, b), (zi,)))
+
+    with torch.no_grad():  # the stacked networks compute what the N networks compute
+        separate = torch.stack([net(zi) for net, zi in zip(nets, z, strict=True)])
+        diff = (forward(params, buffers, z) - separate).abs().max().item()
+    if diff > 1e-4:
+        raise SystemExit(f"batched outputs differ from one-by-one outputs by {diff:.2e}")
 
     def one_by_one() -> None:
         for net, opt, zi, xi in zip(nets, opts, z, x, strict=True):

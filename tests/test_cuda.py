@@ -75,8 +75,8 @@ def test_divergence_guard_restores_a_graphed_fit():
 
 
 def test_overlapped_scoring_of_cuda_outputs_matches_inline_scoring():
-    """Each output's JPEG, encoded on the worker during the next graphed step, is the JPEG
-    of that output (not of a later one the graph wrote over the same memory)."""
+    """Each output's JPEG, encoded on the worker while the next steps are replayed, is the
+    JPEG of that output: the graph's output is copied out before the next replay."""
     noisy = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
     fitter = Fitter(noisy, FitSettings(width=8), "cuda")
     pairs = list(score_outputs(fitter.run(40), lambda it, u8: jpeg_bytes(u8), depth=1))

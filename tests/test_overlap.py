@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from dipstop import denoise
+from dipstop.criteria import CifsCriterion
+from dipstop.errors import DipstopError
+from dipstop.experiments import grid, run_one
 from dipstop.overlap import overlapped
+from dipstop.protocols import get_protocol
+
+TINY_BENCH = get_protocol("cpu").with_(width=8, crop=96, max_iters=20)
 
 
 @pytest.mark.parametrize("depth", [0, 1, 3])
@@ -38,9 +44,41 @@ def test_work_runs_while_the_next_item_is_produced() -> None:
     assert inline == [False] * n
 
 
-def test_work_runs_off_the_main_thread() -> None:
-    names = [name for _, name in overlapped(range(3), lambda _: threading.current_thread().name)]
-    assert all(n != threading.main_thread().name for n in names)
+def test_work_runs_off_the_main_thread_and_no_thread_outlives_an_early_stop() -> None:
+    pairs = overlapped(range(50), lambda _: threading.current_thread().name, depth=1)
+    names = []
+    for i, name in pairs:
+        names.append(name)
+        if i == 5:
+            break
+    pairs.close()
+    assert all(n.startswith("dipstop-host") for n in names)
+    assert not [t for t in threading.enumerate() if t.name.startswith("dipstop-host")]
+
+
+def test_a_failing_look_ahead_item_is_raised_after_the_items_before_it() -> None:
+    def items():
+        yield from range(5)
+        raise RuntimeError("step 6 diverged")
+
+    seen = []
+    with pytest.raises(RuntimeError, match="diverged"):
+        for item, _ in overlapped(items(), lambda x: x, depth=3):
+            seen.append(item)
+    assert seen == [0, 1, 2, 3, 4]  # as without the overlap
+    stopped = []
+    for item, _ in overlapped(items(), lambda x: x, depth=3):  # a consumer that stops first
+        stopped.append(item)
+        if item == 2:
+            break
+    assert stopped == [0, 1, 2]  # never sees the error, as it would not have without
+
+
+@pytest.mark.parametrize("value", ["off", "1.5"])
+def test_a_bad_overlap_setting_is_a_clear_error(monkeypatch, value) -> None:
+    monkeypatch.setenv("DIPSTOP_OVERLAP", value)
+    with pytest.raises(DipstopError, match="whole number"):
+        list(overlapped(range(2), lambda x: x))
 
 
 def test_early_stop_computes_at_most_depth_more_items() -> None:
@@ -76,8 +114,18 @@ def test_denoise_is_identical_with_and_without_overlap(monkeypatch) -> None:
     rng = np.random.default_rng(3)
     noisy = np.clip(128 + rng.normal(0, 25, (64, 64, 3)), 0, 255).astype(np.uint8)
     kwargs = dict(width=8, max_iters=60, patience=5, lam=80.0, sigma=25.0)
+    monkeypatch.delenv("DIPSTOP_OVERLAP", raising=False)
+    threads = set()
+    real_score = CifsCriterion.score
+
+    def score(self, image, mse):
+        threads.add(threading.current_thread().name)
+        return real_score(self, image, mse)
+
+    monkeypatch.setattr(CifsCriterion, "score", score)
     out_a, res_a = denoise(noisy, **kwargs)
-    assert res_a.stopped_early  # the stop, made one scored iteration late, changes nothing
+    assert threads and all(n.startswith("dipstop-host") for n in threads)
+    assert res_a.stopped_early  # the stop, made 2 scored iterations late, changes nothing
     monkeypatch.setenv("DIPSTOP_OVERLAP", "0")
     out_b, res_b = denoise(noisy, **kwargs)
     assert res_a.stop_iteration == res_b.stop_iteration
@@ -85,3 +133,14 @@ def test_denoise_is_identical_with_and_without_overlap(monkeypatch) -> None:
     for key in ("loss", "jpeg_bytes", "criterion"):
         np.testing.assert_array_equal(res_a.series[key], res_b.series[key])
     np.testing.assert_array_equal(out_a, out_b)
+
+
+def test_bench_recorder_is_identical_with_and_without_overlap(monkeypatch, image_folder):
+    spec = grid(image_folder, [25], TINY_BENCH, every=5)[0]
+    monkeypatch.delenv("DIPSTOP_OVERLAP", raising=False)
+    _, overlapped_series, _ = run_one(spec)
+    monkeypatch.setenv("DIPSTOP_OVERLAP", "0")
+    _, inline_series, _ = run_one(spec)
+    for key, values in inline_series.items():
+        if key != "seconds":
+            np.testing.assert_array_equal(overlapped_series[key], values, err_msg=key)

@@ -39,7 +39,8 @@ class DenoiseResult:
     `time_split` says where the `seconds` went: "network" (perturbation, forward, backward,
     Adam), "engine" (divergence guard, snapshots) and "stopping" (quantising each output, any
     wait for its JPEG, which is encoded on a worker thread during the next step, the Eq. 4
-    rule, series, progress bar).
+    rule, series, progress bar). That overlap fits up to 2 iterations past the last one
+    recorded; their time is in "network" and their divergence-guard restores in `restores`.
     """
 
     stop_iteration: int

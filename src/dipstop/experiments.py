@@ -112,7 +112,9 @@ def run_one(
     """Fit one grid cell for T iterations; returns (spec dict, series, summary).
 
     With a `checkpoints` folder the run saves its state there about once a minute and, when
-    a checkpoint of the same spec is there at the start, continues from it.
+    a checkpoint of the same spec is there at the start, continues from it. The "seconds"
+    series is the run's clock when iteration t's record was complete, which with the
+    scoring overlap is up to 2 steps after y_t was computed: the cost of stopping online.
     """
     clean, noisy = synthetic_pair(spec.path, spec.protocol.crop, spec.sigma, spec.seed)
     fitter = Fitter(

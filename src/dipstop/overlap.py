@@ -3,9 +3,12 @@
 No Adam step depends on a criterion's value, so the host work of an iteration (the JPEG
 encode of CIFS, BRISQUE, NIQE: OpenCV and NumPy, which release the GIL) runs on one worker
 thread while the main thread computes the next step. Device work (quantising the output and
-copying it to the host) stays in the caller's stream of items, on the main thread: the worker
-never makes a CUDA call. Results come back in order, `depth` items late, so a consumer that
-stops early has had at most `depth` more iterations computed than it used.
+copying it to the host) stays on the main thread: scoring functions get the 8-bit host copy
+and are meant not to touch the iteration's device tensor. Results come back in order,
+`depth` items late, so a consumer that stops early has had up to `depth` more iterations
+computed than it used (their time and any divergence-guard restores count in the fitter's
+totals). An error while computing a look-ahead iteration is raised only after the
+iterations before it have been handed out, as it would have been without the overlap.
 
 `DIPSTOP_OVERLAP=N` sets the depth (0: every caller synchronous, the benchmark's baseline).
 """
@@ -22,6 +25,7 @@ from typing import TypeVar
 import numpy as np
 
 from dipstop.criteria.cifs import output_to_uint8
+from dipstop.errors import DipstopError
 from dipstop.fitting import Iteration
 
 T = TypeVar("T")
@@ -32,9 +36,16 @@ DEFAULT_DEPTH = 2  # lets a BRISQUE/NIQE call outlast a step (benchmarks/overlap
 
 
 def default_depth() -> int:
-    """DIPSTOP_OVERLAP as a depth (0: synchronous), else DEFAULT_DEPTH."""
-    value = os.environ.get("DIPSTOP_OVERLAP", "")
-    return int(value) if value.isdigit() else DEFAULT_DEPTH
+    """DIPSTOP_OVERLAP as a depth (0 or less: synchronous), else DEFAULT_DEPTH."""
+    value = os.environ.get("DIPSTOP_OVERLAP", "").strip()
+    if not value:
+        return DEFAULT_DEPTH
+    try:
+        return max(int(value), 0)
+    except ValueError:
+        raise DipstopError(
+            f"DIPSTOP_OVERLAP must be a whole number (0 turns the overlap off), got {value!r}"
+        ) from None
 
 
 def overlapped(
@@ -55,9 +66,19 @@ def overlapped(
             yield item, work(item)
         return
     pending: deque[tuple[T, Future[R]]] = deque()
+    source = iter(items)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dipstop-host") as pool:
         try:
-            for item in items:
+            while True:
+                try:
+                    item = next(source)
+                except StopIteration:
+                    break
+                except Exception:  # a look-ahead item failed: hand out the earlier ones first
+                    while pending:
+                        done, future = pending.popleft()
+                        yield done, future.result()
+                    raise
                 pending.append((item, pool.submit(work, item)))
                 if len(pending) > depth:
                     done, future = pending.popleft()
