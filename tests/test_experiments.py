@@ -1,6 +1,7 @@
 """The bench grid, its store (resume after a crash, no duplicates), Ray, and the report."""
 
 import csv
+import os
 import signal
 import subprocess
 import sys
@@ -153,6 +154,27 @@ def test_kill_9_during_a_bench_then_rerun_completes_the_grid(tmp_path, image_fol
     assert subprocess.run(cmd).returncode == 0
     keys = [r.key for r in ResultStore(store_path).runs()]
     assert len(keys) == 6 == len(set(keys))
+
+
+def test_kill_9_mid_run_then_rerun_resumes_that_run_from_its_checkpoint(tmp_path, image_folder):
+    store_path = tmp_path / "c.sqlite"
+    args = "bench --sigmas 25 --iters 200 --every 50 --quiet --threads 1 --width 8 --crop 96"
+    cmd = [sys.executable, "-m", "dipstop.cli", *args.split(), "--data", str(image_folder)]
+    cmd += ["--images", list_images(image_folder)[0].name, "--store", str(store_path)]
+    env = {**os.environ, "DIPSTOP_CHECKPOINT_SECONDS": "0"}  # save at every state copy
+    proc = subprocess.Popen(cmd, env=env)
+    folder = checkpoints.folder_for(store_path)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list(folder.glob("*.pt")):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not store_path.exists() or not list(ResultStore(store_path).runs())
+    assert subprocess.run(cmd, env=env).returncode == 0
+    (run,) = ResultStore(store_path).runs()
+    assert run.summary["resumed_at"] % experiments.STATE_EVERY == 0 < run.summary["resumed_at"]
+    assert np.isfinite(run.series["mse"]).all() and not list(folder.glob("*.pt"))
 
 
 def test_ray_executor_matches_in_process_runs_for_bench_and_calibration(tmp_path, image_folder):

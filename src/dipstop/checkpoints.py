@@ -6,7 +6,7 @@ run keeps one file, named by its store key, in a folder beside the results store
 (`<store>.partial/`). It is written at most every `seconds`, atomically (a temporary file
 renamed over the old one, so a kill mid-write leaves the previous one), and deleted once
 the finished run is in the store. A checkpoint written for another spec, or unreadable, is
-ignored: the run starts over.
+ignored: the run starts over. `DIPSTOP_CHECKPOINT_SECONDS` sets the interval.
 """
 
 from __future__ import annotations
@@ -19,9 +19,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dipstop.errors import DipstopError
 from dipstop.store import run_key
 
 CHECKPOINT_SECONDS = 60.0  # at most one write a minute: the paper run's window alone is 185 MB
+
+
+def _interval() -> float:
+    """DIPSTOP_CHECKPOINT_SECONDS if set, else CHECKPOINT_SECONDS."""
+    value = os.environ.get("DIPSTOP_CHECKPOINT_SECONDS", "").strip()
+    if not value:
+        return CHECKPOINT_SECONDS
+    try:
+        return float(value)
+    except ValueError:
+        raise DipstopError(
+            f"DIPSTOP_CHECKPOINT_SECONDS must be a number of seconds, got {value!r}"
+        ) from None
 
 
 def folder_for(store_path: str | Path) -> Path:
@@ -40,7 +54,7 @@ class RunCheckpoint:
     def __init__(self, folder: str | Path | None, spec: dict, seconds: float | None = None) -> None:
         self.spec = spec
         self.path = Path(folder) / f"{run_key(spec)}.pt" if folder else None
-        self.seconds = CHECKPOINT_SECONDS if seconds is None else seconds
+        self.seconds = _interval() if seconds is None else seconds
         self._last = time.monotonic()
 
     def load(self) -> dict | None:
