@@ -103,3 +103,38 @@ def test_a_non_database_file_is_refused(tmp_path):
     path.write_text("not sqlite at all, just some text that is long enough" * 20)
     with pytest.raises(DipstopError, match="not a dipstop results store"):
         ResultStore(path)
+
+
+def test_an_interrupted_recording_resumes_as_if_never_stopped(tmp_path, image_folder, monkeypatch):
+    from dipstop import calibration, checkpoints, experiments
+
+    monkeypatch.setattr(experiments, "STATE_EVERY", 4)
+    monkeypatch.setattr(calibration, "STATE_EVERY", 4)
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_SECONDS", 0.0)
+    proto = get_protocol("cpu").with_(width=8, crop=96, max_iters=20)
+    image = list_images(image_folder)[:1]
+    whole = ResultStore(tmp_path / "whole.sqlite")
+    record(image, [25], proto, whole, log=lambda m: None)
+    store = ResultStore(tmp_path / "cut.sqlite")
+    real_psnr, calls = calibration.psnr, []
+
+    def psnr_then_ctrl_c(a, b):
+        calls.append(1)
+        if len(calls) == 15:
+            raise KeyboardInterrupt
+        return real_psnr(a, b)
+
+    monkeypatch.setattr(calibration, "psnr", psnr_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        record(image, [25], proto, store, log=lambda m: None)
+    resumed_calls = []
+    monkeypatch.setattr(
+        calibration, "psnr", lambda a, b: resumed_calls.append(1) or real_psnr(a, b)
+    )
+    assert record(image, [25], proto, store, log=lambda m: None) == 1
+    assert len(resumed_calls) == 20 - 12  # resumed from the checkpoint at t = 12
+    (expected,), (resumed,) = whole.runs(), store.runs()
+    assert np.isfinite(resumed.series["psnr"]).all()
+    for key in ("mse", "jpeg_bytes", "psnr"):
+        np.testing.assert_array_equal(resumed.series[key], expected.series[key], err_msg=key)
+    assert not list(checkpoints.folder_for(store.path).glob("*"))

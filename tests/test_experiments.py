@@ -16,6 +16,7 @@ from dipstop.calibration import record
 from dipstop.datasets import list_images
 from dipstop.errors import DipstopError
 from dipstop.experiments import grid, run_grid
+from dipstop.fitting import FitSettings, Fitter
 from dipstop.lambda_table import write_table
 from dipstop.paper_report import build_report
 from dipstop.protocols import get_protocol
@@ -122,7 +123,18 @@ def test_an_unusable_checkpoint_is_ignored(tmp_path, image_folder):
     spec = grid(image_folder, [25], TINY.with_(max_iters=6), every=5)[0]
     ckpt = checkpoints.RunCheckpoint(tmp_path, spec.as_dict())
     ckpt.path.write_bytes(b"truncated")
-    with pytest.warns(UserWarning, match="unreadable checkpoint"):
+    with pytest.warns(UserWarning, match="unreadable"):
+        _, series, summary = experiments.run_one(spec, None, str(tmp_path))
+    assert summary["resumed_at"] is None and np.isfinite(series["mse"]).all()
+
+
+def test_a_checkpoint_of_another_fit_is_ignored(tmp_path, image_folder):
+    """As a checkpoint written on a GPU would be on a CPU: warned about, the run starts over."""
+    spec = grid(image_folder, [25], TINY.with_(max_iters=6), every=5)[0]
+    other = Fitter(torch.rand(3, 64, 64), FitSettings(width=16)).run(1, state_every=1)
+    ckpt = checkpoints.RunCheckpoint(tmp_path, spec.as_dict())
+    ckpt.save(next(other).state, {"mse": np.zeros(6)}, 1.0, wmv={}, ema=torch.zeros(1))
+    with pytest.warns(UserWarning, match="of another fit"):
         _, series, summary = experiments.run_one(spec, None, str(tmp_path))
     assert summary["resumed_at"] is None and np.isfinite(series["mse"]).all()
 

@@ -101,6 +101,20 @@ def test_a_fit_resumed_from_its_saved_state_continues_exactly(tmp_path):
         resumed.load_state_dict(states[0])
 
 
+def test_a_state_of_another_fit_is_refused_without_changing_anything():
+    noisy = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    state = [it.state for it in Fitter(noisy, TINY).run(2, state_every=2)][-1]
+    wider = Fitter(noisy, dataclasses.replace(TINY, width=16))
+    before = [p.clone() for p in wider.net.parameters()]
+    with pytest.raises(ValueError, match="another fit"):
+        wider.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(before, wider.net.parameters(), strict=True))
+    with pytest.raises(ValueError, match="another fit"):
+        Fitter(noisy, TINY).load_state_dict({**state, "device_type": "cuda"})
+    with pytest.raises(ValueError, match="another fit"):
+        Fitter(torch.rand(3, 64, 96), TINY).load_state_dict(state)  # another image size
+
+
 def test_repeated_divergence_is_a_clear_error():
     noisy = torch.rand(1, 64, 64)
     fitter = Fitter(noisy, FitSettings(width=8, max_restores=3))

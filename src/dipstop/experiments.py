@@ -140,12 +140,9 @@ def run_one(
     s = {k: np.full(n, np.nan) for k in names}
     ema: torch.Tensor | None = None
     ckpt = RunCheckpoint(checkpoints, spec.as_dict())
-    saved = ckpt.load()
+    saved = ckpt.resume(fitter, lambda state: wmv.load_state_dict(state["wmv"], fitter.device))
     if saved is not None:
-        fitter.load_state_dict(saved["fitter"])
-        wmv.load_state_dict(saved["wmv"], fitter.device)
-        ema = saved["ema"].to(fitter.device)
-        s = saved["series"]
+        ema, s = saved["ema"].to(fitter.device), saved["series"]
     start = time.perf_counter() - (saved["seconds"] if saved else 0.0)
 
     def host_scores(it: Iteration, u8: np.ndarray) -> tuple[int, float, float]:
@@ -228,6 +225,8 @@ def run_grid(
         f"{len(todo)} to run"
     )
     folder = str(folder_for(store.path))
+    for spec in set(specs) - set(todo):  # stored, but killed before its checkpoint went
+        RunCheckpoint(folder, spec.as_dict()).discard()
     results = (
         _ray_results(todo, runner, device, ray_address, folder)
         if use_ray

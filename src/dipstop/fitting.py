@@ -176,8 +176,9 @@ class Fitter:
                 torch.add(self.z, noise, alpha=s.z_noise_std, out=z_t)
                 if graph is None and self.use_graph and steps >= GRAPH_WARMUP:
                     y = loss = None  # the last eager step's autograd graph must be gone
-                    # restores must now copy in place, into the tensors the graph writes
-                    self.snapshot, self.snapshot_loss = self._take_snapshot(), math.inf
+                    if len(self.snapshot) < len(self._state()):  # taken before Adam's state
+                        # existed: restoring it would clear the state the graph reads
+                        self.snapshot, self.snapshot_loss = self._take_snapshot(), math.inf
                     graph = self._capture(z_t)
                 if graph is not None:
                     before = self._take_snapshot() if (t + 1) % s.snapshot_every == 0 else None
@@ -228,6 +229,9 @@ class Fitter:
         rebuilt from the settings' seed and the image.
         """
         return {
+            "device_type": self.device.type,
+            "shape": list(self.shape),
+            "settings": {k: getattr(self.settings, k) for k in _STATE_SETTINGS},
             "t": self.t,
             "previous_loss": self.previous_loss,
             "snapshot_loss": self.snapshot_loss,
@@ -235,17 +239,36 @@ class Fitter:
             "net": _cpu_copy(self.net.state_dict()),
             "opt": _cpu_copy(self.opt.state_dict()),
             "noise_gen": self.noise_gen.get_state(),
-            "snapshot": _cpu_copy(self.snapshot or []),
+            "snapshot": None if self.snapshot is None else _cpu_copy(self.snapshot),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from `state_dict()` of a fitter made with the same image and settings."""
+        """Continue from `state_dict()` of a fitter made with the same image and settings.
+
+        Raises ValueError, changing nothing, when the state was written for another device
+        type, image size or network. On CUDA the resumed fit warms up and captures its graph
+        again, so it matches the uninterrupted one to rounding, not bit for bit.
+        """
         if self._ran:
             raise RuntimeError("load_state_dict needs a fitter that has not run yet")
+        mine = {
+            "device_type": self.device.type,
+            "shape": list(self.shape),
+            "settings": {k: getattr(self.settings, k) for k in _STATE_SETTINGS},
+        }
+        theirs = {k: state.get(k) for k in mine}
+        if theirs != mine:
+            raise ValueError(f"the state is of another fit ({theirs}; this fit is {mine})")
         self.net.load_state_dict(state["net"])
+        flags = [
+            {k: g[k] for k in ("fused", "capturable") if k in g} for g in self.opt.param_groups
+        ]
         self.opt.load_state_dict(state["opt"])
+        for group, own in zip(self.opt.param_groups, flags, strict=True):
+            group.update(own)  # a state saved without CUDA graphs must not turn them off here
         self.noise_gen.set_state(state["noise_gen"])
-        self.snapshot = [x.to(self.device) for x in state["snapshot"]]
+        if state["snapshot"] is not None:
+            self.snapshot = [x.to(self.device) for x in state["snapshot"]]
         self.t, self.restores = state["t"], state["restores"]
         self.previous_loss, self.snapshot_loss = state["previous_loss"], state["snapshot_loss"]
 
@@ -305,6 +328,10 @@ class Fitter:
             live = live[: len(snapshot)]
         for tensor, saved in zip(live, snapshot, strict=True):
             tensor.copy_(saved)
+
+
+# the settings a saved state must share with the fitter that loads it
+_STATE_SETTINGS = ("width", "input_depth", "lr", "z_scale", "z_noise_std", "seed")
 
 
 def _cpu_copy(obj: object) -> object:
