@@ -106,3 +106,45 @@ def test_a_thin_lambda_table_is_reported_as_provisional(tmp_path, smooth_rgb, n_
     assert res.lam == pytest.approx(60.0)
     assert any("provisional" in n for n in res.notes) == provisional
     assert not any("width" in n for n in res.notes)  # table width matches the run's
+
+
+def _ctrl_c_at_psnr_call(monkeypatch, n):
+    """Make the n-th PSNR of the series raise KeyboardInterrupt, as Ctrl-C would mid-fit."""
+    import dipstop.api
+
+    real, calls = dipstop.api.psnr, []
+
+    def psnr_then_ctrl_c(a, b):
+        calls.append(1)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        return real(a, b)
+
+    monkeypatch.setattr(dipstop.api, "psnr", psnr_then_ctrl_c)
+
+
+def test_ctrl_c_returns_the_best_output_so_far_when_interruptible(monkeypatch, smooth_rgb):
+    noisy = add_gaussian_noise(smooth_rgb, 25, seed=0)
+    kwargs = dict(width=8, max_iters=40, patience=40, lam=50.0, clean=smooth_rgb)
+    _, whole = denoise(noisy, **kwargs)
+    _ctrl_c_at_psnr_call(monkeypatch, 13)
+    out, res = denoise(noisy, interruptible=True, **kwargs)
+    assert res.interrupted and not res.stopped_early and res.iterations_run == 12
+    assert all(len(v) == 12 for v in res.series.values())  # the cut 13th record is dropped
+    best = int(np.argmin(whole.series["criterion"][:12])) + 1
+    assert res.stop_iteration == best and "interrupted after 12" in res.notes[-1]
+    assert out.shape == noisy.shape  # the same fit up to the interrupt: the same PSNR at t*
+    assert res.psnr == pytest.approx(whole.series["psnr"][best - 1])
+    _ctrl_c_at_psnr_call(monkeypatch, 5)
+    with pytest.raises(KeyboardInterrupt):  # the Python API's default: Ctrl-C is Ctrl-C
+        denoise(noisy, **kwargs)
+
+
+def test_cli_ctrl_c_writes_the_best_so_far_and_exits_130(tmp_path, monkeypatch, smooth_rgb, capsys):
+    src, dst = tmp_path / "in.png", tmp_path / "out.png"
+    cv2.imwrite(str(src), add_gaussian_noise(smooth_rgb, 25, seed=0)[:, :, ::-1])
+    _ctrl_c_at_psnr_call(monkeypatch, 8)
+    args = ["--width", "8", "-T", "30", "-S", "30", "--lam", "50", "--clean", str(src)]
+    rc = main(["denoise", str(src), "-o", str(dst), *args])
+    assert rc == 130 and cv2.imread(str(dst)).shape == smooth_rgb.shape
+    assert "interrupted after 7 iterations; returned the best so far" in capsys.readouterr().out

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from dipstop.criteria import CifsCriterion, paper_lambda
 from dipstop.errors import DipstopError
-from dipstop.fitting import Fitter, padding_for, resolve_device
+from dipstop.fitting import Fitter, Iteration, padding_for, resolve_device
 from dipstop.imageio import LoadedImage, join_array, split_array
 from dipstop.lambda_table import lam_for_sigma, load_table
 from dipstop.metrics import psnr
@@ -59,6 +59,7 @@ class DenoiseResult:
     peak_psnr: float | None = None
     peak_iteration: int | None = None
     notes: list[str] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C ended the fit (with `interruptible`): best so far
 
     def summary(self) -> dict:
         """The scalar fields, for JSON reports."""
@@ -81,6 +82,7 @@ def denoise(
     clean: Any = None,
     progress: bool = False,
     table: str | None = None,
+    interruptible: bool = False,
 ) -> tuple[Any, DenoiseResult]:
     """Denoise `image` with a Deep Image Prior stopped by CIFS; no noise level needed.
 
@@ -91,6 +93,8 @@ def denoise(
     the paper's lambda / (H W), MSE on [0, 1]) then comes from the shipped lam(sigma) table.
     The fit stops S iterations after the criterion's last new minimum and returns the
     output at that minimum. `clean` (same form as `image`) adds PSNR to the series.
+    With `interruptible`, Ctrl-C (KeyboardInterrupt) ends the fit and returns the output at
+    the criterion's minimum so far, with `result.interrupted` set (the CLI does this).
 
     >>> rng = np.random.default_rng(0)
     >>> noisy = rng.integers(0, 256, (64, 64), dtype=np.uint8)
@@ -153,31 +157,38 @@ def denoise(
         fit_clock.timed(fitter.run(proto.max_iters)), lambda it, u8: criterion.score(u8, it.loss)
     )
     start = time.perf_counter()
+    interrupted = False
     with bar, contextlib.closing(scored):
-        for it, (nbytes, value) in scored:
-            cols["iteration"].append(it.t)
-            cols["loss"].append(it.loss)
-            cols["jpeg_bytes"].append(nbytes)
-            cols["criterion"].append(value)
-            if clean_t is not None:
-                cols["psnr"].append(psnr(it.output, clean_t))
-            done = stopper.update(value)
-            if stopper.improved:
-                best_output = it.output
-                # at most this many iterations remain: the bar's ETA is an upper bound
-                bar.total = min(proto.max_iters, it.t + proto.patience)
-            bar.set_postfix(
-                loss=f"{it.loss:.2e}",
-                jpeg=nbytes,
-                E=f"{value:.4g}",
-                best_t=stopper.best_index + 1,
-                refresh=False,
-            )
-            bar.update(1)
-            if done:
-                break
+        try:
+            for it, (nbytes, value) in scored:
+                _record(cols, it, nbytes, value, clean_t)
+                done = stopper.update(value)
+                if stopper.improved:
+                    best_output = it.output
+                    # at most this many iterations remain: the bar's ETA is an upper bound
+                    bar.total = min(proto.max_iters, it.t + proto.patience)
+                bar.set_postfix(
+                    loss=f"{it.loss:.2e}",
+                    jpeg=nbytes,
+                    E=f"{value:.4g}",
+                    best_t=stopper.best_index + 1,
+                    refresh=False,
+                )
+                bar.update(1)
+                if done:
+                    break
+        except KeyboardInterrupt:
+            if not interruptible or best_output is None:
+                raise
+            interrupted = True
     seconds = time.perf_counter() - start
     assert best_output is not None
+    cols = {k: v[: stopper.count] for k, v in cols.items()}  # an interrupted record is dropped
+    if interrupted:
+        notes.append(
+            f"interrupted after {stopper.count} iterations, before the stopping rule fired: "
+            f"the output is the best so far (t*={stopper.best_index + 1})"
+        )
     series = {k: np.asarray(v) for k, v in cols.items()}
     t_star = stopper.best_index + 1
     pixels = join_array(_to_hwc(best_output), loaded)
@@ -199,6 +210,7 @@ def denoise(
         },
         restores=fitter.restores,
         notes=notes,
+        interrupted=interrupted,
     )
     if "psnr" in series:
         result.psnr = float(series["psnr"][t_star - 1])
@@ -224,6 +236,22 @@ class _Clock:
             finally:
                 self.seconds += time.perf_counter() - start
             yield item
+
+
+def _record(
+    cols: dict[str, list[float]],
+    it: Iteration,
+    nbytes: int,
+    value: float,
+    clean: torch.Tensor | None,
+) -> None:
+    """Append one iteration to the series (PSNR only when a clean image was given)."""
+    cols["iteration"].append(it.t)
+    cols["loss"].append(it.loss)
+    cols["jpeg_bytes"].append(nbytes)
+    cols["criterion"].append(value)
+    if clean is not None:
+        cols["psnr"].append(psnr(it.output, clean))
 
 
 def _to_hwc(output: torch.Tensor) -> np.ndarray:

@@ -274,6 +274,7 @@ def _fit_kwargs(args: argparse.Namespace) -> dict:
         device=args.device,
         progress=not args.quiet and sys.stderr.isatty(),
         table=args.table,
+        interruptible=True,  # Ctrl-C: write the best output so far
     )
 
 
@@ -298,11 +299,15 @@ def _denoise_file(args: argparse.Namespace, src: Path, dst: Path, clean: Path | 
         write_run_report(result, args.report)
     if not args.quiet:
         how = "estimated" if result.sigma_estimated else "given"
-        stop = (
-            f"stopped at t*={result.stop_iteration} after {result.iterations_run} iterations"
-            if result.stopped_early
-            else f"no stop before T={result.iterations_run}; returned t*={result.stop_iteration}"
-        )
+        if result.interrupted:
+            stop = (
+                f"interrupted after {result.iterations_run} iterations; returned the best so "
+                f"far, t*={result.stop_iteration}"
+            )
+        elif result.stopped_early:
+            stop = f"stopped at t*={result.stop_iteration} after {result.iterations_run} iterations"
+        else:
+            stop = f"no stop before T={result.iterations_run}; returned t*={result.stop_iteration}"
         print(
             f"sigma {result.sigma:.1f} ({how}), lam {result.lam:.4g}: {stop}, "
             f"{result.seconds:.0f} s -> {dst}"
@@ -314,7 +319,7 @@ def _denoise_file(args: argparse.Namespace, src: Path, dst: Path, clean: Path | 
             )
         for note in result.notes:
             print(f"note: {note}")
-    return 0
+    return 130 if result.interrupted else 0  # 130: the shell's code for an interrupt
 
 
 def _check_folder(folder: Path) -> None:
@@ -418,7 +423,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dipstop: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("dipstop: interrupted; finished runs are kept, rerun to resume", file=sys.stderr)
+        if args.command in ("bench", "calibrate"):
+            kept = (
+                "finished runs are kept; rerun to resume (the unfinished one from its checkpoint)"
+            )
+        else:
+            kept = "nothing was written"
+        print(f"dipstop: interrupted; {kept}", file=sys.stderr)
         return 130
 
 
