@@ -106,10 +106,9 @@ def test_a_non_database_file_is_refused(tmp_path):
 
 
 def test_an_interrupted_recording_resumes_as_if_never_stopped(tmp_path, image_folder, monkeypatch):
-    from dipstop import calibration, checkpoints, experiments
+    from dipstop import calibration, checkpoints
 
-    monkeypatch.setattr(experiments, "STATE_EVERY", 4)
-    monkeypatch.setattr(calibration, "STATE_EVERY", 4)
+    monkeypatch.setattr(checkpoints, "STATE_EVERY", 4)
     monkeypatch.setattr(checkpoints, "CHECKPOINT_SECONDS", 0.0)
     proto = get_protocol("cpu").with_(width=8, crop=96, max_iters=20)
     image = list_images(image_folder)[:1]

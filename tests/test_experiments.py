@@ -89,7 +89,7 @@ def test_crash_mid_grid_loses_no_finished_run_and_duplicates_none(tmp_path, imag
 def test_an_interrupted_run_resumes_from_its_checkpoint_as_if_never_stopped(
     tmp_path, image_folder, monkeypatch
 ):
-    monkeypatch.setattr(experiments, "STATE_EVERY", 5)
+    monkeypatch.setattr(checkpoints, "STATE_EVERY", 5)
     monkeypatch.setattr(experiments, "WMV_WINDOW", 8)  # so the window's state is resumed too
     monkeypatch.setattr(checkpoints, "CHECKPOINT_SECONDS", 0.0)  # save at every state
     spec = grid(image_folder, [25], TINY, every=5)[0]
@@ -185,7 +185,7 @@ def test_kill_9_mid_run_then_rerun_resumes_that_run_from_its_checkpoint(tmp_path
     assert not store_path.exists() or not list(ResultStore(store_path).runs())
     assert subprocess.run(cmd, env=env).returncode == 0
     (run,) = ResultStore(store_path).runs()
-    assert run.summary["resumed_at"] % experiments.STATE_EVERY == 0 < run.summary["resumed_at"]
+    assert run.summary["resumed_at"] % checkpoints.STATE_EVERY == 0 < run.summary["resumed_at"]
     assert np.isfinite(run.series["mse"]).all() and not list(folder.glob("*.pt"))
 
 

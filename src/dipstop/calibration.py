@@ -21,7 +21,7 @@ from dipstop.checkpoints import RunCheckpoint
 from dipstop.codecs import jpeg_bytes
 from dipstop.datasets import file_sha256, synthetic_pair
 from dipstop.errors import DipstopError
-from dipstop.experiments import STATE_EVERY, run_grid
+from dipstop.experiments import run_grid
 from dipstop.fitting import Fitter
 from dipstop.metrics import psnr
 from dipstop.overlap import score_outputs
@@ -79,8 +79,7 @@ def record_run(
     if saved is not None:
         out = saved["series"]
     start = time.perf_counter() - (saved["seconds"] if saved else 0.0)
-    state_every = STATE_EVERY if checkpoint and checkpoint.path else 0
-    fit = fitter.run(iters, state_every)
+    fit = fitter.run(iters, checkpoint.state_every if checkpoint else 0)
     for it, nbytes in score_outputs(fit, lambda it, u8: jpeg_bytes(u8)):
         i = it.t - 1
         out["mse"][i] = it.loss

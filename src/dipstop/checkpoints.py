@@ -27,6 +27,7 @@ from dipstop.store import run_key
 
 CHECKPOINT_SECONDS = 60.0  # at most one write a minute: the paper run's window alone is 185 MB
 FORMAT = 1  # bumped when what a checkpoint holds changes; other formats are ignored
+STATE_EVERY = 100  # iterations between the fitter's state copies (6 ms each at width 128)
 
 
 def _interval() -> float:
@@ -94,6 +95,11 @@ class RunCheckpoint:
         if apply is not None:
             apply(state)
         return state
+
+    @property
+    def state_every(self) -> int:
+        """How often to ask `Fitter.run` for its state: every STATE_EVERY steps, or never."""
+        return STATE_EVERY if self.path is not None else 0
 
     def due(self) -> bool:
         """Whether `seconds` have passed since the last save (or since this run began)."""

@@ -37,7 +37,6 @@ from dipstop.store import ResultStore, run_key
 
 EMA_WEIGHT = 0.99  # the original DIP's exponential moving average of outputs
 WMV_WINDOW = 100
-STATE_EVERY = 100  # iterations between the fitter's state copies; one is saved about a minute
 
 
 @dataclass(frozen=True)
@@ -151,8 +150,8 @@ def run_one(
             return jpeg_bytes(u8), math.nan, math.nan
         return jpeg_bytes(u8), brisque(u8), niqe(u8)
 
-    state_every = STATE_EVERY if ckpt.path else 0
-    for it, (nbytes, brisque_t, niqe_t) in score_outputs(fitter.run(n, state_every), host_scores):
+    fit = fitter.run(n, ckpt.state_every)
+    for it, (nbytes, brisque_t, niqe_t) in score_outputs(fit, host_scores):
         i = it.t - 1
         ema = (
             it.output.clone()

@@ -229,9 +229,7 @@ class Fitter:
         rebuilt from the settings' seed and the image.
         """
         return {
-            "device_type": self.device.type,
-            "shape": list(self.shape),
-            "settings": {k: getattr(self.settings, k) for k in _STATE_SETTINGS},
+            **self._identity(),
             "t": self.t,
             "previous_loss": self.previous_loss,
             "snapshot_loss": self.snapshot_loss,
@@ -251,11 +249,7 @@ class Fitter:
         """
         if self._ran:
             raise RuntimeError("load_state_dict needs a fitter that has not run yet")
-        mine = {
-            "device_type": self.device.type,
-            "shape": list(self.shape),
-            "settings": {k: getattr(self.settings, k) for k in _STATE_SETTINGS},
-        }
+        mine = self._identity()
         theirs = {k: state.get(k) for k in mine}
         if theirs != mine:
             raise ValueError(f"the state is of another fit ({theirs}; this fit is {mine})")
@@ -271,6 +265,14 @@ class Fitter:
             self.snapshot = [x.to(self.device) for x in state["snapshot"]]
         self.t, self.restores = state["t"], state["restores"]
         self.previous_loss, self.snapshot_loss = state["previous_loss"], state["snapshot_loss"]
+
+    def _identity(self) -> dict:
+        """What a saved state must share with the fitter that loads it."""
+        return {
+            "device_type": self.device.type,
+            "shape": list(self.shape),
+            "settings": {k: getattr(self.settings, k) for k in _STATE_SETTINGS},
+        }
 
     def _forward(self, z_t: torch.Tensor) -> torch.Tensor:
         """y = f(z_t), cropped to the input's own pixels, as float32."""

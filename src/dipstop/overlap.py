@@ -67,6 +67,7 @@ def overlapped(
         return
     pending: deque[tuple[T, Future[R]]] = deque()
     source = iter(items)
+    error: Exception | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dipstop-host") as pool:
         try:
             while True:
@@ -74,11 +75,9 @@ def overlapped(
                     item = next(source)
                 except StopIteration:
                     break
-                except Exception:  # a look-ahead item failed: hand out the earlier ones first
-                    while pending:
-                        done, future = pending.popleft()
-                        yield done, future.result()
-                    raise
+                except Exception as exc:  # a look-ahead item failed: hand out the earlier first
+                    error = exc
+                    break
                 pending.append((item, pool.submit(work, item)))
                 if len(pending) > depth:
                     done, future = pending.popleft()
@@ -86,6 +85,8 @@ def overlapped(
             while pending:
                 done, future = pending.popleft()
                 yield done, future.result()
+            if error is not None:
+                raise error
         finally:  # the consumer stopped early: drop the work nobody will read
             for _, future in pending:
                 future.cancel()
