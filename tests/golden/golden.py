@@ -1,0 +1,117 @@
+"""The golden set: what dipstop computes, recorded by commands, to check a refactor changed none.
+
+`produce(workdir)` runs four CLI commands on tiny inputs (one CPU thread, width 8): a bench
+grid, a calibration with its lam search, a denoise run (estimated sigma, shipped table) and
+the report with its Fig. 4 refit. It returns every number they produced that does not depend
+on the clock: series, stops, lams, table rows, the denoised pixels, the refit's drift.
+`python tests/golden/golden.py` writes them to `tests/golden/golden.npz`; the test compares
+a fresh `produce` with that file. Series are matched by run (image, sigma), not by store key,
+so a new key schema does not hide a changed number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+GOLDEN = HERE / "golden.npz"
+TINY = ["--width", "8", "--threads", "1", "--quiet"]
+CLOCK = {"seconds", "path", "time_split", "finished", "date", "command", "device"}
+
+
+def make_inputs(folder: Path) -> tuple[Path, Path]:
+    """Two small clean images (112 x 104) and one noisy 72 x 64 image, from scikit-image."""
+    import cv2
+    from skimage import data
+
+    from dipstop.noise import add_gaussian_noise
+
+    clean = folder / "clean"
+    clean.mkdir(parents=True, exist_ok=True)
+    photo = cv2.resize(data.astronaut(), (112, 104), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(clean / "a.png"), photo)
+    cv2.imwrite(str(clean / "b.png"), photo[::-1].copy())
+    cat = cv2.resize(data.chelsea(), (72, 64), interpolation=cv2.INTER_AREA)
+    noisy = np.rint(add_gaussian_noise(cat / 255.0, 30, seed=3) * 255).astype(np.uint8)
+    noisy_path = folder / "noisy.png"
+    cv2.imwrite(str(noisy_path), noisy[:, :, ::-1].copy())
+    return clean, noisy_path
+
+
+def _cli(*args: str) -> None:
+    from dipstop.cli import main
+
+    code = main([str(a) for a in args])
+    if code != 0:
+        raise RuntimeError(f"dipstop {' '.join(map(str, args))} exited {code}")
+
+
+def _store_runs(path: Path, prefix: str) -> dict[str, np.ndarray]:
+    """Every run of a store as arrays named prefix/image/sigma/series (and .../summary)."""
+    out: dict[str, np.ndarray] = {}
+    db = sqlite3.connect(path)
+    for spec, summary, blob in db.execute("SELECT spec, summary, series FROM runs"):
+        spec, summary = json.loads(spec), json.loads(summary)
+        name = f"{prefix}/{spec['image']}/{spec['sigma']:g}"
+        with np.load(io.BytesIO(blob)) as npz:
+            for k in npz.files:
+                if k != "seconds":
+                    out[f"{name}/series/{k}"] = npz[k]
+        kept = {k: v for k, v in summary.items() if k not in CLOCK}
+        out[f"{name}/summary"] = np.array(json.dumps(kept, sort_keys=True))
+    db.close()
+    return out
+
+
+def _csv(path: Path) -> np.ndarray:
+    rows = list(csv.DictReader(path.open()))
+    return np.array(json.dumps(rows))
+
+
+def _json(path: Path, drop: set[str] = CLOCK) -> np.ndarray:
+    doc = json.loads(path.read_text())
+    if isinstance(doc, dict):
+        doc = {k: v for k, v in doc.items() if k not in drop}
+    return np.array(json.dumps(doc, sort_keys=True))
+
+
+def produce(work: Path) -> dict[str, np.ndarray]:
+    """Run the four golden commands in `work` and collect what they computed."""
+    import cv2
+
+    clean, noisy = make_inputs(work)
+    bench, cal = work / "bench.sqlite", work / "cal.sqlite"
+    table = work / "table.json"
+    _cli("bench", "--data", clean, "--sigmas", "25,50", "--iters", "80", "--crop", "96",
+         "--every", "10", "--store", bench, *TINY)  # fmt: skip
+    _cli("calibrate", "--images", clean, "--n-images", "2", "--sigmas", "25,50", "--iters",
+         "80", "--crop", "96", "--store", cal, "--table", table, *TINY)  # fmt: skip
+    _cli("denoise", noisy, "-o", work / "denoised.png", "-T", "60", "-S", "10",
+         "--report", work / "run", *TINY)  # fmt: skip
+    _cli("report", bench, "--out", work / "report", "--table", table, "-S", "10", *TINY[2:])
+    out = {**_store_runs(bench, "bench"), **_store_runs(cal, "calibration")}
+    doc = json.loads(table.read_text())
+    out["table/entries"] = np.array(json.dumps(doc["entries"], sort_keys=True))
+    out["denoise/pixels"] = cv2.imread(str(work / "denoised.png"), cv2.IMREAD_UNCHANGED)
+    out["denoise/series"] = _csv(work / "run" / "series.csv")
+    out["denoise/summary"] = _json(work / "run" / "summary.json")
+    for name in ("table1.csv", "runs.csv"):
+        out[f"report/{name}"] = _csv(work / "report" / name)
+    out["report/fig4"] = _json(work / "report" / "fig4_example.json")
+    return out
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        arrays = produce(Path(tmp))
+    np.savez_compressed(GOLDEN, **arrays)
+    print(f"wrote {GOLDEN}: {len(arrays)} arrays", file=sys.stderr)

@@ -1,0 +1,77 @@
+"""What dipstop computes is unchanged: the golden commands give the recorded numbers.
+
+`tests/golden/golden.npz` was recorded by `python tests/golden/golden.py` before the library
+was restructured (issue 10). Series, stops, lams, table rows and denoised pixels must match
+it; floats to 1e-9 relative (bit-identical on the machine that recorded them; another CPU's
+convolution kernels may round differently), integers and stops exactly.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+
+def _load_golden_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent / "golden" / "golden.py"
+    spec = importlib.util.spec_from_file_location("dipstop_golden", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_golden = _load_golden_module()
+GOLDEN, produce = _golden.GOLDEN, _golden.produce
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal, with floats compared to 1e-9 relative (NaN equal to NaN)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, str) and isinstance(b, str):
+        try:
+            return _same(float(a), float(b))
+        except ValueError:
+            return a == b
+    if isinstance(a, float) or isinstance(b, float):
+        return bool(np.isclose(a, b, rtol=1e-9, atol=0, equal_nan=True))
+    return a == b
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory, shared, monkeypatch_module):
+    monkeypatch_module.setenv("DIPSTOP_MODELS", str(shared / "models"))
+    return produce(tmp_path_factory.mktemp("golden"))
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def test_golden_commands_compute_what_they_did_before_the_refactor(fresh):
+    golden = np.load(GOLDEN)
+    missing = sorted(set(golden.files) - set(fresh))
+    assert not missing, f"no longer produced: {missing}"
+    changed = []
+    for name in golden.files:
+        old, new = golden[name], fresh[name]
+        if old.dtype.kind == "U":  # JSON documents
+            if not _same(json.loads(str(old)), json.loads(str(new))):
+                changed.append(name)
+        elif old.dtype.kind == "f":
+            if old.shape != new.shape or not np.allclose(
+                old, new, rtol=1e-9, atol=0, equal_nan=True
+            ):
+                changed.append(name)
+        elif not np.array_equal(old, new):
+            changed.append(name)
+    assert not changed, f"changed: {changed}"
