@@ -3,18 +3,18 @@ import sqlite3
 import numpy as np
 import pytest
 
-from dipstop.calibration import (
+from dipstop.lab.calibration import (
     calibrate_from_store,
     record,
     search_lambda,
     selected_iterations,
 )
 from dipstop.cli import main
-from dipstop.datasets import list_images
+from dipstop.lab.datasets import list_images
 from dipstop.errors import DipstopError
 from dipstop.lambda_table import lam_for_sigma, load_table
 from dipstop.protocols import get_protocol
-from dipstop.store import ResultStore
+from dipstop.lab.store import ResultStore
 
 TINY = get_protocol("cpu").with_(width=8, crop=64, max_iters=12)
 

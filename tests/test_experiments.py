@@ -12,16 +12,16 @@ import pytest
 import torch
 
 from dipstop import checkpoints, experiments
-from dipstop.calibration import record
-from dipstop.datasets import list_images
+from dipstop.lab.calibration import record
+from dipstop.lab.datasets import list_images
 from dipstop.errors import DipstopError
-from dipstop.experiments import grid, run_grid
+from dipstop.lab.runs import grid, run_grid
 from dipstop.fitting import FitSettings, Fitter
 from dipstop.lambda_table import write_table
-from dipstop.paper_report import build_report
+from dipstop.lab.paper_report import build_report
 from dipstop.protocols import get_protocol
-from dipstop.selection import select
-from dipstop.store import ResultStore, StoredRun
+from dipstop.lab.selection import select
+from dipstop.lab.store import ResultStore, StoredRun
 
 TINY = get_protocol("cpu").with_(width=8, crop=96, max_iters=30, patience=5)
 QUIET = dict(log=lambda m: None)

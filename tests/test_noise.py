@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dipstop.datasets import list_images
+from dipstop.lab.datasets import list_images
 from dipstop.imageio import read_image
 from dipstop.noise import add_gaussian_noise, estimate_sigma
 

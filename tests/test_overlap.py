@@ -10,7 +10,7 @@ import pytest
 from dipstop import denoise
 from dipstop.criteria import CifsCriterion
 from dipstop.errors import DipstopError
-from dipstop.experiments import grid, run_one
+from dipstop.lab.runs import grid, run_one
 from dipstop.overlap import overlapped
 from dipstop.protocols import get_protocol
 

@@ -1,41 +1,39 @@
 """The Python API: `denoise` an image with DIP and CIFS early stopping.
 
-A thin layer that wires the stages together: fitting loop -> CIFS criterion -> online Eq. 4
-stopping -> result. Accepts NumPy arrays, PIL images and tensors, and returns the same kind.
+A thin layer that wires the library together: fitting loop -> CIFS criterion -> online Eq. 4
+stop -> output policy -> result (`dipstop.recording.record` does the loop). Accepts NumPy
+arrays, PIL images and tensors, and returns the same kind.
 """
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from dipstop.criteria import CifsCriterion, paper_lambda
+from dipstop.criteria import CifsCriterion, Context, paper_lambda
 from dipstop.errors import DipstopError
 from dipstop.fitting import Fitter, Iteration, padding_for, resolve_device
 from dipstop.imageio import LoadedImage, join_array, split_array
 from dipstop.lambda_table import lam_for_sigma, load_table
-from dipstop.metrics import psnr
 from dipstop.noise import estimate_sigma
-from dipstop.overlap import score_outputs
+from dipstop.policies import make_policy
 from dipstop.protocols import get_protocol
-from dipstop.stopping import OnlineStopper
-
-T = TypeVar("T")
+from dipstop.recording import OnlineStop, record
+from dipstop.runtime import Switches
 
 
 @dataclass
 class DenoiseResult:
     """What a denoising run did: where it stopped, why, and with which settings.
 
-    `series` holds one value per iteration run: "iteration", "loss" (MSE to the noisy image,
-    [0, 1] scale), "jpeg_bytes", "criterion" (E_t) and, when a clean image was given, "psnr".
+    `series` holds one value per iteration run (the recording loop's schema): "mse" (to the
+    noisy image, [0, 1] scale), "jpeg_bytes", "criterion" (E_t), "seconds" and, when a clean
+    image was given, "psnr".
     `time_split` says where the `seconds` went: "network" (perturbation, forward, backward,
     Adam), "engine" (divergence guard, snapshots) and "stopping" (quantising each output, any
     wait for its JPEG, which is encoded on a worker thread during the next step, the Eq. 4
@@ -78,24 +76,57 @@ def denoise(
     lr: float | None = None,
     z_noise_std: float | None = None,
     seed: int = 0,
+    output: str = "raw",
     device: str | None = None,
     clean: Any = None,
-    progress: bool = False,
     table: str | None = None,
+    progress: bool = False,
     interruptible: bool = False,
+    switches: Switches | None = None,
 ) -> tuple[Any, DenoiseResult]:
     """Denoise `image` with a Deep Image Prior stopped by CIFS; no noise level needed.
 
-    `image` is a NumPy array (H x W, H x W x 3 or x 4; uint8, uint16 or float in [0, 1]),
-    a PIL image or a tensor (C x H x W or 1 x C x H x W, float in [0, 1]). The result comes
-    back in the same form, size, channels and bit depth (alpha passed through untouched).
-    sigma (0-255 scale) is estimated when not given; lam (dipstop's size-invariant weight,
-    the paper's lambda / (H W), MSE on [0, 1]) then comes from the shipped lam(sigma) table.
-    The fit stops S iterations after the criterion's last new minimum and returns the
-    output at that minimum. `clean` (same form as `image`) adds PSNR to the series.
-    With `interruptible`, Ctrl-C (KeyboardInterrupt) ends the fit and returns the output at
-    the criterion's minimum so far, with `result.interrupted` set (the CLI does this).
+    Parameters
+    ----------
+    image : ndarray, PIL.Image or Tensor
+        H x W, H x W x 3 or x 4 (uint8, uint16 or float in [0, 1]), a PIL image, or a tensor
+        (C x H x W or 1 x C x H x W, float in [0, 1]). The result comes back in the same form,
+        size, channels and bit depth (alpha passed through untouched).
+    sigma : float, optional
+        Noise standard deviation on the 0-255 scale; estimated from the image when not given.
+    lam : float, optional
+        CIFS weight (dipstop's size-invariant lam = the paper's lambda / (H W), MSE on
+        [0, 1]); from the lam(sigma) table when not given.
+    protocol : str
+        Named settings ("cpu" or "paper"); `width`, `max_iters` (T), `patience` (S), `lr` and
+        `z_noise_std` override them.
+    seed : int
+        Seed of the network, its input and the input's perturbation.
+    output : str
+        Output policy: "raw" returns the output at the criterion's minimum (the paper's).
+    device : str, optional
+        "cpu", "cuda" or "cuda:N"; CUDA when available by default.
+    clean : same form as `image`, optional
+        A clean reference: adds PSNR to the series and the result.
+    table : str, optional
+        Path of a lam(sigma) table (default: the shipped one).
+    progress : bool
+        Show a progress bar on stderr.
+    interruptible : bool
+        Ctrl-C ends the fit and returns the output policy's image so far, with
+        `result.interrupted` set (the CLI does this).
+    switches : Switches, optional
+        Engine switches (CUDA graphs, scoring overlap): how the fit runs, not what it
+        computes; `dipstop.runtime.Switches()` by default.
 
+    Returns
+    -------
+    denoised : same form as `image`
+    result : DenoiseResult
+        Where the fit stopped, why, the series and the settings.
+
+    Examples
+    --------
     >>> rng = np.random.default_rng(0)
     >>> noisy = rng.integers(0, 256, (64, 64), dtype=np.uint8)
     >>> out, res = denoise(noisy, width=8, max_iters=5, patience=2, lam=50.0)
@@ -108,28 +139,17 @@ def denoise(
     )
     if proto.max_iters < 1 or proto.patience < 1 or proto.width < 1:
         raise DipstopError("max_iters, patience and width must be at least 1")
+    policy = make_policy(output)
     x = loaded.pixels
     height, width_px = x.shape[:2]
     padding_for(height, width_px)  # too-small images and bad devices fail before any work
     dev = resolve_device(device)
-    notes: list[str] = []
     sigma_estimated = sigma is None
     if sigma is None:
         sigma = estimate_sigma(x)
+    notes: list[str] = []
     if lam is None:
-        tab = load_table(table)
-        lam = lam_for_sigma(sigma, tab)
-        thin = [e for e in tab["entries"] if e.get("n_runs", 8) < 8]
-        if thin:
-            notes.append(
-                "lam table is provisional: "
-                + ", ".join(f"sigma {e['sigma']:g} from {e['n_runs']} run(s)" for e in thin)
-            )
-        if tab["protocol"].get("width") != proto.width:
-            notes.append(
-                f"lam table calibrated at width {tab['protocol'].get('width')}, run at "
-                f"width {proto.width}: pass lam to override"
-            )
+        lam, notes = lam_from_table(sigma, table, proto.width)
     if lam <= 0:
         raise DipstopError(f"lam must be positive, got {lam}")
     clean_t = None
@@ -141,76 +161,62 @@ def denoise(
             )
         clean_t = torch.from_numpy(clean_px).permute(2, 0, 1).unsqueeze(0)
 
-    fitter = Fitter(torch.from_numpy(x).permute(2, 0, 1), proto.fit_settings(seed), dev)
+    switches = switches or Switches()
+    settings = replace(proto.fit_settings(seed), cuda_graph=switches.cuda_graphs)
+    fitter = Fitter(torch.from_numpy(x).permute(2, 0, 1), settings, dev)
     if clean_t is not None:
         clean_t = clean_t.to(fitter.device)
-    criterion = CifsCriterion(lam)
-    stopper = OnlineStopper(proto.patience)
-    cols: dict[str, list[float]] = {k: [] for k in ("iteration", "loss", "jpeg_bytes", "criterion")}
-    if clean_t is not None:
-        cols["psnr"] = []
-    best_output: torch.Tensor | None = None
+    cifs = CifsCriterion()
+    stop = OnlineStop(cifs, Context(height * width_px, lam), proto.patience)
     bar = tqdm(total=proto.max_iters, disable=not progress, unit="it", dynamic_ncols=True)
-    fit_clock = _Clock()
-    # each output's JPEG is encoded on a worker thread while the next step is fitted
-    scored = score_outputs(
-        fit_clock.timed(fitter.run(proto.max_iters)), lambda it, u8: criterion.score(u8, it.loss)
-    )
-    start = time.perf_counter()
-    interrupted = False
-    with bar, contextlib.closing(scored):
-        try:
-            for it, (nbytes, value) in scored:
-                _record(cols, it, nbytes, value, clean_t)
-                done = stopper.update(value)
-                if stopper.improved:
-                    best_output = it.output
-                    # at most this many iterations remain: the bar's ETA is an upper bound
-                    bar.total = min(proto.max_iters, it.t + proto.patience)
-                bar.set_postfix(
-                    loss=f"{it.loss:.2e}",
-                    jpeg=nbytes,
-                    E=f"{value:.4g}",
-                    best_t=stopper.best_index + 1,
-                    refresh=False,
-                )
-                bar.update(1)
-                if done:
-                    break
-        except KeyboardInterrupt:
-            if not interruptible or best_output is None:
-                raise
-            interrupted = True
-    seconds = time.perf_counter() - start
-    assert best_output is not None
-    cols = {k: v[: stopper.count] for k, v in cols.items()}  # an interrupted record is dropped
-    if interrupted:
-        notes.append(
-            f"interrupted after {stopper.count} iterations, before the stopping rule fired: "
-            f"the output is the best so far (t*={stopper.best_index + 1})"
+    with bar:
+        rec = record(
+            fitter,
+            proto.max_iters,
+            [cifs],
+            clean=clean_t,
+            stop=stop,
+            policy=policy,
+            depth=switches.overlap,
+            interruptible=interruptible,
+            on_row=_progress(bar, stop, proto.max_iters),
         )
-    series = {k: np.asarray(v) for k, v in cols.items()}
+    if rec.output is None:  # interrupted before the first iteration was scored
+        raise KeyboardInterrupt
+    stopper = stop.stopper
     t_star = stopper.best_index + 1
-    pixels = join_array(_to_hwc(best_output), loaded)
+    if rec.interrupted:
+        notes.append(
+            f"interrupted after {rec.iterations} iterations, before the stopping rule fired: "
+            f"the output is the best so far (t*={t_star})"
+        )
+    series = rec.series
+    pixels = join_array(_to_hwc(rec.output), loaded)
     result = DenoiseResult(
         stop_iteration=t_star,
-        iterations_run=len(series["iteration"]),
+        iterations_run=rec.iterations,
         stopped_early=stopper.done,
         sigma=float(sigma),
         sigma_estimated=sigma_estimated,
         lam=float(lam),
         paper_lambda=paper_lambda(lam, height, width_px),
-        settings={**proto.as_dict(), "seed": seed, "device": str(fitter.device)},
+        settings={
+            **proto.as_dict(),
+            "seed": seed,
+            "device": str(fitter.device),
+            "output": policy.name,
+            "criteria": {cifs.name: cifs.settings()},
+        },
         series=series,
-        seconds=seconds,
+        seconds=rec.seconds,
         time_split={
             "network": fitter.step_seconds,
-            "engine": fit_clock.seconds - fitter.step_seconds,
-            "stopping": seconds - fit_clock.seconds,
+            "engine": rec.fit_seconds - fitter.step_seconds,
+            "stopping": rec.seconds - rec.fit_seconds,
         },
         restores=fitter.restores,
         notes=notes,
-        interrupted=interrupted,
+        interrupted=rec.interrupted,
     )
     if "psnr" in series:
         result.psnr = float(series["psnr"][t_star - 1])
@@ -219,39 +225,42 @@ def denoise(
     return _from_array(pixels, kind, image), result
 
 
-class _Clock:
-    """Adds up the time spent inside an iterator's `next` (the fitter's share of a run)."""
+def lam_from_table(sigma: float, table: str | None, width: int) -> tuple[float, list[str]]:
+    """lam for a noise level from a lam(sigma) table, with notes on how far to trust it."""
+    tab = load_table(table)
+    lam = lam_for_sigma(sigma, tab)
+    notes = []
+    thin = [e for e in tab["entries"] if e.get("n_runs", 8) < 8]
+    if thin:
+        notes.append(
+            "lam table is provisional: "
+            + ", ".join(f"sigma {e['sigma']:g} from {e['n_runs']} run(s)" for e in thin)
+        )
+    if tab["protocol"].get("width") != width:
+        notes.append(
+            f"lam table calibrated at width {tab['protocol'].get('width')}, run at "
+            f"width {width}: pass lam to override"
+        )
+    return lam, notes
 
-    def __init__(self) -> None:
-        self.seconds = 0.0
 
-    def timed(self, items: Iterable[T]) -> Iterator[T]:
-        source = iter(items)
-        while True:
-            start = time.perf_counter()
-            try:
-                item = next(source)
-            except StopIteration:
-                return
-            finally:
-                self.seconds += time.perf_counter() - start
-            yield item
+def _progress(bar: tqdm, stop: OnlineStop, max_iters: int) -> Callable[[Iteration, dict], None]:
+    """A row callback that advances the progress bar and shows the stop's state."""
 
+    def update(it: Iteration, row: dict) -> None:
+        stopper = stop.stopper
+        if stopper.improved:  # at most this many iterations remain: the ETA is an upper bound
+            bar.total = min(max_iters, it.t + stop.patience)
+        bar.set_postfix(
+            loss=f"{row['mse']:.2e}",
+            jpeg=int(row["jpeg_bytes"]),
+            E=f"{row['criterion']:.4g}",
+            best_t=stopper.best_index + 1,
+            refresh=False,
+        )
+        bar.update(1)
 
-def _record(
-    cols: dict[str, list[float]],
-    it: Iteration,
-    nbytes: int,
-    value: float,
-    clean: torch.Tensor | None,
-) -> None:
-    """Append one iteration to the series (PSNR only when a clean image was given)."""
-    cols["iteration"].append(it.t)
-    cols["loss"].append(it.loss)
-    cols["jpeg_bytes"].append(nbytes)
-    cols["criterion"].append(value)
-    if clean is not None:
-        cols["psnr"].append(psnr(it.output, clean))
+    return update
 
 
 def _to_hwc(output: torch.Tensor) -> np.ndarray:

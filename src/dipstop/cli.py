@@ -6,14 +6,14 @@ Every user-fixable problem surfaces as one line `dipstop: error: ...` and exit s
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dipstop.errors import DipstopError
+from dipstop.policies import POLICIES
 from dipstop.protocols import PROTOCOLS, get_protocol
-from dipstop.runtime import set_threads, tune_allocator
+from dipstop.runtime import Switches, set_threads, tune_allocator
 
 
 def _sigma_list(text: str) -> list[float]:
@@ -88,6 +88,48 @@ def _add_ray(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_budget(p: argparse.ArgumentParser) -> None:
+    """-T/--max-iters and -S/--patience, with the old --iters kept as a hidden alias."""
+    p.add_argument("-T", "--max-iters", type=_positive_int, default=None, help="iteration budget T")
+    p.add_argument("--iters", dest="max_iters", type=_positive_int, help=argparse.SUPPRESS)
+    p.add_argument(
+        "-S", "--patience", type=_positive_int, default=None, help="patience S of the stop rule"
+    )
+
+
+def _add_output(p: argparse.ArgumentParser, what: str, default: str | None) -> None:
+    """-o/--output, where a command writes its result (the old --out kept hidden)."""
+    p.add_argument("-o", "--output", default=default, help=what)
+    p.add_argument("--out", dest="output", help=argparse.SUPPRESS)
+
+
+def _add_lab_grid(p: argparse.ArgumentParser, n_images: int | None, store: str) -> None:
+    """The options bench and calibrate share: data, images, sigmas, seeds, size, store."""
+    p.add_argument("--data", default=None, help="folder of clean images")
+    p.add_argument(
+        "--images",
+        default=None,
+        help="comma-separated file names to run (a folder here means --data, as before)",
+    )
+    p.add_argument(
+        "--n-images",
+        type=_positive_int,
+        default=n_images,
+        help=f"evenly spaced subset size, unless --images names them (default: {n_images or 'all'})",
+    )
+    p.add_argument("--seeds", type=_positive_int, default=1, help="seeds per image and sigma")
+    _add_budget(p)
+    p.add_argument(
+        "--crop", type=_positive_int, default=None, help="centre-crop side (default: protocol's)"
+    )
+    p.add_argument(
+        "--width", type=_positive_int, default=None, help="network width (default: protocol's)"
+    )
+    p.add_argument("--store", default=store, help="results store (SQLite)")
+    _add_ray(p)
+    _add_common(p)
+
+
 def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sigma",
@@ -102,13 +144,16 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         help="CIFS weight lam = paper lambda / (H*W), MSE on [0,1] (default: from sigma)",
     )
     p.add_argument("--width", type=_positive_int, default=None, help="network width (channels)")
-    p.add_argument("-T", "--max-iters", type=_positive_int, default=None, help="iteration budget T")
-    p.add_argument(
-        "-S", "--patience", type=_positive_int, default=None, help="patience S of the stop rule"
-    )
+    _add_budget(p)
     p.add_argument("--lr", type=_positive_float, default=None, help="Adam learning rate")
     p.add_argument("--z-noise-std", type=float, default=None, help="std of the z perturbation")
     p.add_argument("--seed", type=int, default=0, help="seed for network, input and noise")
+    p.add_argument(
+        "--output-policy",
+        default="raw",
+        choices=sorted(POLICIES),
+        help="which image is returned: raw = the output at the criterion's minimum (the paper's)",
+    )
     p.add_argument("--clean", default=None, help="clean reference image: adds PSNR to the report")
     p.add_argument("--report", default=None, help="folder for series.csv, curves.png, summary.json")
     p.add_argument("--table", default=None, help="lam(sigma) table JSON (default: shipped one)")
@@ -132,65 +177,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     den = sub.add_parser("denoise", help="denoise an image file")
     den.add_argument("input", help="noisy image (PNG, TIFF, JPEG; 8 or 16 bit; gray, RGB, RGBA)")
-    den.add_argument(
-        "-o", "--output", default=None, help="denoised image (default: INPUT_dipstop.png)"
-    )
+    _add_output(den, "denoised image (default: INPUT_dipstop.png)", None)
     _add_fit_options(den)
 
     demo = sub.add_parser("demo", help="denoise the bundled sample image (a cat, sigma 25)")
-    demo.add_argument("--out", default="out/demo", help="folder for the images and report")
+    _add_output(demo, "folder for the images and report", "out/demo")
     _add_fit_options(demo)
 
     cal = sub.add_parser("calibrate", help="record DIP runs on clean images and fit lam(sigma)")
-    cal.add_argument("--images", required=True, help="folder of clean training images")
-    cal.add_argument(
-        "--n-images", type=_positive_int, default=8, help="images used (evenly spaced)"
-    )
     cal.add_argument("--sigmas", type=_sigma_list, default=_sigma_list("5,15,25,35,50,75"))
-    cal.add_argument("--seeds", type=_positive_int, default=1, help="seeds per image and sigma")
-    cal.add_argument(
-        "--iters", type=_positive_int, default=None, help="iterations recorded (default: T)"
-    )
-    cal.add_argument(
-        "--crop", type=_positive_int, default=None, help="centre-crop side (default: protocol's)"
-    )
-    cal.add_argument(
-        "--width", type=_positive_int, default=None, help="network width (default: protocol's)"
-    )
-    cal.add_argument("--store", default="results/calibration.sqlite", help="results store")
-    cal.add_argument("--table", default=None, help="write the lam(sigma) table here (JSON)")
+    _add_output(cal, "write the lam(sigma) table here (JSON)", None)
+    cal.add_argument("--table", dest="output", help=argparse.SUPPRESS)
     cal.add_argument("--search-only", action="store_true", help="only search the stored runs")
-    _add_ray(cal)
-    _add_common(cal)
+    _add_lab_grid(cal, 8, "results/calibration.sqlite")
 
     bench = sub.add_parser("bench", help="run a data set x sigma x seed grid into a results store")
-    bench.add_argument("--data", required=True, help="folder of clean images (e.g. CBSD68)")
     bench.add_argument("--sigmas", type=_sigma_list, default=_sigma_list("15,25,50"))
-    bench.add_argument("--seeds", type=_positive_int, default=1, help="seeds per image and sigma")
-    pick = bench.add_mutually_exclusive_group()
-    pick.add_argument("--images", default=None, help="comma-separated file names to run")
-    pick.add_argument(
-        "--n-images", type=_positive_int, default=None, help="evenly spaced subset size"
-    )
     bench.add_argument(
         "--every", type=_positive_int, default=10, help="BRISQUE/NIQE every k iterations"
     )
-    bench.add_argument("--iters", type=_positive_int, default=None, help="T (default: protocol's)")
-    bench.add_argument(
-        "--crop", type=_positive_int, default=None, help="centre-crop side (default: protocol's)"
-    )
-    bench.add_argument(
-        "--width", type=_positive_int, default=None, help="network width (default: protocol's)"
-    )
-    bench.add_argument("--store", default="results/bench.sqlite", help="results store")
-    _add_ray(bench)
-    _add_common(bench)
+    _add_lab_grid(bench, None, "results/bench.sqlite")
 
     rep = sub.add_parser("report", help="Table 1 and Figures 1-4 from a results store")
     rep.add_argument("store", help="results store written by dipstop bench")
-    rep.add_argument("--out", default=None, help="report folder (default: STORE's folder/report)")
+    _add_output(rep, "report folder (default: STORE's folder/report)", None)
     rep.add_argument(
-        "-S", "--patience", type=_positive_int, default=None, help="S (default: protocol's)"
+        "-S", "--patience", type=_positive_int, default=None, help="S (default: the runs' own)"
     )
     rep.add_argument("--table", default=None, help="lam(sigma) table (default: shipped one)")
     rep.add_argument("--fig4-image", default=None, help="image for Fig. 4 (default: first)")
@@ -201,62 +213,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    from dipstop.calibration import calibrate_from_store, record
-    from dipstop.datasets import evenly_spaced, list_images
-    from dipstop.lambda_table import write_table
-    from dipstop.store import ResultStore
+def _grid_images(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
+    """The data folder and the chosen file names of bench and calibrate."""
+    from dipstop.lab.datasets import evenly_spaced, list_images
 
-    protocol = get_protocol(args.protocol).with_(crop=args.crop, width=args.width)
-    chosen = evenly_spaced(list_images(args.images), args.n_images)
+    data, names = args.data, None
+    if args.images and Path(args.images).is_dir():  # calibrate --images DIR, the old spelling
+        data, args.images = data or args.images, None
+    if data is None:
+        raise DipstopError("no image folder given; pass --data DIR (a folder of clean images)")
+    if args.images:
+        names = [n.strip() for n in args.images.split(",") if n.strip()]
+    elif args.n_images:
+        names = [f.name for f in evenly_spaced(list_images(data), args.n_images)]
+    return Path(data), names
+
+
+def _log(args: argparse.Namespace) -> Callable[[str], None]:
+    return (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from dipstop.lab.calibration import calibrate_from_store, specs, write_lambda_table
+    from dipstop.lab.datasets import list_images
+    from dipstop.lab.executor import run_grid
+    from dipstop.lab.store import ResultStore
+
+    protocol = get_protocol(args.protocol).with_(
+        crop=args.crop, width=args.width, max_iters=args.max_iters, patience=args.patience
+    )
+    data, names = _grid_images(args)
+    chosen = [data / n for n in names] if names else list_images(data)
     store = ResultStore(args.store)
-    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
     if not args.search_only:
-        record(
-            chosen,
-            args.sigmas,
-            protocol,
-            store,
-            range(args.seeds),
-            args.iters,
-            args.device,
-            log,
-            use_ray=args.ray is not None,
-            ray_address=args.ray or None,
-        )
-    iters = args.iters or protocol.max_iters
-    choices = calibrate_from_store(store, protocol.width, protocol.crop, iters, protocol.patience)
+        todo = specs(chosen, args.sigmas, protocol, range(args.seeds))
+        use_ray = args.ray is not None
+        run_grid(todo, store, args.device, args.ray, use_ray, _log(args), switches=SWITCHES)
+    choices = calibrate_from_store(
+        store, protocol.width, protocol.crop, protocol.max_iters, protocol.patience
+    )
     for c in choices:
         print(
             f"sigma {c.sigma:5.1f}: lam {c.lam:10.4g}  PSNR at argmin E {c.mean_psnr:6.2f} dB, "
             f"at the Eq. 4 stop (S={protocol.patience}) {c.mean_psnr_eq4:6.2f} dB  "
             f"(peak {c.mean_peak_psnr:6.2f} dB, {c.n_runs} runs)"
         )
-    if args.table:
-        entries = [
-            {
-                "sigma": c.sigma,
-                "lam": c.lam,
-                "mean_psnr": round(c.mean_psnr, 4),
-                "mean_psnr_eq4": round(c.mean_psnr_eq4, 4),
-                "mean_peak_psnr": round(c.mean_peak_psnr, 4),
-                "n_runs": c.n_runs,
-                "images": c.images,
-            }
-            for c in choices
-        ]
-        provenance = {
-            "command": "dipstop " + " ".join(sys.argv[1:]),
-            "date": datetime.date.today().isoformat(),
-            "images": sorted({name for c in choices for name in c.images}),
-            "planned_images": [p.name for p in chosen],
-            "image_folder": Path(args.images).name,
-            "sigmas": args.sigmas,
-            "iters": iters,
-            "selection": "argmin_t E_t over all recorded iterations (paper Sec. 3.2)",
-        }
-        write_table(args.table, entries, protocol.as_dict(), provenance)
-        print(f"wrote {args.table}")
+    if args.output:
+        command = "dipstop " + " ".join(sys.argv[1:])
+        write_lambda_table(
+            args.output, choices, protocol, command, [p.name for p in chosen], data.name
+        )
+        print(f"wrote {args.output}")
     return 0
 
 
@@ -272,9 +279,11 @@ def _fit_kwargs(args: argparse.Namespace) -> dict:
         z_noise_std=args.z_noise_std,
         seed=args.seed,
         device=args.device,
+        output=args.output_policy,
         progress=not args.quiet and sys.stderr.isatty(),
         table=args.table,
         interruptible=True,  # Ctrl-C: write the best output so far
+        switches=SWITCHES,
     )
 
 
@@ -342,7 +351,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from dipstop.imageio import write_image
     from dipstop.sample import sample_pair
 
-    out = Path(args.out)
+    out = Path(args.output)
     _check_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     clean, noisy = sample_pair()
@@ -361,39 +370,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from dipstop.datasets import evenly_spaced, list_images
-    from dipstop.experiments import grid, run_grid
-    from dipstop.store import ResultStore
+    from dipstop.lab.executor import run_grid
+    from dipstop.lab.runs import bench_criteria, grid
+    from dipstop.lab.store import ResultStore
 
     protocol = get_protocol(args.protocol).with_(
-        max_iters=args.iters, crop=args.crop, width=args.width
+        max_iters=args.max_iters, crop=args.crop, width=args.width, patience=args.patience
     )
-    names = [n.strip() for n in args.images.split(",")] if args.images else None
-    if args.n_images:
-        files = list_images(args.data)
-        names = [f.name for f in evenly_spaced(files, args.n_images)]
-    specs = grid(args.data, args.sigmas, protocol, range(args.seeds), names, args.every)
+    data, names = _grid_images(args)
+    specs = grid(data, args.sigmas, protocol, range(args.seeds), names, bench_criteria(args.every))
     store = ResultStore(args.store)
-    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
-    run_grid(specs, store, args.device, args.ray or None, args.ray is not None, log)
+    use_ray = args.ray is not None
+    run_grid(specs, store, args.device, args.ray, use_ray, _log(args), switches=SWITCHES)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from dipstop.lab.paper_report import build_report
+    from dipstop.lab.store import ResultStore
     from dipstop.lambda_table import load_table
-    from dipstop.paper_report import build_report
-    from dipstop.store import ResultStore
 
     path = Path(args.store)
     if not path.is_file():
         raise DipstopError(f"no results store at {path}; run dipstop bench --store {path} first")
     store = ResultStore(path)
-    patience = args.patience or get_protocol(args.protocol).patience
-    out = Path(args.out) if args.out else path.parent / "report"
+    out = Path(args.output) if args.output else path.parent / "report"
     report = build_report(
         store,
         out,
-        patience,
+        args.patience,  # None: the S of the protocol the runs were recorded under
         load_table(args.table),
         args.fig4_image,
         Path(args.data) if args.data else None,
@@ -413,11 +418,16 @@ COMMANDS = {
 }
 
 
+SWITCHES = Switches()  # the engine switches, read from the environment by `main`
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    global SWITCHES
     args = build_parser().parse_args(argv)
     tune_allocator()
     set_threads(args.threads)
     try:
+        SWITCHES = Switches.from_env()
         return COMMANDS[args.command](args)
     except DipstopError as exc:
         print(f"dipstop: error: {exc}", file=sys.stderr)

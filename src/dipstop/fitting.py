@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -137,12 +136,8 @@ class Fitter:
         self.z = (torch.rand(self.shape, generator=gen) * settings.z_scale).to(self.device)
         self.z = self.z.contiguous(memory_format=layout)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(settings.seed + 1)
-        # CUDA graphs replay whole steps; DIPSTOP_CUDA_GRAPHS=0 turns them off everywhere
-        self.use_graph = (
-            self.device.type == "cuda"
-            and settings.cuda_graph
-            and os.environ.get("DIPSTOP_CUDA_GRAPHS", "1") != "0"
-        )
+        # CUDA graphs replay whole steps (an engine switch: `Switches.cuda_graphs`)
+        self.use_graph = self.device.type == "cuda" and settings.cuda_graph
         self.opt = make_adam(self.net.parameters(), settings.lr, capturable=self.use_graph)
         self.stream = torch.cuda.Stream(self.device) if self.use_graph else None
         self.restores = 0

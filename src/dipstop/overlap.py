@@ -10,23 +10,15 @@ computed than it used (their time and any divergence-guard restores count in the
 totals). An error while computing a look-ahead iteration is raised only after the
 iterations before it have been handed out, as it would have been without the overlap.
 
-`DIPSTOP_OVERLAP=N` sets the depth (0: every caller synchronous, the benchmark's baseline).
+The depth is an engine switch (`dipstop.runtime.Switches.overlap`; 0: synchronous).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
-
-import numpy as np
-
-from dipstop.criteria.cifs import output_to_uint8
-from dipstop.errors import DipstopError
-from dipstop.fitting import Iteration
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,21 +27,8 @@ R = TypeVar("R")
 DEFAULT_DEPTH = 2  # lets a BRISQUE/NIQE call outlast a step (benchmarks/overlap.py)
 
 
-def default_depth() -> int:
-    """DIPSTOP_OVERLAP as a depth (0 or less: synchronous), else DEFAULT_DEPTH."""
-    value = os.environ.get("DIPSTOP_OVERLAP", "").strip()
-    if not value:
-        return DEFAULT_DEPTH
-    try:
-        return max(int(value), 0)
-    except ValueError:
-        raise DipstopError(
-            f"DIPSTOP_OVERLAP must be a whole number (0 turns the overlap off), got {value!r}"
-        ) from None
-
-
 def overlapped(
-    items: Iterable[T], work: Callable[[T], R], depth: int | None = None
+    items: Iterable[T], work: Callable[[T], R], depth: int = DEFAULT_DEPTH
 ) -> Iterator[tuple[T, R]]:
     """Yield `(item, work(item))` in order, running `work` on a worker thread meanwhile.
 
@@ -60,7 +39,6 @@ def overlapped(
     >>> list(overlapped(iter([1, 2, 3]), lambda x: x * x))
     [(1, 1), (2, 4), (3, 9)]
     """
-    depth = default_depth() if depth is None else depth
     if depth < 1:
         for item in items:
             yield item, work(item)
@@ -90,19 +68,3 @@ def overlapped(
         finally:  # the consumer stopped early: drop the work nobody will read
             for _, future in pending:
                 future.cancel()
-
-
-def score_outputs(
-    iterations: Iterable[Iteration],
-    score: Callable[[Iteration, np.ndarray], R],
-    depth: int | None = None,
-) -> Iterator[tuple[Iteration, R]]:
-    """Each iteration with `score(it, output as 8-bit H x W x C)`, scored on the worker thread.
-
-    The fitting loop's consumers use this for their host-side criteria; the output is
-    quantised and copied to the host on the calling thread first.
-    """
-    stream = ((it, output_to_uint8(it.output)) for it in iterations)
-    with contextlib.closing(overlapped(stream, lambda pair: score(*pair), depth)) as pairs:
-        for (it, _), result in pairs:
-            yield it, result

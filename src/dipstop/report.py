@@ -10,18 +10,20 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 from dipstop.api import DenoiseResult  # noqa: E402
 from dipstop.errors import DipstopError  # noqa: E402
 
 
 def write_series_csv(path: Path, series: dict) -> None:
-    """One row per iteration, one column per series."""
+    """One row per iteration: its number, then one column per series."""
     keys = list(series)
+    n = len(next(iter(series.values()))) if series else 0
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(keys)
-        for row in zip(*(series[k] for k in keys), strict=False):
+        w.writerow(["iteration", *keys])
+        for row in zip(range(1, n + 1), *(series[k] for k in keys), strict=False):
             w.writerow([f"{v:.8g}" if isinstance(v, float) else v for v in map(_scalar, row)])
 
 
@@ -33,15 +35,16 @@ def plot_run(result: DenoiseResult, path: Path) -> None:
     """Loss, JPEG size and criterion against iteration (and PSNR if known), t* marked."""
     s = result.series
     panels = [
-        ("loss", "MSE to noisy", True),
+        ("mse", "MSE to noisy", True),
         ("jpeg_bytes", "JPEG q95 bytes", False),
         ("criterion", "E_t = lam*MSE + bpp^2", False),
     ]
     if "psnr" in s:
         panels.append(("psnr", "PSNR to clean (dB)", False))
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.2 * len(panels)), sharex=True)
+    t = np.arange(1, result.iterations_run + 1)
     for ax, (key, label, log) in zip(axes, panels, strict=False):
-        ax.plot(s["iteration"], s[key], lw=1)
+        ax.plot(t, s[key], lw=1)
         ax.axvline(
             result.stop_iteration, color="C3", ls="--", lw=1, label=f"t* = {result.stop_iteration}"
         )

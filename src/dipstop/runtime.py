@@ -1,11 +1,18 @@
-"""Process-level settings that make CPU fitting faster; the CLI applies them at start."""
+"""Process-level settings: allocator tuning and threads (the CLI applies them at start), and
+the engine switches the CLI reads from the environment."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import torch
+
+from dipstop.errors import DipstopError
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -34,3 +41,56 @@ def set_threads(threads: int | None) -> None:
     """Use `threads` intra-op threads (None keeps PyTorch's default: one per core)."""
     if threads:
         torch.set_num_threads(threads)
+
+
+@dataclass(frozen=True)
+class Switches:
+    """Engine switches: how a fit runs, never what it computes. Read once, at the edge.
+
+    - `cuda_graphs`: on CUDA, replay each step as one captured graph (`Fitter`);
+    - `overlap`: how many steps host-side scoring may run behind (0: inline);
+    - `checkpoint_seconds`: at most one checkpoint write per this many seconds (lab runs).
+
+    The CLI takes them from the environment (`from_env`); Python callers pass them, or get
+    these defaults.
+    """
+
+    cuda_graphs: bool = True
+    overlap: int = 2
+    checkpoint_seconds: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Switches:
+        """DIPSTOP_CUDA_GRAPHS (0/1), DIPSTOP_OVERLAP (depth), DIPSTOP_CHECKPOINT_SECONDS.
+
+        >>> Switches.from_env({"DIPSTOP_OVERLAP": "0"}).overlap
+        0
+        """
+        env = os.environ if env is None else env
+        out = cls()
+        graphs = env.get("DIPSTOP_CUDA_GRAPHS", "").strip()
+        if graphs:
+            if graphs not in ("0", "1"):
+                raise DipstopError(f"DIPSTOP_CUDA_GRAPHS must be 0 or 1, got {graphs!r}")
+            out = replace(out, cuda_graphs=graphs == "1")
+        depth = env.get("DIPSTOP_OVERLAP", "").strip()
+        if depth:
+            try:
+                out = replace(out, overlap=max(int(depth), 0))
+            except ValueError:
+                raise DipstopError(
+                    f"DIPSTOP_OVERLAP must be a whole number (0 turns the overlap off), "
+                    f"got {depth!r}"
+                ) from None
+        seconds = env.get("DIPSTOP_CHECKPOINT_SECONDS", "").strip()
+        if seconds:
+            try:
+                value = float(seconds)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value) or value < 0:
+                raise DipstopError(
+                    f"DIPSTOP_CHECKPOINT_SECONDS must be a number of seconds >= 0, got {seconds!r}"
+                )
+            out = replace(out, checkpoint_seconds=value)
+        return out

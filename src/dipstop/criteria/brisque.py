@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dipstop.criteria.base import Criterion, Sample, register
 from dipstop.errors import DipstopError
 from dipstop.models import model_path
 
@@ -42,16 +43,24 @@ def _to_gray(img: np.ndarray) -> np.ndarray:
     raise ValueError(f"BRISQUE needs an H x W or H x W x 3 image, got shape {a.shape}")
 
 
-class BrisqueCriterion:
+@register
+class BrisqueCriterion(Criterion):
     """BRISQUE score of 8-bit images; the OpenCV model is loaded once, at construction.
 
     Scores lie in [0, 100] (OpenCV clamps them); lower is better; NaN for a flat image.
     """
 
+    name, label, recorded = "brisque", "BRISQUE", ("brisque",)
+
     def __init__(
-        self, model_file: str | Path | None = None, range_file: str | Path | None = None
+        self,
+        model_file: str | Path | None = None,
+        range_file: str | Path | None = None,
+        *,
+        every: int = 1,
     ) -> None:
         """Load the model; the files default to `dipstop.models.model_path` (LIVE model)."""
+        super().__init__(every)
         model = Path(model_file) if model_file is not None else model_path("brisque_model")
         range_ = Path(range_file) if range_file is not None else model_path("brisque_range")
         for f in (model, range_):
@@ -64,6 +73,10 @@ class BrisqueCriterion:
                 f"OpenCV cannot load the BRISQUE model {model} / {range_} ({exc}); "
                 "replace the files or check that opencv-contrib-python-headless is installed"
             ) from exc
+
+    def measure(self, sample: Sample) -> dict[str, float]:
+        assert sample.image is not None
+        return {"brisque": self(sample.image)}
 
     def __call__(self, rgb_uint8: np.ndarray) -> float:
         """BRISQUE of an H x W x 3 RGB (or H x W gray) uint8 image; lower is better."""

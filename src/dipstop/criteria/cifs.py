@@ -1,4 +1,4 @@
-"""Per-iteration criteria: each turns one iteration's output into a number.
+"""CIFS, the paper's criterion (Eq. 2-3): JPEG size of the output traded against its fit.
 
 CIFS (the paper's Eq. 2-3) in dipstop's size-invariant units: with MSE on the [0, 1] scale
 and the JPEG size as bytes per pixel b = L / (H W),
@@ -11,10 +11,14 @@ and both pick the same iteration. Lambda tuned on one image size then serves eve
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import torch
 
 from dipstop.codecs import jpeg_bytes
+from dipstop.criteria.base import Context, Criterion, Sample, register
 
 
 def output_to_uint8(output: torch.Tensor) -> np.ndarray:
@@ -27,8 +31,10 @@ def output_to_uint8(output: torch.Tensor) -> np.ndarray:
     return q.permute(1, 2, 0).cpu().numpy()
 
 
-def cifs_value(mse: float, nbytes: int, pixels: int, lam: float) -> float:
+def cifs_value(mse: Any, nbytes: Any, pixels: int, lam: Any) -> Any:
     """E = lam * MSE + (bytes per pixel)^2, dipstop's size-invariant form of Eq. 2.
+
+    Floats or NumPy arrays (broadcast: a column of lams against a row of iterations).
 
     >>> cifs_value(0.01, 4096, 64 * 64, lam=100.0)
     2.0
@@ -42,21 +48,27 @@ def paper_lambda(lam: float, height: int, width: int) -> float:
     return lam * height * width
 
 
-class CifsCriterion:
-    """Computes JPEG bytes and E_t for each iteration of a fit."""
+@register
+class CifsCriterion(Criterion):
+    """CIFS: records the JPEG q95 byte count L_t of each output; its values are
+    E_t = lam * MSE_t + (L_t / pixels)^2, for the lam in the context.
 
-    def __init__(self, lam: float) -> None:
-        self.lam = lam
+    >>> c = CifsCriterion()
+    >>> row = c.measure(Sample(1, 0.0, image=np.zeros((64, 64, 3), np.uint8)))
+    >>> row["jpeg_bytes"] > 0
+    True
+    >>> float(c.values({"mse": 0.01, "jpeg_bytes": 4096}, Context(64 * 64, lam=100.0)))
+    2.0
+    """
 
-    def __call__(self, output: torch.Tensor, mse: float) -> tuple[int, float]:
-        """(JPEG bytes at q95, E_t) for an output and its MSE to the noisy image."""
-        return self.score(output_to_uint8(output), mse)
+    name, label, recorded = "cifs", "CIFS", ("jpeg_bytes",)
 
-    def score(self, image: np.ndarray, mse: float) -> tuple[int, float]:
-        """The host-side part of `__call__`, on the output already as 8-bit H x W x C.
+    def measure(self, sample: Sample) -> dict[str, float]:
+        assert sample.image is not None
+        return {"jpeg_bytes": jpeg_bytes(sample.image)}
 
-        >>> CifsCriterion(lam=100.0).score(np.zeros((64, 64, 3), np.uint8), 0.0)[0] > 0
-        True
-        """
-        nbytes = jpeg_bytes(image)
-        return nbytes, cifs_value(mse, nbytes, image.shape[0] * image.shape[1], self.lam)
+    @classmethod
+    def values(cls, series: Mapping[str, Any], context: Context) -> Any:
+        if context.lam is None:
+            raise ValueError("CIFS values need lam in the context")
+        return cifs_value(series["mse"], series["jpeg_bytes"], context.pixels, context.lam)

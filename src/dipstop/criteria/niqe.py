@@ -36,6 +36,7 @@ import scipy.io
 from scipy.ndimage import correlate1d
 from scipy.special import gamma
 
+from dipstop.criteria.base import Criterion, Sample, register
 from dipstop.errors import DipstopError
 from dipstop.models import model_path
 
@@ -226,14 +227,22 @@ def niqe(image: np.ndarray) -> float:
     return float(np.sqrt(d @ np.linalg.pinv((cov_p + cov_d) / 2.0) @ d))
 
 
-class NiqeCriterion:
+@register
+class NiqeCriterion(Criterion):
     """Per-iteration stopping criterion: NIQE of an 8-bit RGB output (lower is better).
 
     Reads the pristine model when built, so a missing model fails before a fit starts.
     """
 
-    def __init__(self) -> None:
+    name, label, recorded = "niqe", "NIQE", ("niqe",)
+
+    def __init__(self, every: int = 1) -> None:
+        super().__init__(every)
         pristine_model()
+
+    def measure(self, sample: Sample) -> dict[str, float]:
+        assert sample.image is not None
+        return {"niqe": self(sample.image)}
 
     def __call__(self, rgb_uint8: np.ndarray) -> float:
         """NIQE of one H x W x 3 uint8 output (an H x W gray array works too)."""

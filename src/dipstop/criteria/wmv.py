@@ -33,21 +33,31 @@ import math
 
 import torch
 
+from dipstop.criteria.base import Criterion, Sample, register
+
 
 def _accumulator_dtype(device: torch.device) -> torch.dtype:
     """float64 where the device supports it; MPS has no float64."""
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-class WmvCriterion:
+@register
+class WmvCriterion(Criterion):
     """Windowed moving variance of a DIP run's outputs, one value per `update`.
+
+    As a criterion it scores every iteration on the device (the window holds outputs).
 
     >>> wmv = WmvCriterion(window=2)
     >>> [wmv.update(torch.full((1, 1, 2, 2), v)) for v in (0.0, 1.0, 1.0)]
     [nan, 0.25, 0.0]
     """
 
-    def __init__(self, window: int = 100, *, resync_every: int = 1000) -> None:
+    name, label, recorded, on_host = "wmv", "ES-WMV", ("wmv",), False
+
+    def __init__(self, window: int = 100, *, every: int = 1, resync_every: int = 1000) -> None:
+        super().__init__(every)
+        if every != 1:
+            raise ValueError("ES-WMV needs every output: every must be 1")
         if window < 2:
             raise ValueError("the WMV window needs at least 2 outputs")
         if resync_every < 1:
@@ -60,6 +70,13 @@ class WmvCriterion:
         self._d1: torch.Tensor | None = None  # sum over the window of (x - K)
         self._d2: torch.Tensor | None = None  # sum over the window of (x - K)^2
         self._since_resync = 0
+
+    def settings(self) -> dict:
+        return {"every": self.every, "window": self.window}
+
+    def measure(self, sample: Sample) -> dict[str, float]:
+        assert sample.output is not None
+        return {"wmv": self.update(sample.output)}
 
     def update(self, output: torch.Tensor) -> float:
         """Add iteration t's output (1 x C x H x W in [0, 1]); return v_t, NaN while filling."""

@@ -7,7 +7,7 @@ run keeps one file, named by its store key, in a folder beside the results store
 renamed over the old one, so a kill mid-write leaves the previous one), and deleted once
 the finished run is in the store. A checkpoint that is unreadable, of another format, of
 another spec or of another fit (device type, image size, network) is ignored with a
-warning: the run starts over. `DIPSTOP_CHECKPOINT_SECONDS` sets the interval.
+warning: the run starts over. `Switches.checkpoint_seconds` sets the interval.
 """
 
 from __future__ import annotations
@@ -21,26 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dipstop.errors import DipstopError
 from dipstop.fitting import Fitter
-from dipstop.store import run_key
+from dipstop.lab.store import run_key
 
 CHECKPOINT_SECONDS = 60.0  # at most one write a minute: the paper run's window alone is 185 MB
-FORMAT = 1  # bumped when what a checkpoint holds changes; other formats are ignored
+FORMAT = 2  # bumped when what a checkpoint holds changes; other formats are ignored
 STATE_EVERY = 100  # iterations between the fitter's state copies (6 ms each at width 128)
-
-
-def _interval() -> float:
-    """DIPSTOP_CHECKPOINT_SECONDS if set, else CHECKPOINT_SECONDS."""
-    value = os.environ.get("DIPSTOP_CHECKPOINT_SECONDS", "").strip()
-    if not value:
-        return CHECKPOINT_SECONDS
-    try:
-        return float(value)
-    except ValueError:
-        raise DipstopError(
-            f"DIPSTOP_CHECKPOINT_SECONDS must be a number of seconds, got {value!r}"
-        ) from None
 
 
 def folder_for(store_path: str | Path) -> Path:
@@ -56,10 +42,12 @@ class RunCheckpoint:
     (True, False)
     """
 
-    def __init__(self, folder: str | Path | None, spec: dict, seconds: float | None = None) -> None:
+    def __init__(
+        self, folder: str | Path | None, spec: dict, seconds: float = CHECKPOINT_SECONDS
+    ) -> None:
         self.spec = spec
         self.path = Path(folder) / f"{run_key(spec)}.pt" if folder else None
-        self.seconds = _interval() if seconds is None else seconds
+        self.seconds = seconds
         self._last = time.monotonic()
 
     def load(self) -> dict | None:

@@ -19,16 +19,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dipstop.codecs import jpeg_bytes, to_uint8  # noqa: E402
-from dipstop.criteria import output_to_uint8  # noqa: E402
-from dipstop.datasets import centre_crop, list_images, noise_seed, synthetic_pair  # noqa: E402
+from dipstop.criteria import REGISTRY, Context, output_to_uint8  # noqa: E402
 from dipstop.errors import DipstopError  # noqa: E402
-from dipstop.fitting import Fitter, resolve_device  # noqa: E402
+from dipstop.fitting import Fitter, Iteration, resolve_device  # noqa: E402
 from dipstop.imageio import read_image  # noqa: E402
+from dipstop.lab.datasets import centre_crop, list_images, noise_seed, synthetic_pair  # noqa: E402
+from dipstop.lab.selection import EST_SIGMA, order_methods, scores, select  # noqa: E402
+from dipstop.lab.store import ResultStore, StoredRun  # noqa: E402
 from dipstop.lambda_table import lam_for_sigma  # noqa: E402
 from dipstop.noise import add_gaussian_noise  # noqa: E402
 from dipstop.protocols import Protocol, get_protocol  # noqa: E402
-from dipstop.selection import METHODS, cifs_series, scores, select  # noqa: E402
-from dipstop.store import ResultStore, StoredRun  # noqa: E402
+from dipstop.recording import record  # noqa: E402
 
 # The paper's Table 1 (CBSD68 rows), mean and std of PSNR, for side-by-side comparison.
 PAPER_TABLE1 = {
@@ -88,13 +89,25 @@ def summarise(rows: list[dict]) -> dict[tuple[str, float], dict[str, tuple[float
     }
 
 
+def _methods(summary: dict) -> list[str]:
+    """Every method in a summary, in table order."""
+    return order_methods({m for methods in summary.values() for m in methods})
+
+
+def _cell(values: dict, method: str) -> str:
+    if method not in values:
+        return "-"
+    return f"{values[method][0]:.3f} ± {values[method][1]:.3f}"
+
+
 def table1_markdown(summary: dict) -> str:
     """Table 1 as Markdown: mean ± std PSNR per data set, sigma and method."""
-    head = "| data set | sigma | n | " + " | ".join(METHODS) + " |"
-    lines = [head, "|" + "---|" * (3 + len(METHODS))]
+    columns = _methods(summary)
+    head = "| data set | sigma | n | " + " | ".join(columns) + " |"
+    lines = [head, "|" + "---|" * (3 + len(columns))]
     for (dataset, sigma), methods in summary.items():
         n = next(iter(methods.values()))[2]
-        cells = [f"{methods[m][0]:.3f} ± {methods[m][1]:.3f}" for m in METHODS]
+        cells = [_cell(methods, m) for m in columns]
         lines.append(f"| {dataset} | {sigma:g} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -105,14 +118,15 @@ def comparison_markdown(summary: dict, label: str) -> str:
     The gap to Peak is what compares across protocols: absolute PSNR depends on crop size
     and T, the gap on how well each method stops. Empty when no CBSD68 sigma matches.
 
-    >>> s = {("cbsd68", 25.0): {m: (27.0, 2.0, 12) for m in METHODS}}
+    >>> methods = ("BRISQUE", "NIQE", "ES-WMV", "CIFS", "No ES", "Peak")
+    >>> s = {("cbsd68", 25.0): {m: (27.0, 2.0, 12) for m in methods}}
     >>> rows = comparison_markdown(s, "cpu protocol").splitlines()
     >>> rows[2].split(" | ")[5]  # the paper's CIFS at sigma 25, and its gap to Peak
     '27.338 ± 2.634 (-0.43)'
     >>> rows[3].split(" | ")[1]
     'dipstop, cpu protocol, n=12'
     """
-    methods = [m for m in METHODS if m != "CIFS (est. sigma)"]
+    methods = [m for m in _methods(summary) if m != EST_SIGMA]
     lines = [
         "| sigma | source | " + " | ".join(methods) + " |",
         "|" + "---|" * (2 + len(methods)),
@@ -122,6 +136,9 @@ def comparison_markdown(summary: dict, label: str) -> str:
         peak = values["Peak"][0]
         out = []
         for m in methods:
+            if m not in values:
+                out.append("-")
+                continue
             mean, std = values[m][0], values[m][1]
             gap = "" if m == "Peak" else f" ({mean - peak:+.2f})"
             out.append(f"{mean:.3f} ± {std:.3f}{gap}")
@@ -198,9 +215,12 @@ def figure3(summary: dict, path: Path) -> None:
     datasets = sorted({d for d, _ in summary})
     for di, dataset in enumerate(datasets):
         keys = sorted(s for d, s in summary if d == dataset)
-        for mi, method in enumerate(m for m in METHODS if m != "Peak"):
+        for mi, method in enumerate(m for m in _methods(summary) if m != "Peak"):
             gap = [
-                summary[(dataset, s)]["Peak"][0] - summary[(dataset, s)][method][0] for s in keys
+                summary[(dataset, s)]["Peak"][0] - summary[(dataset, s)][method][0]
+                if method in summary[(dataset, s)]
+                else np.nan
+                for s in keys
             ]
             ax.plot(
                 keys,
@@ -251,30 +271,38 @@ def figure4(
     sigma, seed = run.spec["sigma"], run.spec["seed"]
     clean, noisy = synthetic_pair(image_path(run, data), proto.crop, sigma, seed)
     fitter = Fitter(torch.from_numpy(noisy).permute(2, 0, 1), proto.fit_settings(seed), device)
-    wanted, outputs, drift = set(picks.values()), {}, 0.0
+    wanted, outputs, drift = set(picks.values()), {}, [0.0]
+
+    def keep(it: Iteration, row: dict) -> None:
+        drift[0] = max(drift[0], abs(row["mse"] - run.series["mse"][it.t - 1]))
+        if it.t in wanted:
+            outputs[it.t] = output_to_uint8(it.output)
+
     threads = torch.get_num_threads()
     if fitter.device.type == "cpu" and run.summary.get("threads"):
         torch.set_num_threads(run.summary["threads"])  # the recorded run's float sums
     try:
-        for it in fitter.run(max(wanted)):
-            drift = max(drift, abs(it.loss - run.series["mse"][it.t - 1]))
-            if it.t in wanted:
-                outputs[it.t] = output_to_uint8(it.output)
+        record(fitter, max(wanted), on_row=keep)
     finally:
         torch.set_num_threads(threads)
     s = run.series
-    curves = [
-        ("CIFS", cifs_series(run, lam_for_sigma(run.spec["sigma"], table))),
-        ("ES-WMV", s["wmv"]),
-        ("BRISQUE", s["brisque"]),
-        ("NIQE", s["niqe"]),
-        ("Peak", s["psnr"]),
+    pixels, lam = run.summary["pixels"], lam_for_sigma(sigma, table)
+    by_label = {
+        REGISTRY[name].label: np.asarray(REGISTRY[name].values(s, Context(pixels, lam)))
+        for name in run.spec["criteria"]
+    }  # CIFS first, as in the paper's Fig. 4, then PSNR
+    curves = [(m, by_label[m]) for m in reversed(order_methods(list(by_label)))]
+    curves.append(("Peak", s["psnr"]))
+    panels = [("clean", to_uint8(clean)), ("noisy", to_uint8(noisy))] + [
+        (f"{m}\n{s['psnr'][picks[m] - 1]:.2f} dB", outputs[picks[m]])
+        for m in order_methods([m for m in picks if m != EST_SIGMA])
     ]
-    fig = plt.figure(figsize=(12, 5.5))
-    grid = fig.add_gridspec(2, 8)
+    columns = len(panels)
+    fig = plt.figure(figsize=(1.5 * columns, 5.5))
+    grid = fig.add_gridspec(2, columns)
     t_axis = np.arange(1, len(s["mse"]) + 1)
     for i, (name, values) in enumerate(curves):
-        ax = fig.add_subplot(grid[0, i * 8 // 5 : (i + 1) * 8 // 5])
+        ax = fig.add_subplot(grid[0, i * columns // len(curves) : (i + 1) * columns // len(curves)])
         ok = ~np.isnan(values)
         ax.plot(t_axis[ok], values[ok], lw=0.8)
         settled = values[ok][len(values[ok]) // 20 :]  # the first 5% would flatten the rest
@@ -284,10 +312,6 @@ def figure4(
         ax.axvline(picks[name], color="C3", ls="--", lw=1)
         ax.set_title(f"{'PSNR' if name == 'Peak' else name}: t={picks[name]}", fontsize=9)
         ax.tick_params(labelsize=7)
-    panels = [("clean", to_uint8(clean)), ("noisy", to_uint8(noisy))] + [
-        (f"{m}\n{s['psnr'][picks[m] - 1]:.2f} dB", outputs[picks[m]])
-        for m in ("BRISQUE", "NIQE", "ES-WMV", "CIFS", "No ES", "Peak")
-    ]
     for i, (title, img) in enumerate(panels):
         ax = fig.add_subplot(grid[1, i])
         ax.imshow(img.squeeze(), cmap="gray" if img.shape[-1] == 1 else None)
@@ -297,7 +321,20 @@ def figure4(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return {"image": run.spec["image"], "sigma": sigma, "picks": picks, "max_loss_drift": drift}
+    return {
+        "image": run.spec["image"],
+        "sigma": sigma,
+        "picks": picks,
+        "max_loss_drift": drift[0],
+    }
+
+
+def _every(run: StoredRun) -> str:
+    """Each recorded criterion with its scoring interval, e.g. "CIFS k=1, NIQE k=10"."""
+    return ", ".join(
+        f"{REGISTRY[name].label} k={settings.get('every', 1)}"
+        for name, settings in run.spec["criteria"].items()
+    )
 
 
 def _devices(runs: list[StoredRun]) -> str:
@@ -319,7 +356,7 @@ def build_report(
 
     `patience` None takes the S of the protocol the runs were recorded under.
     """
-    runs = list(store.runs("bench"))
+    runs = list(store.runs())
     if not runs:
         raise DipstopError(f"{store.path} holds no bench runs; run `dipstop bench` first")
     if patience is None:
@@ -342,8 +379,8 @@ def build_report(
         "",
         f"Store `{store.path.name}`: {len(runs)} runs ({_devices(runs)}). "
         f"Protocol: `{json.dumps(protocol)}`. "
-        f"Patience S = {patience}; BRISQUE/NIQE every k = {runs[0].spec['every']} "
-        f"iterations (patience S/k on that series). lam table: "
+        f"Patience S = {patience}; criteria scored every k iterations: {_every(runs[0])} "
+        f"(patience S/k on such a series). lam table: "
         f"`{json.dumps(table.get('provenance', {}).get('command', '?'))}`.",
         "",
         "## Table 1: PSNR (dB), mean ± std over images",

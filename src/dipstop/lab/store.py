@@ -22,7 +22,7 @@ import numpy as np
 
 from dipstop.errors import DipstopError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1 -> 2: one run spec layout for bench and calibration (`migrate`)
 
 
 def run_key(spec: dict) -> str:
@@ -70,6 +70,8 @@ class ResultStore:
         if row is None:
             with self.db:
                 self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif row[0] == "1":
+            migrate(self.db)
         elif row[0] != str(SCHEMA_VERSION):
             raise DipstopError(
                 f"{self.path} was written by store schema {row[0]}, this dipstop reads "
@@ -124,4 +126,82 @@ def _decode(row: tuple) -> StoredRun:
     key, spec, summary, blob = row
     with np.load(io.BytesIO(blob)) as npz:
         series = {k: npz[k] for k in npz.files}
-    return StoredRun(key, json.loads(spec), json.loads(summary), series)
+    return StoredRun(key, upgrade_spec(json.loads(spec)), json.loads(summary), series)
+
+
+# Store schema 1 -> 2: bench and calibration runs become one kind of run spec.
+#
+# Schema 1 had two spec layouts: bench runs ({"kind": "bench", ..., "every", "wmv_window",
+# "ema_weight"}) and calibration runs ({"kind": "calibration", "crop", "width", "lr",
+# "z_noise_std", "iters", ...}). Schema 2 has one (`dipstop.lab.runs.RunSpec.as_dict`): the
+# protocol as a dict, and every criterion's and average's settings by name. The upgrade
+# rewrites each spec to what it would be under schema 2 and rekeys the row; series and
+# summaries are unchanged. Schema 1 calibration specs did not record the protocol's name; every
+# one dipstop wrote was made under the "cpu" protocol, which is what they get.
+
+
+def upgrade_spec(spec: dict) -> dict:
+    """A schema-1 run spec as schema 2 writes it (a schema-2 spec is returned unchanged).
+
+    >>> old = {"kind": "calibration", "image": "a.jpg", "image_sha256": "ab", "crop": 128,
+    ...        "sigma": 25.0, "seed": 0, "width": 64, "lr": 0.01, "z_noise_std": 0.1,
+    ...        "iters": 3000}
+    >>> new = upgrade_spec(old)
+    >>> new["protocol"]["max_iters"], new["criteria"], new["averages"]
+    (3000, {'cifs': {'every': 1}}, {})
+    """
+    kind = spec.get("kind")
+    common = {k: spec[k] for k in ("image", "image_sha256", "sigma", "seed")}
+    if kind == "bench":
+        every = spec["every"]
+        return {
+            "kind": "run",
+            "dataset": spec["dataset"],
+            **common,
+            "protocol": spec["protocol"],
+            "criteria": {
+                "cifs": {"every": 1},
+                "wmv": {"every": 1, "window": spec["wmv_window"]},
+                "brisque": {"every": every},
+                "niqe": {"every": every},
+            },
+            "averages": {"ema": {"kind": "ema", "weight": spec["ema_weight"]}},
+            "ssim": ["", "ema"],
+        }
+    if kind == "calibration":
+        return {
+            "kind": "run",
+            "dataset": None,
+            **common,
+            "protocol": {
+                "name": "cpu",
+                "width": spec["width"],
+                "max_iters": spec["iters"],
+                "crop": spec["crop"],
+                "lr": spec["lr"],
+                "z_noise_std": spec["z_noise_std"],
+            },
+            "criteria": {"cifs": {"every": 1}},
+            "averages": {},
+            "ssim": [],
+        }
+    return spec
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Upgrade every row of a schema-1 store in one transaction; returns how many changed."""
+    rows = db.execute("SELECT key, spec FROM runs").fetchall()
+    changed = 0
+    with db:
+        for key, text in rows:
+            new = upgrade_spec(json.loads(text))
+            new_key = run_key(new)
+            if new_key == key:
+                continue
+            db.execute(
+                "UPDATE runs SET key=?, kind=?, spec=? WHERE key=?",
+                (new_key, new["kind"], json.dumps(new, sort_keys=True), key),
+            )
+            changed += 1
+        db.execute("UPDATE meta SET value='2' WHERE name='schema'")
+    return changed

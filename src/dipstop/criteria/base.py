@@ -1,0 +1,128 @@
+"""The criterion interface: one shape for every stopping criterion, and a registry of them.
+
+A criterion turns each iteration of a DIP fit into recorded numbers (`measure`), and a
+recorded series into the values the Eq. 4 rule minimises (`values`). Keeping the two apart
+lets a run be recorded once and stopped many ways later: CIFS records JPEG bytes, and its
+values E_t = lam * MSE_t + bpp_t^2 are computed for any lam afterwards. The recording loop,
+the bench, calibration, selection, reports and checkpoints all loop over `REGISTRY`, so a new
+criterion is one class plus `@register`.
+
+Host criteria (`on_host`) score the output as an 8-bit H x W x C host image on the scoring
+worker thread (JPEG, BRISQUE, NIQE: OpenCV and NumPy); device criteria score the 1 x C x H x W
+output tensor on the main thread, in iteration order (ES-WMV keeps a window of outputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from dipstop.errors import DipstopError
+
+
+@dataclass
+class Sample:
+    """What one iteration offers a criterion.
+
+    `output` (the device tensor) is set for device criteria, `image` (the 8-bit host copy)
+    for host criteria; `mse` is the output's MSE to the noisy image on the [0, 1] scale.
+    """
+
+    t: int
+    mse: float
+    output: torch.Tensor | None = None
+    image: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    """What turns recorded series into criterion values: the image's pixel count and, for
+    CIFS, its weight lam (a float, or an array to evaluate many lams at once)."""
+
+    pixels: int
+    lam: Any = None
+
+
+class Criterion:
+    """Base class: a per-iteration number from a DIP fit; the stop is Eq. 4 on its values.
+
+    Subclasses set `name` (registry key), `label` (the method's name in tables), `recorded`
+    (the series `measure` fills), `on_host`, and implement `measure`. `every` scores only
+    iterations t with t % every == 0 (NaN between), for expensive criteria; the stopping
+    rule then runs on that sub-sampled series with patience S / every.
+
+    >>> class Darkness(Criterion):
+    ...     name, label, recorded, on_host = "dark", "Darkness", ("dark",), True
+    ...     def measure(self, sample):
+    ...         return {"dark": float(sample.image.mean())}
+    >>> Darkness().measure(Sample(1, 0.0, image=np.zeros((2, 2, 1), np.uint8)))
+    {'dark': 0.0}
+    """
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    recorded: ClassVar[tuple[str, ...]]
+    on_host: ClassVar[bool] = True
+    lower_is_better: ClassVar[bool] = True
+
+    def __init__(self, every: int = 1) -> None:
+        if not isinstance(every, int) or every < 1:
+            raise DipstopError(f"{self.name}: every must be a whole number >= 1, got {every!r}")
+        self.every = every
+
+    def settings(self) -> dict[str, Any]:
+        """Everything that changes what this criterion records (part of a run's spec)."""
+        return {"every": self.every}
+
+    def due(self, t: int) -> bool:
+        """Whether iteration t (1-based) is scored."""
+        return t % self.every == 0
+
+    def measure(self, sample: Sample) -> dict[str, float]:
+        """The recorded numbers for one scored iteration, by series name."""
+        raise NotImplementedError
+
+    @classmethod
+    def values(cls, series: Mapping[str, Any], context: Context) -> Any:
+        """The values Eq. 4 minimises, from recorded series (arrays, or one row of floats).
+
+        A class method: reports stop stored runs without building the criterion (BRISQUE's
+        model, say). The default: the first recorded series, negated when higher is better.
+        """
+        v = series[cls.recorded[0]]
+        return v if cls.lower_is_better else -v
+
+    def state_dict(self) -> dict:
+        """State that decides later values (a window of outputs), for checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
+        """Continue from `state_dict()`, tensors on `device`."""
+
+
+REGISTRY: dict[str, type[Criterion]] = {}
+
+
+def register(cls: type[Criterion]) -> type[Criterion]:
+    """Class decorator: make a criterion available by its `name` to bench, reports, loops."""
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def make_criterion(name: str, settings: Mapping[str, Any] | None = None) -> Criterion:
+    """A registered criterion, built from the settings a run spec recorded for it.
+
+    >>> make_criterion("wmv", {"every": 1, "window": 50}).settings()
+    {'every': 1, 'window': 50}
+    """
+    try:
+        cls = REGISTRY[name]
+    except KeyError:
+        raise DipstopError(
+            f"unknown criterion {name!r}; choose from {', '.join(sorted(REGISTRY))}"
+        ) from None
+    return cls(**dict(settings or {}))

@@ -1,0 +1,206 @@
+"""Runs: one (image, sigma, seed) cell under a protocol, recorded for its whole T iterations.
+
+A `RunSpec` says everything that determines a run: the image (by content hash), the noise,
+the protocol, and every setting that changes what is recorded (each criterion's settings,
+each running average's). `as_dict()` is what the store key is hashed from. The bench and the
+calibration record the same kind of run and differ only in data set and criteria; stopping
+rules are applied later, on the stored series, so S and lam can change without rerunning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dipstop.averaging import make_average
+from dipstop.codecs import to_uint8
+from dipstop.criteria import make_criterion
+from dipstop.errors import DipstopError
+from dipstop.fitting import Fitter
+from dipstop.lab.checkpoints import RunCheckpoint
+from dipstop.lab.datasets import file_sha256, list_images, synthetic_pair
+from dipstop.metrics import psnr
+from dipstop.noise import estimate_sigma
+from dipstop.protocols import Protocol
+from dipstop.recording import record
+from dipstop.runtime import Switches
+
+WMV_WINDOW = 100  # the paper's (Wang et al.'s) window
+BENCH_EVERY = 10  # BRISQUE and NIQE every 10 iterations: they cost more than a step
+
+
+def bench_criteria(every: int = BENCH_EVERY) -> dict[str, dict]:
+    """What a bench run records: the paper's CIFS and its three comparison criteria."""
+    return {
+        "cifs": {"every": 1},
+        "wmv": {"every": 1, "window": WMV_WINDOW},
+        "brisque": {"every": every},
+        "niqe": {"every": every},
+    }
+
+
+def calibration_criteria() -> dict[str, dict]:
+    """What a calibration run records: the cheap criteria a stopping rule can be chosen from."""
+    return {"cifs": {"every": 1}, "wmv": {"every": 1, "window": WMV_WINDOW}}
+
+
+def default_averages(patience: int) -> dict[str, dict]:
+    """The running averages every run records (the candidates of the averaged output):
+
+    the original DIP's EMA (0.99), a slow EMA (0.998, about S iterations), the mean of the
+    last 100 outputs, and the mean of the last S + 1 (which, read at the online stop t* + S,
+    is the mean of the outputs since t*).
+    """
+    return {
+        "ema": {"kind": "ema", "weight": 0.99},
+        "ema998": {"kind": "ema", "weight": 0.998},
+        "box100": {"kind": "box", "window": 100},
+        f"box{patience + 1}": {"kind": "box", "window": patience + 1},
+    }
+
+
+def _frozen(d: Mapping[str, Mapping[str, Any]]) -> tuple:
+    return tuple((k, tuple(sorted(v.items()))) for k, v in d.items())
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of a grid; `as_dict()` is what the store's key is hashed from."""
+
+    dataset: str | None
+    image: str
+    image_sha256: str
+    path: str  # where the image was read; not part of the key
+    sigma: float
+    seed: int
+    protocol: Protocol
+    criteria: tuple  # ((name, ((setting, value), ...)), ...): see `criteria_settings`
+    averages: tuple = ()
+    ssim_of: tuple[str, ...] = ("", "ema")  # streams whose SSIM is recorded ("" raw)
+
+    @property
+    def criteria_settings(self) -> dict[str, dict]:
+        return {k: dict(v) for k, v in self.criteria}
+
+    @property
+    def average_settings(self) -> dict[str, dict]:
+        return {k: dict(v) for k, v in self.averages}
+
+    def as_dict(self) -> dict:
+        return {
+            "kind": "run",
+            "dataset": self.dataset,
+            "image": self.image,
+            "image_sha256": self.image_sha256,
+            "sigma": self.sigma,
+            "seed": self.seed,
+            "protocol": {k: v for k, v in self.protocol.as_dict().items() if k != "patience"},
+            "criteria": self.criteria_settings,
+            "averages": self.average_settings,
+            "ssim": [s for s in self.ssim_of if s == "" or s in self.average_settings],
+        }
+
+
+def grid(
+    folder: str | Path,
+    sigmas: Iterable[float],
+    protocol: Protocol,
+    seeds: Iterable[int] = (0,),
+    images: Sequence[str] | None = None,
+    criteria: Mapping[str, Mapping[str, Any]] | None = None,
+    averages: Mapping[str, Mapping[str, Any]] | None = None,
+    ssim_of: Sequence[str] = ("", "ema"),
+) -> list[RunSpec]:
+    """Every (image, sigma, seed) of a data-set folder, image-major (so an interrupted grid
+    covers every sigma evenly); `images` picks files by name. Criteria default to the bench's,
+    averages to `default_averages(protocol.patience)`."""
+    files = list_images(folder)
+    if images:
+        by_name = {f.name: f for f in files}
+        missing = [n for n in images if n not in by_name]
+        if missing:
+            raise DipstopError(f"images not in {folder}: {', '.join(missing)}; check the names")
+        files = [by_name[n] for n in images]
+    crit = _frozen(criteria if criteria is not None else bench_criteria())
+    avgs = _frozen(averages if averages is not None else default_averages(protocol.patience))
+    sigmas, seeds = list(sigmas), list(seeds)
+    specs = []
+    for f in files:
+        sha = file_sha256(f)
+        for sigma in sigmas:
+            for seed in seeds:
+                specs.append(
+                    RunSpec(
+                        Path(folder).name,
+                        f.name,
+                        sha,
+                        str(f),
+                        float(sigma),
+                        int(seed),
+                        protocol,
+                        crit,
+                        avgs,
+                        tuple(ssim_of),
+                    )
+                )
+    return specs
+
+
+def run_one(
+    spec: RunSpec,
+    device: str | None = None,
+    checkpoints: str | None = None,
+    switches: Switches | None = None,
+) -> tuple[dict, dict, dict]:
+    """Fit one grid cell for T iterations; returns (spec dict, series, summary).
+
+    With a `checkpoints` folder the run saves its state there about once a minute and, when
+    a checkpoint of the same spec is there at the start, continues from it. The "seconds"
+    series is the run's clock when iteration t's record was complete, which with the
+    scoring overlap is up to 2 steps after y_t was computed: the cost of stopping online.
+    """
+    switches = switches or Switches()
+    clean, noisy = synthetic_pair(spec.path, spec.protocol.crop, spec.sigma, spec.seed)
+    settings = replace(spec.protocol.fit_settings(spec.seed), cuda_graph=switches.cuda_graphs)
+    fitter = Fitter(torch.from_numpy(noisy).permute(2, 0, 1), settings, device)
+    clean_t = torch.from_numpy(clean).permute(2, 0, 1).unsqueeze(0).to(fitter.device)
+    criteria = [make_criterion(k, v) for k, v in spec.criteria_settings.items()]
+    averages = {k: make_average(v) for k, v in spec.average_settings.items()}
+    noisy_u8 = to_uint8(noisy)
+    noisy_scores = {
+        f"noisy_{c.name}": c(noisy_u8) for c in criteria if c.name in ("brisque", "niqe")
+    }
+    ckpt = RunCheckpoint(checkpoints, spec.as_dict(), switches.checkpoint_seconds)
+    rec = record(
+        fitter,
+        spec.protocol.max_iters,
+        criteria,
+        clean=clean_t,
+        averages=averages,
+        ssim_of=spec.as_dict()["ssim"],
+        checkpoint=ckpt if checkpoints else None,
+        depth=switches.overlap,
+    )
+    s = rec.series
+    peak = int(np.argmax(s["psnr"]))
+    summary = {
+        "sigma_estimated": estimate_sigma(np.rint(noisy * 255) / 255),
+        "noisy_psnr": psnr(torch.from_numpy(noisy), torch.from_numpy(clean)),
+        **noisy_scores,
+        "peak_psnr": float(s["psnr"][peak]),
+        "peak_t": peak + 1,
+        "last_psnr": float(s["psnr"][-1]),
+        "pixels": int(clean.shape[0] * clean.shape[1]),
+        "seconds": rec.seconds,
+        "restores": fitter.restores,
+        "resumed_at": rec.resumed_at,
+        "device": str(fitter.device),
+        "threads": torch.get_num_threads(),  # CPU float sums, hence the trajectory, depend on it
+        "path": spec.path,
+    }
+    return spec.as_dict(), s, summary

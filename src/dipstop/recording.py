@@ -1,0 +1,269 @@
+"""The recording loop: fitter -> criteria -> series -> online stop -> checkpoint. The only one.
+
+`record` drives a `Fitter` and, for every iteration, writes one row of named series:
+
+- "mse": the output's MSE to the noisy image (the loss), [0, 1] scale;
+- each criterion's recorded series ("jpeg_bytes", "wmv", "brisque", "niqe", ...), NaN where
+  a sub-sampled criterion was not scored;
+- with a clean image: "psnr" (and "ssim" when asked);
+- for each running average NAME: "mse_NAME", "jpeg_bytes_NAME", "psnr_NAME" ("ssim_NAME");
+- with an online stop: "criterion", the value the Eq. 4 rule saw;
+- "seconds": the run's clock when the row was complete.
+
+Work is split by where it runs. On the main thread, in iteration order, as each step is
+produced: device criteria (ES-WMV), running averages, PSNR/SSIM, and the 8-bit host copies.
+On one worker thread, while the next steps are fitted (`dipstop.overlap`): host criteria
+(JPEG, BRISQUE, NIQE). Rows come back in order; the online stop, the output policy and
+checkpoints act on them. Bench, calibration, `denoise` and the Fig. 4 refit all call this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dipstop.averaging import RunningAverage
+from dipstop.criteria import CifsCriterion, Context, Criterion, Sample, output_to_uint8
+from dipstop.fitting import Fitter, Iteration
+from dipstop.metrics import psnr, ssim
+from dipstop.overlap import DEFAULT_DEPTH, overlapped
+from dipstop.policies import OutputPolicy
+from dipstop.stopping import OnlineStopper
+
+
+class Checkpointer(Protocol):
+    """What the loop needs of a checkpoint file (`dipstop.lab.checkpoints.RunCheckpoint`)."""
+
+    @property
+    def state_every(self) -> int: ...
+
+    def resume(self, fitter: Fitter, apply: Callable[[dict], None]) -> dict | None: ...
+
+    def due(self) -> bool: ...
+
+    def save(self, fitter: dict, series: dict, seconds: float, **extra: object) -> None: ...
+
+
+@dataclass
+class OnlineStop:
+    """Stop the fit by Eq. 4 (patience S) on one criterion's values, given their context.
+
+    `stopper` follows the rule as rows arrive (its `best_index` is t* - 1 once done).
+    """
+
+    criterion: Criterion
+    context: Context
+    patience: int
+    stopper: OnlineStopper = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stopper = OnlineStopper(self.patience)
+
+
+@dataclass
+class Recording:
+    """What `record` returns: the series of the iterations recorded, and how the run ended."""
+
+    series: dict[str, np.ndarray]
+    iterations: int  # rows recorded
+    stopper: OnlineStopper | None = None
+    output: torch.Tensor | None = None  # the output policy's image
+    interrupted: bool = False  # Ctrl-C ended the loop (with `interruptible`)
+    resumed_at: int | None = None  # the iteration a checkpoint resumed from
+    seconds: float = 0.0
+    fit_seconds: float = 0.0  # time spent inside the fitter (network and engine)
+    states: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Produced:
+    """One iteration as the main thread hands it to the worker."""
+
+    it: Iteration
+    row: dict[str, float]
+    images: dict[str, np.ndarray]
+    view: torch.Tensor | None
+    extra: dict | None  # criteria and averages state, for a checkpoint at this iteration
+
+
+def series_names(
+    criteria: Sequence[Criterion],
+    averages: Collection[str],
+    clean: bool,
+    ssim_of: Collection[str],
+    stop: bool,
+) -> list[str]:
+    """The series a recording with these parts writes ("" in `ssim_of` is the raw output)."""
+    names = ["mse"] + [n for c in criteria for n in c.recorded]
+    if clean:
+        names += ["psnr"] + (["ssim"] if "" in ssim_of else [])
+    for a in averages:
+        names += [f"mse_{a}", f"jpeg_bytes_{a}"]
+        if clean:
+            names += [f"psnr_{a}"] + ([f"ssim_{a}"] if a in ssim_of else [])
+    return names + (["criterion"] if stop else []) + ["seconds"]
+
+
+def record(
+    fitter: Fitter,
+    max_iters: int,
+    criteria: Sequence[Criterion] = (),
+    *,
+    clean: torch.Tensor | None = None,
+    averages: Mapping[str, RunningAverage] | None = None,
+    ssim_of: Collection[str] = (),
+    stop: OnlineStop | None = None,
+    policy: OutputPolicy | None = None,
+    checkpoint: Checkpointer | None = None,
+    depth: int = DEFAULT_DEPTH,
+    interruptible: bool = False,
+    on_row: Callable[[Iteration, dict[str, float]], None] | None = None,
+) -> Recording:
+    """Fit up to `max_iters` iterations, recording every criterion; stop online if asked.
+
+    `clean` (1 x C x H x W on the fitter's device) adds PSNR (and SSIM for the streams in
+    `ssim_of`: "" the raw output, or an average's name). `policy` picks the returned image
+    (`Recording.output`); it needs `stop`. A `checkpoint` resumes the run when it holds one
+    and is saved about as often as it says. `depth` is the scoring overlap (0: inline).
+    With `interruptible`, Ctrl-C ends the loop and returns what was recorded so far.
+    `on_row(iteration, row)` sees every recorded row, in order (a progress bar, a refit
+    keeping chosen outputs).
+
+    >>> from dipstop.fitting import FitSettings
+    >>> fit = Fitter(torch.rand(3, 64, 64), FitSettings(width=8))
+    >>> rec = record(fit, 3, [CifsCriterion()])
+    >>> rec.iterations, sorted(rec.series)
+    (3, ['jpeg_bytes', 'mse', 'seconds'])
+    """
+    averages = dict(averages or {})
+    if policy is not None:
+        if stop is None:
+            raise ValueError("an output policy needs an online stop")
+        averages = {**policy.averages(), **averages}
+    names = series_names(criteria, averages, clean is not None, ssim_of, stop is not None)
+    series = {k: np.full(max_iters, np.nan) for k in names}
+    device = [c for c in criteria if not c.on_host]
+    host = [c for c in criteria if c.on_host]
+    need_images = bool(host or averages)
+    cifs = CifsCriterion()
+    stopper = stop.stopper if stop else None
+    if stop is not None and policy is None:
+        from dipstop.policies import RawAtStop
+
+        policy = RawAtStop()
+
+    def apply(state: dict) -> None:
+        for c in criteria:
+            c.load_state_dict(state["criteria"][c.name], fitter.device)
+        for name, avg in averages.items():
+            avg.load_state_dict(state["averages"][name], fitter.device)
+
+    saved = checkpoint.resume(fitter, apply) if checkpoint is not None else None
+    if saved is not None:
+        for k in names:
+            if k in saved["series"]:
+                series[k][: fitter.t] = saved["series"][k][: fitter.t]
+    start = time.perf_counter() - (saved["seconds"] if saved else 0.0)
+    fit_seconds = [0.0]
+
+    def produce() -> Iterator[_Produced]:
+        """Device work, in iteration order, on the main thread."""
+        steps = fitter.run(max_iters, checkpoint.state_every if checkpoint else 0)
+        while True:
+            began = time.perf_counter()
+            try:
+                it = next(steps)
+            except StopIteration:
+                return
+            finally:
+                fit_seconds[0] += time.perf_counter() - began
+            row: dict[str, float] = {"mse": it.loss}
+            for c in device:
+                row.update(_measured(c, Sample(it.t, it.loss, output=it.output)))
+            if clean is not None:
+                row["psnr"] = psnr(it.output, clean)
+                if "" in ssim_of:
+                    row["ssim"] = ssim(it.output, clean)
+            images = {"": output_to_uint8(it.output)} if need_images else {}
+            current = {}
+            for name, avg in averages.items():
+                a = current[name] = avg.update(it.output)
+                row[f"mse_{name}"] = float(F.mse_loss(a, fitter.x0))
+                if clean is not None:
+                    row[f"psnr_{name}"] = psnr(a, clean)
+                    if name in ssim_of:
+                        row[f"ssim_{name}"] = ssim(a, clean)
+                images[name] = output_to_uint8(a)
+            view = policy.view(it.output, current) if policy else None
+            extra = None
+            if it.state is not None:
+                extra = {
+                    "criteria": {c.name: c.state_dict() for c in criteria},
+                    "averages": {n: a.state_dict() for n, a in averages.items()},
+                }
+            yield _Produced(it, row, images, view, extra)
+
+    def score(item: _Produced) -> dict[str, float]:
+        """Host work, on the worker thread while the next steps are fitted."""
+        it, row = item.it, {}
+        for c in host:
+            row.update(_measured(c, Sample(it.t, it.loss, image=item.images[""])))
+        for name in averages:
+            row[f"jpeg_bytes_{name}"] = cifs.measure(Sample(it.t, 0.0, image=item.images[name]))[
+                "jpeg_bytes"
+            ]
+        return row
+
+    interrupted, count = False, fitter.t
+    rows = overlapped(produce(), score, depth)
+    with contextlib.closing(rows):
+        try:
+            for item, host_row in rows:
+                i = item.it.t - 1
+                row = {**item.row, **host_row}
+                if stop is not None and stopper is not None and policy is not None:
+                    value = float(stop.criterion.values(row, stop.context))
+                    row["criterion"] = value
+                    done = stopper.update(value)
+                    policy.keep(item.view, stopper.improved)
+                else:
+                    done = False
+                row["seconds"] = time.perf_counter() - start
+                for k, v in row.items():
+                    series[k][i] = v
+                count = item.it.t
+                if on_row is not None:
+                    on_row(item.it, row)
+                if checkpoint is not None and item.extra is not None and checkpoint.due():
+                    checkpoint.save(item.it.state, series, row["seconds"], **item.extra)
+                if done:
+                    break
+        except KeyboardInterrupt:
+            if not interruptible:
+                raise
+            interrupted = True
+    return Recording(
+        series={k: v[:count] for k, v in series.items()},
+        iterations=count,
+        stopper=stopper,
+        output=policy.result() if policy else None,
+        interrupted=interrupted,
+        resumed_at=saved["fitter"]["t"] if saved else None,
+        seconds=time.perf_counter() - start,
+        fit_seconds=fit_seconds[0],
+    )
+
+
+def _measured(c: Criterion, sample: Sample) -> dict[str, float]:
+    """A criterion's row for one iteration: measured when due, NaN otherwise."""
+    if c.due(sample.t):
+        return c.measure(sample)
+    return dict.fromkeys(c.recorded, math.nan)
