@@ -3,26 +3,27 @@ import sqlite3
 import numpy as np
 import pytest
 
+from dipstop.cli import main
+from dipstop.errors import DipstopError
 from dipstop.lab.calibration import (
+    CalibrationRun,
     calibrate_from_store,
     record,
     search_lambda,
     selected_iterations,
 )
-from dipstop.cli import main
 from dipstop.lab.datasets import list_images
-from dipstop.errors import DipstopError
+from dipstop.lab.store import ResultStore
 from dipstop.lambda_table import lam_for_sigma, load_table
 from dipstop.protocols import get_protocol
-from dipstop.lab.store import ResultStore
 
 TINY = get_protocol("cpu").with_(width=8, crop=64, max_iters=12)
 
 
 def test_selected_iteration_moves_later_as_lam_grows():
     t = np.arange(1, 201, dtype=float)
-    mse, bpp = 1.0 / t, 0.01 * t
-    idx = selected_iterations(mse, bpp, np.array([1e-2, 1.0, 100.0, 1e4]))
+    run = CalibrationRun({"mse": 1.0 / t, "jpeg_bytes": t}, pixels=100)  # 0.01 t bytes/pixel
+    idx = selected_iterations(run, np.array([1e-2, 1.0, 100.0, 1e4]))
     assert list(idx) == sorted(idx) and idx[0] < 5 and idx[-1] == 199
     # the continuous optimum of lam/t + 1e-4 t^2 is t = (lam / 2e-4)^(1/3)
     assert abs((idx[2] + 1) - (100 / 2e-4) ** (1 / 3)) <= 1
@@ -31,11 +32,11 @@ def test_selected_iteration_moves_later_as_lam_grows():
 def test_search_finds_the_lam_whose_stop_is_the_peak():
     t = np.arange(1, 301, dtype=float)
     runs = [
-        {"mse": 1.0 / t, "bpp": 0.01 * t, "psnr": 30 - np.abs(t - peak) / 10}
+        CalibrationRun({"mse": 1.0 / t, "jpeg_bytes": t, "psnr": 30 - np.abs(t - peak) / 10}, 100)
         for peak in (70, 80, 90)
     ]
     lam, curve = search_lambda(runs)
-    stop = selected_iterations(runs[0]["mse"], runs[0]["bpp"], np.array([lam]))[0] + 1
+    stop = selected_iterations(runs[0], np.array([lam]))[0] + 1
     assert stop == 80 and curve.max() == pytest.approx(30 - 2 / 3)
 
 
@@ -46,7 +47,7 @@ def test_record_resumes_without_duplicates_and_calibrates(tmp_path, image_folder
     assert record(images[:1], [25], TINY, store, log=lambda m: None) == 1
     assert record(images, [25, 50], TINY, store, log=lambda m: None) == 3  # 1 kept, 3 new
     assert record(images, [25, 50], TINY, store, log=lambda m: None) == 0
-    runs = list(store.runs("calibration"))
+    runs = list(store.runs())
     assert len(runs) == 4 and len({r.key for r in runs}) == 4
     assert all(r.series["psnr"].shape == (12,) for r in runs)
     choices = calibrate_from_store(store, TINY.width, TINY.crop)
@@ -106,32 +107,34 @@ def test_a_non_database_file_is_refused(tmp_path):
 
 
 def test_an_interrupted_recording_resumes_as_if_never_stopped(tmp_path, image_folder, monkeypatch):
-    from dipstop import calibration, checkpoints
+    from dipstop import recording
+    from dipstop.lab import checkpoints
+    from dipstop.lab.runs import default_averages
+    from dipstop.runtime import Switches
 
     monkeypatch.setattr(checkpoints, "STATE_EVERY", 4)
-    monkeypatch.setattr(checkpoints, "CHECKPOINT_SECONDS", 0.0)
+    every_state = Switches(checkpoint_seconds=0.0)
+    per_iteration = 1 + len(default_averages(500))  # PSNR of the raw output and each average
     proto = get_protocol("cpu").with_(width=8, crop=96, max_iters=20)
     image = list_images(image_folder)[:1]
     whole = ResultStore(tmp_path / "whole.sqlite")
     record(image, [25], proto, whole, log=lambda m: None)
     store = ResultStore(tmp_path / "cut.sqlite")
-    real_psnr, calls = calibration.psnr, []
+    real_psnr, calls = recording.psnr, []
 
     def psnr_then_ctrl_c(a, b):
         calls.append(1)
-        if len(calls) == 15:
+        if len(calls) == 14 * per_iteration + 1:  # the first PSNR of iteration 15
             raise KeyboardInterrupt
         return real_psnr(a, b)
 
-    monkeypatch.setattr(calibration, "psnr", psnr_then_ctrl_c)
+    monkeypatch.setattr(recording, "psnr", psnr_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
-        record(image, [25], proto, store, log=lambda m: None)
+        record(image, [25], proto, store, log=lambda m: None, switches=every_state)
     resumed_calls = []
-    monkeypatch.setattr(
-        calibration, "psnr", lambda a, b: resumed_calls.append(1) or real_psnr(a, b)
-    )
-    assert record(image, [25], proto, store, log=lambda m: None) == 1
-    assert len(resumed_calls) == 20 - 12  # resumed from the checkpoint at t = 12
+    monkeypatch.setattr(recording, "psnr", lambda a, b: resumed_calls.append(1) or real_psnr(a, b))
+    assert record(image, [25], proto, store, log=lambda m: None, switches=every_state) == 1
+    assert len(resumed_calls) == (20 - 12) * per_iteration  # resumed from the state at t = 12
     (expected,), (resumed,) = whole.runs(), store.runs()
     assert np.isfinite(resumed.series["psnr"]).all()
     for key in ("mse", "jpeg_bytes", "psnr"):

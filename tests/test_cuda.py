@@ -9,9 +9,9 @@ import torch
 
 from dipstop.api import denoise
 from dipstop.codecs import jpeg_bytes
-from dipstop.criteria import output_to_uint8
+from dipstop.criteria import CifsCriterion, output_to_uint8
 from dipstop.fitting import FitSettings, Fitter
-from dipstop.overlap import score_outputs
+from dipstop.recording import record
 from dipstop.sample import sample_pair
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -79,9 +79,18 @@ def test_overlapped_scoring_of_cuda_outputs_matches_inline_scoring():
     JPEG of that output: the graph's output is copied out before the next replay."""
     noisy = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
     fitter = Fitter(noisy, FitSettings(width=8), "cuda")
-    pairs = list(score_outputs(fitter.run(40), lambda it, u8: jpeg_bytes(u8), depth=1))
-    assert [it.t for it, _ in pairs] == list(range(1, 41))
-    assert [n for _, n in pairs] == [jpeg_bytes(output_to_uint8(it.output)) for it, _ in pairs]
+    seen = []
+    rec = record(
+        fitter,
+        40,
+        [CifsCriterion()],
+        depth=1,
+        on_row=lambda it, row: seen.append(
+            (it.t, row["jpeg_bytes"], jpeg_bytes(output_to_uint8(it.output)))
+        ),
+    )
+    assert [t for t, _, _ in seen] == list(range(1, 41)) and rec.iterations == 40
+    assert [scored for _, scored, _ in seen] == [again for _, _, again in seen]
 
 
 def test_a_graphed_fit_resumes_from_a_state_saved_without_graphs(tmp_path):

@@ -81,7 +81,7 @@ def test_cli_keeps_16_bit_depth_and_writes_a_report(tmp_path, smooth_rgb):
     back = cv2.imread(str(dst), cv2.IMREAD_UNCHANGED)
     assert back.dtype == np.uint16 and back.shape == (48, 70, 3)
     header = (report / "series.csv").read_text().splitlines()[0]
-    assert header == "iteration,loss,jpeg_bytes,criterion,psnr"
+    assert header == "iteration,mse,jpeg_bytes,psnr,criterion,seconds"
     summary = json.loads((report / "summary.json").read_text())
     assert summary["lam"] == 50.0 and summary["iterations_run"] <= 6
     assert (report / "curves.png").stat().st_size > 10_000
@@ -109,10 +109,14 @@ def test_a_thin_lambda_table_is_reported_as_provisional(tmp_path, smooth_rgb, n_
 
 
 def _ctrl_c_at_psnr_call(monkeypatch, n):
-    """Make the n-th PSNR of the series raise KeyboardInterrupt, as Ctrl-C would mid-fit."""
-    import dipstop.api
+    """Make the n-th PSNR of the series raise KeyboardInterrupt, as Ctrl-C would mid-fit.
 
-    real, calls = dipstop.api.psnr, []
+    PSNR is taken as each step is produced, 2 steps ahead of the rows handed out (the
+    scoring overlap), so the interrupt at iteration n leaves n - 3 rows recorded.
+    """
+    import dipstop.recording
+
+    real, calls = dipstop.recording.psnr, []
 
     def psnr_then_ctrl_c(a, b):
         calls.append(1)
@@ -120,7 +124,7 @@ def _ctrl_c_at_psnr_call(monkeypatch, n):
             raise KeyboardInterrupt
         return real(a, b)
 
-    monkeypatch.setattr(dipstop.api, "psnr", psnr_then_ctrl_c)
+    monkeypatch.setattr(dipstop.recording, "psnr", psnr_then_ctrl_c)
 
 
 def test_ctrl_c_returns_the_best_output_so_far_when_interruptible(monkeypatch, smooth_rgb):
@@ -129,10 +133,10 @@ def test_ctrl_c_returns_the_best_output_so_far_when_interruptible(monkeypatch, s
     _, whole = denoise(noisy, **kwargs)
     _ctrl_c_at_psnr_call(monkeypatch, 13)
     out, res = denoise(noisy, interruptible=True, **kwargs)
-    assert res.interrupted and not res.stopped_early and res.iterations_run == 12
-    assert all(len(v) == 12 for v in res.series.values())  # the cut 13th record is dropped
-    best = int(np.argmin(whole.series["criterion"][:12])) + 1
-    assert res.stop_iteration == best and "interrupted after 12" in res.notes[-1]
+    assert res.interrupted and not res.stopped_early and res.iterations_run == 10
+    assert all(len(v) == 10 for v in res.series.values())  # rows not yet scored are dropped
+    best = int(np.argmin(whole.series["criterion"][:10])) + 1
+    assert res.stop_iteration == best and "interrupted after 10" in res.notes[-1]
     assert out.shape == noisy.shape  # the same fit up to the interrupt: the same PSNR at t*
     assert res.psnr == pytest.approx(whole.series["psnr"][best - 1])
     _ctrl_c_at_psnr_call(monkeypatch, 5)
@@ -147,4 +151,4 @@ def test_cli_ctrl_c_writes_the_best_so_far_and_exits_130(tmp_path, monkeypatch, 
     args = ["--width", "8", "-T", "30", "-S", "30", "--lam", "50", "--clean", str(src)]
     rc = main(["denoise", str(src), "-o", str(dst), *args])
     assert rc == 130 and cv2.imread(str(dst)).shape == smooth_rgb.shape
-    assert "interrupted after 7 iterations; returned the best so far" in capsys.readouterr().out
+    assert "interrupted after 5 iterations; returned the best so far" in capsys.readouterr().out

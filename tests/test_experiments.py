@@ -11,20 +11,24 @@ import numpy as np
 import pytest
 import torch
 
-from dipstop import checkpoints, experiments
+from dipstop import recording
+from dipstop.errors import DipstopError
+from dipstop.fitting import FitSettings, Fitter
+from dipstop.lab import checkpoints, runs
 from dipstop.lab.calibration import record
 from dipstop.lab.datasets import list_images
-from dipstop.errors import DipstopError
-from dipstop.lab.runs import grid, run_grid
-from dipstop.fitting import FitSettings, Fitter
-from dipstop.lambda_table import write_table
+from dipstop.lab.executor import run_grid
 from dipstop.lab.paper_report import build_report
-from dipstop.protocols import get_protocol
+from dipstop.lab.runs import bench_criteria, grid
 from dipstop.lab.selection import select
 from dipstop.lab.store import ResultStore, StoredRun
+from dipstop.lambda_table import write_table
+from dipstop.protocols import get_protocol
+from dipstop.runtime import Switches
 
 TINY = get_protocol("cpu").with_(width=8, crop=96, max_iters=30, patience=5)
 QUIET = dict(log=lambda m: None)
+EVERY5 = bench_criteria(5)  # BRISQUE and NIQE every 5 iterations
 
 
 @pytest.fixture
@@ -43,10 +47,10 @@ def table(tmp_path):
 
 def test_grid_records_every_series_and_skips_finished_runs(tmp_path, image_folder):
     store = ResultStore(tmp_path / "b.sqlite")
-    specs = grid(image_folder, [25], TINY, every=5)
+    specs = grid(image_folder, [25], TINY, criteria=EVERY5)
     assert run_grid(specs, store, **QUIET) == 2
     assert run_grid(specs, store, **QUIET) == 0
-    runs = list(store.runs("bench"))
+    runs = list(store.runs())
     assert len(runs) == 2
     s = runs[0].series
     for key in (
@@ -69,14 +73,14 @@ def test_grid_records_every_series_and_skips_finished_runs(tmp_path, image_folde
 
 def test_crash_mid_grid_loses_no_finished_run_and_duplicates_none(tmp_path, image_folder):
     store = ResultStore(tmp_path / "b.sqlite")
-    specs = grid(image_folder, [15, 50], TINY, every=5)
-    real, calls = experiments.run_one, []
+    specs = grid(image_folder, [15, 50], TINY, criteria=EVERY5)
+    real, calls = runs.run_one, []
 
-    def flaky(spec, device=None, checkpoints=None):
+    def flaky(spec, device=None, checkpoints=None, switches=None):
         calls.append(spec)
         if len(calls) == 3:
             raise KeyboardInterrupt  # as Ctrl-C in the middle of the third run
-        return real(spec, device, checkpoints)
+        return real(spec, device, checkpoints, switches)
 
     with pytest.raises(KeyboardInterrupt):
         run_grid(specs, store, runner=flaky, **QUIET)
@@ -90,13 +94,13 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_as_if_never_stopped(
     tmp_path, image_folder, monkeypatch
 ):
     monkeypatch.setattr(checkpoints, "STATE_EVERY", 5)
-    monkeypatch.setattr(experiments, "WMV_WINDOW", 8)  # so the window's state is resumed too
-    monkeypatch.setattr(checkpoints, "CHECKPOINT_SECONDS", 0.0)  # save at every state
-    spec = grid(image_folder, [25], TINY, every=5)[0]
-    _, whole, _ = experiments.run_one(spec)  # no checkpoints
+    small_window = {**EVERY5, "wmv": {"every": 1, "window": 8}}  # its state is resumed too
+    spec = grid(image_folder, [25], TINY, criteria=small_window)[0]
+    _, whole, _ = runs.run_one(spec)  # no checkpoints
+    every_state = dict(switches=Switches(checkpoint_seconds=0.0))  # save at every state
     store = ResultStore(tmp_path / "r.sqlite")
     folder = checkpoints.folder_for(store.path)
-    real_ssim, calls = experiments.ssim, []
+    real_ssim, calls = recording.ssim, []
 
     def ssim_then_ctrl_c(a, b):
         calls.append(1)
@@ -104,12 +108,12 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_as_if_never_stopped(
             raise KeyboardInterrupt
         return real_ssim(a, b)
 
-    monkeypatch.setattr(experiments, "ssim", ssim_then_ctrl_c)
+    monkeypatch.setattr(recording, "ssim", ssim_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
-        run_grid([spec], store, **QUIET)
+        run_grid([spec], store, **QUIET, **every_state)
     assert len(list(folder.glob("*.pt"))) == 1 and not list(store.runs())
-    monkeypatch.setattr(experiments, "ssim", real_ssim)
-    assert run_grid([spec], store, **QUIET) == 1
+    monkeypatch.setattr(recording, "ssim", real_ssim)
+    assert run_grid([spec], store, **QUIET, **every_state) == 1
     (run,) = store.runs()
     assert run.summary["resumed_at"] == 20  # the last checkpoint before the interruption
     assert not list(folder.glob("*.pt"))  # deleted once the run is stored
@@ -120,22 +124,22 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_as_if_never_stopped(
 
 
 def test_an_unusable_checkpoint_is_ignored(tmp_path, image_folder):
-    spec = grid(image_folder, [25], TINY.with_(max_iters=6), every=5)[0]
+    spec = grid(image_folder, [25], TINY.with_(max_iters=6), criteria=EVERY5)[0]
     ckpt = checkpoints.RunCheckpoint(tmp_path, spec.as_dict())
     ckpt.path.write_bytes(b"truncated")
     with pytest.warns(UserWarning, match="unreadable"):
-        _, series, summary = experiments.run_one(spec, None, str(tmp_path))
+        _, series, summary = runs.run_one(spec, None, str(tmp_path))
     assert summary["resumed_at"] is None and np.isfinite(series["mse"]).all()
 
 
 def test_a_checkpoint_of_another_fit_is_ignored(tmp_path, image_folder):
     """As a checkpoint written on a GPU would be on a CPU: warned about, the run starts over."""
-    spec = grid(image_folder, [25], TINY.with_(max_iters=6), every=5)[0]
+    spec = grid(image_folder, [25], TINY.with_(max_iters=6), criteria=EVERY5)[0]
     other = Fitter(torch.rand(3, 64, 64), FitSettings(width=16)).run(1, state_every=1)
     ckpt = checkpoints.RunCheckpoint(tmp_path, spec.as_dict())
-    ckpt.save(next(other).state, {"mse": np.zeros(6)}, 1.0, wmv={}, ema=torch.zeros(1))
+    ckpt.save(next(other).state, {"mse": np.zeros(6)}, 1.0, criteria={}, averages={})
     with pytest.warns(UserWarning, match="of another fit"):
-        _, series, summary = experiments.run_one(spec, None, str(tmp_path))
+        _, series, summary = runs.run_one(spec, None, str(tmp_path))
     assert summary["resumed_at"] is None and np.isfinite(series["mse"]).all()
 
 
@@ -192,7 +196,7 @@ def test_kill_9_mid_run_then_rerun_resumes_that_run_from_its_checkpoint(tmp_path
 def test_ray_executor_matches_in_process_runs_for_bench_and_calibration(tmp_path, image_folder):
     ray = pytest.importorskip("ray")
     proto = TINY.with_(max_iters=12)
-    specs = grid(image_folder, [25], proto, every=4)
+    specs = grid(image_folder, [25], proto, criteria=bench_criteria(4))
     images = list_images(image_folder)
     stores = {name: ResultStore(tmp_path / f"{name}.sqlite") for name in ("bl", "br", "cl", "cr")}
     threads = torch.get_num_threads()
@@ -219,9 +223,8 @@ def test_ray_executor_matches_in_process_runs_for_bench_and_calibration(tmp_path
 def fake_run(series: dict, sigma=25.0, est=25.0, pixels=64) -> StoredRun:
     n = len(series["mse"])
     base = {k: np.full(n, np.nan) for k in ("wmv", "brisque", "niqe", "ssim")}
-    return StoredRun(
-        "k", {"sigma": sigma}, {"sigma_estimated": est, "pixels": pixels}, {**base, **series}
-    )
+    spec = {"sigma": sigma, "criteria": EVERY5}
+    return StoredRun("k", spec, {"sigma_estimated": est, "pixels": pixels}, {**base, **series})
 
 
 def test_selection_applies_eq4_per_criterion(table):
@@ -250,9 +253,9 @@ def test_selection_applies_eq4_per_criterion(table):
 
 def test_report_numbers_equal_the_stored_ones(tmp_path, image_folder, table):
     store = ResultStore(tmp_path / "b.sqlite")
-    run_grid(grid(image_folder, [25], TINY, every=5), store, **QUIET)
+    run_grid(grid(image_folder, [25], TINY, criteria=EVERY5), store, **QUIET)
     report = build_report(store, tmp_path / "rep", patience=5, table=table)
-    runs = list(store.runs("bench"))
+    runs = list(store.runs())
     text = (tmp_path / "rep" / "table1.csv").read_text().splitlines()
     rows = {r["method"]: r for r in csv.DictReader(text)}
     peak = np.mean([r.series["psnr"].max() for r in runs])
@@ -286,7 +289,11 @@ def test_report_of_an_empty_store_is_refused(tmp_path, table):
 
 def test_report_finds_moved_images_with_data_and_says_so_without(tmp_path, image_folder, table):
     store = ResultStore(tmp_path / "b.sqlite")
-    run_grid(grid(image_folder, [25], TINY.with_(max_iters=12), every=4), store, **QUIET)
+    run_grid(
+        grid(image_folder, [25], TINY.with_(max_iters=12), criteria=bench_criteria(4)),
+        store,
+        **QUIET,
+    )
     moved = image_folder.rename(tmp_path / "moved")
     with pytest.raises(DipstopError, match="pass --data"):
         build_report(store, tmp_path / "r1", 5, table)

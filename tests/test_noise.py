@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from dipstop.lab.datasets import list_images
 from dipstop.imageio import read_image
+from dipstop.lab.datasets import list_images
 from dipstop.noise import add_gaussian_noise, estimate_sigma
 
 

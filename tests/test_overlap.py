@@ -10,9 +10,10 @@ import pytest
 from dipstop import denoise
 from dipstop.criteria import CifsCriterion
 from dipstop.errors import DipstopError
-from dipstop.lab.runs import grid, run_one
+from dipstop.lab.runs import bench_criteria, grid, run_one
 from dipstop.overlap import overlapped
 from dipstop.protocols import get_protocol
+from dipstop.runtime import Switches
 
 TINY_BENCH = get_protocol("cpu").with_(width=8, crop=96, max_iters=20)
 
@@ -75,10 +76,9 @@ def test_a_failing_look_ahead_item_is_raised_after_the_items_before_it() -> None
 
 
 @pytest.mark.parametrize("value", ["off", "1.5"])
-def test_a_bad_overlap_setting_is_a_clear_error(monkeypatch, value) -> None:
-    monkeypatch.setenv("DIPSTOP_OVERLAP", value)
+def test_a_bad_overlap_setting_is_a_clear_error(value) -> None:
     with pytest.raises(DipstopError, match="whole number"):
-        list(overlapped(range(2), lambda x: x))
+        Switches.from_env({"DIPSTOP_OVERLAP": value})
 
 
 def test_early_stop_computes_at_most_depth_more_items() -> None:
@@ -114,33 +114,29 @@ def test_denoise_is_identical_with_and_without_overlap(monkeypatch) -> None:
     rng = np.random.default_rng(3)
     noisy = np.clip(128 + rng.normal(0, 25, (64, 64, 3)), 0, 255).astype(np.uint8)
     kwargs = dict(width=8, max_iters=60, patience=5, lam=80.0, sigma=25.0)
-    monkeypatch.delenv("DIPSTOP_OVERLAP", raising=False)
     threads = set()
-    real_score = CifsCriterion.score
+    real_measure = CifsCriterion.measure
 
-    def score(self, image, mse):
+    def measure(self, sample):
         threads.add(threading.current_thread().name)
-        return real_score(self, image, mse)
+        return real_measure(self, sample)
 
-    monkeypatch.setattr(CifsCriterion, "score", score)
+    monkeypatch.setattr(CifsCriterion, "measure", measure)
     out_a, res_a = denoise(noisy, **kwargs)
     assert threads and all(n.startswith("dipstop-host") for n in threads)
     assert res_a.stopped_early  # the stop, made 2 scored iterations late, changes nothing
-    monkeypatch.setenv("DIPSTOP_OVERLAP", "0")
-    out_b, res_b = denoise(noisy, **kwargs)
+    out_b, res_b = denoise(noisy, **kwargs, switches=Switches(overlap=0))
     assert res_a.stop_iteration == res_b.stop_iteration
     assert res_a.iterations_run == res_b.iterations_run
-    for key in ("loss", "jpeg_bytes", "criterion"):
+    for key in ("mse", "jpeg_bytes", "criterion"):
         np.testing.assert_array_equal(res_a.series[key], res_b.series[key])
     np.testing.assert_array_equal(out_a, out_b)
 
 
-def test_bench_recorder_is_identical_with_and_without_overlap(monkeypatch, image_folder):
-    spec = grid(image_folder, [25], TINY_BENCH, every=5)[0]
-    monkeypatch.delenv("DIPSTOP_OVERLAP", raising=False)
+def test_bench_recorder_is_identical_with_and_without_overlap(image_folder):
+    spec = grid(image_folder, [25], TINY_BENCH, criteria=bench_criteria(5))[0]
     _, overlapped_series, _ = run_one(spec)
-    monkeypatch.setenv("DIPSTOP_OVERLAP", "0")
-    _, inline_series, _ = run_one(spec)
+    _, inline_series, _ = run_one(spec, switches=Switches(overlap=0))
     for key, values in inline_series.items():
         if key != "seconds":
             np.testing.assert_array_equal(overlapped_series[key], values, err_msg=key)

@@ -1,0 +1,64 @@
+"""The committed results stores (written under store schema 1) still load, migrate once, and
+give the committed numbers: Table 1 of `results/report` and the shipped lam table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from dipstop.lab.calibration import calibrate_from_store
+from dipstop.lab.paper_report import summarise, table_rows
+from dipstop.lab.store import ResultStore, upgrade_spec
+from dipstop.lambda_table import load_table
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def _copy(name: str, tmp_path: Path) -> Path:
+    path = tmp_path / name
+    shutil.copy(RESULTS / name, path)
+    return path
+
+
+def _schema(path: Path) -> str:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()[0]
+
+
+def test_bench_store_migrates_once_and_reproduces_the_committed_table1(tmp_path):
+    path = _copy("bench.sqlite", tmp_path)
+    assert _schema(path) == "1"
+    runs = list(ResultStore(path).runs())
+    assert _schema(path) == "2" and len(runs) == 36
+    assert all(r.spec["kind"] == "run" and r.spec == upgrade_spec(r.spec) for r in runs)
+    assert len(list(ResultStore(path).runs())) == 36  # reopening changes nothing
+    summary = summarise(table_rows(runs, patience=500, table=load_table()))
+    committed = list(csv.DictReader((RESULTS / "report" / "table1.csv").open()))
+    assert len(committed) == sum(len(methods) for methods in summary.values())
+    for row in committed:
+        mean, std, n = summary[(row["dataset"], float(row["sigma"]))][row["method"]]
+        assert mean == pytest.approx(float(row["mean_psnr"]), rel=1e-12), row
+        assert std == pytest.approx(float(row["std_psnr"]), rel=1e-12, abs=1e-12), row
+        assert n == int(row["n"])
+
+
+def test_calibration_store_migrates_and_reproduces_the_shipped_lam_table(tmp_path):
+    store = ResultStore(_copy("calibration.sqlite", tmp_path))
+    shipped = load_table()
+    proto = shipped["protocol"]
+    choices = calibrate_from_store(
+        store, proto["width"], proto["crop"], proto["max_iters"], proto["patience"]
+    )
+    assert [c.sigma for c in choices] == [e["sigma"] for e in shipped["entries"]]
+    for c, e in zip(choices, shipped["entries"], strict=True):
+        assert c.lam == e["lam"] and c.n_runs == e["n_runs"] and c.images == e["images"]
+        assert round(c.mean_psnr, 4) == e["mean_psnr"]
+        assert round(c.mean_psnr_eq4, 4) == e["mean_psnr_eq4"]
+    assert json.loads(json.dumps(shipped["provenance"]))["images"] == sorted(
+        {name for c in choices for name in c.images}
+    )
