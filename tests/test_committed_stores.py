@@ -34,7 +34,7 @@ def test_bench_store_migrates_once_and_reproduces_the_committed_table1(tmp_path)
     path = _copy("bench.sqlite", tmp_path)
     assert _schema(path) == "1"
     runs = list(ResultStore(path).runs())
-    assert _schema(path) == "2" and len(runs) == 36
+    assert _schema(path) == "3" and len(runs) == 36
     assert all(r.spec["kind"] == "run" and r.spec == upgrade_spec(r.spec) for r in runs)
     assert len(list(ResultStore(path).runs())) == 36  # reopening changes nothing
     summary = summarise(table_rows(runs, patience=500, table=load_table()))

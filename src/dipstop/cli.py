@@ -115,7 +115,7 @@ def _add_lab_grid(p: argparse.ArgumentParser, n_images: int | None, store: str) 
         "--n-images",
         type=_positive_int,
         default=n_images,
-        help=f"evenly spaced subset size, unless --images names them (default: {n_images or 'all'})",
+        help=f"evenly spaced subset, unless --images names them (default: {n_images or 'all'})",
     )
     p.add_argument("--seeds", type=_positive_int, default=1, help="seeds per image and sigma")
     _add_budget(p)

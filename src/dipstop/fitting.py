@@ -12,7 +12,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,16 @@ class FitSettings:
     channels_last: bool = False  # NHWC activations (cuDNN's native layout on tensor cores)
     bf16: bool = False  # bfloat16 autocast of the forward pass; loss and Adam stay float32
     cuda_graph: bool = True  # on CUDA, replay each step as one captured graph (see Fitter)
+
+    def result_settings(self) -> dict:
+        """The settings that change what a fit computes, but for those a protocol names
+        (width, lr, z_noise_std) and the seed: recorded in every run's spec.
+
+        >>> sorted(FitSettings().result_settings())[:3]
+        ['bf16', 'channels_last', 'guard_db']
+        """
+        named = {"width", "lr", "z_noise_std", "seed", "cuda_graph"}
+        return {k: v for k, v in asdict(self).items() if k not in named}
 
 
 @dataclass

@@ -24,8 +24,8 @@ class Protocol:
     max_iters: int
     patience: int
     crop: int | None
-    lr: float = 0.01
-    z_noise_std: float = 1.0 / 30.0
+    lr: float = FitSettings.lr  # one source of defaults: the fit's own
+    z_noise_std: float = FitSettings.z_noise_std
 
     def fit_settings(self, seed: int = 0) -> FitSettings:
         return FitSettings(width=self.width, lr=self.lr, z_noise_std=self.z_noise_std, seed=seed)

@@ -100,6 +100,7 @@ class RunSpec:
             "sigma": self.sigma,
             "seed": self.seed,
             "protocol": {k: v for k, v in self.protocol.as_dict().items() if k != "patience"},
+            "fit": self.protocol.fit_settings(self.seed).result_settings(),
             "criteria": self.criteria_settings,
             "averages": self.average_settings,
             "ssim": [s for s in self.ssim_of if s == "" or s in self.average_settings],

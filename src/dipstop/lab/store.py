@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from dipstop.errors import DipstopError
+from dipstop.fitting import FitSettings
 
-SCHEMA_VERSION = 2  # 1 -> 2: one run spec layout for bench and calibration (`migrate`)
+SCHEMA_VERSION = 3  # 1 -> 2: one run spec for bench and calibration; 3: its fit settings
 
 
 def run_key(spec: dict) -> str:
@@ -70,7 +71,7 @@ class ResultStore:
         if row is None:
             with self.db:
                 self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif row[0] == "1":
+        elif row[0] in ("1", "2"):
             migrate(self.db)
         elif row[0] != str(SCHEMA_VERSION):
             raise DipstopError(
@@ -129,7 +130,8 @@ def _decode(row: tuple) -> StoredRun:
     return StoredRun(key, upgrade_spec(json.loads(spec)), json.loads(summary), series)
 
 
-# Store schema 1 -> 2: bench and calibration runs become one kind of run spec.
+# Store schema 1 -> 2 -> 3: bench and calibration runs become one kind of run spec (2),
+# which records the fit settings besides the protocol's (3).
 #
 # Schema 1 had two spec layouts: bench runs ({"kind": "bench", ..., "every", "wmv_window",
 # "ema_weight"}) and calibration runs ({"kind": "calibration", "crop", "width", "lr",
@@ -137,11 +139,12 @@ def _decode(row: tuple) -> StoredRun:
 # protocol as a dict, and every criterion's and average's settings by name. The upgrade
 # rewrites each spec to what it would be under schema 2 and rekeys the row; series and
 # summaries are unchanged. Schema 1 calibration specs did not record the protocol's name; every
-# one dipstop wrote was made under the "cpu" protocol, which is what they get.
+# one dipstop wrote was made under the "cpu" protocol, which is what they get. Specs without
+# fit settings were recorded with FitSettings' defaults, which is what they get.
 
 
 def upgrade_spec(spec: dict) -> dict:
-    """A schema-1 run spec as schema 2 writes it (a schema-2 spec is returned unchanged).
+    """An older run spec as the current schema writes it (a current one comes back equal).
 
     >>> old = {"kind": "calibration", "image": "a.jpg", "image_sha256": "ab", "crop": 128,
     ...        "sigma": 25.0, "seed": 0, "width": 64, "lr": 0.01, "z_noise_std": 0.1,
@@ -150,6 +153,14 @@ def upgrade_spec(spec: dict) -> dict:
     >>> new["protocol"]["max_iters"], new["criteria"], new["averages"]
     (3000, {'cifs': {'every': 1}}, {})
     """
+    spec = _upgrade_layout(spec)
+    if "fit" not in spec:
+        spec = {**spec, "fit": FitSettings().result_settings()}
+    return spec
+
+
+def _upgrade_layout(spec: dict) -> dict:
+    """Schema 1's two spec layouts as schema 2's one."""
     kind = spec.get("kind")
     common = {k: spec[k] for k in ("image", "image_sha256", "sigma", "seed")}
     if kind == "bench":
@@ -189,7 +200,7 @@ def upgrade_spec(spec: dict) -> dict:
 
 
 def migrate(db: sqlite3.Connection) -> int:
-    """Upgrade every row of a schema-1 store in one transaction; returns how many changed."""
+    """Upgrade every row of an older store in one transaction; returns how many changed."""
     rows = db.execute("SELECT key, spec FROM runs").fetchall()
     changed = 0
     with db:
@@ -198,10 +209,13 @@ def migrate(db: sqlite3.Connection) -> int:
             new_key = run_key(new)
             if new_key == key:
                 continue
-            db.execute(
-                "UPDATE runs SET key=?, kind=?, spec=? WHERE key=?",
-                (new_key, new["kind"], json.dumps(new, sort_keys=True), key),
-            )
+            if db.execute("SELECT 1 FROM runs WHERE key=?", (new_key,)).fetchone():
+                db.execute("DELETE FROM runs WHERE key=?", (key,))  # already there, upgraded
+            else:
+                db.execute(
+                    "UPDATE runs SET key=?, kind=?, spec=? WHERE key=?",
+                    (new_key, new["kind"], json.dumps(new, sort_keys=True), key),
+                )
             changed += 1
-        db.execute("UPDATE meta SET value='2' WHERE name='schema'")
+        db.execute("UPDATE meta SET value=? WHERE name='schema'", (str(SCHEMA_VERSION),))
     return changed
