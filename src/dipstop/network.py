@@ -1,4 +1,4 @@
-"""The Deep Image Prior "skip" network (Ulyanov et al.), as fixed in DESIGN.md section 1.
+"""The Deep Image Prior "skip" network (Ulyanov et al.), as fixed in docs/design.md.
 
 Five scales; each has a 1x1 skip branch (4 channels) and a deeper branch that halves the
 resolution, recurses and upsamples back. Reflection padding, LeakyReLU(0.2), BatchNorm in

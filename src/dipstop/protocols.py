@@ -2,9 +2,9 @@
 
 - "paper": the paper's setup (full images, T = 20000, S = 1000, width 128). Needs a GPU.
 - "cpu": the same method scaled to a 2-core CPU: 128 x 128 centre crops, width 64,
-  T = 3000, S = 500. Chosen by measurement (README, "The CPU protocol"): at 128 x 128 a
+  T = 3000, S = 500. Chosen by measurement (docs/protocols.md): at 128 x 128 a
   width-64 iteration takes ~0.11 s on 2 cores, the PSNR peak falls well before T at every
-  sigma in 5..75, and smaller crops starve the JPEG-size signal (DESIGN.md section 2).
+  sigma in 5..75, and smaller crops starve the JPEG-size signal (docs/protocols.md).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ def tune_allocator() -> bool:
     """Keep freed memory in glibc's heap instead of returning it to the OS every iteration.
 
     Per-iteration activations are large and short-lived; with glibc's defaults each is
-    mmap'ed and unmapped again. DESIGN.md measured 39-69% slower iterations at 256x256 and
+    mmap'ed and unmapped again. docs/benchmarks.md: 39-69% slower iterations at 256x256 and
     above without this (at 23-41% more peak memory). Returns False where not glibc.
     """
     name = ctypes.util.find_library("c")
