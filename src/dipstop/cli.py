@@ -109,6 +109,7 @@ def _add_lab_grid(p: argparse.ArgumentParser, n_images: int | None, store: str) 
     p.add_argument(
         "--images",
         default=None,
+        action=_ImagesOrFolder,
         help="comma-separated file names to run (a folder here means --data, as before)",
     )
     p.add_argument(
@@ -128,6 +129,16 @@ def _add_lab_grid(p: argparse.ArgumentParser, n_images: int | None, store: str) 
     p.add_argument("--store", default=store, help="results store (SQLite)")
     _add_ray(p)
     _add_common(p)
+
+
+class _ImagesOrFolder(argparse.Action):
+    """--images NAMES; a folder is calibrate's old spelling of --data."""
+
+    def __call__(self, parser, namespace, value, option_string=None) -> None:  # type: ignore[override]
+        if Path(value).is_dir():
+            namespace.data = value
+        else:
+            setattr(namespace, self.dest, value)
 
 
 def _add_fit_options(p: argparse.ArgumentParser) -> None:
@@ -218,8 +229,6 @@ def _grid_images(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
     from dipstop.lab.datasets import evenly_spaced, list_images
 
     data, names = args.data, None
-    if args.images and Path(args.images).is_dir():  # calibrate --images DIR, the old spelling
-        data, args.images = data or args.images, None
     if data is None:
         raise DipstopError("no image folder given; pass --data DIR (a folder of clean images)")
     if args.images:
