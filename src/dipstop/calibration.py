@@ -75,7 +75,7 @@ def record_run(
     fitter = Fitter(torch.from_numpy(noisy).permute(2, 0, 1), protocol.fit_settings(seed), device)
     clean_t = torch.from_numpy(clean).permute(2, 0, 1).unsqueeze(0).to(fitter.device)
     out = {k: np.full(iters, np.nan) for k in ("mse", "jpeg_bytes", "psnr", "seconds")}
-    saved = checkpoint.resume(fitter) if checkpoint else None
+    saved = checkpoint.resume(fitter, series=out) if checkpoint else None
     if saved is not None:
         out = saved["series"]
     start = time.perf_counter() - (saved["seconds"] if saved else 0.0)

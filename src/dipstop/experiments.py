@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dipstop.checkpoints import RunCheckpoint, folder_for
+from dipstop.checkpoints import RunCheckpoint, folder_for, tensor
 from dipstop.codecs import jpeg_bytes, to_uint8
 from dipstop.criteria import (
     BrisqueCriterion,
@@ -139,9 +139,14 @@ def run_one(
     s = {k: np.full(n, np.nan) for k in names}
     ema: torch.Tensor | None = None
     ckpt = RunCheckpoint(checkpoints, spec.as_dict())
-    saved = ckpt.resume(fitter, lambda state: wmv.load_state_dict(state["wmv"], fitter.device))
+    resumed: dict = {}
+
+    def restore(state: dict) -> None:  # raises, changing nothing here, when they do not fit
+        resumed["wmv"], resumed["ema"] = _saved_window(state, fitter)
+
+    saved = ckpt.resume(fitter, restore, series=s)
     if saved is not None:
-        ema, s = saved["ema"].to(fitter.device), saved["series"]
+        wmv, ema, s = resumed["wmv"], resumed["ema"], saved["series"]
     start = time.perf_counter() - (saved["seconds"] if saved else 0.0)
 
     def host_scores(it: Iteration, u8: np.ndarray) -> tuple[int, float, float]:
@@ -184,6 +189,26 @@ def run_one(
         "path": spec.path,
     }
     return spec.as_dict(), s, summary
+
+
+def _saved_window(state: dict, fitter: Fitter) -> tuple[WmvCriterion, torch.Tensor]:
+    """A checkpoint's WMV window and EMA, checked against this fit at its iteration t:
+    ValueError when they are not of it."""
+    out, t = tuple(fitter.x0.shape), state["fitter"]["t"]
+    saved = state.get("wmv")
+    if not isinstance(saved, dict) or saved.get("window") != WMV_WINDOW:
+        raise ValueError(f"its WMV state is not of a {WMV_WINDOW}-output window")
+    if saved.get("count") != t:
+        raise ValueError(f"its WMV window saw {saved.get('count')!r} outputs, not {t}")
+    wmv = WmvCriterion(WMV_WINDOW)
+    since = saved.get("since_resync")
+    if not isinstance(since, int) or isinstance(since, bool) or not 0 <= since < wmv.resync_every:
+        raise ValueError(f"its WMV resync count is {since!r}")
+    tensor(saved.get("buf"), (WMV_WINDOW, *out), "its WMV window", torch.float32)
+    for key in ("ref", "d1", "d2"):
+        tensor(saved.get(key), out, f"its WMV {key}")
+    wmv.load_state_dict(saved, fitter.device)
+    return wmv, tensor(state.get("ema"), out, "its EMA", torch.float32).to(fitter.device)
 
 
 class Spec(typing.Protocol):
