@@ -387,7 +387,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = Path(args.store)
     if not path.is_file():
         raise DipstopError(f"no results store at {path}; run dipstop bench --store {path} first")
-    store = ResultStore(path)
+    store = ResultStore(path, readonly=True)
     patience = args.patience or get_protocol(args.protocol).patience
     out = Path(args.out) if args.out else path.parent / "report"
     report = build_report(
