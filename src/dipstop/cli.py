@@ -402,7 +402,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = Path(args.store)
     if not path.is_file():
         raise DipstopError(f"no results store at {path}; run dipstop bench --store {path} first")
-    store = ResultStore(path)
+    store = ResultStore(path, readonly=True)
     out = Path(args.output) if args.output else path.parent / "report"
     report = build_report(
         store,

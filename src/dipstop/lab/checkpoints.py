@@ -5,14 +5,21 @@ restarting it from scratch after a Ctrl-C, a kill -9 or a time limit throws that
 run keeps one file, named by its store key, in a folder beside the results store
 (`<store>.partial/`). It is written at most every `seconds`, atomically (a temporary file
 renamed over the old one, so a kill mid-write leaves the previous one), and deleted once
-the finished run is in the store. A checkpoint that is unreadable, of another format, of
-another spec or of another fit (device type, image size, network) is ignored with a
-warning: the run starts over. `Switches.checkpoint_seconds` sets the interval.
+the finished run is in the store. `Switches.checkpoint_seconds` sets the interval.
+
+A checkpoint is read with `torch.load(weights_only=True)`: only tensors and plain containers
+(dict, list, tuple, str, int, float, bool, None), never code, since a file planted in the
+folder must not run anything. Everything in it is checked against the run before any of it
+is applied: one that is unreadable, of another format, spec or fit (device type, image size,
+network), or whose contents do not fit the run (a missing key, a short or missing series, a
+tensor of another shape) is ignored with a warning and the run starts over from scratch.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -54,34 +61,67 @@ class RunCheckpoint:
         """The saved state of this run, or None when there is none (or it is unusable).
 
         Keys: "fitter" (`Fitter.state_dict()`), "series" (NumPy arrays), "seconds" (the run's
-        clock at the save) and whatever else was saved.
+        clock at the save) and whatever else was saved. Only the file's format is checked
+        here; `resume` checks its contents against the run.
         """
         if self.path is None or not self.path.is_file():
             return None
         try:
-            state = torch.load(self.path)
-        except Exception as exc:  # a truncated or foreign file: start over, say so
-            return self._ignore(f"unreadable ({exc})")
+            with warnings.catch_warnings():  # torch's own notes on the file are not for users
+                warnings.simplefilter("ignore")
+                state = torch.load(self.path, weights_only=True, map_location="cpu")
+        except Exception as exc:  # a truncated, foreign or malicious file: start over, say so
+            return self._ignore(f"unreadable ({_why(exc)})")
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             return self._ignore("of another dipstop version")
         if state.get("spec") != self.spec:
             return None  # another run's file under this key: cannot happen short of a collision
-        state["series"] = {k: v.numpy() for k, v in state["series"].items()}
+        series, seconds = state.get("series"), state.get("seconds")
+        if not isinstance(state.get("fitter"), dict) or not isinstance(series, dict):
+            return self._ignore("incomplete (no fitter state or no series)")
+        if not all(isinstance(k, str) and torch.is_tensor(v) for k, v in series.items()):
+            return self._ignore("incomplete (a series that is not an array)")
+        if not _is_real(seconds) or not 0 <= seconds < math.inf:
+            return self._ignore(f"incomplete (its clock is {seconds!r})")
+        state["series"] = {k: v.numpy() for k, v in series.items()}
         return state
 
-    def resume(self, fitter: Fitter, apply: Callable[[dict], None] | None = None) -> dict | None:
+    def resume(
+        self,
+        fitter: Fitter,
+        apply: Callable[[dict], None] | None = None,
+        series: dict[str, np.ndarray] | None = None,
+    ) -> dict | None:
         """Load the checkpoint into a fitter that has not run, then `apply(state)` for the
-        caller's own state (a criterion's window, a moving average). None, with `fitter`
-        untouched, when there is no usable checkpoint."""
+        caller's own state (a criterion's window, a moving average). None, with `fitter` as
+        it was, when there is no usable checkpoint: the run starts over.
+
+        `series` is the run's fresh record (name -> array of its T iterations): the saved one
+        must hold the same names and lengths. The fit's state is checked against `fitter`
+        before any of it is applied; should loading or `apply` fail anyway, `fitter` is reset
+        to its fresh state. `apply` must raise before changing anything of the caller's, or
+        the caller must discard what it changed when None comes back.
+        """
         state = self.load()
         if state is None:
             return None
+        fresh = fitter.state_dict()
+        try:
+            _check_fit(state["fitter"], fresh, fitter)
+            if series is not None:
+                _check_series(state["series"], series, state["fitter"]["t"])
+        except _OtherFit as exc:
+            return self._ignore(f"of another fit ({exc})")
+        except ValueError as exc:
+            return self._ignore(f"not of this run ({exc})")
         try:
             fitter.load_state_dict(state["fitter"])
-        except (KeyError, ValueError) as exc:  # checked before anything is changed
-            return self._ignore(f"of another fit ({exc})")
-        if apply is not None:
-            apply(state)
+            if apply is not None:
+                apply(state)
+        except Exception as exc:  # checked above, so unexpected: any half-loaded state goes
+            fitter.load_state_dict(fresh)
+            fitter.snapshot = None  # the fresh state has none; load_state_dict keeps the old
+            return self._ignore(f"not of this run ({type(exc).__name__}: {_first_line(exc)})")
         return state
 
     @property
@@ -130,3 +170,133 @@ class RunCheckpoint:
     def _ignore(self, why: str) -> None:
         warnings.warn(f"ignoring checkpoint {self.path}: {why}; the run starts over", stacklevel=3)
         return None
+
+
+def tensor(
+    value: object, shape: tuple, what: str, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """`value` if it is a tensor of `shape` (and `dtype`, else floating), else ValueError."""
+    if not torch.is_tensor(value):
+        raise ValueError(f"{what} is {type(value).__name__}, not a tensor")
+    if tuple(value.shape) != tuple(shape):
+        raise ValueError(f"{what} is {tuple(value.shape)}, this run's is {tuple(shape)}")
+    if (value.dtype != dtype) if dtype is not None else not value.dtype.is_floating_point:
+        raise ValueError(f"{what} is {value.dtype}")
+    return value
+
+
+class _OtherFit(ValueError):
+    """The state was written by another fit: another device type, image size or network."""
+
+
+# what changes as a fit runs; every other key of `Fitter.state_dict()` names the fit
+_PROGRESS = ("t", "previous_loss", "snapshot_loss", "restores", "net", "opt", "noise_gen")
+
+
+def _check_fit(state: object, fresh: dict, fitter: Fitter) -> None:
+    """ValueError unless `state` is a `Fitter.state_dict()` that `fitter` can continue from:
+    the same fit, every key there, every tensor of the shape and dtype the fit's own has."""
+    if not isinstance(state, dict):
+        raise ValueError("the fit's state is not a dict")
+    identity = {k: v for k, v in fresh.items() if k not in (*_PROGRESS, "snapshot")}
+    theirs = {k: state.get(k) for k in identity}
+    if theirs != identity:
+        raise _OtherFit(f"{theirs}; this fit is {identity}")
+    missing = [k for k in fresh if k not in state]
+    if missing:
+        raise ValueError(f"the fit's state has no {', '.join(missing)}")
+    for key in ("t", "restores"):
+        value = state[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"the fit's {key} is {value!r}")
+    for key in ("previous_loss", "snapshot_loss"):
+        if not _is_real(state[key]):
+            raise ValueError(f"the fit's {key} is {state[key]!r}")
+    _check_like(state["net"], fresh["net"], "network")
+    _check_like(state["noise_gen"], fresh["noise_gen"], "noise generator state")
+    params = [p for group in fitter.opt.param_groups for p in group["params"]]
+    moments = _check_adam(state["opt"], fresh["opt"], params)
+    live = [*fitter.net.parameters(), *fitter.net.buffers()]
+    snapshot = state["snapshot"]
+    full = live + moments  # a snapshot taken before Adam had state holds only `live`
+    if snapshot is not None:
+        if not isinstance(snapshot, list) or len(snapshot) not in (len(live), len(full)):
+            raise ValueError("the divergence guard's snapshot does not match the network")
+        for i, (saved, own) in enumerate(zip(snapshot, full[: len(snapshot)], strict=True)):
+            tensor(saved, own.shape, f"snapshot tensor {i}", own.dtype)
+
+
+def _check_adam(state: object, fresh: dict, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """ValueError unless `state` is the Adam state of these parameters; returns its moment
+    tensors in the order `Fitter._state` lists them (parameter by parameter)."""
+    if not isinstance(state, dict) or not {"state", "param_groups"} <= set(state):
+        raise ValueError("the optimiser state has no state or param_groups")
+    groups, moments = state["param_groups"], state["state"]
+    if not isinstance(groups, list) or len(groups) != len(fresh["param_groups"]):
+        raise ValueError("the optimiser state has other parameter groups")
+    for group, own in zip(groups, fresh["param_groups"], strict=True):
+        if not isinstance(group, dict) or group.get("params") != own["params"]:
+            raise ValueError("the optimiser state has other parameter groups")
+    if not isinstance(moments, dict) or not set(moments) <= set(range(len(params))):
+        raise ValueError("the optimiser state is of other parameters")
+    order = []
+    for i, p in enumerate(params):
+        entry = moments.get(i, {})
+        if not isinstance(entry, dict) or (entry and "step" not in entry):
+            raise ValueError(f"the optimiser state of parameter {i} is incomplete")
+        for name, value in entry.items():
+            shape, dtype = ((), None) if name == "step" else (p.shape, p.dtype)
+            order.append(tensor(value, shape, f"Adam's {name} of parameter {i}", dtype))
+    return order
+
+
+def _check_like(value: object, own: object, what: str) -> None:
+    """ValueError unless `value` has the keys, and tensors of the shapes and dtypes, of `own`."""
+    if torch.is_tensor(own):
+        tensor(value, own.shape, what, own.dtype)
+    elif isinstance(own, dict):
+        if not isinstance(value, dict) or set(value) != set(own):
+            raise ValueError(f"the {what} has other entries")
+        for key in own:
+            _check_like(value[key], own[key], f"{what} {key}")
+    elif type(value) is not type(own):
+        raise ValueError(f"the {what} is {value!r}")
+
+
+def _check_series(saved: dict, fresh: dict[str, np.ndarray], t: int) -> None:
+    """ValueError unless `saved` has every series of `fresh`, each as long (and T >= t)."""
+    if set(saved) != set(fresh):
+        names = ", ".join(sorted(set(saved) ^ set(fresh)))
+        raise ValueError(f"the series differ from this run's in {names}")
+    for name, own in fresh.items():
+        value = saved[name]
+        if value.shape != own.shape or value.dtype != own.dtype:
+            raise ValueError(
+                f"series {name} is {value.dtype} {value.shape}, this run's {own.dtype} {own.shape}"
+            )
+    if t > min((len(v) for v in fresh.values()), default=0):
+        raise ValueError(f"it is at iteration {t}, past this run's end")
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:200] if lines else ""
+
+
+def _why(exc: BaseException) -> str:
+    """Why torch.load failed, in dipstop's words: torch's message advises loading the file
+    with weights_only=False, which a checkpoint of dipstop never needs and must never get."""
+    text = str(exc)
+    if "weights_only" not in text and "WeightsUnpickler" not in text:
+        return f"{type(exc).__name__}: {_first_line(exc)}"
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return (
+            f"it would import {found.group(1)}; a dipstop checkpoint holds only tensors and "
+            "plain containers"
+        )
+    return "not a checkpoint of tensors and plain containers"

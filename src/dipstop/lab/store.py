@@ -5,18 +5,33 @@ sigma, seed, protocol, dipstop's store version), so re-running a grid skips fini
 and never duplicates one. Rows are written in one transaction when a run finishes: a crash
 or kill -9 loses at most the run in progress. Per-iteration series are stored as a
 compressed NumPy archive in the same row.
+
+Several processes may share a store. Writes wait for another process's lock (SQLite's busy
+timeout, then retries) rather than lose a finished run; a lock held longer is reported as a
+lock. Benches claim a run before computing it (the `claims` table: owner, host, pid and a
+heartbeat), so two benches on one store never compute the same run; the claim of a process
+that died (on this host), or whose heartbeat stopped `STALE_SECONDS` ago, is taken over.
+The report opens a store read-only (`readonly=True`), which changes nothing in any file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import os
+import socket
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+import urllib.parse
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -24,6 +39,15 @@ from dipstop.errors import DipstopError
 from dipstop.fitting import FitSettings
 
 SCHEMA_VERSION = 3  # 1 -> 2: one run spec for bench and calibration; 3: its fit settings
+OLDER_SCHEMAS = ("1", "2")  # migrated on a writable open (`migrate`)
+RUN_COLUMNS = ("key", "kind", "spec", "summary", "series", "finished")
+BUSY_SECONDS = 10.0  # SQLite waits this long for another process's lock, per attempt
+ATTEMPTS = 30  # then tries again, up to this many times (5 minutes in all)
+RETRY_PAUSE = 1.0  # seconds between attempts
+HEARTBEAT_SECONDS = 60.0  # a bench refreshes its claims this often
+STALE_SECONDS = 600.0  # a claim not refreshed for this long is taken over
+
+T = TypeVar("T")
 
 
 def run_key(spec: dict) -> str:
@@ -41,7 +65,10 @@ class StoredRun:
 
 
 class ResultStore:
-    """A SQLite results store; safe to reopen after an interruption.
+    """A SQLite results store; safe to reopen after an interruption and to share.
+
+    `readonly` opens an existing store for reading only (the report): a file that is not a
+    dipstop store is refused and left as it was.
 
     >>> import tempfile, os
     >>> store = ResultStore(os.path.join(tempfile.mkdtemp(), "r.sqlite"))
@@ -50,84 +77,289 @@ class ResultStore:
     (True, 30.0)
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
         if self.path.exists() and not self.path.is_file():
             raise DipstopError(f"results store {self.path} is not a file; give a .sqlite path")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if readonly and not self.path.is_file():
+            raise DipstopError(f"no results store at {self.path}; check the path")
         try:
-            self.db = sqlite3.connect(self.path)
-            self.db.executescript(
-                """
-                CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
-                CREATE TABLE IF NOT EXISTS runs (
-                    key TEXT PRIMARY KEY, kind TEXT, spec TEXT, summary TEXT,
-                    series BLOB, finished REAL);
-                """
-            )
-            row = self.db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+            if readonly:
+                uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
+                self.db = sqlite3.connect(uri, uri=True, timeout=BUSY_SECONDS)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(self.path, timeout=BUSY_SECONDS)
+            self.db.isolation_level = None  # transactions are explicit: BEGIN IMMEDIATE
+            self._retry(self._open)
         except sqlite3.DatabaseError as exc:
-            raise DipstopError(f"{self.path} is not a dipstop results store ({exc})") from exc
-        if row is None:
-            with self.db:
-                self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif row[0] in ("1", "2"):
-            migrate(self.db)
-        elif row[0] != str(SCHEMA_VERSION):
             raise DipstopError(
-                f"{self.path} was written by store schema {row[0]}, this dipstop reads "
-                f"{SCHEMA_VERSION}; use a new store path or the dipstop version that wrote it"
+                f"{self.path} is not a dipstop results store ({exc}); give the path of a store "
+                "written by dipstop bench or calibrate, or a new path"
+            ) from exc
+
+    def _open(self) -> None:
+        """Check (and, unless read-only, create or complete) the tables."""
+        tables = {
+            name for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        if tables and not {"meta", "runs"} <= tables:
+            raise DipstopError(
+                f"{self.path} is an SQLite file but not a dipstop results store (its tables: "
+                f"{', '.join(sorted(tables))}); give a new store path"
             )
+        if not tables and self.readonly:
+            raise DipstopError(
+                f"{self.path} is not a dipstop results store (it holds no tables); give the "
+                "path of a store written by dipstop bench or calibrate"
+            )
+        if tables:
+            columns = tuple(row[1] for row in self.db.execute("PRAGMA table_info(runs)"))
+            if columns != RUN_COLUMNS:
+                raise DipstopError(
+                    f"the runs table of {self.path} has columns ({', '.join(columns)}), a "
+                    f"dipstop store's has ({', '.join(RUN_COLUMNS)}); it was not written by "
+                    "dipstop: give a new store path"
+                )
+            row = self.db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+            if row is not None and row[0] in OLDER_SCHEMAS and not self.readonly:
+                self._in_transaction(migrate)  # one-shot; read-only stores upgrade as read
+            elif row is not None and row[0] not in (str(SCHEMA_VERSION), *OLDER_SCHEMAS):
+                raise DipstopError(
+                    f"{self.path} was written by store schema {row[0]}, this dipstop reads "
+                    f"{SCHEMA_VERSION}; use a new store path or the dipstop version that wrote it"
+                )
+            if self.readonly or ("claims" in tables and row is not None):
+                return
+        self._in_transaction(self._create)  # retried with the rest of `_open`
+
+    def _create(self, db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, kind TEXT, spec TEXT, "
+            "summary TEXT, series BLOB, finished REAL)"
+        )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT, host TEXT, "
+            "pid INTEGER, claimed_at REAL)"
+        )
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     def has(self, key: str) -> bool:
-        return self.db.execute("SELECT 1 FROM runs WHERE key=?", (key,)).fetchone() is not None
+        return self._retry(
+            lambda: self.db.execute("SELECT 1 FROM runs WHERE key=?", (key,)).fetchone() is not None
+        )
 
     def put(self, spec: dict, series: dict[str, np.ndarray], summary: dict) -> str:
-        """Store a finished run atomically; returns its key. Re-putting a key replaces it."""
+        """Store a finished run atomically; returns its key. Re-putting a key replaces it.
+
+        Waits for another process's write lock (minutes) rather than lose the run; any claim
+        on the run goes with it.
+        """
         key = run_key(spec)
         buf = io.BytesIO()
         np.savez_compressed(buf, **series)
-        with self.db:
-            self.db.execute(
-                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    key,
-                    spec.get("kind", ""),
-                    json.dumps(spec, sort_keys=True),
-                    json.dumps(summary),
-                    buf.getvalue(),
-                    time.time(),
-                ),
-            )
+        row = (
+            key,
+            spec.get("kind", ""),
+            json.dumps(spec, sort_keys=True),
+            json.dumps(summary),
+            buf.getvalue(),
+            time.time(),
+        )
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)", row)
+            db.execute("DELETE FROM claims WHERE key=?", (key,))
+
+        self._transaction(write)
         return key
 
     def get(self, key: str) -> StoredRun:
-        row = self.db.execute(
-            "SELECT key, spec, summary, series FROM runs WHERE key=?", (key,)
-        ).fetchone()
+        """The stored run of `key`: KeyError when there is none, DipstopError when its row
+        is corrupt."""
+        row = self._retry(
+            lambda: self.db.execute(
+                "SELECT key, spec, summary, series FROM runs WHERE key=?", (key,)
+            ).fetchone()
+        )
         if row is None:
             raise KeyError(key)
-        return _decode(row)
+        try:
+            return _decode(row)
+        except _Corrupt as exc:
+            raise DipstopError(_corrupt_message(self.path, key, exc)) from None
 
     def runs(self, kind: str | None = None) -> Iterator[StoredRun]:
-        """All stored runs (of one kind if given), oldest first."""
+        """All stored runs (of one kind if given), oldest first; corrupt rows are skipped
+        with a warning naming their key."""
         sql = "SELECT key, spec, summary, series FROM runs"
         args: tuple = ()
         if kind is not None:
             sql += " WHERE kind=?"
             args = (kind,)
-        for row in self.db.execute(sql + " ORDER BY finished", args).fetchall():
-            yield _decode(row)
+        for row in self._retry(
+            lambda: self.db.execute(sql + " ORDER BY finished", args).fetchall()
+        ):
+            try:
+                yield _decode(row)
+            except _Corrupt as exc:
+                warnings.warn(
+                    f"skipping a run: {_corrupt_message(self.path, row[0], exc)}", stacklevel=2
+                )
+
+    def claim(self, key: str) -> bool:
+        """Claim the run of `key` for this store object's owner; False when it is stored or
+        another live bench holds it. A claim of a dead process on this host, or one whose
+        heartbeat is older than STALE_SECONDS, is taken over."""
+
+        def take(db: sqlite3.Connection) -> bool:
+            if db.execute("SELECT 1 FROM runs WHERE key=?", (key,)).fetchone() is not None:
+                return False
+            held = db.execute(
+                "SELECT owner, host, pid, claimed_at FROM claims WHERE key=?", (key,)
+            ).fetchone()
+            if held is not None and held[0] != self.owner and _alive(*held[1:]):
+                return False
+            host, pid = socket.gethostname(), os.getpid()
+            db.execute(
+                "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
+                (key, self.owner, host, pid, time.time()),
+            )
+            return True
+
+        return self._transaction(take)
+
+    def release(self) -> None:
+        """Drop every claim this store object holds (one attempt: a claim left behind goes
+        stale, and is taken over, once this process has ended)."""
+        self._transaction(
+            lambda db: db.execute("DELETE FROM claims WHERE owner=?", (self.owner,)), attempts=1
+        )
+
+    @contextlib.contextmanager
+    def claiming(self, every: float | None = None) -> Iterator[None]:
+        """Keep this object's claims alive (a heartbeat every `every` s, HEARTBEAT_SECONDS by
+        default, on a thread) while the block runs, and release them when it ends."""
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=self._heartbeat, args=(stop, every or HEARTBEAT_SECONDS), daemon=True
+        )
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join()
+            try:
+                self.release()
+            except DipstopError as exc:  # left to go stale; the run is not lost either way
+                warnings.warn(f"could not release claims ({exc})", stacklevel=3)
+
+    def _heartbeat(self, stop: threading.Event, every: float) -> None:
+        db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
+        try:
+            while not stop.wait(every):
+                with contextlib.suppress(sqlite3.Error):  # a lock: the next beat will do
+                    db.execute(
+                        "UPDATE claims SET claimed_at=? WHERE owner=?", (time.time(), self.owner)
+                    )
+        finally:
+            db.close()
 
     def close(self) -> None:
         self.db.close()
 
+    def _transaction(self, work: Callable[[sqlite3.Connection], T], attempts: int = 0) -> T:
+        """`work(db)` in one write transaction, retried while another process holds a lock."""
+        if self.readonly:
+            raise DipstopError(f"{self.path} was opened read-only; open it without readonly")
+        return self._retry(lambda: self._in_transaction(work), attempts)
+
+    def _in_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work(db)` in one write transaction, once: a lock raises OperationalError."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(self.db)
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        return result
+
+    def _retry(self, work: Callable[[], T], attempts: int = 0) -> T:
+        """`work()`, tried `attempts` (default ATTEMPTS) times while it meets a lock."""
+        attempts = attempts or ATTEMPTS
+        for attempt in range(attempts):
+            try:
+                return work()
+            except sqlite3.OperationalError as exc:
+                if not _is_lock(exc):
+                    raise DipstopError(
+                        f"results store {self.path} failed ({exc}); check the file and its "
+                        "folder are readable and writable"
+                    ) from exc
+                if attempt + 1 == attempts:
+                    waited = attempts * BUSY_SECONDS + attempt * RETRY_PAUSE
+                    raise DipstopError(
+                        f"results store {self.path} is locked by another process (waited "
+                        f"{waited:.0f} s); let that process finish or stop it, then rerun"
+                    ) from exc
+                time.sleep(RETRY_PAUSE)
+        raise AssertionError("unreachable")
+
+
+class _Corrupt(Exception):
+    """A stored row that cannot be decoded."""
+
 
 def _decode(row: tuple) -> StoredRun:
     key, spec, summary, blob = row
-    with np.load(io.BytesIO(blob)) as npz:
-        series = {k: npz[k] for k in npz.files}
-    return StoredRun(key, upgrade_spec(json.loads(spec)), json.loads(summary), series)
+    try:
+        spec, summary = json.loads(spec), json.loads(summary)
+    except (TypeError, ValueError) as exc:
+        raise _Corrupt(f"its spec or summary is not JSON ({exc})") from None
+    if not isinstance(spec, dict) or not isinstance(summary, dict):
+        raise _Corrupt("its spec or summary is not a JSON object")
+    try:
+        with np.load(io.BytesIO(blob)) as npz:
+            series = {k: npz[k] for k in npz.files}
+    except Exception as exc:  # zip, pickle, truncation and type errors alike
+        raise _Corrupt(f"its series are not a NumPy archive ({type(exc).__name__})") from None
+    return StoredRun(key, upgrade_spec(spec), summary, series)
+
+
+def _corrupt_message(path: Path, key: str, exc: Exception) -> str:
+    return (
+        f'run {key} in {path} is corrupt: {exc}; delete its row (sqlite3 {path} "DELETE FROM '
+        f"runs WHERE key='{key}'\") and rerun to record it again"
+    )
+
+
+def _is_lock(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _alive(host: str, pid: int, claimed_at: float) -> bool:
+    """Whether a claim's owner may still be running it."""
+    if time.time() - claimed_at > STALE_SECONDS:
+        return False
+    if host != socket.gethostname():
+        return True  # its heartbeat is recent: trust it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # another user's process, or not ours to ask
+    return True
 
 
 # Store schema 1 -> 2 -> 3: bench and calibration runs become one kind of run spec (2),
@@ -200,22 +432,22 @@ def _upgrade_layout(spec: dict) -> dict:
 
 
 def migrate(db: sqlite3.Connection) -> int:
-    """Upgrade every row of an older store in one transaction; returns how many changed."""
+    """Upgrade every row of an older store (inside the caller's transaction); returns how
+    many rows changed."""
     rows = db.execute("SELECT key, spec FROM runs").fetchall()
     changed = 0
-    with db:
-        for key, text in rows:
-            new = upgrade_spec(json.loads(text))
-            new_key = run_key(new)
-            if new_key == key:
-                continue
-            if db.execute("SELECT 1 FROM runs WHERE key=?", (new_key,)).fetchone():
-                db.execute("DELETE FROM runs WHERE key=?", (key,))  # already there, upgraded
-            else:
-                db.execute(
-                    "UPDATE runs SET key=?, kind=?, spec=? WHERE key=?",
-                    (new_key, new["kind"], json.dumps(new, sort_keys=True), key),
-                )
-            changed += 1
-        db.execute("UPDATE meta SET value=? WHERE name='schema'", (str(SCHEMA_VERSION),))
+    for key, text in rows:
+        new = upgrade_spec(json.loads(text))
+        new_key = run_key(new)
+        if new_key == key:
+            continue
+        if db.execute("SELECT 1 FROM runs WHERE key=?", (new_key,)).fetchone():
+            db.execute("DELETE FROM runs WHERE key=?", (key,))  # already there, upgraded
+        else:
+            db.execute(
+                "UPDATE runs SET key=?, kind=?, spec=? WHERE key=?",
+                (new_key, new["kind"], json.dumps(new, sort_keys=True), key),
+            )
+        changed += 1
+    db.execute("UPDATE meta SET value=? WHERE name='schema'", (str(SCHEMA_VERSION),))
     return changed
