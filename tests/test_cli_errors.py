@@ -84,3 +84,45 @@ def test_calibrate_on_a_folder_without_images(capsys, tmp_path):
         capsys, "calibrate", "--images", str(tmp_path), "--store", str(tmp_path / "s.sqlite")
     )
     assert_one_line_error(rc, err, "no images")
+
+
+def test_empty_file(capsys, tmp_path):
+    p = tmp_path / "empty.png"
+    p.write_bytes(b"")
+    assert_one_line_error(*run_cli(capsys, "denoise", str(p)), "empty")
+
+
+def test_decompression_bomb_is_refused_before_decoding(capsys, tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    p = tmp_path / "bomb.png"
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    p.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    assert_one_line_error(*run_cli(capsys, "denoise", str(p)), "100000 x 100000", "limit")
+
+
+def test_output_over_the_input_needs_overwrite(capsys, good_png):
+    before = good_png.read_bytes()
+    rc, err = run_cli(capsys, "denoise", str(good_png), "-o", str(good_png))
+    assert_one_line_error(rc, err, "--overwrite")
+    assert good_png.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "option, value", [("--sigma", "inf"), ("--lam", "nan"), ("--z-noise-std", "nan")]
+)
+def test_non_finite_numbers(capsys, good_png, option, value):
+    assert_one_line_error(*run_cli(capsys, "denoise", str(good_png), option, value), option)
+
+
+def test_bad_table_fails_before_fitting(capsys, tmp_path, good_png):
+    table = tmp_path / "t.json"
+    table.write_text('[{"sigma": 5, "lam": 1.0}]')
+    rc, err = run_cli(capsys, "denoise", str(good_png), "--table", str(table))
+    assert_one_line_error(rc, err, str(table), "calibrate")

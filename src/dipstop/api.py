@@ -25,6 +25,7 @@ from dipstop.policies import make_policy
 from dipstop.protocols import get_protocol
 from dipstop.recording import OnlineStop, record
 from dipstop.runtime import Switches
+from dipstop.validate import check_denoise_options
 
 
 @dataclass
@@ -133,6 +134,19 @@ def denoise(
     >>> out.shape, out.dtype, res.iterations_run <= 5
     ((64, 64), dtype('uint8'), True)
     """
+    check_denoise_options(
+        sigma=sigma,
+        lam=lam,
+        protocol=protocol,
+        width=width,
+        max_iters=max_iters,
+        patience=patience,
+        lr=lr,
+        z_noise_std=z_noise_std,
+        seed=seed,
+        table=table,
+        device=device,
+    )
     loaded, kind = _to_loaded(image)
     proto = get_protocol(protocol).with_(
         width=width, max_iters=max_iters, patience=patience, lr=lr, z_noise_std=z_noise_std
@@ -279,7 +293,7 @@ def _to_loaded(image: Any) -> tuple[LoadedImage, str]:
             raise DipstopError(
                 "tensor images must be float in [0, 1], shaped C x H x W, 1 x C x H x W or H x W"
             )
-        return split_array(t.float().numpy()), "tensor"
+        return split_array((t.float() if t.dtype == torch.bfloat16 else t).numpy()), "tensor"
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover
@@ -288,7 +302,7 @@ def _to_loaded(image: Any) -> tuple[LoadedImage, str]:
         im = image
         if im.mode == "P":
             im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-        if im.mode not in ("L", "LA", "RGB", "RGBA", "I;16"):
+        if im.mode not in ("L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "F"):
             raise DipstopError(f"unsupported PIL mode {im.mode}; convert to RGB, RGBA or L first")
         return split_array(np.asarray(im)), "pil"
     if isinstance(image, np.ndarray):
@@ -306,7 +320,7 @@ def _from_array(array: np.ndarray, kind: str, original: Any) -> Any:
             t = t.permute(2, 0, 1)
         if original.ndim == 4:
             t = t.unsqueeze(0)
-        return t.to(original.device)
+        return t.to(device=original.device, dtype=original.dtype)
     if kind == "pil":
         from PIL import Image
 

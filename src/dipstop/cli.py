@@ -10,55 +10,16 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from dipstop import validate
 from dipstop.errors import DipstopError
 from dipstop.policies import POLICIES
 from dipstop.protocols import PROTOCOLS, get_protocol
 from dipstop.runtime import Switches, set_threads, tune_allocator
 
-
-def _sigma_list(text: str) -> list[float]:
-    """'5,15,25' or '5:75:10' (start:stop:step, inclusive) as a list of floats."""
-    try:
-        if ":" in text:
-            start, stop, step = (float(x) for x in text.split(":"))
-            return [float(v) for v in _inclusive_range(start, stop, step)]
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"bad sigma list {text!r}; write e.g. 5,15,25 or 5:75:5"
-        ) from None
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    """argparse type: a number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
-    return value
-
-
-def _inclusive_range(start: float, stop: float, step: float) -> list[float]:
-    if step <= 0:
-        raise ValueError
-    out, v = [], start
-    while v <= stop + 1e-9:
-        out.append(round(v, 6))
-        v += step
-    return out
+# argparse types: the checks live in dipstop.validate
+_sigma_list = validate.arg_sigma_list
+_positive_int = validate.arg_positive_int
+_positive_float = validate.arg_positive_float
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -72,7 +33,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)"
     )
     p.add_argument(
-        "--threads", type=_positive_int, default=None, help="CPU threads (default: all cores)"
+        "--threads",
+        type=validate.arg_threads,
+        default=None,
+        help="CPU threads (default: all cores)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -157,8 +121,15 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=_positive_int, default=None, help="network width (channels)")
     _add_budget(p)
     p.add_argument("--lr", type=_positive_float, default=None, help="Adam learning rate")
-    p.add_argument("--z-noise-std", type=float, default=None, help="std of the z perturbation")
-    p.add_argument("--seed", type=int, default=0, help="seed for network, input and noise")
+    p.add_argument(
+        "--z-noise-std",
+        type=validate.arg_non_negative_float,
+        default=None,
+        help="std of the z perturbation",
+    )
+    p.add_argument(
+        "--seed", type=validate.arg_seed, default=0, help="seed for network, input and noise"
+    )
     p.add_argument(
         "--output-policy",
         default="raw",
@@ -189,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     den = sub.add_parser("denoise", help="denoise an image file")
     den.add_argument("input", help="noisy image (PNG, TIFF, JPEG; 8 or 16 bit; gray, RGB, RGBA)")
     _add_output(den, "denoised image (default: INPUT_dipstop.png)", None)
+    den.add_argument(
+        "--overwrite", action="store_true", help="allow the output to replace the input file"
+    )
     _add_fit_options(den)
 
     demo = sub.add_parser("demo", help="denoise the bundled sample image (a cat, sigma 25)")
@@ -300,7 +274,7 @@ def _denoise_file(args: argparse.Namespace, src: Path, dst: Path, clean: Path | 
     from dipstop.api import denoise
     from dipstop.imageio import check_writable, join_array, read_image, write_image
 
-    check_writable(dst)
+    check_writable(dst, protect=(src, clean), overwrite=getattr(args, "overwrite", False))
     if args.report:
         _check_folder(Path(args.report))
     image = read_image(src)
@@ -439,7 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         SWITCHES = Switches.from_env()
         return COMMANDS[args.command](args)
     except DipstopError as exc:
-        print(f"dipstop: error: {exc}", file=sys.stderr)
+        message = str(exc).replace("\r", "\\r").replace("\n", "\\n")  # one line, always
+        print(f"dipstop: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if args.command in ("bench", "calibrate"):

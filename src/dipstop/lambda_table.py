@@ -14,27 +14,41 @@ from pathlib import Path
 import numpy as np
 
 from dipstop.errors import DipstopError
+from dipstop.validate import check_table, number
 
 TABLE_NAME = "lambda_table.json"
+MAX_TABLE_BYTES = 16 * 2**20  # tables are a few KB
 
 
 def load_table(path: str | Path | None = None) -> dict:
-    """The shipped table (or one written by `dipstop calibrate --table PATH`)."""
+    """The shipped table (or one written by `dipstop calibrate --table PATH`), checked.
+
+    A table that is not valid JSON, not an object with non-empty "entries", or whose
+    entries lack a finite positive sigma and lam, or repeat a sigma, is refused here, before
+    any fitting (`dipstop.validate.check_table`).
+    """
+    where = str(path) if path is not None else f"the package's {TABLE_NAME}"
     try:
         if path is None:
             text = resources.files("dipstop.data").joinpath(TABLE_NAME).read_text()
         else:
+            if not Path(path).is_file():
+                what = "a folder" if Path(path).is_dir() else "not a file"
+                raise DipstopError(f"lambda table {where} is {what}; give the table's JSON file")
+            if Path(path).stat().st_size > MAX_TABLE_BYTES:
+                raise DipstopError(
+                    f"lambda table {where} is over {MAX_TABLE_BYTES >> 20} MiB, not a table; "
+                    "check the path"
+                )
             text = Path(path).read_text()
-        table = json.loads(text)
-        table["entries"] = sorted(table["entries"], key=lambda e: e["sigma"])
-    except (OSError, ValueError, KeyError) as exc:
-        where = path or f"the package's {TABLE_NAME}"
+        doc = json.loads(text)
+    except (OSError, ValueError, RecursionError) as exc:
+        why = " ".join(str(getattr(exc, "strerror", None) or exc).split())[:120]
         raise DipstopError(
-            f"cannot read lambda table {where} ({exc}); rerun dipstop calibrate"
+            f"cannot read lambda table {where} ({why}); check the path, or rerun dipstop "
+            "calibrate --table"
         ) from exc
-    if not table["entries"]:
-        raise DipstopError("the lambda table is empty; rerun dipstop calibrate")
-    return table
+    return check_table(doc, where)
 
 
 def lam_for_sigma(sigma: float, table: dict | None = None) -> float:
@@ -46,7 +60,8 @@ def lam_for_sigma(sigma: float, table: dict | None = None) -> float:
     >>> round(lam_for_sigma(99, t), 6)
     1000.0
     """
-    table = table or load_table()
+    number(sigma, "sigma", at_least=0, fix="give the noise std on the 0-255 scale, e.g. 25")
+    table = load_table() if table is None else check_table(table, "given")
     sigmas = np.array([e["sigma"] for e in table["entries"]], dtype=float)
     logs = np.log([e["lam"] for e in table["entries"]])
     return float(np.exp(np.interp(sigma, sigmas, logs)))

@@ -1,0 +1,426 @@
+"""Checks at the edge: numbers, options, arrays and lam tables, before any fitting starts.
+
+Every check raises `DipstopError("<problem>; <fix>")` for a problem the user can fix (the
+argparse types below raise argparse's own error, which the CLI prints the same way). Nothing
+here imports torch or the fitting code, so the CLI can check its arguments cheaply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import numbers
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from dipstop.errors import DipstopError
+
+MAX_SIGMAS = 1000  # a sigma list or range longer than this is almost surely a typo
+MAX_SEED = 2**63 - 2  # torch seeds are 64-bit; the fitter also uses seed + 1
+
+
+# -- numbers ---------------------------------------------------------------------------------
+
+
+def number(
+    value: Any,
+    name: str,
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    fix: str = "",
+) -> float:
+    """`value` as a finite float, above `above` / at least `at_least`; else DipstopError.
+
+    >>> number(2, "lr", above=0)
+    2.0
+    >>> number(float("nan"), "lam", above=0, fix="pass e.g. lam=50")
+    Traceback (most recent call last):
+    ...
+    dipstop.errors.DipstopError: lam must be a finite number above 0, got nan; pass e.g. lam=50
+    """
+    want = "a finite number"
+    if above is not None:
+        want += f" above {above:g}"
+    elif at_least is not None:
+        want += f" of at least {at_least:g}"
+    fix = fix or f"give {name} as a plain number"
+    bad = DipstopError(f"{name} must be {want}, got {_show(value)}; {fix}")
+    value = _scalar(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise bad
+    try:
+        x = float(value)
+    except (OverflowError, ValueError, TypeError):
+        raise bad from None
+    if not math.isfinite(x):
+        raise bad
+    if (above is not None and not x > above) or (at_least is not None and not x >= at_least):
+        raise bad
+    return x
+
+
+def whole(
+    value: Any, name: str, *, at_least: int = 1, at_most: int | None = None, fix: str = ""
+) -> int:
+    """`value` as an int in [at_least, at_most]: a Python or NumPy integer, not 3.0 or True.
+
+    >>> whole(3, "width")
+    3
+    >>> whole(3.0, "width")
+    Traceback (most recent call last):
+    ...
+    dipstop.errors.DipstopError: width must be a whole number of at least 1, got 3.0; give \
+width as a whole number
+    """
+    want = f"a whole number of at least {at_least}"
+    if at_most is not None:
+        want = f"a whole number from {at_least} to {at_most}"
+    fix = fix or f"give {name} as a whole number"
+    bad = DipstopError(f"{name} must be {want}, got {_show(value)}; {fix}")
+    value = _scalar(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise bad
+    n = int(value)
+    if n < at_least or (at_most is not None and n > at_most):
+        raise bad
+    return n
+
+
+def _scalar(value: Any) -> Any:
+    """A 0-d NumPy array as its Python scalar; anything else unchanged."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    return value
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    text = " ".join(text.split())  # one line, whatever the value
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# -- options of a fit ------------------------------------------------------------------------
+
+
+def check_denoise_options(
+    *,
+    sigma: Any = None,
+    lam: Any = None,
+    protocol: Any = "cpu",
+    width: Any = None,
+    max_iters: Any = None,
+    patience: Any = None,
+    lr: Any = None,
+    z_noise_std: Any = None,
+    seed: Any = 0,
+    table: Any = None,
+    device: Any = None,
+) -> None:
+    """Refuse a bad setting of `dipstop.api.denoise` before anything is computed.
+
+    None means "the default" for every option but seed. Numbers must be finite: sigma, lam
+    and lr above 0, z_noise_std at least 0; width, max_iters and patience integers >= 1,
+    seed an integer in [0, 2**63 - 2]; protocol a name, table a path, device a name or a
+    torch.device.
+    """
+    if sigma is not None:
+        fix = "give the noise std on the 0-255 scale, e.g. 25, or leave it out to estimate it"
+        number(sigma, "sigma", above=0, fix=fix)
+    if lam is not None:
+        number(lam, "lam", above=0, fix="give e.g. 50, or leave it out to take it from the table")
+    if not isinstance(protocol, str):
+        raise DipstopError(f"protocol must be a name, got {_show(protocol)}; use e.g. 'cpu'")
+    for name, value in (("width", width), ("max_iters", max_iters), ("patience", patience)):
+        if value is not None:
+            whole(value, name)
+    if lr is not None:
+        number(lr, "lr", above=0, fix="give the Adam learning rate, e.g. 0.01")
+    if z_noise_std is not None:
+        number(z_noise_std, "z_noise_std", at_least=0, fix="give e.g. 0.033 (0 turns it off)")
+    whole(seed, "seed", at_least=0, at_most=MAX_SEED)
+    if table is not None and not isinstance(table, (str, os.PathLike)):
+        raise DipstopError(
+            f"table must be a path to a lam table JSON, got {type(table).__name__}; "
+            "pass the file name (or leave it out for the shipped table)"
+        )
+    if device is not None and not isinstance(device, str):
+        import torch
+
+        if not isinstance(device, torch.device):
+            raise DipstopError(
+                f"device must be a name like 'cpu' or 'cuda:0', got {type(device).__name__}; "
+                "pass a string or a torch.device"
+            )
+
+
+# -- command-line argument types (argparse wants ArgumentTypeError, not DipstopError) --------
+
+
+def _argtype(check: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            return check(text)
+        except DipstopError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = check.__name__
+    parse.__doc__ = check.__doc__
+    return parse
+
+
+def _parse_number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise DipstopError(f"{text!r} is not a number; give {what}") from None
+
+
+def _positive_float(text: str) -> float:
+    """A finite number above 0 ('inf' and 'nan' are refused)."""
+    value = _parse_number(text, "a finite number above 0")
+    if not (math.isfinite(value) and value > 0):
+        raise DipstopError(f"{text!r} is not a finite number above 0; give e.g. 25")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    """A finite number of at least 0 ('inf' and 'nan' are refused)."""
+    value = _parse_number(text, "a finite number of at least 0")
+    if not (math.isfinite(value) and value >= 0):
+        raise DipstopError(f"{text!r} is not a finite number of at least 0; give e.g. 0.033")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    """A whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DipstopError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def _threads(text: str) -> int:
+    """A whole number of threads from 1 to 4 x the cores (more only oversubscribes)."""
+    value = _positive_int(text)
+    most = 4 * (os.cpu_count() or 1)
+    if value > most:
+        raise DipstopError(
+            f"{text} threads is more than 4x the {most // 4} cores; use at most {most}"
+        )
+    return value
+
+
+def _seed(text: str) -> int:
+    """A whole number from 0 to 2**63 - 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise DipstopError(f"{text!r} is not a whole number from 0 to 2**63 - 2")
+    return value
+
+
+def sigma_list(text: str) -> list[float]:
+    """'5,15,25' or '5:75:10' (start:stop:step, inclusive) as distinct finite sigmas above 0.
+
+    >>> sigma_list("5:25:10")
+    [5.0, 15.0, 25.0]
+    >>> sigma_list("5,nan")
+    Traceback (most recent call last):
+    ...
+    dipstop.errors.DipstopError: bad sigma list '5,nan' (nan is not a finite number above 0); \
+write e.g. 5,15,25 or 5:75:5
+    """
+    fix = "write e.g. 5,15,25 or 5:75:5"
+
+    def bad(why: str) -> DipstopError:
+        return DipstopError(f"bad sigma list {_show(text)} ({why}); {fix}")
+
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) != 3:
+            raise bad("a range is start:stop:step")
+        try:
+            start, stop, step = (float(x) for x in parts)
+        except ValueError:
+            raise bad("not numbers") from None
+        for name, v in (("start", start), ("stop", stop), ("step", step)):
+            if not (math.isfinite(v) and v > 0):
+                raise bad(f"{name} {v:g} is not a finite number above 0")
+        if stop < start:
+            raise bad(f"stop {stop:g} is below start {start:g}")
+        if (stop - start) / step + 1 > MAX_SIGMAS:
+            raise bad(f"more than {MAX_SIGMAS} sigmas")
+        values, v = [], start
+        while v <= stop + 1e-9:
+            values.append(round(v, 6))
+            v += step
+    else:
+        values = []
+        for item in text.split(","):
+            if not item.strip():
+                continue
+            try:
+                v = float(item)
+            except ValueError:
+                raise bad(f"{item.strip()!r} is not a number") from None
+            if not (math.isfinite(v) and v > 0):
+                raise bad(f"{item.strip()} is not a finite number above 0")
+            values.append(v)
+        if len(values) > MAX_SIGMAS:
+            raise bad(f"more than {MAX_SIGMAS} sigmas")
+    if not values:
+        raise bad("no sigmas")
+    if len(set(values)) != len(values):
+        raise bad("a sigma appears twice")
+    return [float(v) for v in values]
+
+
+arg_positive_float = _argtype(_positive_float)
+arg_non_negative_float = _argtype(_non_negative_float)
+arg_positive_int = _argtype(_positive_int)
+arg_threads = _argtype(_threads)
+arg_seed = _argtype(_seed)
+arg_sigma_list = _argtype(sigma_list)
+
+
+# -- image arrays ----------------------------------------------------------------------------
+
+
+def image_array(array: Any) -> np.ndarray:
+    """Check an image array: H x W or H x W x 1/2/3/4, uint8, uint16 or float in [0, 1].
+
+    Returns it in native byte order (a big-endian uint16 from PIL becomes native uint16).
+    """
+    if not isinstance(array, np.ndarray):
+        raise DipstopError(
+            f"cannot use a {type(array).__name__} as an image; pass a NumPy array, a PIL image "
+            "or a tensor"
+        )
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
+        raise DipstopError(
+            f"unsupported image shape {array.shape}; give H x W (gray), H x W x 1, "
+            "H x W x 2 (gray+alpha), H x W x 3 (RGB) or H x W x 4 (RGBA)"
+        )
+    if array.size == 0:
+        raise DipstopError(f"the image is empty (shape {array.shape}); give a non-empty image")
+    if array.dtype.kind in "uif" and array.dtype.byteorder not in "=|":
+        array = array.astype(array.dtype.newbyteorder("="))
+    if array.dtype in (np.uint8, np.uint16):
+        return array
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise DipstopError("float image values must be finite (no NaN or inf); fix them first")
+        if array.min() < 0 or array.max() > 1:
+            raise DipstopError(
+                f"float image values must lie in [0, 1], got {float(array.min()):g} to "
+                f"{float(array.max()):g}; rescale it first"
+            )
+        return array
+    raise DipstopError(
+        f"unsupported pixel type {array.dtype}; use uint8, uint16 or float in [0, 1]"
+    )
+
+
+def max_pixels() -> int:
+    """The largest image (pixels) dipstop decodes: DIPSTOP_MAX_PIXELS, default 200 million."""
+    text = os.environ.get("DIPSTOP_MAX_PIXELS", "").strip()
+    if not text:
+        return 200_000_000
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DipstopError(
+            f"DIPSTOP_MAX_PIXELS={text!r} is not a whole number of at least 1; fix or unset it"
+        )
+    return value
+
+
+def check_pixel_count(width: int, height: int, where: str) -> None:
+    """Refuse a declared size above the pixel limit, before anything is decoded."""
+    limit = max_pixels()
+    if width < 1 or height < 1:
+        raise DipstopError(f"{where} declares a {width} x {height} image; re-export it")
+    if width * height > limit:
+        raise DipstopError(
+            f"{where} declares {width} x {height} = {_megapixels(width * height)} MP, above "
+            f"dipstop's limit of {_megapixels(limit)} MP; shrink or crop it, or raise "
+            "DIPSTOP_MAX_PIXELS if the file is trusted"
+        )
+
+
+def _megapixels(pixels: int) -> str:
+    mp = pixels / 1e6
+    return f"{mp:,.0f}" if mp >= 10 else f"{mp:.2g}"
+
+
+# -- lam tables ------------------------------------------------------------------------------
+
+
+def check_table(doc: Any, where: str) -> dict:
+    """A lam(sigma) table checked and normalised: entries sorted by sigma, `protocol` a dict.
+
+    Entries need finite `sigma` and `lam` above 0, distinct sigmas and, where present, an
+    `n_runs` that is a whole number >= 0. Returns a new dict; `doc` is not changed.
+    """
+    fix = "rerun dipstop calibrate --table, or fix the file"
+
+    def bad(problem: str) -> DipstopError:
+        return DipstopError(f"lambda table {where} {problem}; {fix}")
+
+    if not isinstance(doc, dict):
+        raise bad(f'is a JSON {_json_kind(doc)}, not an object with "entries"')
+    entries = doc.get("entries")
+    if not isinstance(entries, list):
+        raise bad(f'has no "entries" list (found {_json_kind(entries)})')
+    if not entries:
+        raise bad("has no entries")
+    clean = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise bad(f"entry {i} is a JSON {_json_kind(e)}, not an object with sigma and lam")
+        for key in ("sigma", "lam"):
+            if key not in e:
+                raise bad(f"entry {i} has no {key!r}")
+            try:
+                number(e[key], key, above=0)
+            except DipstopError:
+                raise bad(
+                    f"entry {i} has {key} {_show(e[key])}, not a finite number above 0"
+                ) from None
+        if "n_runs" in e:
+            try:
+                whole(e["n_runs"], "n_runs", at_least=0)
+            except DipstopError:
+                raise bad(
+                    f"entry {i} has n_runs {_show(e['n_runs'])}, not a whole number >= 0"
+                ) from None
+        clean.append({**e, "sigma": float(e["sigma"]), "lam": float(e["lam"])})
+    sigmas = [e["sigma"] for e in clean]
+    if len(set(sigmas)) != len(sigmas):
+        dup = sorted({s for s in sigmas if sigmas.count(s) > 1})
+        raise bad(f"lists sigma {dup[0]:g} more than once")
+    protocol = doc.get("protocol", {})
+    if not isinstance(protocol, dict):
+        raise bad(f'has a "protocol" that is a JSON {_json_kind(protocol)}, not an object')
+    return {**doc, "protocol": protocol, "entries": sorted(clean, key=lambda e: e["sigma"])}
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
