@@ -62,3 +62,11 @@ def test_calibration_store_migrates_and_reproduces_the_shipped_lam_table(tmp_pat
     assert json.loads(json.dumps(shipped["provenance"]))["images"] == sorted(
         {name for c in choices for name in c.images}
     )
+
+
+def test_a_read_only_open_of_an_old_store_upgrades_as_it_reads_and_changes_nothing(tmp_path):
+    path = _copy("calibration.sqlite", tmp_path)
+    before = path.read_bytes()
+    runs = list(ResultStore(path, readonly=True).runs())
+    assert len(runs) == 64 and all(r.spec["kind"] == "run" and "fit" in r.spec for r in runs)
+    assert path.read_bytes() == before and _schema(path) == "1"

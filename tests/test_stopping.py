@@ -7,21 +7,24 @@ from dipstop.stopping import OnlineStopper, detect_offline
 
 
 def online(values, patience):
+    """What an online run returns: t* when the rule fires, else the running minimum at the
+    end (the last index when nothing had a value)."""
     s = OnlineStopper(patience)
     for v in values:
         if s.update(v):
             return s.best_index
-    return len(values) - 1
+    return s.best_index if s.best_index >= 0 else len(values) - 1
 
 
 def brute_force(values, patience):
-    """Eq. 4 read literally: smallest t with a value that is the (first) argmin over [t, t+S]."""
+    """Eq. 4 read literally: smallest t with a value that is the (first) argmin over [t, t+S];
+    if none, the first minimum of the series (the last index if all are missing)."""
     m = [np.inf if np.isnan(v) else v for v in values]
     for t in range(len(m) - patience):
         window = m[t : t + patience + 1]
         if not np.isnan(values[t]) and int(np.argmin(window)) == 0:
             return t
-    return len(m) - 1
+    return int(np.argmin(m)) if not all(np.isnan(values)) else len(m) - 1
 
 
 series = st.lists(
@@ -60,8 +63,44 @@ def test_ties_keep_the_earlier_iteration():
     assert detect_offline([2, 1, 1, 1, 1], 2) == 1
 
 
-def test_no_candidate_gives_the_last_iteration():
+def test_no_candidate_gives_the_minimum_so_far():
     assert detect_offline(np.arange(10, 0, -1), 3) == 9
+    assert detect_offline([4, 1, 3, 2, 0.5, 2], 3) == 4 == online([4, 1, 3, 2, 0.5, 2], 3)
+    assert detect_offline([4, 1, 3, 2], 5) == 1 == online([4, 1, 3, 2], 5)
+
+
+@pytest.mark.parametrize("patience", [4, 60])  # the rule fires; T = 40 comes first
+def test_denoise_report_and_calibration_stop_a_real_fit_at_the_same_iteration(
+    patience, image_folder, tmp_path
+):
+    """One semantics everywhere: the online stop of `denoise` is the t* that the report's
+    selection and the calibration's Eq. 4 column read off the same fit, recorded."""
+    import torch
+
+    from dipstop import denoise
+    from dipstop.criteria import CifsCriterion, Context
+    from dipstop.lab.datasets import synthetic_pair
+    from dipstop.lab.runs import grid, run_one
+    from dipstop.lab.selection import select
+    from dipstop.lab.store import StoredRun
+    from dipstop.lambda_table import load_table, write_table
+    from dipstop.protocols import get_protocol
+
+    torch.set_num_threads(1)
+    lam, path = 1e-3, tmp_path / "table.json"  # E ~ bpp^2: least early, while outputs are blurry
+    write_table(path, [{"sigma": 25.0, "lam": lam}], {"width": 8}, {})
+    proto = get_protocol("cpu").with_(width=8, crop=64, max_iters=40, patience=patience)
+    spec = grid(image_folder, [25], proto, images=["a.png"], criteria={"cifs": {"every": 1}})[0]
+    spec_dict, series, summary = run_one(spec)
+    _, noisy = synthetic_pair(spec.path, proto.crop, 25.0, 0)
+    _, res = denoise(noisy, sigma=25.0, width=8, max_iters=40, patience=patience, table=str(path))
+    np.testing.assert_array_equal(res.series["mse"], series["mse"][: res.iterations_run])
+    picks = select(StoredRun("k", spec_dict, summary, series), patience, load_table(path))
+    e = CifsCriterion.values(series, Context(summary["pixels"], lam))
+    assert res.stop_iteration == picks["CIFS"] == detect_offline(e, patience) + 1
+    assert res.stopped_early == (patience == 4)
+    if patience == 60:  # never fired: the minimum so far, not T
+        assert res.stop_iteration == int(np.argmin(e)) + 1 < 40
 
 
 @pytest.mark.parametrize("bad", [[], [[1, 2]]])

@@ -227,7 +227,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
     data, names = _grid_images(args)
     chosen = [data / n for n in names] if names else list_images(data)
-    store = ResultStore(args.store)
+    store = ResultStore(args.store, readonly=args.search_only)  # a search only reads
     if not args.search_only:
         todo = specs(chosen, args.sigmas, protocol, range(args.seeds))
         use_ray = args.ray is not None

@@ -45,7 +45,9 @@ class Checkpointer(Protocol):
     @property
     def state_every(self) -> int: ...
 
-    def resume(self, fitter: Fitter, apply: Callable[[dict], None]) -> dict | None: ...
+    def resume(
+        self, fitter: Fitter, apply: Callable[[dict], None], series: dict
+    ) -> dict | None: ...
 
     def due(self) -> bool: ...
 
@@ -160,13 +162,26 @@ def record(
 
         policy = RawAtStop()
 
-    def apply(state: dict) -> None:
-        for c in criteria:
-            c.load_state_dict(state["criteria"][c.name], fitter.device)
-        for name, avg in averages.items():
-            avg.load_state_dict(state["averages"][name], fitter.device)
+    stateful = {
+        **{f"criteria/{c.name}": c for c in criteria},
+        **{f"averages/{n}": a for n, a in averages.items()},
+    }
 
-    saved = checkpoint.resume(fitter, apply) if checkpoint is not None else None
+    def apply(state: dict) -> None:
+        """Load the criteria's and averages' saved states, all or none."""
+        before = {k: obj.state_dict() for k, obj in stateful.items()}
+        try:
+            for key, obj in stateful.items():
+                group, name = key.split("/")
+                saved = state[group][name]
+                _check_state(saved, fitter.t, tuple(fitter.x0.shape), key)
+                obj.load_state_dict(saved, fitter.device)
+        except BaseException:
+            for key, obj in stateful.items():
+                obj.load_state_dict(before[key], fitter.device)
+            raise
+
+    saved = checkpoint.resume(fitter, apply, series) if checkpoint is not None else None
     if saved is not None:
         for k in names:
             if k in saved["series"]:
@@ -260,6 +275,21 @@ def record(
         seconds=time.perf_counter() - start,
         fit_seconds=fit_seconds[0],
     )
+
+
+def _check_state(state: object, t: int, shape: tuple[int, ...], what: str) -> None:
+    """A saved criterion or average state fits this run at iteration t: ValueError if not.
+
+    What counts its updates has counted t (one per iteration), and every image-shaped tensor
+    in it (4-D or more) ends in the output's shape.
+    """
+    if not isinstance(state, dict):
+        raise ValueError(f"the saved {what} is not a dict")
+    if "count" in state and state["count"] != t:
+        raise ValueError(f"the saved {what} saw {state['count']!r} outputs, not {t}")
+    for key, value in state.items():
+        if torch.is_tensor(value) and value.ndim >= 4 and tuple(value.shape[-4:]) != shape:
+            raise ValueError(f"the saved {what} {key} is {tuple(value.shape)}, not of {shape}")
 
 
 def _measured(c: Criterion, sample: Sample) -> dict[str, float]:

@@ -1,8 +1,10 @@
 """The paper's Eq. 4 stopping rule, offline on a recorded series and online on a stream.
 
 t* is the smallest t whose value is the minimum of M over [t, t + S] (ties keep the earlier
-t); if no such t has all S successors recorded, t* is the last iteration. Online this is
-"the running minimum has not strictly improved for S iterations": a run may stop at t* + S.
+t). Online this is "the running minimum has not strictly improved for S iterations": a run
+may stop at t* + S. When no t qualifies (the budget T ran out first), t* is the minimum of the
+whole series, the running minimum an online run holds at T: one semantics, online and
+offline (the paper leaves this case open; its code returns the last iteration).
 NaN means "no value" (ES-WMV before its window fills, a NR-IQA score not computed at this
 iteration): it is never selected and counts as +inf in a window. Both forms agree exactly
 (tests/test_stopping.py checks it on random series).
@@ -19,13 +21,16 @@ import numpy as np
 def detect_offline(values: np.ndarray | list[float], patience: int) -> int:
     """Index of the detected stop in a recorded series (0-based), by Eq. 4.
 
-    NaN is never selected and counts as +inf in a window. Returns len(values) - 1 when no
-    index qualifies.
+    NaN is never selected and counts as +inf in a window. When no index qualifies, the index
+    of the series' minimum (the first, on ties), as the online rule holds it at the end; the
+    last index when every value is NaN.
 
     >>> detect_offline([5, 3, 4, 4, 6, 2], patience=2)
     1
     >>> detect_offline([5, 4, 3, 2, 1], patience=2)
     4
+    >>> detect_offline([5, 1, 3, 2, 2], patience=4)  # never fires: the minimum so far
+    1
     """
     m = np.asarray(values, dtype=np.float64)
     if m.ndim != 1 or m.size == 0:
@@ -35,14 +40,15 @@ def detect_offline(values: np.ndarray | list[float], patience: int) -> int:
     finite = ~np.isnan(m)
     m = np.where(finite, m, np.inf)
     n = m.size
+    fallback = int(np.argmin(m)) if finite.any() else n - 1
     if n <= patience:
-        return n - 1
+        return fallback
     # min over the S values after each t: a sliding-window minimum via a strided view
     windows = np.lib.stride_tricks.sliding_window_view(m[1:], patience)  # rows t=0..n-S-1
     following_min = windows.min(axis=1)
     qualifies = (m[: n - patience] <= following_min) & finite[: n - patience]
     hits = np.flatnonzero(qualifies)
-    return int(hits[0]) if hits.size else n - 1
+    return int(hits[0]) if hits.size else fallback
 
 
 @dataclass

@@ -47,7 +47,9 @@ def run_grid(
 
     `runner(spec, device, checkpoints, switches)` fits one cell and returns (spec dict, series,
     summary). In-process by default; with `use_ray` as Ray tasks (on a local Ray, one 1-CPU
-    task per core), the driver alone writing the store.
+    task per core), the driver alone writing the store. Each run is claimed in the store
+    before it starts (all at once with Ray), so benches sharing a store split the grid and
+    never compute a run twice: a run another live bench has claimed, or stored, is skipped.
     """
     todo = pending(specs, store)
     log(
@@ -58,21 +60,35 @@ def run_grid(
     for spec in set(specs) - set(todo):  # stored, but killed before its checkpoint went
         RunCheckpoint(folder, spec.as_dict()).discard()
     switches = switches or Switches()
-    results = (
-        _ray_results(todo, runner, device, ray_address, folder, switches)
-        if use_ray
-        else (runner(s, device, folder, switches) for s in todo)
-    )
-    done = 0
-    for spec_dict, series, summary in results:
-        store.put(spec_dict, series, summary)
-        RunCheckpoint(folder, spec_dict).discard()
-        done += 1
+
+    def claimed(spec: Spec) -> bool:
+        d = spec.as_dict()
+        if store.claim(run_key(d)):
+            return True
         log(
-            f"[{done}/{len(todo)}] {spec_dict['image']} sigma={spec_dict['sigma']:g} "
-            f"seed={spec_dict['seed']}: peak {summary['peak_psnr']:.2f} dB at "
-            f"t={summary['peak_t']}, {summary['seconds']:.0f} s"
+            f"skipping {d.get('image')} sigma={d.get('sigma'):g} seed={d.get('seed')}: "
+            "another bench is running it or has stored it"
         )
+        return False
+
+    done = 0
+    with store.claiming():  # a heartbeat keeps the claims; they go when this block ends
+        results = (
+            _ray_results(
+                [s for s in todo if claimed(s)], runner, device, ray_address, folder, switches
+            )  # fmt: skip
+            if use_ray
+            else (runner(s, device, folder, switches) for s in todo if claimed(s))
+        )
+        for spec_dict, series, summary in results:
+            store.put(spec_dict, series, summary)
+            RunCheckpoint(folder, spec_dict).discard()
+            done += 1
+            log(
+                f"[{done}/{len(todo)}] {spec_dict['image']} sigma={spec_dict['sigma']:g} "
+                f"seed={spec_dict['seed']}: peak {summary['peak_psnr']:.2f} dB at "
+                f"t={summary['peak_t']}, {summary['seconds']:.0f} s"
+            )
     return done
 
 

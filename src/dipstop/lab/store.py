@@ -100,6 +100,8 @@ class ResultStore:
                 "written by dipstop bench or calibrate, or a new path"
             ) from exc
 
+    older = False  # an older schema, read-only: specs are upgraded as they are read
+
     def _open(self) -> None:
         """Check (and, unless read-only, create or complete) the tables."""
         tables = {
@@ -124,8 +126,10 @@ class ResultStore:
                     "dipstop: give a new store path"
                 )
             row = self.db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
-            if row is not None and row[0] in OLDER_SCHEMAS and not self.readonly:
+            self.older = row is not None and row[0] in OLDER_SCHEMAS
+            if self.older and not self.readonly:
                 self._in_transaction(migrate)  # one-shot; read-only stores upgrade as read
+                self.older = False
             elif row is not None and row[0] not in (str(SCHEMA_VERSION), *OLDER_SCHEMAS):
                 raise DipstopError(
                     f"{self.path} was written by store schema {row[0]}, this dipstop reads "
@@ -188,7 +192,7 @@ class ResultStore:
         if row is None:
             raise KeyError(key)
         try:
-            return _decode(row)
+            return _decode(row, self.older)
         except _Corrupt as exc:
             raise DipstopError(_corrupt_message(self.path, key, exc)) from None
 
@@ -204,7 +208,7 @@ class ResultStore:
             lambda: self.db.execute(sql + " ORDER BY finished", args).fetchall()
         ):
             try:
-                yield _decode(row)
+                yield _decode(row, self.older)
             except _Corrupt as exc:
                 warnings.warn(
                     f"skipping a run: {_corrupt_message(self.path, row[0], exc)}", stacklevel=2
@@ -316,7 +320,7 @@ class _Corrupt(Exception):
     """A stored row that cannot be decoded."""
 
 
-def _decode(row: tuple) -> StoredRun:
+def _decode(row: tuple, older: bool = False) -> StoredRun:
     key, spec, summary, blob = row
     try:
         spec, summary = json.loads(spec), json.loads(summary)
@@ -329,7 +333,12 @@ def _decode(row: tuple) -> StoredRun:
             series = {k: npz[k] for k in npz.files}
     except Exception as exc:  # zip, pickle, truncation and type errors alike
         raise _Corrupt(f"its series are not a NumPy archive ({type(exc).__name__})") from None
-    return StoredRun(key, upgrade_spec(spec), summary, series)
+    if older:  # a read-only store of an older schema: upgraded as read
+        try:
+            spec = upgrade_spec(spec)
+        except (KeyError, TypeError) as exc:
+            raise _Corrupt(f"its spec is not one of an older schema ({exc!r})") from None
+    return StoredRun(key, spec, summary, series)
 
 
 def _corrupt_message(path: Path, key: str, exc: Exception) -> str:
@@ -386,7 +395,7 @@ def upgrade_spec(spec: dict) -> dict:
     (3000, {'cifs': {'every': 1}}, {})
     """
     spec = _upgrade_layout(spec)
-    if "fit" not in spec:
+    if spec.get("kind") == "run" and "fit" not in spec:
         spec = {**spec, "fit": FitSettings().result_settings()}
     return spec
 
@@ -394,6 +403,8 @@ def upgrade_spec(spec: dict) -> dict:
 def _upgrade_layout(spec: dict) -> dict:
     """Schema 1's two spec layouts as schema 2's one."""
     kind = spec.get("kind")
+    if kind not in ("bench", "calibration"):
+        return spec  # schema 2's layout, or not a run dipstop records
     common = {k: spec[k] for k in ("image", "image_sha256", "sigma", "seed")}
     if kind == "bench":
         every = spec["every"]
