@@ -16,8 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED  # noqa: E402
 
-from dipstop.datasets import list_images  # noqa: E402
 from dipstop.imageio import read_image  # noqa: E402
+from dipstop.lab.datasets import list_images  # noqa: E402
 from dipstop.noise import CORRECTION_FILE, fit_sigma_correction  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "dipstop" / "data" / CORRECTION_FILE

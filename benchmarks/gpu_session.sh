@@ -32,7 +32,9 @@ nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv,no
 grid() {  # one `dipstop bench` per image, $1 at a time, in the order of file $5
   local workers=$1 sigmas=$2 protocol=$3 store=$4 order=${5:-.dev/grid_order}
   if [ "$(left)" -lt 30 ]; then echo "$protocol grid: no time left"; return; fi
-  local seed_store=results/$(basename "$store")  # continue what is committed
+  # continue what is committed (a schema-1 store, migrated on open; its runs recorded one
+  # running average, today's bench records four, so their cells are run again, not skipped)
+  local seed_store=results/$(basename "$store")
   [ -f "$store" ] || [ ! -f "$seed_store" ] || cp "$seed_store" "$store"
   timeout "$(left)" xargs -P "$workers" -I{} sh -c "python3 -c 'import sys; \
 from dipstop.cli import main; sys.exit(main())' bench --data .dev/cbsd68 --images {} \

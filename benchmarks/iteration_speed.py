@@ -27,7 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 
-from dipstop.criteria import CifsCriterion  # noqa: E402
+from dipstop.criteria import CifsCriterion, Context, Sample, output_to_uint8  # noqa: E402
 from dipstop.fitting import FitSettings, Fitter  # noqa: E402
 from dipstop.network import skip_network  # noqa: E402
 from dipstop.runtime import tune_allocator  # noqa: E402
@@ -60,9 +60,10 @@ def baseline_steps(h: int, w: int, width: int, device: str):
 def engine_steps(h: int, w: int, width: int, device: str, variant: str):
     settings = FitSettings(width=width, **VARIANTS[variant])
     fitter = Fitter(torch.rand(3, h, w), settings, device)
-    crit = CifsCriterion(50.0)
-    for it in fitter.run(10**9):
-        crit(it.output, it.loss)
+    crit, context = CifsCriterion(), Context(h * w, lam=50.0)
+    for it in fitter.run(10**9):  # CIFS inline: quantise, JPEG-encode, E_t
+        row = crit.measure(Sample(it.t, it.loss, image=output_to_uint8(it.output)))
+        crit.values({"mse": it.loss, **row}, context)
         yield
 
 

@@ -1,16 +1,18 @@
 """Does scoring iteration t on a worker thread, while step t+1 is fitted, shorten a run?
 
 Times the two loops that use it, with the overlap on (the default depth) and off
-(DIPSTOP_OVERLAP=0), interleaved, in one process: the bench's recorder
-(`dipstop.experiments.run_one`: JPEG every iteration, BRISQUE and NIQE every `every`
-iterations, PSNR/SSIM of the output and its EMA, WMV) and `dipstop.denoise` (CIFS only).
+(`Switches(overlap=0)`), interleaved, in one process: the bench's recorder
+(`dipstop.lab.runs.run_one`: JPEG every iteration, BRISQUE and NIQE every `every`
+iterations, PSNR/SSIM of the output and its EMA, WMV; the EMA 0.99 is the one running
+average, as when the saved results were measured) and `dipstop.denoise` (CIFS only).
 Reports median seconds per iteration and the ratio on / off. Both modes give identical
 series (tests/test_overlap.py).
 
 `--emulate SIZE:MS,...` measures instead what the overlap hides where the step runs on a
 device: each step is a GIL-free wait of MS milliseconds (as the main thread waits in
 `.item()` for a GPU step; pass the graphed H100 step times from benchmarks/README.md), and
-the host work is the real JPEG / BRISQUE / NIQE work at that size, at each `--depths`.
+the host work is the real JPEG / BRISQUE / NIQE work at that size, at each `--depths`, run
+through `dipstop.overlap.overlapped` (the outputs quantised on the main thread first).
 This is an emulation of the device, not a GPU measurement.
 Saves benchmarks/results/overlap[_DEVICE|_emulated].json.
 
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import statistics
 import sys
 import time
@@ -39,25 +40,39 @@ from common import SHARED, save  # noqa: E402
 
 from dipstop import denoise  # noqa: E402
 from dipstop.codecs import jpeg_bytes  # noqa: E402
-from dipstop.criteria import BrisqueCriterion, CifsCriterion, NiqeCriterion  # noqa: E402
-from dipstop.datasets import list_images, synthetic_pair  # noqa: E402
-from dipstop.experiments import grid, run_one  # noqa: E402
+from dipstop.criteria import (  # noqa: E402
+    BrisqueCriterion,
+    CifsCriterion,
+    Context,
+    NiqeCriterion,
+    Sample,
+    output_to_uint8,
+)
 from dipstop.fitting import Iteration  # noqa: E402
-from dipstop.overlap import score_outputs  # noqa: E402
+from dipstop.lab.datasets import list_images, synthetic_pair  # noqa: E402
+from dipstop.lab.runs import bench_criteria, grid, run_one  # noqa: E402
+from dipstop.overlap import overlapped  # noqa: E402
 from dipstop.protocols import get_protocol  # noqa: E402
-from dipstop.runtime import tune_allocator  # noqa: E402
+from dipstop.runtime import Switches, tune_allocator  # noqa: E402
+
+# the bench recorder's running averages when the saved results were measured: the EMA alone
+EMA_ONLY = {"ema": {"kind": "ema", "weight": 0.99}}
 
 
 def per_iteration(case: dict, overlap: bool, iters: int, device: str) -> float:
     """Seconds per iteration of one run of `case` with the overlap on or off."""
-    os.environ.pop("DIPSTOP_OVERLAP", None)  # on: the default depth
-    if not overlap:
-        os.environ["DIPSTOP_OVERLAP"] = "0"
+    switches = Switches() if overlap else Switches(overlap=0)  # on: the default depth
     if case["loop"] == "bench":
-        _, _, summary = run_one(case["spec"], device)
+        _, _, summary = run_one(case["spec"], device, None, switches)
         return summary["seconds"] / iters
     _, res = denoise(
-        case["noisy"], sigma=25.0, lam=60.0, max_iters=iters, patience=iters, device=device
+        case["noisy"],
+        sigma=25.0,
+        lam=60.0,
+        max_iters=iters,
+        patience=iters,
+        device=device,
+        switches=switches,
     )
     return res.seconds / res.iterations_run
 
@@ -65,21 +80,28 @@ def per_iteration(case: dict, overlap: bool, iters: int, device: str) -> float:
 def emulated_step(case: dict, step_s: float, depth: int, iters: int) -> float:
     """Seconds per iteration of host-scoring `iters` fake steps that each wait `step_s`."""
     output = torch.from_numpy(case["noisy"]).permute(2, 0, 1).unsqueeze(0).float()
-    brisque, niqe, cifs = BrisqueCriterion(), NiqeCriterion(), CifsCriterion(60.0)
+    brisque, niqe, cifs = BrisqueCriterion(), NiqeCriterion(), CifsCriterion()
+    context = Context(output.shape[2] * output.shape[3], lam=60.0)
 
     def steps() -> Iterator[Iteration]:
         for t in range(1, iters + 1):
             time.sleep(step_s)  # the device computing step t while the host thread waits
             yield Iteration(t, 0.01, output)
 
-    def bench_work(it: Iteration, u8: np.ndarray) -> tuple:  # as experiments.run_one
+    def bench_work(it: Iteration, u8: np.ndarray) -> tuple:  # the bench recorder's host work
         if it.t % case["every"]:
             return jpeg_bytes(u8), math.nan, math.nan
         return jpeg_bytes(u8), brisque(u8), niqe(u8)
 
-    work = bench_work if case["loop"] == "bench" else (lambda it, u8: cifs.score(u8, it.loss))
+    def cifs_work(it: Iteration, u8: np.ndarray) -> tuple:  # denoise's: JPEG bytes and E_t
+        row = {"mse": it.loss, **cifs.measure(Sample(it.t, it.loss, image=u8))}
+        return row["jpeg_bytes"], cifs.values(row, context)
+
+    work = bench_work if case["loop"] == "bench" else cifs_work
+    # each output quantised and copied to the host on the main thread, scored on the worker
+    quantised = ((it, output_to_uint8(it.output)) for it in steps())
     start = time.perf_counter()
-    for _ in score_outputs(steps(), work, depth):
+    for _ in overlapped(quantised, lambda pair: work(*pair), depth):
         pass
     return (time.perf_counter() - start) / iters
 
@@ -136,7 +158,14 @@ def main() -> None:
         crop = None if crop_arg == "full" else int(crop_arg)
         protocol = dataclasses.replace(get_protocol("cpu"), max_iters=args.iters, crop=crop)
         for every in (int(k) for k in args.every.split(",")):
-            spec = grid(folder, [25], protocol, images=[image.name], every=every)[0]
+            spec = grid(
+                folder,
+                [25],
+                protocol,
+                images=[image.name],
+                criteria=bench_criteria(every),
+                averages=EMA_ONLY,
+            )[0]
             cases.append({"loop": "bench", "crop": crop_arg, "every": every, "spec": spec})
         _, noisy = synthetic_pair(str(image), crop, 25.0, 0)
         cases.append({"loop": "denoise", "crop": crop_arg, "every": None, "noisy": noisy})
@@ -156,7 +185,6 @@ def main() -> None:
             f"off {off * 1000:8.1f} ms/it  on {on * 1000:8.1f} ms/it  on/off {on / off:.3f}",
             flush=True,
         )
-    os.environ.pop("DIPSTOP_OVERLAP", None)
     suffix = "" if args.device == "cpu" else f"_{args.device.split(':')[0]}"
     save(f"overlap{suffix}", {"args": vars(args), "image": image.name, "rows": rows})
 

@@ -1,7 +1,8 @@
 """Evidence for the CPU protocol's T: where the PSNR peak falls and how over-fitted T is.
 
-Reads the calibration store (no fitting) and prints, per sigma, the mean peak iteration,
-the mean PSNR at the peak and at T, and the mean seconds per iteration. Saves
+Reads the calibration store (no fitting; every run in it, grouped by the protocol's crop
+and width and by sigma) and prints, per sigma, the mean peak iteration, the mean PSNR at the
+peak and at T, and the mean seconds per iteration. Saves
 benchmarks/results/protocol_evidence.json.
 
     python benchmarks/protocol_evidence.py [--store results/calibration.sqlite]
@@ -19,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 
-from dipstop.store import ResultStore  # noqa: E402
+from dipstop.lab.store import ResultStore  # noqa: E402
 
 
 def main() -> None:
@@ -27,8 +28,9 @@ def main() -> None:
     ap.add_argument("--store", default="results/calibration.sqlite")
     args = ap.parse_args()
     groups: dict[tuple, list] = defaultdict(list)
-    for run in ResultStore(args.store).runs("calibration"):
-        key = (run.spec["crop"], run.spec["width"], run.spec["sigma"])
+    for run in ResultStore(args.store).runs():
+        protocol = run.spec["protocol"]
+        key = (protocol["crop"], protocol["width"], run.spec["sigma"])
         p = run.series["psnr"]
         groups[key].append(
             {

@@ -17,8 +17,8 @@ import numpy as np
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 from common import SHARED, save  # noqa: E402
 
-from dipstop.datasets import list_images  # noqa: E402
 from dipstop.imageio import read_image  # noqa: E402
+from dipstop.lab.datasets import list_images  # noqa: E402
 from dipstop.noise import add_gaussian_noise, estimate_sigma  # noqa: E402
 
 

@@ -1,7 +1,7 @@
 """How well one lam serves two image sizes: calibrate at two crop sizes, cross-apply.
 
 Reads calibration runs recorded at two crop sizes of the same images (e.g.
-`dipstop calibrate ... --crop 192 --iters 1500`), searches lam per sigma at each size, and
+`dipstop calibrate ... --crop 192 -T 1500`), searches lam per sigma at each size, and
 reports the lam ratio and the PSNR lost when size B uses size A's lam instead of its own
 (and vice versa), beside what the paper's size-bound lambda (lambda * MSE + L^2 / (H W), one
 lambda for both sizes, i.e. lam scaled by the area ratio) would lose. Only images and sigmas
@@ -22,8 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 
-from dipstop.calibration import LAM_GRID, search_lambda  # noqa: E402
-from dipstop.store import ResultStore  # noqa: E402
+from dipstop.lab.calibration import LAM_GRID, CalibrationRun, search_lambda  # noqa: E402
+from dipstop.lab.store import ResultStore  # noqa: E402
 
 
 def main() -> None:
@@ -34,15 +34,19 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=1500)
     args = ap.parse_args()
     a, b = (int(c) for c in args.crops.split(","))
-    runs: dict[tuple, dict] = {}
-    for run in ResultStore(args.store).runs("calibration"):
-        spec = run.spec
-        if spec["width"] != args.width or spec["crop"] not in (a, b) or spec["iters"] < args.iters:
+    runs: dict[tuple, CalibrationRun] = {}
+    for run in ResultStore(args.store).runs():
+        spec, protocol = run.spec, run.spec["protocol"]
+        if (
+            protocol["width"] != args.width
+            or protocol["crop"] not in (a, b)
+            or protocol["max_iters"] < args.iters
+        ):
             continue
         s = {k: v[: args.iters] for k, v in run.series.items()}
-        s["bpp"] = s["jpeg_bytes"] / run.summary["pixels"]
-        runs[(spec["crop"], spec["sigma"], spec["image"], spec["seed"])] = s
-    by_sigma: dict[float, dict[int, list]] = defaultdict(lambda: {a: [], b: []})
+        key = (protocol["crop"], spec["sigma"], spec["image"], spec["seed"])
+        runs[key] = CalibrationRun(s, run.summary["pixels"], spec["image"])
+    by_sigma: dict[float, dict[int, list[CalibrationRun]]] = defaultdict(lambda: {a: [], b: []})
     for (crop, sigma, image, seed), s in runs.items():
         other = b if crop == a else a
         if (other, sigma, image, seed) in runs:

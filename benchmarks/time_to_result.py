@@ -19,9 +19,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 
+from dipstop.lab.selection import select  # noqa: E402
+from dipstop.lab.store import ResultStore  # noqa: E402
 from dipstop.lambda_table import load_table  # noqa: E402
-from dipstop.selection import select  # noqa: E402
-from dipstop.store import ResultStore  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     table = load_table()
     rows = []
-    for run in ResultStore(args.store).runs("bench"):
+    for run in ResultStore(args.store).runs():
         t_star = select(run, args.patience, table)["CIFS"]
         sec = run.series["seconds"]
         T = len(sec)
