@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--store", default="results/calibration.sqlite")
     args = ap.parse_args()
     groups: dict[tuple, list] = defaultdict(list)
-    for run in ResultStore(args.store).runs():
+    for run in ResultStore(args.store, readonly=True).runs():
         protocol = run.spec["protocol"]
         key = (protocol["crop"], protocol["width"], run.spec["sigma"])
         p = run.series["psnr"]

@@ -35,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     a, b = (int(c) for c in args.crops.split(","))
     runs: dict[tuple, CalibrationRun] = {}
-    for run in ResultStore(args.store).runs():
+    for run in ResultStore(args.store, readonly=True).runs():
         spec, protocol = run.spec, run.spec["protocol"]
         if (
             protocol["width"] != args.width

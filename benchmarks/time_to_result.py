@@ -31,7 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     table = load_table()
     rows = []
-    for run in ResultStore(args.store).runs():
+    for run in ResultStore(args.store, readonly=True).runs():
         t_star = select(run, args.patience, table)["CIFS"]
         sec = run.series["seconds"]
         T = len(sec)
