@@ -152,3 +152,29 @@ def test_cli_ctrl_c_writes_the_best_so_far_and_exits_130(tmp_path, monkeypatch, 
     rc = main(["denoise", str(src), "-o", str(dst), *args])
     assert rc == 130 and cv2.imread(str(dst)).shape == smooth_rgb.shape
     assert "interrupted after 5 iterations; returned the best so far" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("policy", ["raw", "ema@stop", "ema@best", "since-best", "box100@stop"])
+def test_each_output_policy_returns_the_image_its_recorded_psnr_says(policy, smooth_rgb):
+    """The image a policy returns has the PSNR the policy reads off the recorded series
+    (what offline comparisons of policies rely on)."""
+    from dipstop.policies import make_policy
+
+    noisy = add_gaussian_noise(smooth_rgb / 255, 25, seed=1)
+    out, res = denoise(
+        noisy, clean=smooth_rgb / 255, width=8, max_iters=60, patience=10, lam=30.0, output=policy
+    )
+    p = make_policy(policy)
+    t_end = res.iterations_run
+    # the loop recorded this policy's averages, and a box of S + 1 for "since-best"
+    if policy == "since-best":
+        expected = None
+    else:
+        expected = p.recorded_psnr(res.series, res.stop_iteration, t_end)
+    got = psnr(out, smooth_rgb / 255)
+    if expected is not None:
+        assert got == pytest.approx(expected, abs=1e-4)
+    assert res.settings["output"] == policy
+    if policy == "ema@best":  # the stop scored the average: its criterion's minimum is t*
+        assert res.series["criterion"][res.stop_iteration - 1] == res.series["criterion"].min()
+        assert "mse_ema" in res.series and "jpeg_bytes_ema" in res.series

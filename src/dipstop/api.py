@@ -104,7 +104,10 @@ def denoise(
     seed : int
         Seed of the network, its input and the input's perturbation.
     output : str
-        Output policy: "raw" returns the output at the criterion's minimum (the paper's).
+        Output policy (`dipstop.policies`): "raw" returns the output at the criterion's
+        minimum (the paper's); "ema@stop" the moving average of the outputs when the fit
+        stops; "ema@best" stops on CIFS of that average and returns it there; "since-best"
+        the mean of the outputs from t* to the stop. The lam table is calibrated for "raw".
     device : str, optional
         "cpu", "cuda" or "cuda:N"; CUDA when available by default.
     clean : same form as `image`, optional
@@ -181,7 +184,7 @@ def denoise(
     if clean_t is not None:
         clean_t = clean_t.to(fitter.device)
     cifs = CifsCriterion()
-    stop = OnlineStop(cifs, Context(height * width_px, lam), proto.patience)
+    stop = OnlineStop(cifs, Context(height * width_px, lam), proto.patience, policy.stream)
     bar = tqdm(total=proto.max_iters, disable=not progress, unit="it", dynamic_ncols=True)
     with bar:
         rec = record(

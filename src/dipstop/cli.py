@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dipstop import validate
 from dipstop.errors import DipstopError
-from dipstop.policies import POLICIES
+from dipstop.policies import policy_names
 from dipstop.protocols import PROTOCOLS, get_protocol
 from dipstop.runtime import Switches, set_threads, tune_allocator
 
@@ -133,8 +133,10 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--output-policy",
         default="raw",
-        choices=sorted(POLICIES),
-        help="which image is returned: raw = the output at the criterion's minimum (the paper's)",
+        choices=policy_names(),
+        help="which image is returned: raw = the output at the criterion's minimum (the "
+        "paper's); NAME@stop / NAME@best = a running average at the end or at t*; since-best "
+        "= the mean of the outputs from t* to the end",
     )
     p.add_argument("--clean", default=None, help="clean reference image: adds PSNR to the report")
     p.add_argument("--report", default=None, help="folder for series.csv, curves.png, summary.json")

@@ -35,7 +35,7 @@ from dipstop.criteria import CifsCriterion, Context, Criterion, Sample, output_t
 from dipstop.fitting import Fitter, Iteration
 from dipstop.metrics import psnr, ssim
 from dipstop.overlap import DEFAULT_DEPTH, overlapped
-from dipstop.policies import OutputPolicy
+from dipstop.policies import OutputPolicy, RawAtBest
 from dipstop.stopping import OnlineStopper
 
 
@@ -58,16 +58,26 @@ class Checkpointer(Protocol):
 class OnlineStop:
     """Stop the fit by Eq. 4 (patience S) on one criterion's values, given their context.
 
-    `stopper` follows the rule as rows arrive (its `best_index` is t* - 1 once done).
+    `stream` "" scores the raw outputs; an average's name scores that running average (its
+    "mse_NAME" and "jpeg_bytes_NAME" series: CIFS on the averaged output). `stopper` follows
+    the rule as rows arrive (its `best_index` is t* - 1 once done).
     """
 
     criterion: Criterion
     context: Context
     patience: int
+    stream: str = ""
     stopper: OnlineStopper = field(init=False)
 
     def __post_init__(self) -> None:
         self.stopper = OnlineStopper(self.patience)
+
+    def value(self, row: Mapping[str, float]) -> float:
+        """The criterion's value for one recorded row, on this stop's stream."""
+        if self.stream:
+            suffix = "_" + self.stream
+            row = {k[: -len(suffix)]: v for k, v in row.items() if k.endswith(suffix)}
+        return float(self.criterion.values(row, self.context))
 
 
 @dataclass
@@ -158,9 +168,7 @@ def record(
     cifs = CifsCriterion()
     stopper = stop.stopper if stop else None
     if stop is not None and policy is None:
-        from dipstop.policies import RawAtStop
-
-        policy = RawAtStop()
+        policy = RawAtBest()
 
     stateful = {
         **{f"criteria/{c.name}": c for c in criteria},
@@ -245,7 +253,7 @@ def record(
                 i = item.it.t - 1
                 row = {**item.row, **host_row}
                 if stop is not None and stopper is not None and policy is not None:
-                    value = float(stop.criterion.values(row, stop.context))
+                    value = stop.value(row)
                     row["criterion"] = value
                     done = stopper.update(value)
                     policy.keep(item.view, stopper.improved)
