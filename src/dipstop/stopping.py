@@ -51,6 +51,21 @@ def detect_offline(values: np.ndarray | list[float], patience: int) -> int:
     return int(hits[0]) if hits.size else fallback
 
 
+def detect_every(values: np.ndarray | list[float], every: int, patience: int) -> int:
+    """Eq. 4 on a series scored every k iterations (NaN between): the rule runs on the
+    scored values (at 0-based indices k-1, 2k-1, ...) with patience S // k; returns the
+    detected index in the full series.
+
+    >>> detect_every([np.nan, 5, np.nan, 3, np.nan, 4, np.nan, 6], every=2, patience=4)
+    3
+    """
+    m = np.asarray(values, dtype=np.float64)
+    sampled = m[every - 1 :: every]
+    if sampled.size == 0:
+        return len(m) - 1
+    return int(detect_offline(sampled, max(1, patience // every)) * every + every - 1)
+
+
 @dataclass
 class OnlineStopper:
     """Eq. 4 on a stream: feed values in order; `done` turns true at t* + S.

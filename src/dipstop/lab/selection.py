@@ -15,7 +15,7 @@ import numpy as np
 from dipstop.criteria import REGISTRY, Context
 from dipstop.lab.store import StoredRun
 from dipstop.lambda_table import lam_for_sigma
-from dipstop.stopping import detect_offline
+from dipstop.stopping import detect_every, detect_offline
 
 PAPER_ORDER = ("BRISQUE", "NIQE", "ES-WMV", "CIFS")  # the paper's Table 1 columns
 EST_SIGMA = "CIFS (est. sigma)"
@@ -34,14 +34,6 @@ def order_methods(labels: set[str] | list[str]) -> list[str]:
     return head + others + [m for m in tail if m in labels]
 
 
-def _subsampled(values: np.ndarray, every: int, patience: int) -> int:
-    """Eq. 4 on a series recorded at iterations k, 2k, ... (0-based index k-1, 2k-1, ...)."""
-    sampled = values[every - 1 :: every]
-    if sampled.size == 0:
-        return len(values) - 1
-    return int(detect_offline(sampled, max(1, patience // every)) * every + every - 1)
-
-
 def select(run: StoredRun, patience: int, table: dict) -> dict[str, int]:
     """The detected iteration (1-based) of every method for one run."""
     s = run.series
@@ -52,7 +44,7 @@ def select(run: StoredRun, patience: int, table: dict) -> dict[str, int]:
         cls = REGISTRY[name]
         lam = lam_for_sigma(sigma, table) if name == "cifs" else None
         values = np.asarray(cls.values(s, Context(pixels, lam)), dtype=float)
-        picks[cls.label] = _subsampled(values, int(settings.get("every", 1)), patience)
+        picks[cls.label] = detect_every(values, int(settings.get("every", 1)), patience)
         if name == "cifs" and "sigma_estimated" in run.summary:
             lam_est = lam_for_sigma(run.summary["sigma_estimated"], table)
             picks[EST_SIGMA] = detect_offline(cls.values(s, Context(pixels, lam_est)), patience)

@@ -1,0 +1,106 @@
+"""Stopping rules x output policies on recorded runs: which returns the best image? (issue 11)
+
+For every candidate rule (a criterion on a stream, Eq. 4 with patience S, an output policy),
+per sigma: the lam that maximises the mean PSNR of the returned image over the store's runs
+(CIFS rules; searched on the same runs: in-sample on a calibration store, which is how the
+shipped rule is chosen), that mean PSNR, its gap to the raw-output Peak and to the best
+average's own peak, how many runs never stopped before T, and the mean fraction of T a run
+takes to return (t_end / T). With `--lams FILE` (a lam table) the lams are not searched but
+read from it at the true sigma: the way to validate a chosen rule on other images (CBSD68).
+
+    python benchmarks/output_rules.py --store results/calibration2.sqlite
+    python benchmarks/output_rules.py --store results/bench2.sqlite --lams TABLE.json
+
+Prints a table per sigma and saves benchmarks/results/output_rules[_NAME].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save  # noqa: E402
+
+from dipstop.lab.calibration import LAM_GRID  # noqa: E402
+from dipstop.lab.rules import Rule, evaluate, search_lam  # noqa: E402
+from dipstop.lab.store import ResultStore  # noqa: E402
+from dipstop.lambda_table import lam_for_sigma, load_table  # noqa: E402
+
+POLICIES = ("raw", "since-best", "ema@stop", "ema998@stop", "box100@stop", "ema@best",
+            "ema998@best", "box100@best")  # fmt: skip
+
+
+def candidates(patience: int) -> list[Rule]:
+    """CIFS with every policy; ES-WMV (no lam) with the raw and at-stop policies."""
+    cifs = [Rule("cifs", p, patience) for p in POLICIES]
+    wmv = [Rule("wmv", p, patience) for p in POLICIES if not p.endswith("@best")]
+    return cifs + wmv
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", required=True, help="a store of recorded runs (read-only)")
+    ap.add_argument("-S", "--patience", type=int, default=500)
+    ap.add_argument("--lams", default=None, help="lam table to read lams from (no search)")
+    ap.add_argument("--lam-points", type=int, default=113, help="lams searched (log grid)")
+    ap.add_argument("--name", default="", help="suffix of the saved JSON")
+    args = ap.parse_args()
+    table = load_table(args.lams) if args.lams else None
+    lams = np.logspace(np.log10(LAM_GRID[0]), np.log10(LAM_GRID[-1]), args.lam_points)
+    by_sigma: dict[float, list] = defaultdict(list)
+    for run in ResultStore(args.store, readonly=True).runs():
+        if "psnr_ema" in run.series and "wmv" in run.series:  # runs with the averaged series
+            by_sigma[run.spec["sigma"]].append(run)
+    rows = []
+    for sigma in sorted(by_sigma):
+        runs = by_sigma[sigma]
+        data = [(r.series, r.summary["pixels"]) for r in runs]
+        n_iters = len(runs[0].series["mse"])
+        peak = float(np.mean([r.series["psnr"].max() for r in runs]))
+        avg_peaks = {
+            k[5:]: float(np.mean([r.series[k].max() for r in runs]))
+            for k in runs[0].series
+            if k.startswith("psnr_")
+        }
+        print(f"\nsigma {sigma:g}: {len(runs)} runs, raw Peak {peak:.2f} dB; average peaks "
+              + ", ".join(f"{k} {v:.2f}" for k, v in sorted(avg_peaks.items())))  # fmt: skip
+        for rule in candidates(args.patience):
+            if rule.criterion == "cifs":
+                if table is not None:
+                    lam = lam_for_sigma(sigma, table)
+                else:
+                    lam, _ = search_lam(rule, data, lams)
+            else:
+                lam = None
+            outs = [evaluate(rule, s, px, lam) for s, px in data]
+            if any(o.psnr is None for o in outs):
+                continue
+            mean = float(np.mean([o.psnr for o in outs]))
+            row = {
+                "sigma": sigma,
+                "rule": rule.label,
+                "lam": lam,
+                "n": len(outs),
+                "mean_psnr": mean,
+                "gap_to_raw_peak": mean - peak,
+                "gap_to_best_average_peak": mean - max(avg_peaks.values()),
+                "never_stopped": sum(not o.fired for o in outs),
+                "time_fraction": float(np.mean([o.t_end / n_iters for o in outs])),
+            }
+            rows.append(row)
+            lam_text = "-" if lam is None else f"{lam:.4g}"
+            print(f"  {rule.label:22s} lam {lam_text:>9s}  {mean:6.2f} dB  "
+                  f"({mean - peak:+.2f} vs raw Peak)  never stopped {row['never_stopped']}/"
+                  f"{len(outs)}  time {row['time_fraction']:.2f} of T")  # fmt: skip
+    lams_from = args.lams or "searched in-sample"
+    payload = {"store": args.store, "patience": args.patience, "lams": lams_from, "rows": rows}
+    save(f"output_rules{'_' + args.name if args.name else ''}", payload)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Stopping rules evaluated offline: which image a rule would return from a recorded run.
+
+A rule is a criterion scored on a stream of outputs (CIFS on the raw outputs, CIFS on a
+running average, ES-WMV on the raw outputs), stopped by Eq. 4 with patience S, and an output
+policy (`dipstop.policies`) that says which image the run returns. Every run records the
+series each rule needs (`dipstop.lab.runs`), so rules, lams and policies are compared on
+stored runs without refitting: this is how the shipped rule is chosen on the calibration
+images, and validated on others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dipstop.criteria import REGISTRY, Context
+from dipstop.policies import make_policy
+from dipstop.stopping import detect_every
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Criterion `criterion` on the policy's stream, Eq. 4 with `patience`, then `policy`.
+
+    >>> Rule("cifs", "ema@stop", 500).label
+    'cifs -> ema@stop'
+    """
+
+    criterion: str
+    policy: str
+    patience: int
+    every: int = 1  # the criterion was scored every k iterations (patience S / k on those)
+
+    @property
+    def label(self) -> str:
+        return f"{self.criterion} -> {self.policy}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a rule does on one run: t* and the end of the run (1-based), and the PSNR of the
+    image it returns (None when the run did not record what the policy needs)."""
+
+    t_star: int
+    t_end: int
+    fired: bool
+    psnr: float | None
+
+
+def stream_series(series: Mapping[str, np.ndarray], stream: str) -> Mapping[str, np.ndarray]:
+    """The series of one stream under their plain names ("mse_ema" as "mse" for "ema")."""
+    if not stream:
+        return series
+    suffix = "_" + stream
+    return {k[: -len(suffix)]: v for k, v in series.items() if k.endswith(suffix)}
+
+
+def evaluate(
+    rule: Rule, series: Mapping[str, np.ndarray], pixels: int, lam: float | None = None
+) -> Outcome:
+    """Where `rule` stops a recorded run and what its image scores.
+
+    >>> t = np.arange(1.0, 41.0)
+    >>> s = {"mse": 1 / t, "jpeg_bytes": t, "psnr": 30 - abs(t - 10)}
+    >>> o = evaluate(Rule("cifs", "raw", 5), s, pixels=100, lam=0.2)
+    >>> o.t_star, o.t_end, o.fired, o.psnr  # E = 0.2 / t + (t / 100)^2 is least at t = 10
+    (10, 15, True, 30.0)
+    """
+    policy = make_policy(rule.policy)
+    values = REGISTRY[rule.criterion].values(
+        stream_series(series, policy.stream), Context(pixels, lam)
+    )
+    values = np.asarray(values, dtype=float)
+    n = values.size
+    index = detect_every(values, rule.every, rule.patience)
+    fired = index <= n - 1 - rule.patience  # else the budget ran out first (see stopping)
+    t_star = index + 1
+    t_end = t_star + rule.patience if fired else n
+    return Outcome(t_star, t_end, fired, policy.recorded_psnr(series, t_star, t_end))
+
+
+def search_lam(
+    rule: Rule,
+    runs: Sequence[tuple[Mapping[str, np.ndarray], int]],
+    lams: np.ndarray,
+) -> tuple[float, np.ndarray]:
+    """The lam maximising the mean PSNR of `rule`'s image over (series, pixels) runs, and the
+    mean-PSNR curve over `lams` (NaN where a run lacks the policy's series). Among equally
+    good lams, the middle of the widest best plateau, as `calibration.search_lambda`."""
+    curve = np.array(
+        [
+            np.mean([_psnr(evaluate(rule, s, pixels, float(lam))) for s, pixels in runs])
+            for lam in lams
+        ]
+    )
+    finite = np.where(np.isfinite(curve), curve, -np.inf)
+    best = np.flatnonzero(finite >= finite.max() - 1e-9)
+    splits = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)
+    widest = max(splits, key=len)
+    return float(lams[widest[len(widest) // 2]]), curve
+
+
+def _psnr(outcome: Outcome) -> float:
+    return np.nan if outcome.psnr is None else outcome.psnr
