@@ -1,8 +1,22 @@
 """dipstop: Deep Image Prior denoising that stops itself (JPEG-size early stopping, CIFS).
 
+- `denoise`: denoise an image (array, PIL image or tensor); returns the image in the same
+  form and a `DenoiseResult` (where it stopped, why, the series and the settings);
+- `estimate_sigma`: the blind noise-level estimate `denoise` uses when no sigma is given;
+- `DipstopError`: the one exception for problems a user can fix, with the fix in its message.
+
+Examples
+--------
+>>> import numpy as np
 >>> import dipstop
->>> callable(dipstop.denoise)
+>>> rng = np.random.default_rng(0)
+>>> clean = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))
+>>> noisy = np.clip(clean + rng.normal(0, 25 / 255, clean.shape), 0, 1).astype(np.float32)
+>>> 20 < dipstop.estimate_sigma(noisy) < 30
 True
+>>> out, result = dipstop.denoise(noisy, sigma=25, width=8, max_iters=4, patience=2)
+>>> out.shape, out.dtype, 1 <= result.stop_iteration <= result.iterations_run <= 4
+((64, 64), dtype('float32'), True)
 """
 
 from dipstop.api import DenoiseResult, denoise

@@ -6,4 +6,13 @@ class DipstopError(Exception):
 
     The CLI prints the message on one line and exits non-zero; the Python API lets it
     propagate. The message names the problem and what to do about it.
+
+    Examples
+    --------
+    >>> from dipstop.protocols import get_protocol
+    >>> try:
+    ...     get_protocol("gpu")
+    ... except DipstopError as exc:
+    ...     print(exc)
+    unknown protocol 'gpu'; choose one of paper, cpu
     """

@@ -28,7 +28,46 @@ GRAPH_WARMUP = 3  # eager steps before capture: cuDNN autotuning, Adam state, la
 
 @dataclass(frozen=True)
 class FitSettings:
-    """Everything that determines a fit besides the image. Defaults are the paper's."""
+    """Everything that determines a fit besides the image. Defaults are the paper's.
+
+    Frozen: derive variants with `dataclasses.replace`. A protocol sets width, lr and
+    z_noise_std (`dipstop.protocols.Protocol.fit_settings`); the rest rarely changes.
+
+    Parameters
+    ----------
+    width : int
+        Channels of the skip network's layers (128 in the paper, 64 for the CPU protocol).
+    lr : float
+        Adam's learning rate.
+    input_depth : int
+        Channels of the fixed network input z.
+    z_scale : float
+        z ~ U(0, z_scale).
+    z_noise_std : float
+        Std of the fresh N(0, s^2) perturbation added to z each iteration.
+    seed : int
+        Seed of the network's weights and of z; the perturbations use `seed + 1`.
+    guard_db : float
+        Divergence guard: restore a snapshot when the loss rises by more than this many dB
+        in one step (the PSNR to the noisy image drops by more than `guard_db`).
+    snapshot_every : int
+        Iterations between the guard's snapshots.
+    max_restores : int
+        Restores allowed before the fit gives up with a DipstopError.
+    channels_last : bool
+        NHWC activations (cuDNN's native layout on tensor cores).
+    bf16 : bool
+        bfloat16 autocast of the forward pass; loss and Adam stay float32.
+    cuda_graph : bool
+        On CUDA, replay each step as one captured graph (see `Fitter`).
+
+    Examples
+    --------
+    >>> from dataclasses import replace
+    >>> small = replace(FitSettings(), width=8, seed=3)
+    >>> small.width, small.lr, small.seed
+    (8, 0.01, 3)
+    """
 
     width: int = 128
     lr: float = 0.01
@@ -47,6 +86,15 @@ class FitSettings:
         """The settings that change what a fit computes, but for those a protocol names
         (width, lr, z_noise_std) and the seed: recorded in every run's spec.
 
+        `cuda_graph` is left out too: it changes how a fit runs, not what it computes.
+
+        Returns
+        -------
+        dict
+            Setting name to value.
+
+        Examples
+        --------
         >>> sorted(FitSettings().result_settings())[:3]
         ['bf16', 'channels_last', 'guard_db']
         """
@@ -65,7 +113,31 @@ class Iteration:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """CUDA when available and nothing was asked for, else CPU; reject unknown devices."""
+    """The torch device to fit on: CUDA when available and nothing was asked for, else CPU.
+
+    Parameters
+    ----------
+    device : str, torch.device or None
+        "cpu", "cuda", "cuda:N", a torch.device, or None / "auto" for the default.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    DipstopError
+        For a device name torch does not know, or CUDA asked for without a CUDA GPU.
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("tpu")
+    Traceback (most recent call last):
+    ...
+    dipstop.errors.DipstopError: unknown device 'tpu'; use 'cpu', 'cuda' or 'cuda:N'
+    """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -78,7 +150,33 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def padding_for(height: int, width: int) -> tuple[int, int, int, int]:
-    """(left, right, top, bottom) reflection padding up to a multiple of 32, at least 64."""
+    """Reflection padding that brings an image to the network's size: (left, right, top, bottom).
+
+    Each side is padded up to a multiple of 32 and at least 64 (the deepest BatchNorm needs
+    2 x 2 pixels), split evenly, the odd pixel at the right or bottom.
+
+    Parameters
+    ----------
+    height, width : int
+        The image's size; both at least 32.
+
+    Returns
+    -------
+    tuple of int
+        (left, right, top, bottom) padding in pixels.
+
+    Raises
+    ------
+    DipstopError
+        If a side is below 32 pixels (it cannot be reflection-padded to 64).
+
+    Examples
+    --------
+    >>> padding_for(100, 50)
+    (7, 7, 14, 14)
+    >>> padding_for(481, 321)
+    (15, 16, 15, 16)
+    """
     if min(height, width) < MIN_SIDE:
         raise DipstopError(
             f"image is {width}x{height}; dipstop needs both sides of at least {MIN_SIDE} pixels "
@@ -96,7 +194,7 @@ def padding_for(height: int, width: int) -> tuple[int, int, int, int]:
 
 
 class Fitter:
-    """Fits DIP to `noisy` (C x H x W, float in [0, 1]); `run(T)` yields each iteration.
+    """Fits the Deep Image Prior network to one noisy image; `run(T)` yields each iteration.
 
     The loss is the MSE over the input's own pixels; the network sees a reflection-padded
     canvas whose sides are multiples of 32. A NaN loss, or a loss more than `guard_db`
@@ -106,9 +204,39 @@ class Fitter:
     and `load_state_dict()` save and restore a fit between iterations: a fitter loaded with
     the state after step t continues with step t + 1, as the uninterrupted fit would.
 
+    Parameters
+    ----------
+    noisy : Tensor
+        C x H x W float image in [0, 1]; both sides at least 32 pixels.
+    settings : FitSettings
+        Network, optimiser, seed and guard settings (the paper's by default).
+    device : str, torch.device or None
+        Where to fit (`resolve_device`): CUDA when available by default.
+
+    Attributes
+    ----------
+    device : torch.device
+        The fitting device.
+    t : int
+        Iterations taken so far.
+    restores : int
+        How often the divergence guard restored a snapshot.
+    step_seconds : float
+        Time spent in the math of the steps (perturbation, forward, backward, Adam).
+
+    Raises
+    ------
+    ValueError
+        If `noisy` is not C x H x W.
+    DipstopError
+        If the image is too small, or too large for the device's memory.
+
+    Examples
+    --------
     >>> fitter = Fitter(torch.rand(1, 64, 64), FitSettings(width=8))
-    >>> [it.t for it in fitter.run(3)]
-    [1, 2, 3]
+    >>> its = list(fitter.run(3))
+    >>> [it.t for it in its], tuple(its[-1].output.shape), its[-1].loss > 0
+    ([1, 2, 3], (1, 1, 64, 64), True)
     """
 
     def __init__(
@@ -161,8 +289,36 @@ class Fitter:
     def run(self, max_iters: int, state_every: int = 0) -> Iterator[Iteration]:
         """Step until iteration `max_iters`, yielding the output each step was computed from.
 
-        Every `state_every` iterations (0: never) the yielded Iteration carries the fit's
-        `state_dict()` taken after that step, for a checkpoint.
+        `max_iters` counts from the start of the fit, not of this call: a fit that ran (or
+        was loaded) to step t continues with step t + 1. The generator may be abandoned at
+        any time.
+
+        Parameters
+        ----------
+        max_iters : int
+            The iteration to stop after (T).
+        state_every : int
+            Every `state_every` iterations (0: never) the yielded Iteration carries the
+            fit's `state_dict()` taken after that step, for a checkpoint.
+
+        Yields
+        ------
+        Iteration
+            t (1-based), the loss MSE(y_t, x0) and the output y_t (1 x C x H x W, detached,
+            on the fitting device), plus `state` on checkpoint iterations.
+
+        Raises
+        ------
+        DipstopError
+            When the divergence guard has restored more than `max_restores` times.
+
+        Examples
+        --------
+        >>> fitter = Fitter(torch.rand(3, 64, 64), FitSettings(width=8))
+        >>> [(it.t, it.state is not None) for it in fitter.run(2, state_every=2)]
+        [(1, False), (2, True)]
+        >>> [it.t for it in fitter.run(3)]
+        [3]
         """
         s = self.settings
         self._ran = True
@@ -232,6 +388,19 @@ class Fitter:
         Network, Adam, the perturbation generator, the divergence guard's snapshot and
         reference loss, and the iteration count. The fixed input z and the noisy image are
         rebuilt from the settings' seed and the image.
+
+        Returns
+        -------
+        dict
+            The state; also what identifies the fit (device type, canvas shape, settings),
+            which `load_state_dict` checks.
+
+        Examples
+        --------
+        >>> fitter = Fitter(torch.rand(1, 64, 64), FitSettings(width=8))
+        >>> state = fitter.state_dict()
+        >>> state["t"], state["device_type"], state["shape"]
+        (0, 'cpu', [1, 32, 64, 64])
         """
         return {
             **self._identity(),
@@ -248,9 +417,31 @@ class Fitter:
     def load_state_dict(self, state: dict) -> None:
         """Continue from `state_dict()` of a fitter made with the same image and settings.
 
-        Raises ValueError, changing nothing, when the state was written for another device
-        type, image size or network. On CUDA the resumed fit warms up and captures its graph
-        again, so it matches the uninterrupted one to rounding, not bit for bit.
+        On CUDA the resumed fit warms up and captures its graph again, so it matches the
+        uninterrupted one to rounding, not bit for bit; on the CPU it matches exactly.
+
+        Parameters
+        ----------
+        state : dict
+            What `state_dict()` returned (possibly through `torch.save` / `torch.load`).
+
+        Raises
+        ------
+        ValueError
+            Changing nothing, when the state was written for another device type, image
+            size or network.
+        RuntimeError
+            If this fitter has already run.
+
+        Examples
+        --------
+        >>> x, settings = torch.rand(1, 64, 64), FitSettings(width=8)
+        >>> whole = [it.output for it in Fitter(x, settings).run(3)]
+        >>> state = [it.state for it in Fitter(x, settings).run(1, state_every=1)][-1]
+        >>> resumed = Fitter(x, settings)
+        >>> resumed.load_state_dict(state)
+        >>> [(it.t, torch.equal(it.output, whole[it.t - 1])) for it in resumed.run(3)]
+        [(2, True), (3, True)]
         """
         if self._ran:
             raise RuntimeError("load_state_dict needs a fitter that has not run yet")

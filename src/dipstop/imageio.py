@@ -71,7 +71,22 @@ _MODE_WORDS = {
 
 @dataclass
 class LoadedImage:
-    """An image split into the part dipstop denoises and what passes through unchanged."""
+    """An image split into the part dipstop denoises and what passes through unchanged.
+
+    Made by `read_image` and `split_array`; `join_array` puts denoised pixels back into the
+    source's form.
+
+    Attributes
+    ----------
+    pixels : ndarray
+        H x W x C float32 in [0, 1], C = 1 (gray) or 3 (RGB).
+    alpha : ndarray or None
+        H x W alpha channel in the source dtype, passed through untouched.
+    dtype : numpy.dtype
+        uint8, uint16 or a float type: what to give back.
+    ndim : int
+        2 or 3; 3 keeps a gray image's channel axis (H x W x 1) on the way back.
+    """
 
     pixels: np.ndarray  # H x W x C float32 in [0, 1], C = 1 (gray) or 3 (RGB)
     alpha: np.ndarray | None  # H x W in the source dtype, passed through untouched
@@ -88,7 +103,32 @@ class LoadedImage:
 def split_array(array: np.ndarray) -> LoadedImage:
     """Split an H x W, H x W x 1/2/3/4 integer or float array (RGB order) into a LoadedImage.
 
-    Float arrays must lie in [0, 1]; they come back from `join_array` in their own float type.
+    Integer pixels are scaled by their type's maximum to float32 in [0, 1]; a second (gray)
+    or fourth (RGB) channel is alpha, kept aside. Float arrays must lie in [0, 1]; they come
+    back from `join_array` in their own float type.
+
+    Parameters
+    ----------
+    array : ndarray
+        H x W (gray), H x W x 1, H x W x 2 (gray+alpha), H x W x 3 (RGB) or H x W x 4
+        (RGBA); uint8, uint16 or float in [0, 1].
+
+    Returns
+    -------
+    LoadedImage
+
+    Raises
+    ------
+    DipstopError
+        For another shape or dtype, NaN or inf, or float values outside [0, 1].
+
+    Examples
+    --------
+    >>> rgba = np.zeros((4, 4, 4), np.uint16)
+    >>> rgba[..., 0], rgba[..., 3] = 65535, 1000
+    >>> im = split_array(rgba)
+    >>> im.pixels.shape, im.pixels.dtype, float(im.pixels[0, 0, 0]), int(im.alpha[0, 0])
+    ((4, 4, 3), dtype('float32'), 1.0, 1000)
     """
     array = image_array(array)
     ndim = array.ndim
@@ -103,7 +143,30 @@ def split_array(array: np.ndarray) -> LoadedImage:
 
 
 def join_array(pixels: np.ndarray, like: LoadedImage) -> np.ndarray:
-    """Float H x W x C pixels in [0, 1] back to the source's type and shape, alpha re-attached."""
+    """Float H x W x C pixels in [0, 1] back to the source's type and shape, alpha re-attached.
+
+    Integer types are rounded (halves to even) after clipping to [0, 1].
+
+    Parameters
+    ----------
+    pixels : ndarray
+        H x W x C float pixels, C as in `like.pixels`.
+    like : LoadedImage
+        The source, as `split_array` or `read_image` made it.
+
+    Returns
+    -------
+    ndarray
+        In the source's dtype and shape (its alpha, if any, as the last channel).
+
+    Examples
+    --------
+    >>> gray = np.array([[0, 128], [255, 7]], np.uint8)
+    >>> im = split_array(gray)
+    >>> np.array_equal(join_array(im.pixels, im), gray), join_array(im.pixels * 2, im)
+    (True, array([[  0, 255],
+           [255,  14]], dtype=uint8))
+    """
     if like.dtype.kind == "f":
         out = np.clip(pixels, 0, 1).astype(like.dtype)
     else:
@@ -117,7 +180,35 @@ def join_array(pixels: np.ndarray, like: LoadedImage) -> np.ndarray:
 
 
 def read_image(path: str | os.PathLike) -> LoadedImage:
-    """Load an image file for denoising; raise DipstopError naming the problem and the fix."""
+    """Load an image file for denoising; raise DipstopError naming the problem and the fix.
+
+    Keeps the file's bit depth (8 or 16) and alpha; see the module's notes on decoding.
+
+    Parameters
+    ----------
+    path : str or path-like
+        PNG, TIFF, JPEG, BMP, WebP or another format Pillow identifies; at most
+        DIPSTOP_MAX_PIXELS pixels (200 million by default).
+
+    Returns
+    -------
+    LoadedImage
+
+    Raises
+    ------
+    DipstopError
+        For a missing, unreadable, oversized, damaged or unsupported file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "ramp.png")
+    >>> ramp = (np.arange(64 * 64 * 3).reshape(64, 64, 3) * 5).astype(np.uint16)
+    >>> write_image(path, ramp)
+    >>> im = read_image(path)
+    >>> im.dtype, im.pixels.shape, np.array_equal(join_array(im.pixels, im), ramp)
+    (dtype('uint16'), (64, 64, 3), True)
+    """
     p = Path(path)
     if not p.exists():
         raise DipstopError(f"no such file: {p}; check the path")
@@ -327,6 +418,40 @@ def check_writable(
 
     `protect` lists the run's input files: writing over one of them is refused unless
     `overwrite` (the CLI's --overwrite) says to.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The output file; its suffix picks the format (.png, .tif, .tiff, .jpg, .jpeg, .bmp
+        or .webp).
+    protect : iterable of paths
+        Files that must not be replaced (None entries are ignored).
+    overwrite : bool
+        Allow replacing a protected file.
+
+    Returns
+    -------
+    Path
+        `path`.
+
+    Raises
+    ------
+    DipstopError
+        For an unwritable format, a missing or unwritable folder, a folder at `path`, or a
+        protected file.
+
+    Examples
+    --------
+    >>> check_writable("out.xyz")
+    Traceback (most recent call last):
+    ...
+    dipstop.errors.DipstopError: cannot write .xyz; name the output with one of .bmp, .jpeg, \
+.jpg, .png, .tif, .tiff, .webp
+    >>> import os, tempfile
+    >>> noisy = os.path.join(tempfile.mkdtemp(), "noisy.png")
+    >>> write_image(noisy, np.zeros((8, 8), np.uint8))
+    >>> check_writable(noisy, protect=[noisy], overwrite=True).name
+    'noisy.png'
     """
     p = Path(path)
     if p.suffix.lower() not in WRITABLE:
@@ -426,6 +551,28 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
     error or a kill during the write leaves any existing file at `path` untouched. A
     symbolic link at `path` is kept and its target replaced; an existing file's permissions
     are kept.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file; its suffix picks the format. PNG and TIFF keep 16 bits; JPEG, BMP and
+        WebP get 8; JPEG drops alpha.
+    array : ndarray
+        H x W or H x W x 1/2/3/4, uint8, uint16 or float in [0, 1] (written as 8-bit).
+
+    Raises
+    ------
+    DipstopError
+        For an unwritable format or array, or when the file cannot be written.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "gray.jpg")
+    >>> write_image(path, np.full((32, 32), 0.5))
+    >>> im = read_image(path)
+    >>> im.dtype, im.pixels.shape, int(join_array(im.pixels, im)[0, 0])
+    (dtype('uint8'), (32, 32, 1), 128)
     """
     p = Path(path)
     data = encode_image(array, p.suffix)

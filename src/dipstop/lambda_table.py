@@ -21,11 +21,39 @@ MAX_TABLE_BYTES = 16 * 2**20  # tables are a few KB
 
 
 def load_table(path: str | Path | None = None) -> dict:
-    """The shipped table (or one written by `dipstop calibrate --table PATH`), checked.
+    """Load a lam(sigma) table: the shipped one, or one written by `dipstop calibrate --table`.
 
     A table that is not valid JSON, not an object with non-empty "entries", or whose
     entries lack a finite positive sigma and lam, or repeat a sigma, is refused here, before
     any fitting (`dipstop.validate.check_table`).
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        The table's JSON file; None for the table shipped with dipstop.
+
+    Returns
+    -------
+    dict
+        The table, entries sorted by sigma, with its "protocol" (the settings it was
+        calibrated under) and provenance.
+
+    Raises
+    ------
+    DipstopError
+        If the file cannot be read or is not a valid table.
+
+    Examples
+    --------
+    >>> table = load_table()
+    >>> sigmas = [e["sigma"] for e in table["entries"]]
+    >>> sigmas == sorted(sigmas), table["protocol"]["name"]
+    (True, 'cpu')
+    >>> load_table("no_such_table.json")
+    Traceback (most recent call last):
+    ...
+    dipstop.errors.DipstopError: lambda table no_such_table.json is not a file; give the \
+table's JSON file
     """
     where = str(path) if path is not None else f"the package's {TABLE_NAME}"
     try:
@@ -52,8 +80,30 @@ def load_table(path: str | Path | None = None) -> dict:
 
 
 def lam_for_sigma(sigma: float, table: dict | None = None) -> float:
-    """Interpolated lam for a noise level (0-255 scale).
+    """The CIFS weight lam for a noise level, interpolated in the table.
 
+    log(lam) is interpolated linearly between calibrated sigmas; outside them, the nearest
+    end's lam is used.
+
+    Parameters
+    ----------
+    sigma : float
+        Noise std on the 0-255 scale (true or estimated), at least 0.
+    table : dict, optional
+        A table as `load_table` returns it (checked again here); the shipped one by default.
+
+    Returns
+    -------
+    float
+        lam, dipstop's size-invariant weight (the paper's lambda / (H W)).
+
+    Raises
+    ------
+    DipstopError
+        For a sigma that is not a finite number >= 0, or an invalid table.
+
+    Examples
+    --------
     >>> t = {"entries": [{"sigma": 10, "lam": 10.0}, {"sigma": 30, "lam": 1000.0}]}
     >>> round(lam_for_sigma(20, t), 6)
     100.0
@@ -68,7 +118,31 @@ def lam_for_sigma(sigma: float, table: dict | None = None) -> float:
 
 
 def write_table(path: str | Path, entries: list[dict], protocol: dict, provenance: dict) -> None:
-    """Write a table: entries [{sigma, lam, mean_psnr, mean_peak_psnr, n_runs}] + provenance."""
+    """Write a lam(sigma) table as JSON, with its units, protocol and provenance.
+
+    `dipstop.lab.calibration.write_lambda_table` fills it from a calibration.
+
+    Parameters
+    ----------
+    path : str or Path
+        Where to write (replaced if it exists).
+    entries : list of dict
+        One per sigma: {sigma, lam, mean_psnr, mean_peak_psnr, n_runs, ...}.
+    protocol : dict
+        The protocol the lams were calibrated under (`Protocol.as_dict()`).
+    provenance : dict
+        How the table was made (command, date, images, ...).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "table.json")
+    >>> entries = [{"sigma": 30, "lam": 40.0}, {"sigma": 10, "lam": 200.0}]
+    >>> write_table(path, entries, {"name": "cpu"}, {"command": "by hand"})
+    >>> table = load_table(path)
+    >>> [e["sigma"] for e in table["entries"]], round(lam_for_sigma(20, table), 2)
+    ([10.0, 30.0], 89.44)
+    """
     doc = {
         "units": "lam weighs MSE (pixels in [0,1]) against (JPEG q95 bytes per pixel)^2; "
         "the paper's lambda = lam * H * W",

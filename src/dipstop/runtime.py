@@ -23,7 +23,19 @@ def tune_allocator() -> bool:
 
     Per-iteration activations are large and short-lived; with glibc's defaults each is
     mmap'ed and unmapped again. docs/benchmarks.md: 39-69% slower iterations at 256x256 and
-    above without this (at 23-41% more peak memory). Returns False where not glibc.
+    above without this (at 23-41% more peak memory). The CLI calls it at start; it affects
+    the whole process.
+
+    Returns
+    -------
+    bool
+        Whether the settings were applied: False where the C library is not glibc.
+
+    Examples
+    --------
+    >>> import platform
+    >>> tune_allocator() == (platform.libc_ver()[0] == "glibc")
+    True
     """
     name = ctypes.util.find_library("c")
     if not name:
@@ -38,7 +50,24 @@ def tune_allocator() -> bool:
 
 
 def set_threads(threads: int | None) -> None:
-    """Use `threads` intra-op threads (None keeps PyTorch's default: one per core)."""
+    """Use `threads` intra-op threads (None keeps PyTorch's default: one per core).
+
+    Sets the process-wide `torch.set_num_threads`; the CLI's --threads.
+
+    Parameters
+    ----------
+    threads : int or None
+        Number of threads; None (or 0) changes nothing.
+
+    Examples
+    --------
+    >>> before = torch.get_num_threads()
+    >>> set_threads(None); torch.get_num_threads() == before
+    True
+    >>> set_threads(1); torch.get_num_threads()
+    1
+    >>> set_threads(before)
+    """
     if threads:
         torch.set_num_threads(threads)
 
@@ -53,6 +82,12 @@ class Switches:
 
     The CLI takes them from the environment (`from_env`); Python callers pass them, or get
     these defaults.
+
+    Examples
+    --------
+    >>> from dataclasses import replace
+    >>> Switches().overlap, replace(Switches(), overlap=0).overlap
+    (2, 0)
     """
 
     cuda_graphs: bool = True
@@ -61,10 +96,31 @@ class Switches:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Switches:
-        """DIPSTOP_CUDA_GRAPHS (0/1), DIPSTOP_OVERLAP (depth), DIPSTOP_CHECKPOINT_SECONDS.
+        """The switches set by DIPSTOP_CUDA_GRAPHS (0/1), DIPSTOP_OVERLAP (depth) and
+        DIPSTOP_CHECKPOINT_SECONDS; unset or empty variables keep the defaults.
 
+        Parameters
+        ----------
+        env : mapping, optional
+            The environment to read; `os.environ` by default.
+
+        Returns
+        -------
+        Switches
+
+        Raises
+        ------
+        DipstopError
+            For a value that is not one the variable takes.
+
+        Examples
+        --------
         >>> Switches.from_env({"DIPSTOP_OVERLAP": "0"}).overlap
         0
+        >>> Switches.from_env({"DIPSTOP_CUDA_GRAPHS": "yes"})
+        Traceback (most recent call last):
+        ...
+        dipstop.errors.DipstopError: DIPSTOP_CUDA_GRAPHS must be 0 or 1, got 'yes'
         """
         env = os.environ if env is None else env
         out = cls()

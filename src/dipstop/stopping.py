@@ -19,12 +19,32 @@ import numpy as np
 
 
 def detect_offline(values: np.ndarray | list[float], patience: int) -> int:
-    """Index of the detected stop in a recorded series (0-based), by Eq. 4.
+    """Eq. 4 on a recorded series: the first index that is the minimum of its next S values.
 
+    t* is the smallest t with M_t <= min(M_{t+1}, ..., M_{t+S}) (ties keep the earlier t).
     NaN is never selected and counts as +inf in a window. When no index qualifies, the index
     of the series' minimum (the first, on ties), as the online rule holds it at the end; the
-    last index when every value is NaN.
+    last index when every value is NaN. Gives the same t* as `OnlineStopper` on the stream.
 
+    Parameters
+    ----------
+    values : array_like
+        Non-empty 1-D series of criterion values (lower is better), one per iteration.
+    patience : int
+        S, at least 1: how many following values must not be lower.
+
+    Returns
+    -------
+    int
+        The 0-based index of t*.
+
+    Raises
+    ------
+    ValueError
+        If `values` is not a non-empty 1-D series or `patience` is below 1.
+
+    Examples
+    --------
     >>> detect_offline([5, 3, 4, 4, 6, 2], patience=2)
     1
     >>> detect_offline([5, 4, 3, 2, 1], patience=2)
@@ -70,14 +90,39 @@ def detect_every(values: np.ndarray | list[float], every: int, patience: int) ->
 class OnlineStopper:
     """Eq. 4 on a stream: feed values in order; `done` turns true at t* + S.
 
-    `best_index` is the running-minimum index (t* once done); `improved` says whether the
-    last value became the new running minimum, so the caller knows to keep that output.
+    The running minimum has not strictly improved for S values: the fit can stop there and
+    return the output it kept at t*. NaN values are never the minimum.
 
+    Parameters
+    ----------
+    patience : int
+        S, at least 1.
+
+    Attributes
+    ----------
+    best_value, best_index : float, int
+        The running minimum and its 0-based index (t* once `done`; -1 before any value).
+    count : int
+        How many values were taken.
+    improved : bool
+        Whether the last value became the new running minimum, so the caller knows to keep
+        that output.
+
+    Examples
+    --------
     >>> s = OnlineStopper(patience=2)
     >>> [s.update(v) for v in [5, 3, 4, 4]]
     [False, False, False, True]
-    >>> s.best_index
-    1
+    >>> s.best_index, s.best_value
+    (1, 3.0)
+
+    Online and offline agree:
+
+    >>> series = [9, 7, 8, 6, 6, 7, 8, 5]
+    >>> s = OnlineStopper(patience=3)
+    >>> fired = next(i for i, v in enumerate(series) if s.update(v))
+    >>> fired, s.best_index, detect_offline(series, patience=3)
+    (6, 3, 3)
     """
 
     patience: int
@@ -91,7 +136,28 @@ class OnlineStopper:
             raise ValueError("patience must be at least 1")
 
     def update(self, value: float) -> bool:
-        """Take the next value; return True when the rule has fired (t* is then fixed)."""
+        """Take the next value; return True when the rule has fired (t* is then fixed).
+
+        Once fired, later values are ignored.
+
+        Parameters
+        ----------
+        value : float
+            The criterion's value at the next iteration; NaN for none.
+
+        Returns
+        -------
+        bool
+            `done`.
+
+        Examples
+        --------
+        >>> s = OnlineStopper(patience=1)
+        >>> s.update(float("nan")), s.update(2.0), s.improved, s.update(3.0), s.update(1.0)
+        (False, False, True, True, True)
+        >>> s.best_index
+        1
+        """
         if self.done:
             return True
         index = self.count
@@ -104,4 +170,13 @@ class OnlineStopper:
 
     @property
     def done(self) -> bool:
+        """Whether S values have followed the running minimum without beating it.
+
+        Examples
+        --------
+        >>> s = OnlineStopper(patience=2)
+        >>> _ = [s.update(v) for v in (1, 2)]
+        >>> s.done, s.update(3), s.done
+        (False, True, True)
+        """
         return self.best_index >= 0 and self.count - 1 - self.best_index >= self.patience

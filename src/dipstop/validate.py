@@ -35,6 +35,31 @@ def number(
 ) -> float:
     """`value` as a finite float, above `above` / at least `at_least`; else DipstopError.
 
+    Accepts Python and NumPy real numbers (and 0-d arrays); refuses bools, strings, NaN and
+    inf.
+
+    Parameters
+    ----------
+    value
+        What the user gave.
+    name : str
+        Its name in the message.
+    above, at_least : float, optional
+        Exclusive / inclusive lower bound (`above` wins when both are given).
+    fix : str
+        What to do, appended to the message; "give <name> as a plain number" by default.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    DipstopError
+        "<name> must be ..., got <value>; <fix>".
+
+    Examples
+    --------
     >>> number(2, "lr", above=0)
     2.0
     >>> number(float("nan"), "lam", above=0, fix="pass e.g. lam=50")
@@ -68,6 +93,30 @@ def whole(
 ) -> int:
     """`value` as an int in [at_least, at_most]: a Python or NumPy integer, not 3.0 or True.
 
+    Parameters
+    ----------
+    value
+        What the user gave.
+    name : str
+        Its name in the message.
+    at_least : int
+        Smallest value allowed.
+    at_most : int, optional
+        Largest value allowed.
+    fix : str
+        What to do, appended to the message; "give <name> as a whole number" by default.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    DipstopError
+        For a non-integer or a value out of range.
+
+    Examples
+    --------
     >>> whole(3, "width")
     3
     >>> whole(3.0, "width")
@@ -125,7 +174,27 @@ def check_denoise_options(
     None means "the default" for every option but seed. Numbers must be finite: sigma, lam
     and lr above 0, z_noise_std at least 0; width, max_iters and patience integers >= 1,
     seed an integer in [0, 2**63 - 2]; protocol a name, table a path, device a name or a
-    torch.device.
+    torch.device. Whether a protocol name or device exists is checked later, by the code
+    that uses it.
+
+    Parameters
+    ----------
+    sigma, lam, protocol, width, max_iters, patience, lr, z_noise_std, seed, table, device
+        The options of `dipstop.denoise`, as given.
+
+    Raises
+    ------
+    DipstopError
+        Naming the first bad option and its fix.
+
+    Examples
+    --------
+    >>> check_denoise_options(sigma=25, width=8, seed=3)
+    >>> check_denoise_options(max_iters=2.5)
+    Traceback (most recent call last):
+    ...
+    dipstop.errors.DipstopError: max_iters must be a whole number of at least 1, got 2.5; give \
+max_iters as a whole number
     """
     if sigma is not None:
         fix = "give the noise std on the 0-255 scale, e.g. 25, or leave it out to estimate it"
@@ -231,6 +300,25 @@ def _seed(text: str) -> int:
 def sigma_list(text: str) -> list[float]:
     """'5,15,25' or '5:75:10' (start:stop:step, inclusive) as distinct finite sigmas above 0.
 
+    The CLI's --sigmas; at most 1000 sigmas.
+
+    Parameters
+    ----------
+    text : str
+        A comma-separated list, or an inclusive start:stop:step range.
+
+    Returns
+    -------
+    list of float
+
+    Raises
+    ------
+    DipstopError
+        For a malformed list, a value that is not a finite number above 0, a repeated sigma
+        or too many.
+
+    Examples
+    --------
     >>> sigma_list("5:25:10")
     [5.0, 15.0, 25.0]
     >>> sigma_list("5,nan")
@@ -299,6 +387,32 @@ def image_array(array: Any) -> np.ndarray:
     """Check an image array: H x W or H x W x 1/2/3/4, uint8, uint16 or float in [0, 1].
 
     Returns it in native byte order (a big-endian uint16 from PIL becomes native uint16).
+
+    Parameters
+    ----------
+    array
+        The candidate image.
+
+    Returns
+    -------
+    ndarray
+        The same pixels, native byte order.
+
+    Raises
+    ------
+    DipstopError
+        For a non-array, an unsupported shape or dtype, an empty array, NaN or inf, or
+        float values outside [0, 1].
+
+    Examples
+    --------
+    >>> image_array(np.zeros((2, 2), ">u2")).dtype.byteorder
+    '='
+    >>> image_array(np.full((2, 2), 1.5))
+    Traceback (most recent call last):
+    ...
+    dipstop.errors.DipstopError: float image values must lie in [0, 1], got 1.5 to 1.5; \
+rescale it first
     """
     if not isinstance(array, np.ndarray):
         raise DipstopError(
@@ -372,6 +486,34 @@ def check_table(doc: Any, where: str) -> dict:
 
     Entries need finite `sigma` and `lam` above 0, distinct sigmas and, where present, an
     `n_runs` that is a whole number >= 0. Returns a new dict; `doc` is not changed.
+
+    Parameters
+    ----------
+    doc
+        The parsed JSON of a table.
+    where : str
+        The table's name in messages (its path, or "given").
+
+    Returns
+    -------
+    dict
+        `doc` with float sigmas and lams, entries sorted by sigma and a "protocol" dict
+        ({} when absent).
+
+    Raises
+    ------
+    DipstopError
+        Naming what is wrong with the table.
+
+    Examples
+    --------
+    >>> check_table({"entries": [{"sigma": 30, "lam": 1}, {"sigma": 10, "lam": 2}]}, "given")
+    {'entries': [{'sigma': 10.0, 'lam': 2.0}, {'sigma': 30.0, 'lam': 1.0}], 'protocol': {}}
+    >>> check_table({"entries": [{"sigma": 10, "lam": 0}]}, "t.json")
+    Traceback (most recent call last):
+    ...
+    dipstop.errors.DipstopError: lambda table t.json entry 0 has lam 0, not a finite number \
+above 0; rerun dipstop calibrate --table, or fix the file
     """
     fix = "rerun dipstop calibrate --table, or fix the file"
 

@@ -48,6 +48,37 @@ class BrisqueCriterion(Criterion):
     """BRISQUE score of 8-bit images; the OpenCV model is loaded once, at construction.
 
     Scores lie in [0, 100] (OpenCV clamps them); lower is better; NaN for a flat image.
+    A host criterion, usually scored every 10th iteration (it costs more than a step).
+
+    Parameters
+    ----------
+    model_file, range_file : str or Path, optional
+        The LIVE model's two YAML files; by default `dipstop.models.model_path` finds them
+        ($DIPSTOP_MODELS, the user cache, or a checked download).
+    every : int
+        Score every `every`-th iteration.
+
+    Raises
+    ------
+    DipstopError
+        If a model file is missing or OpenCV cannot load it.
+
+    Examples
+    --------
+    >>> BrisqueCriterion("missing_model.yml", "missing_range.yml")
+    Traceback (most recent call last):
+    ...
+    dipstop.errors.DipstopError: BRISQUE model file missing_model.yml not found
+
+    Scoring needs the model files (downloaded on first use), so it is not run here:
+
+    >>> from skimage import data
+    >>> clean = data.astronaut()[::4, ::4]
+    >>> rng = np.random.default_rng(0)
+    >>> noisy = np.clip(clean + rng.normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
+    >>> b = BrisqueCriterion(every=10)  # doctest: +SKIP
+    >>> b(clean) < b(noisy), math.isnan(b(np.zeros((64, 64), np.uint8)))  # doctest: +SKIP
+    (True, True)
     """
 
     name, label, recorded = "brisque", "BRISQUE", ("brisque",)
@@ -75,11 +106,28 @@ class BrisqueCriterion(Criterion):
             ) from exc
 
     def measure(self, sample: Sample) -> dict[str, float]:
+        """{"brisque": score} of the sample's 8-bit image."""
         assert sample.image is not None
         return {"brisque": self(sample.image)}
 
     def __call__(self, rgb_uint8: np.ndarray) -> float:
-        """BRISQUE of an H x W x 3 RGB (or H x W gray) uint8 image; lower is better."""
+        """BRISQUE of an H x W x 3 RGB (or H x W gray) uint8 image; lower is better.
+
+        Parameters
+        ----------
+        rgb_uint8 : ndarray of uint8
+            H x W x 3 (RGB order), H x W x 1 or H x W.
+
+        Returns
+        -------
+        float
+            In [0, 100]; NaN for a flat image.
+
+        Raises
+        ------
+        ValueError
+            For another dtype or shape.
+        """
         gray = _to_gray(rgb_uint8)
         if gray.size == 0 or gray.min() == gray.max():
             return math.nan
@@ -96,6 +144,32 @@ def brisque(rgb_uint8: np.ndarray) -> float:
 
     The loaded model is cached per model-file location, so repeated calls stay cheap; for a
     series of scores, holding one `BrisqueCriterion` also skips the files' checksum each call.
+
+    Parameters
+    ----------
+    rgb_uint8 : ndarray of uint8
+        H x W x 3 (RGB order), H x W x 1 or H x W.
+
+    Returns
+    -------
+    float
+        In [0, 100]; NaN for a flat image.
+
+    Raises
+    ------
+    DipstopError
+        If the model files cannot be found, downloaded or loaded.
+
+    Examples
+    --------
+    Needs the LIVE model files (downloaded on first use), so not run here:
+
+    >>> from skimage import data
+    >>> clean = data.astronaut()[::4, ::4]
+    >>> rng = np.random.default_rng(0)
+    >>> noisy = np.clip(clean + rng.normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
+    >>> brisque(clean) < brisque(noisy)  # doctest: +SKIP
+    True
     """
     key = (str(model_path("brisque_model")), str(model_path("brisque_range")))
     return _criterion_for(*key)(rgb_uint8)

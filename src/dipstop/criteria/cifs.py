@@ -24,7 +24,26 @@ from dipstop.criteria.base import Context, Criterion, Sample, register
 def output_to_uint8(output: torch.Tensor) -> np.ndarray:
     """A 1 x C x H x W (or C x H x W) float output in [0, 1] as an 8-bit H x W x C array.
 
-    Quantised on the device so only a quarter of the bytes cross to the host.
+    Quantised on the device so only a quarter of the bytes cross to the host. The same
+    quantisation as `dipstop.codecs.to_uint8`: clip to [0, 1], times 255, round (halves to
+    even). The output tensor is not changed.
+
+    Parameters
+    ----------
+    output : Tensor
+        1 x C x H x W or C x H x W float output.
+
+    Returns
+    -------
+    ndarray of uint8
+        H x W x C host array.
+
+    Examples
+    --------
+    >>> y = torch.tensor([[[[0.0, 0.5], [1.2, -0.1]]]])
+    >>> output_to_uint8(y)[:, :, 0]
+    array([[  0, 128],
+           [255,   0]], dtype=uint8)
     """
     y = output[0] if output.ndim == 4 else output
     q = y.clamp(0, 1).mul_(255).round_().to(torch.uint8)
@@ -34,17 +53,56 @@ def output_to_uint8(output: torch.Tensor) -> np.ndarray:
 def cifs_value(mse: Any, nbytes: Any, pixels: int, lam: Any) -> Any:
     """E = lam * MSE + (bytes per pixel)^2, dipstop's size-invariant form of Eq. 2.
 
-    Floats or NumPy arrays (broadcast: a column of lams against a row of iterations).
+    Parameters
+    ----------
+    mse : float or ndarray
+        MSE of the output to the noisy image, [0, 1] scale.
+    nbytes : float or ndarray
+        JPEG q95 size L of the 8-bit output, bytes.
+    pixels : int
+        H x W of the image.
+    lam : float or ndarray
+        dipstop's size-invariant weight (the paper's lambda / (H W)).
 
+    Returns
+    -------
+    float or ndarray
+        E, broadcast: a column of lams against a row of iterations gives one row per lam.
+
+    Examples
+    --------
     >>> cifs_value(0.01, 4096, 64 * 64, lam=100.0)
     2.0
+    >>> cifs_value(np.array([0.01, 0.02]), np.array([4096, 2048]), 64 * 64,
+    ...            lam=np.array([[100.0], [10.0]]))
+    array([[2.  , 2.25],
+           [1.1 , 0.45]])
     """
     bpp = nbytes / pixels
     return lam * mse + bpp * bpp
 
 
 def paper_lambda(lam: float, height: int, width: int) -> float:
-    """The paper's lambda (for L^2 / (H W)) equivalent to dipstop's lam at this size."""
+    """The paper's lambda (for L^2 / (H W)) equivalent to dipstop's lam at this size.
+
+    lambda_paper = lam * H * W: both pick the same iteration on an H x W image.
+
+    Parameters
+    ----------
+    lam : float
+        dipstop's size-invariant weight.
+    height, width : int
+        The image's size in pixels.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> paper_lambda(50.0, 321, 481)
+    7720050.0
+    """
     return lam * height * width
 
 
@@ -53,6 +111,16 @@ class CifsCriterion(Criterion):
     """CIFS: records the JPEG q95 byte count L_t of each output; its values are
     E_t = lam * MSE_t + (L_t / pixels)^2, for the lam in the context.
 
+    A host criterion: `measure` reads the 8-bit output image. Because `values` takes lam
+    from the context, a run recorded once can be stopped for any lam afterwards.
+
+    Parameters
+    ----------
+    every : int
+        Score every `every`-th iteration (1, every iteration, in the paper).
+
+    Examples
+    --------
     >>> c = CifsCriterion()
     >>> row = c.measure(Sample(1, 0.0, image=np.zeros((64, 64, 3), np.uint8)))
     >>> row["jpeg_bytes"] > 0
@@ -64,11 +132,17 @@ class CifsCriterion(Criterion):
     name, label, recorded = "cifs", "CIFS", ("jpeg_bytes",)
 
     def measure(self, sample: Sample) -> dict[str, float]:
+        """{"jpeg_bytes": L_t}, the JPEG q95 size of the sample's 8-bit image."""
         assert sample.image is not None
         return {"jpeg_bytes": jpeg_bytes(sample.image)}
 
     @classmethod
     def values(cls, series: Mapping[str, Any], context: Context) -> Any:
+        """E_t = lam * MSE_t + (L_t / pixels)^2 from the "mse" and "jpeg_bytes" series.
+
+        Raises ValueError when the context has no lam. A column of lams gives one row of
+        values per lam (`cifs_value`).
+        """
         if context.lam is None:
             raise ValueError("CIFS values need lam in the context")
         return cifs_value(series["mse"], series["jpeg_bytes"], context.pixels, context.lam)

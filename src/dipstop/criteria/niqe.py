@@ -203,6 +203,40 @@ def niqe(image: np.ndarray) -> float:
 
     Both sides must be at least 96 pixels; with a single block the distorted covariance is
     taken as zero (see MIN_BLOCKS). NaN when no block has finite features (a flat image).
+    The image is cropped to whole 96 x 96 blocks.
+
+    Parameters
+    ----------
+    image : ndarray
+        H x W gray on the 0-255 scale, or H x W x 3 uint8 RGB (H x W x 1 is taken as gray).
+
+    Returns
+    -------
+    float
+        The NIQE score; NaN for a flat image.
+
+    Raises
+    ------
+    DipstopError
+        For an image below 96 x 96 or of another shape, or when the pristine model
+        (LIVE's modelparameters.mat, found by `dipstop.models.model_path`) cannot be read.
+
+    Examples
+    --------
+    >>> niqe(np.zeros((64, 64, 3), np.uint8))
+    Traceback (most recent call last):
+    ...
+    dipstop.errors.DipstopError: NIQE needs an image of at least 96x96 pixels (1x1 blocks of \
+96x96), got 64x64
+
+    Scoring needs the pristine model (downloaded on first use), so it is not run here:
+
+    >>> from skimage import data
+    >>> clean = data.astronaut()[::4, ::4]
+    >>> rng = np.random.default_rng(0)
+    >>> noisy = np.clip(clean + rng.normal(0, 25, clean.shape), 0, 255).astype(np.uint8)
+    >>> niqe(clean) < niqe(noisy)  # doctest: +SKIP
+    True
     """
     im = to_luminance(image)
     h, w = im.shape
@@ -232,6 +266,28 @@ class NiqeCriterion(Criterion):
     """Per-iteration stopping criterion: NIQE of an 8-bit RGB output (lower is better).
 
     Reads the pristine model when built, so a missing model fails before a fit starts.
+    A host criterion, usually scored every 10th iteration (it costs more than a step).
+
+    Parameters
+    ----------
+    every : int
+        Score every `every`-th iteration.
+
+    Raises
+    ------
+    DipstopError
+        If the pristine model cannot be found or read.
+
+    Examples
+    --------
+    Needs the pristine model (downloaded on first use), so not run here:
+
+    >>> from skimage import data
+    >>> n = NiqeCriterion(every=10)  # doctest: +SKIP
+    >>> n.due(20), n.settings()  # doctest: +SKIP
+    (True, {'every': 10})
+    >>> 0 < n(data.astronaut()[::4, ::4]) < 10  # doctest: +SKIP
+    True
     """
 
     name, label, recorded = "niqe", "NIQE", ("niqe",)
@@ -241,9 +297,10 @@ class NiqeCriterion(Criterion):
         pristine_model()
 
     def measure(self, sample: Sample) -> dict[str, float]:
+        """{"niqe": score} of the sample's 8-bit image."""
         assert sample.image is not None
         return {"niqe": self(sample.image)}
 
     def __call__(self, rgb_uint8: np.ndarray) -> float:
-        """NIQE of one H x W x 3 uint8 output (an H x W gray array works too)."""
+        """NIQE of one H x W x 3 uint8 output (an H x W gray array works too); see `niqe`."""
         return niqe(rgb_uint8)

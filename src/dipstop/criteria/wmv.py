@@ -46,7 +46,25 @@ class WmvCriterion(Criterion):
     """Windowed moving variance of a DIP run's outputs, one value per `update`.
 
     As a criterion it scores every iteration on the device (the window holds outputs).
+    v_t is the mean over the last W outputs of their squared distance to the window's mean
+    image; NaN until W outputs have been seen.
 
+    Parameters
+    ----------
+    window : int
+        W, at least 2 (the paper's 100).
+    every : int
+        Must be 1: the window needs every output.
+    resync_every : int
+        Recompute the running sums exactly from the window every this many updates.
+
+    Raises
+    ------
+    ValueError
+        For `every` other than 1, a window below 2 or `resync_every` below 1.
+
+    Examples
+    --------
     >>> wmv = WmvCriterion(window=2)
     >>> [wmv.update(torch.full((1, 1, 2, 2), v)) for v in (0.0, 1.0, 1.0)]
     [nan, 0.25, 0.0]
@@ -72,14 +90,38 @@ class WmvCriterion(Criterion):
         self._since_resync = 0
 
     def settings(self) -> dict:
+        """{"every", "window"}: what changes the recorded series (`resync_every` does not)."""
         return {"every": self.every, "window": self.window}
 
     def measure(self, sample: Sample) -> dict[str, float]:
+        """{"wmv": v_t} for the sample's output tensor (`update`)."""
         assert sample.output is not None
         return {"wmv": self.update(sample.output)}
 
     def update(self, output: torch.Tensor) -> float:
-        """Add iteration t's output (1 x C x H x W in [0, 1]); return v_t, NaN while filling."""
+        """Add iteration t's output (1 x C x H x W in [0, 1]); return v_t, NaN while filling.
+
+        Parameters
+        ----------
+        output : Tensor
+            The output, on any device; every output must have the first one's shape.
+
+        Returns
+        -------
+        float
+            v_t, at least 0; NaN for the first W - 1 outputs.
+
+        Raises
+        ------
+        ValueError
+            If the output's shape differs from the first output's.
+
+        Examples
+        --------
+        >>> wmv = WmvCriterion(window=3)
+        >>> [round(wmv.update(torch.full((1, 3, 4, 4), v)), 6) for v in (0.0, 0.3, 0.6, 0.6)]
+        [nan, nan, 0.06, 0.02]
+        """
         x = output.detach()
         if self._buf is None:
             self._start(x)
@@ -109,14 +151,51 @@ class WmvCriterion(Criterion):
         return max(float(v), 0.0)  # rounding can leave a tiny negative for a constant window
 
     def state_dict(self) -> dict:
-        """The window and its running sums (CPU copies), to resume a run exactly."""
+        """The window and its running sums (CPU copies), to resume a run exactly.
+
+        Returns
+        -------
+        dict
+            Tensors "buf", "ref", "d1", "d2" (None before the first output), "count",
+            "since_resync" and "window".
+
+        Examples
+        --------
+        >>> WmvCriterion(window=5).state_dict()["count"]
+        0
+        """
         tensors = {"buf": self._buf, "ref": self._ref, "d1": self._d1, "d2": self._d2}
         state: dict = {k: None if v is None else v.to("cpu", copy=True) for k, v in tensors.items()}
         state.update(count=self.count, since_resync=self._since_resync, window=self.window)
         return state
 
     def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
-        """Continue from `state_dict()`, with the tensors on `device` (the outputs' device)."""
+        """Continue from `state_dict()`, with the tensors on `device` (the outputs' device).
+
+        Parameters
+        ----------
+        state : dict
+            What `state_dict()` returned.
+        device : torch.device or str
+            The outputs' device.
+
+        Raises
+        ------
+        ValueError
+            If the state was saved with another window.
+
+        Examples
+        --------
+        >>> outputs = [torch.full((1, 1, 2, 2), v) for v in (0.0, 1.0, 1.0, 3.0)]
+        >>> whole = WmvCriterion(window=2)
+        >>> expected = [whole.update(y) for y in outputs]
+        >>> first = WmvCriterion(window=2)
+        >>> _ = [first.update(y) for y in outputs[:2]]
+        >>> resumed = WmvCriterion(window=2)
+        >>> resumed.load_state_dict(first.state_dict())
+        >>> [resumed.update(y) for y in outputs[2:]] == expected[2:]
+        True
+        """
         if state["window"] != self.window:
             raise ValueError(
                 f"a window of {state['window']} cannot resume a window of {self.window}"

@@ -35,7 +35,38 @@ def specs(
     protocol: Protocol,
     seeds: Iterable[int] = (0,),
 ) -> list[RunSpec]:
-    """The calibration runs of these images: CIFS and ES-WMV, the running averages, no SSIM."""
+    """The calibration runs of these images: CIFS and ES-WMV, the running averages, no SSIM.
+
+    Parameters
+    ----------
+    images : sequence of Path
+        Clean training images, all in one folder.
+    sigmas : iterable of float
+        Noise levels, 0-255 scale.
+    protocol : Protocol
+    seeds : iterable of int
+
+    Returns
+    -------
+    list of RunSpec
+        Image-major, as `dipstop.lab.runs.grid` orders them.
+
+    Raises
+    ------
+    DipstopError
+        If no image is given or the images are in several folders.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from dipstop.imageio import write_image
+    >>> from dipstop.protocols import PROTOCOLS
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> write_image(folder / "a.png", np.zeros((64, 64, 3), np.uint8))
+    >>> runs = specs([folder / "a.png"], [15, 25], PROTOCOLS["cpu"])
+    >>> [r.sigma for r in runs], sorted(runs[0].criteria_settings), runs[0].ssim_of
+    ([15.0, 25.0], ['cifs', 'wmv'], ())
+    """
     if not images:
         raise DipstopError("no calibration images given; pass a folder with --data")
     folders = {p.parent for p in images}
@@ -68,6 +99,45 @@ def record(
 
     Image-major order, so an interrupted recording covers every sigma evenly. Runs go through
     the lab's executor: in-process, or as Ray tasks with `use_ray`.
+
+    Parameters
+    ----------
+    images, sigmas, protocol, seeds
+        The runs, as for `specs`.
+    store : ResultStore
+        Where the runs go; runs already there are skipped.
+    device : str, optional
+        Where to fit.
+    log : callable
+        Gets one line per event.
+    use_ray, ray_address
+        Run as Ray tasks (`dipstop.lab.executor.run_grid`).
+    switches : Switches, optional
+        Engine switches.
+
+    Returns
+    -------
+    int
+        How many runs were recorded now.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from dipstop.imageio import write_image
+    >>> from dipstop.protocols import Protocol
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    >>> write_image(folder / "a.png", pixels)
+    >>> tiny = Protocol("tiny", width=8, max_iters=3, patience=2, crop=None)
+    >>> store = ResultStore(folder / "calibration.sqlite")
+    >>> record([folder / "a.png"], [25], tiny, store, device="cpu", log=lambda line: None)
+    1
+    >>> run = next(store.runs())
+    >>> run.spec["sigma"], len(run.series["jpeg_bytes"]), len(run.series["psnr"])
+    (25.0, 3, 3)
+    >>> record([folder / "a.png"], [25], tiny, store, device="cpu", log=lambda line: None)
+    0
+    >>> store.close()
     """
     todo = specs(images, sigmas, protocol, seeds)
     return run_grid(todo, store, device, ray_address, use_ray, log, switches=switches)
@@ -75,7 +145,11 @@ def record(
 
 @dataclass
 class LambdaChoice:
-    """The lam chosen for one sigma, with what it achieves on the recorded runs."""
+    """The lam chosen for one sigma, with what it achieves on the recorded runs.
+
+    One entry of a lam(sigma) table (`write_lambda_table`), plus the mean-PSNR curve over
+    `LAM_GRID` that the choice was read from.
+    """
 
     sigma: float
     lam: float
@@ -95,7 +169,10 @@ def selected_iterations(run: CalibrationRun, lams: np.ndarray) -> np.ndarray:
 
 @dataclass
 class CalibrationRun:
-    """A recorded run's series ("mse", "jpeg_bytes", "psnr") and its pixel count."""
+    """A recorded run's series ("mse", "jpeg_bytes", "psnr") and its pixel count.
+
+    What `search_lambda` reads; `calibrate_from_store` makes them from stored runs.
+    """
 
     series: dict[str, np.ndarray]
     pixels: int
@@ -108,13 +185,42 @@ def search_lambda(
     """The lam maximising mean PSNR at t_hat over recorded runs, and the mean-PSNR curve.
 
     Among equally good lams it takes the middle of the widest best plateau (in log lam),
-    the choice least sensitive to a slightly wrong sigma.
+    the choice least sensitive to a slightly wrong sigma. t_hat = argmin_t E_t(lam) over
+    all recorded iterations (paper Sec. 3.2), E_t the CIFS values.
+
+    Parameters
+    ----------
+    runs : sequence of CalibrationRun
+        Recorded runs at one sigma.
+    lams : ndarray
+        Candidate lams; `LAM_GRID` (1e-1 to 1e6, 80 points per decade) by default.
+
+    Returns
+    -------
+    lam : float
+        The chosen lam.
+    curve : ndarray
+        Mean PSNR at t_hat for every candidate lam.
+
+    Raises
+    ------
+    DipstopError
+        If `runs` is empty.
+
+    Examples
+    --------
+    E_t = lam / t + (t / 10)^2 is least at t = (50 lam)^(1/3), so lam = 20 picks t = 10,
+    this run's PSNR peak:
 
     >>> t = np.arange(1, 101, dtype=float)
     >>> series = {"mse": 1 / t, "jpeg_bytes": t, "psnr": 40 - np.abs(t - 30.0)}
     >>> lam, curve = search_lambda([CalibrationRun(series, pixels=64)])
     >>> float(curve.max())
     40.0
+    >>> series = {"mse": 1 / t, "jpeg_bytes": t * 6.4, "psnr": 40 - np.abs(t - 10.0)}
+    >>> lam, curve = search_lambda([CalibrationRun(series, pixels=64)])
+    >>> 15 < lam < 25
+    True
     """
     if not runs:
         raise DipstopError("no recorded runs to calibrate on; run `dipstop calibrate` first")
@@ -143,6 +249,46 @@ def calibrate_from_store(
     recorded for fewer iterations are left out. A run recorded twice (the same image, sigma
     and seed, e.g. once with fewer series) counts once, the newest. With `patience`, each
     choice also reports the mean PSNR where the online Eq. 4 rule stops at that lam.
+
+    Parameters
+    ----------
+    store : ResultStore
+        Recorded runs (`record`); their series need "mse", "jpeg_bytes" and "psnr".
+    width : int
+        Network width the runs must have been recorded with.
+    crop : int or None
+        Crop side the runs must have been recorded with.
+    iters : int, optional
+        Calibrate for this T (the series' first `iters` iterations).
+    patience : int, optional
+        S, to report `mean_psnr_eq4`.
+
+    Returns
+    -------
+    list of LambdaChoice
+        One per recorded sigma, in increasing sigma; empty when no run matches.
+
+    Examples
+    --------
+    Two runs at sigma 25 with PSNR peaks at t = 120 and 100; E_t = lam / t + (t / 100)^2:
+
+    >>> import tempfile
+    >>> store = ResultStore(Path(tempfile.mkdtemp()) / "calibration.sqlite")
+    >>> t = np.arange(1, 301, dtype=float)
+    >>> for name, peak in (("a.png", 120), ("b.png", 100)):
+    ...     series = {"mse": 1 / t, "jpeg_bytes": 4096 * t / 100,
+    ...               "psnr": 30 - ((t - peak) / 40) ** 2}
+    ...     spec = {"image": name, "image_sha256": name, "sigma": 25.0, "seed": 0,
+    ...             "protocol": {"width": 8, "crop": None, "max_iters": 300}}
+    ...     _ = store.put(spec, series, {"pixels": 4096})
+    >>> (choice,) = calibrate_from_store(store, width=8, crop=None, patience=20)
+    >>> choice.sigma, choice.n_runs, choice.images, choice.mean_peak_psnr
+    (25.0, 2, ['a.png', 'b.png'], 30.0)
+    >>> round(choice.lam), round(choice.mean_psnr, 4), round(choice.mean_psnr_eq4, 4)
+    (266, 29.9375, 29.9375)
+    >>> calibrate_from_store(store, width=64, crop=None)
+    []
+    >>> store.close()
     """
     latest: dict[tuple, CalibrationRun] = {}
     for run in store.runs():
@@ -186,7 +332,40 @@ def write_lambda_table(
     folder: str | None = None,
 ) -> None:
     """Write the lam(sigma) table of these choices, with its provenance: the command that
-    made it, the date, the images behind every entry and the selection rule."""
+    made it, the date, the images behind every entry and the selection rule.
+
+    Parameters
+    ----------
+    path : str or Path
+        The table's JSON file (replaced if it exists).
+    choices : sequence of LambdaChoice
+        One per sigma (`calibrate_from_store`).
+    protocol : Protocol
+        The protocol the runs were recorded under.
+    command : str
+        The command line that made the table.
+    planned : sequence of str
+        The images the calibration meant to use (to tell a partial one).
+    folder : str, optional
+        The image folder's name.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from dipstop.lambda_table import lam_for_sigma, load_table
+    >>> from dipstop.protocols import PROTOCOLS
+    >>> choices = [
+    ...     LambdaChoice(15.0, 100.0, 31.0, 31.5, 8, np.zeros(0), ["a.png"]),
+    ...     LambdaChoice(35.0, 40.0, 27.0, 27.4, 8, np.zeros(0), ["a.png"]),
+    ... ]
+    >>> path = Path(tempfile.mkdtemp()) / "table.json"
+    >>> write_lambda_table(path, choices, PROTOCOLS["cpu"], "dipstop calibrate ...")
+    >>> table = load_table(path)
+    >>> table["provenance"]["command"], table["protocol"]["name"]
+    ('dipstop calibrate ...', 'cpu')
+    >>> round(lam_for_sigma(25, table), 2)
+    63.25
+    """
     import datetime
 
     entries = [

@@ -29,7 +29,7 @@ Runner = Callable[[typing.Any, "str | None", "str | None", Switches], tuple[dict
 
 
 def pending(specs: Sequence[Spec], store: ResultStore) -> list[Spec]:
-    """The specs whose runs are not in the store yet."""
+    """The specs whose runs are not in the store yet (by `run_key(spec.as_dict())`)."""
     return [s for s in specs if not store.has(run_key(s.as_dict()))]
 
 
@@ -50,6 +50,63 @@ def run_grid(
     task per core), the driver alone writing the store. Each run is claimed in the store
     before it starts (all at once with Ray), so benches sharing a store split the grid and
     never compute a run twice: a run another live bench has claimed, or stored, is skipped.
+    Checkpoints of unfinished runs live in `<store>.partial/`; a finished run's is deleted.
+
+    Parameters
+    ----------
+    specs : sequence of RunSpec
+        The grid (anything with `as_dict()`; hashable).
+    store : ResultStore
+        Where finished runs go; runs already there are skipped.
+    device : str, optional
+        Passed to the runner.
+    ray_address : str, optional
+        The Ray cluster to join (a local Ray by default).
+    use_ray : bool
+        Run as Ray tasks (needs `pip install 'dipstop[ray]'`).
+    log : callable
+        Gets one line per event (the counts, each finished or skipped run).
+    runner : callable
+        `runner(spec, device, checkpoints, switches) -> (spec dict, series, summary)`;
+        `run_one` by default. The summary needs "peak_psnr", "peak_t" and "seconds" (for
+        the log).
+    switches : Switches, optional
+        Engine switches, passed to the runner.
+
+    Returns
+    -------
+    int
+        How many runs were computed and stored.
+
+    Raises
+    ------
+    DipstopError
+        With `use_ray` when Ray is not installed.
+
+    Examples
+    --------
+    A stand-in runner shows the flow; `run_one` fits for real:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from dipstop.imageio import write_image
+    >>> from dipstop.lab.runs import grid
+    >>> from dipstop.protocols import Protocol
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> write_image(folder / "a.png", np.zeros((64, 64, 3), np.uint8))
+    >>> tiny = Protocol("tiny", width=8, max_iters=2, patience=1, crop=None)
+    >>> specs = grid(folder, [15, 25], tiny, criteria={"cifs": {"every": 1}})
+    >>> def runner(spec, device, checkpoints, switches):
+    ...     summary = {"peak_psnr": 30.0, "peak_t": 2, "seconds": 0.0}
+    ...     return spec.as_dict(), {"psnr": np.array([29.0, 30.0])}, summary
+    >>> store = ResultStore(Path(tempfile.mkdtemp()) / "runs.sqlite")
+    >>> lines = []
+    >>> run_grid(specs, store, log=lines.append, runner=runner)
+    2
+    >>> run_grid(specs, store, log=lines.append, runner=runner), lines[-1]
+    (0, '2 runs in the grid, 2 already stored, 0 to run')
+    >>> store.close()
     """
     todo = pending(specs, store)
     log(

@@ -35,7 +35,15 @@ BENCH_EVERY = 10  # BRISQUE and NIQE every 10 iterations: they cost more than a 
 
 
 def bench_criteria(every: int = BENCH_EVERY) -> dict[str, dict]:
-    """What a bench run records: the paper's CIFS and its three comparison criteria."""
+    """What a bench run records: the paper's CIFS and its three comparison criteria.
+
+    CIFS and ES-WMV (window 100) every iteration; BRISQUE and NIQE every `every`-th.
+
+    Examples
+    --------
+    >>> bench_criteria(every=5)["niqe"]
+    {'every': 5}
+    """
     return {
         "cifs": {"every": 1},
         "wmv": {"every": 1, "window": WMV_WINDOW},
@@ -45,7 +53,13 @@ def bench_criteria(every: int = BENCH_EVERY) -> dict[str, dict]:
 
 
 def calibration_criteria() -> dict[str, dict]:
-    """What a calibration run records: the cheap criteria a stopping rule can be chosen from."""
+    """What a calibration run records: the cheap criteria a stopping rule can be chosen from.
+
+    Examples
+    --------
+    >>> calibration_criteria()
+    {'cifs': {'every': 1}, 'wmv': {'every': 1, 'window': 100}}
+    """
     return {"cifs": {"every": 1}, "wmv": {"every": 1, "window": WMV_WINDOW}}
 
 
@@ -55,6 +69,11 @@ def default_averages(patience: int) -> dict[str, dict]:
     the original DIP's EMA (0.99), a slow EMA (0.998, about S iterations), the mean of the
     last 100 outputs, and the mean of the last S + 1 (which, read at the online stop t* + S,
     is the mean of the outputs since t*).
+
+    Examples
+    --------
+    >>> sorted(default_averages(patience=500))
+    ['box100', 'box501', 'ema', 'ema998']
     """
     return {
         "ema": {"kind": "ema", "weight": 0.99},
@@ -70,7 +89,45 @@ def _frozen(d: Mapping[str, Mapping[str, Any]]) -> tuple:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One cell of a grid; `as_dict()` is what the store's key is hashed from."""
+    """One cell of a grid; `as_dict()` is what the store's key is hashed from.
+
+    Frozen and hashable; `grid` makes them. Criteria and averages are stored as nested
+    tuples so the spec can be hashed; `criteria_settings` and `average_settings` give them
+    back as dicts.
+
+    Parameters
+    ----------
+    dataset : str or None
+        Name of the data-set folder.
+    image : str
+        The image's file name.
+    image_sha256 : str
+        sha256 of the image file: the image's identity in the key.
+    path : str
+        Where the image was read; not part of the key.
+    sigma : float
+        Noise std, 0-255 scale.
+    seed : int
+        Seed of the fit and of the noise.
+    protocol : Protocol
+        Width, T, crop, lr, z_noise_std (its patience is not part of the key: stopping is
+        applied later).
+    criteria : tuple
+        ((name, ((setting, value), ...)), ...): what the run records.
+    averages : tuple
+        The running averages, in the same form.
+    ssim_of : tuple of str
+        Streams whose SSIM is recorded ("" the raw output, or an average's name).
+
+    Examples
+    --------
+    >>> from dipstop.protocols import PROTOCOLS
+    >>> spec = RunSpec("set", "a.png", "ab12", "/data/set/a.png", 25.0, 0, PROTOCOLS["cpu"],
+    ...                (("cifs", (("every", 1),)),))
+    >>> d = spec.as_dict()
+    >>> d["criteria"], d["protocol"]["crop"], "path" in d, d["ssim"]
+    ({'cifs': {'every': 1}}, 128, False, [''])
+    """
 
     dataset: str | None
     image: str
@@ -92,6 +149,10 @@ class RunSpec:
         return {k: dict(v) for k, v in self.averages}
 
     def as_dict(self) -> dict:
+        """Everything that determines the run, as JSON-able dict: the store key's source.
+
+        The SSIM streams keep only "" and the averages the spec has.
+        """
         return {
             "kind": "run",
             "dataset": self.dataset,
@@ -119,7 +180,49 @@ def grid(
 ) -> list[RunSpec]:
     """Every (image, sigma, seed) of a data-set folder, image-major (so an interrupted grid
     covers every sigma evenly); `images` picks files by name. Criteria default to the bench's,
-    averages to `default_averages(protocol.patience)`."""
+    averages to `default_averages(protocol.patience)`.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The data set: a folder of clean images (`list_images`).
+    sigmas : iterable of float
+        Noise levels, 0-255 scale.
+    protocol : Protocol
+    seeds : iterable of int
+    images : sequence of str, optional
+        File names to use, in this order; all images of the folder by default.
+    criteria : mapping, optional
+        Criterion name to settings; `bench_criteria()` by default (BRISQUE and NIQE need
+        their model files).
+    averages : mapping, optional
+        Running-average name to settings; `default_averages(protocol.patience)` by default.
+    ssim_of : sequence of str
+        Streams whose SSIM is recorded.
+
+    Returns
+    -------
+    list of RunSpec
+        Image by image, then sigma, then seed.
+
+    Raises
+    ------
+    DipstopError
+        If the folder holds no image or a named image is not in it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from dipstop.imageio import write_image
+    >>> from dipstop.protocols import Protocol
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("b.png", "a.png"):
+    ...     write_image(folder / name, np.zeros((64, 64, 3), np.uint8))
+    >>> tiny = Protocol("tiny", width=8, max_iters=3, patience=2, crop=None)
+    >>> specs = grid(folder, [15, 25], tiny, criteria={"cifs": {"every": 1}})
+    >>> [(s.image, s.sigma, s.seed) for s in specs]
+    [('a.png', 15.0, 0), ('a.png', 25.0, 0), ('b.png', 15.0, 0), ('b.png', 25.0, 0)]
+    """
     files = list_images(folder)
     if images:
         by_name = {f.name: f for f in files}
@@ -164,6 +267,47 @@ def run_one(
     a checkpoint of the same spec is there at the start, continues from it. The "seconds"
     series is the run's clock when iteration t's record was complete, which with the
     scoring overlap is up to 2 steps after y_t was computed: the cost of stopping online.
+
+    The noisy image is `synthetic_pair(spec.path, crop, sigma, seed)`; PSNR to the clean
+    image is recorded every iteration. BRISQUE and NIQE, when recorded, are also scored on
+    the noisy image itself (summary "noisy_brisque", "noisy_niqe").
+
+    Parameters
+    ----------
+    spec : RunSpec
+    device : str, optional
+        Where to fit (`dipstop.fitting.resolve_device`).
+    checkpoints : str, optional
+        Folder for the run's checkpoint.
+    switches : Switches, optional
+        Engine switches (CUDA graphs, scoring overlap, checkpoint interval).
+
+    Returns
+    -------
+    spec_dict : dict
+        `spec.as_dict()`, the store's key source.
+    series : dict of ndarray
+        One value per iteration for each recorded series ("mse", "psnr", the criteria's,
+        SSIM and the averages').
+    summary : dict
+        Per-run numbers: estimated sigma, noisy PSNR, peak PSNR and its iteration, last
+        PSNR, pixels, seconds, restores, device, threads, path, ...
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from dipstop.imageio import write_image
+    >>> from dipstop.protocols import Protocol
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    >>> write_image(folder / "a.png", pixels)
+    >>> tiny = Protocol("tiny", width=8, max_iters=3, patience=2, crop=None)
+    >>> spec = grid(folder, [25], tiny, criteria={"cifs": {"every": 1}})[0]
+    >>> spec_dict, series, summary = run_one(spec, device="cpu")
+    >>> spec_dict == spec.as_dict(), len(series["psnr"]), len(series["jpeg_bytes"])
+    (True, 3, 3)
+    >>> summary["peak_psnr"] == float(series["psnr"].max()), summary["pixels"]
+    (True, 4096)
     """
     switches = switches or Switches()
     clean, noisy = synthetic_pair(spec.path, spec.protocol.crop, spec.sigma, spec.seed)

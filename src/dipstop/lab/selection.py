@@ -35,7 +35,42 @@ def order_methods(labels: set[str] | list[str]) -> list[str]:
 
 
 def select(run: StoredRun, patience: int, table: dict) -> dict[str, int]:
-    """The detected iteration (1-based) of every method for one run."""
+    """The detected iteration (1-based) of every method for one run.
+
+    Every recorded criterion stops by Eq. 4 (its own `values`, sub-sampled when scored
+    every k iterations); CIFS at lam(true sigma) and, when the run has a blind estimate,
+    as "CIFS (est. sigma)" at lam(estimated sigma). "No ES" is the last iteration, "Peak"
+    the best PSNR (an oracle).
+
+    Parameters
+    ----------
+    run : StoredRun
+        A recorded run: series "mse", "psnr" and its criteria's; summary "pixels" (and
+        "sigma_estimated").
+    patience : int
+        S, in iterations.
+    table : dict
+        The lam(sigma) table (`dipstop.lambda_table.load_table`).
+
+    Returns
+    -------
+    dict
+        Method label to detected iteration, in table order (`order_methods`).
+
+    Examples
+    --------
+    A synthetic run: its PSNR peaks at t = 120; E_t = lam / t + (t / 100)^2 is least at
+    t = (5000 lam)^(1/3); the table gives lam 250 at sigma 25 and 62.5 at sigma 40:
+
+    >>> t = np.arange(1, 301, dtype=float)
+    >>> series = {"mse": 1 / t, "jpeg_bytes": 4096 * t / 100,
+    ...           "psnr": 30 - ((t - 120) / 40) ** 2, "wmv": np.abs(t - 150) + 1.0}
+    >>> spec = {"sigma": 25.0, "criteria": {"cifs": {"every": 1}, "wmv": {"every": 1}}}
+    >>> run = StoredRun("key", spec, {"pixels": 4096, "sigma_estimated": 40.0}, series)
+    >>> table = {"entries": [{"sigma": 10.0, "lam": 1000.0}, {"sigma": 40.0, "lam": 62.5}]}
+    >>> select(run, patience=20, table=table)
+    {'ES-WMV': 150, 'CIFS': 108, 'CIFS (est. sigma)': 68, 'No ES': 300, 'Peak': 120}
+    """
     s = run.series
     n = len(s["mse"])
     pixels, sigma = run.summary["pixels"], run.spec["sigma"]
@@ -54,7 +89,31 @@ def select(run: StoredRun, patience: int, table: dict) -> dict[str, int]:
 
 
 def scores(run: StoredRun, patience: int, table: dict) -> dict[str, dict[str, float]]:
-    """Per method: detected iteration t, PSNR and SSIM (NaN if not recorded) there."""
+    """Per method: detected iteration t, PSNR and SSIM (NaN if not recorded) there.
+
+    Parameters
+    ----------
+    run, patience, table
+        As for `select`.
+
+    Returns
+    -------
+    dict
+        Method label to {"t", "psnr", "ssim"}, in table order.
+
+    Examples
+    --------
+    >>> t = np.arange(1, 101, dtype=float)
+    >>> series = {"mse": 1 / t, "jpeg_bytes": 4096 * t / 100,
+    ...           "psnr": 30 - ((t - 40) / 10) ** 2, "ssim": 0.9 - ((t - 40) / 100) ** 2}
+    >>> run = StoredRun("key", {"sigma": 25.0, "criteria": {"cifs": {"every": 1}}},
+    ...                 {"pixels": 4096}, series)
+    >>> table = {"entries": [{"sigma": 25.0, "lam": 12.8}]}
+    >>> scores(run, patience=10, table=table)["CIFS"]
+    {'t': 40, 'psnr': 30.0, 'ssim': 0.9}
+    >>> scores(run, patience=10, table=table)["No ES"]["t"]
+    100
+    """
     ssim = run.series.get("ssim")
     return {
         method: {

@@ -51,13 +51,48 @@ T = TypeVar("T")
 
 
 def run_key(spec: dict) -> str:
-    """sha256 of the canonical JSON of a run spec (sorted keys, no whitespace)."""
+    """sha256 of the canonical JSON of a run spec (sorted keys, no whitespace).
+
+    The store's key: the same spec always gives the same key, whatever its key order.
+    Values JSON cannot hold are written with `str`.
+
+    Parameters
+    ----------
+    spec : dict
+        Everything that determines a run (`dipstop.lab.runs.RunSpec.as_dict()`).
+
+    Returns
+    -------
+    str
+        64 hex digits.
+
+    Examples
+    --------
+    >>> run_key({"sigma": 25, "seed": 0}) == run_key({"seed": 0, "sigma": 25})
+    True
+    >>> run_key({"sigma": 25, "seed": 0}) == run_key({"sigma": 25, "seed": 1})
+    False
+    """
     canon = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canon.encode()).hexdigest()
 
 
 @dataclass
 class StoredRun:
+    """One finished run as the store holds it.
+
+    Attributes
+    ----------
+    key : str
+        `run_key(spec)`.
+    spec : dict
+        What determines the run (upgraded to the current schema).
+    summary : dict
+        Per-run numbers (peak PSNR, seconds, pixels, ...).
+    series : dict of ndarray
+        Per-iteration series by name ("mse", "psnr", "jpeg_bytes", ...).
+    """
+
     key: str
     spec: dict
     summary: dict
@@ -68,13 +103,38 @@ class ResultStore:
     """A SQLite results store; safe to reopen after an interruption and to share.
 
     `readonly` opens an existing store for reading only (the report): a file that is not a
-    dipstop store is refused and left as it was.
+    dipstop store is refused and left as it was. A writable open creates the file (and its
+    folder) if needed and migrates an older schema's rows (`migrate`).
 
+    Parameters
+    ----------
+    path : str or Path
+        The SQLite file.
+    readonly : bool
+        Open an existing store without changing anything in it.
+
+    Raises
+    ------
+    DipstopError
+        If `path` is not a dipstop store (or, read-only, does not exist), was written by a
+        newer schema, or stays locked by another process.
+
+    Examples
+    --------
     >>> import tempfile, os
-    >>> store = ResultStore(os.path.join(tempfile.mkdtemp(), "r.sqlite"))
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.sqlite")
+    >>> store = ResultStore(path)
     >>> key = store.put({"sigma": 25}, {"t": np.arange(3)}, {"psnr": 30.0})
     >>> store.has(key), store.get(key).summary["psnr"]
     (True, 30.0)
+    >>> reader = ResultStore(path, readonly=True)
+    >>> reader.get(key).series["t"]
+    array([0, 1, 2])
+    >>> reader.put({"sigma": 50}, {}, {})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dipstop.errors.DipstopError: ...r.sqlite was opened read-only; open it without readonly
+    >>> reader.close(); store.close()
     """
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
@@ -152,6 +212,7 @@ class ResultStore:
         db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     def has(self, key: str) -> bool:
+        """Whether the run of `key` is stored (finished)."""
         return self._retry(
             lambda: self.db.execute("SELECT 1 FROM runs WHERE key=?", (key,)).fetchone() is not None
         )
@@ -161,6 +222,36 @@ class ResultStore:
 
         Waits for another process's write lock (minutes) rather than lose the run; any claim
         on the run goes with it.
+
+        Parameters
+        ----------
+        spec : dict
+            What determines the run; its key is `run_key(spec)`.
+        series : dict of ndarray
+            Per-iteration series, stored as a compressed NumPy archive.
+        summary : dict
+            Per-run numbers, stored as JSON.
+
+        Returns
+        -------
+        str
+            The run's key.
+
+        Raises
+        ------
+        DipstopError
+            If the store is read-only or stays locked.
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> store = ResultStore(os.path.join(tempfile.mkdtemp(), "r.sqlite"))
+        >>> key = store.put({"sigma": 25}, {"psnr": np.zeros(3)}, {"peak_psnr": 0.0})
+        >>> key == run_key({"sigma": 25}), store.put({"sigma": 25}, {}, {}) == key
+        (True, True)
+        >>> store.get(key).series, len(list(store.runs()))
+        ({}, 1)
+        >>> store.close()
         """
         key = run_key(spec)
         buf = io.BytesIO()
@@ -183,7 +274,30 @@ class ResultStore:
 
     def get(self, key: str) -> StoredRun:
         """The stored run of `key`: KeyError when there is none, DipstopError when its row
-        is corrupt."""
+        is corrupt.
+
+        Parameters
+        ----------
+        key : str
+            `run_key(spec)` of the run.
+
+        Returns
+        -------
+        StoredRun
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> store = ResultStore(os.path.join(tempfile.mkdtemp(), "r.sqlite"))
+        >>> key = store.put({"sigma": 25}, {"psnr": np.array([20.0, 21.5])}, {})
+        >>> store.get(key).spec, store.get(key).series["psnr"]
+        ({'sigma': 25}, array([20. , 21.5]))
+        >>> store.get("no such key")
+        Traceback (most recent call last):
+        ...
+        KeyError: 'no such key'
+        >>> store.close()
+        """
         row = self._retry(
             lambda: self.db.execute(
                 "SELECT key, spec, summary, series FROM runs WHERE key=?", (key,)
@@ -198,7 +312,28 @@ class ResultStore:
 
     def runs(self, kind: str | None = None) -> Iterator[StoredRun]:
         """All stored runs (of one kind if given), oldest first; corrupt rows are skipped
-        with a warning naming their key."""
+        with a warning naming their key.
+
+        Parameters
+        ----------
+        kind : str, optional
+            Only runs whose spec's "kind" is this ("run" for every run dipstop records now).
+
+        Yields
+        ------
+        StoredRun
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> store = ResultStore(os.path.join(tempfile.mkdtemp(), "r.sqlite"))
+        >>> for sigma in (25, 50):
+        ...     _ = store.put({"kind": "run", "sigma": sigma}, {}, {})
+        >>> _ = store.put({"kind": "other", "sigma": 75}, {}, {})
+        >>> [r.spec["sigma"] for r in store.runs("run")]
+        [25, 50]
+        >>> store.close()
+        """
         sql = "SELECT key, spec, summary, series FROM runs"
         args: tuple = ()
         if kind is not None:
@@ -217,7 +352,32 @@ class ResultStore:
     def claim(self, key: str) -> bool:
         """Claim the run of `key` for this store object's owner; False when it is stored or
         another live bench holds it. A claim of a dead process on this host, or one whose
-        heartbeat is older than STALE_SECONDS, is taken over."""
+        heartbeat is older than STALE_SECONDS, is taken over.
+
+        Parameters
+        ----------
+        key : str
+            `run_key(spec)` of the run.
+
+        Returns
+        -------
+        bool
+            Whether this store object now holds the claim (and should compute the run).
+
+        Examples
+        --------
+        Two store objects on one file stand for two benches:
+
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "r.sqlite")
+        >>> a, b = ResultStore(path), ResultStore(path)
+        >>> a.claim("k"), b.claim("k"), a.claim("k")
+        (True, False, True)
+        >>> a.release()
+        >>> b.claim("k")
+        True
+        >>> a.close(); b.close()
+        """
 
         def take(db: sqlite3.Connection) -> bool:
             if db.execute("SELECT 1 FROM runs WHERE key=?", (key,)).fetchone() is not None:
@@ -274,6 +434,7 @@ class ResultStore:
             db.close()
 
     def close(self) -> None:
+        """Close the database connection (claims stay until released or stale)."""
         self.db.close()
 
     def _transaction(self, work: Callable[[sqlite3.Connection], T], attempts: int = 0) -> T:
@@ -387,6 +548,23 @@ def _alive(host: str, pid: int, claimed_at: float) -> bool:
 def upgrade_spec(spec: dict) -> dict:
     """An older run spec as the current schema writes it (a current one comes back equal).
 
+    Schema 1's bench and calibration specs become schema 2's one run spec; a run spec
+    without fit settings gets `FitSettings`' defaults, with which it was recorded (schema 3).
+    Writable stores migrate their rows once (`migrate`); read-only ones upgrade specs as
+    they are read.
+
+    Parameters
+    ----------
+    spec : dict
+        A stored spec of any schema.
+
+    Returns
+    -------
+    dict
+        The spec under the current schema (a new dict when changed).
+
+    Examples
+    --------
     >>> old = {"kind": "calibration", "image": "a.jpg", "image_sha256": "ab", "crop": 128,
     ...        "sigma": 25.0, "seed": 0, "width": 64, "lr": 0.01, "z_noise_std": 0.1,
     ...        "iters": 3000}
