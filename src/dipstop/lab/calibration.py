@@ -26,7 +26,7 @@ from dipstop.protocols import Protocol
 from dipstop.runtime import Switches
 from dipstop.stopping import detect_offline
 
-LAM_GRID = np.logspace(-1, 6, 561)  # 32 points per decade
+LAM_GRID = np.logspace(-1, 6, 561)  # 80 points per decade
 
 
 def specs(
