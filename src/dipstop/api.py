@@ -32,9 +32,33 @@ from dipstop.validate import check_denoise_options
 class DenoiseResult:
     """What a denoising run did: where it stopped, why, and with which settings.
 
-    `series` holds one value per iteration run (the recording loop's schema): "mse" (to the
-    noisy image, [0, 1] scale), "jpeg_bytes", "criterion" (E_t), "seconds" and, when a clean
-    image was given, "psnr".
+    Attributes
+    ----------
+    stop_iteration : int
+        t*, the iteration whose criterion value the stop rule settled on (1-based).
+    iterations_run : int
+        Iterations fitted and recorded (t* + S when it stopped early, else T).
+    stopped_early : bool
+        Whether the Eq. 4 rule fired before the budget T.
+    sigma, sigma_estimated : float, bool
+        The noise level used (0-255 scale) and whether it was estimated.
+    lam, paper_lambda : float
+        dipstop's lam, and the paper's lambda for this image size (lam * H * W).
+    settings : dict
+        Protocol, seed, device, output policy and criterion settings of the fit.
+    series : dict of str to ndarray
+        One value per iteration run (the recording loop's schema): "mse" (to the noisy
+        image, [0, 1] scale), "jpeg_bytes", "criterion" (E_t), "seconds", the output
+        policy's average series if any, and "psnr" when a clean image was given.
+    seconds, time_split, restores : float, dict, int
+        Wall time, where it went (below) and divergence-guard restores.
+    psnr, peak_psnr, peak_iteration : float or None
+        With a clean image: PSNR of the returned image, and the best raw output of the run.
+    notes : list of str
+        Caveats (a provisional or other-width lam table, an interruption).
+    interrupted : bool
+        Ctrl-C ended the fit (with `interruptible`): the image is the best so far.
+
     `time_split` says where the `seconds` went: "network" (perturbation, forward, backward,
     Adam), "engine" (divergence guard, snapshots) and "stopping" (quantising each output, any
     wait for its JPEG, which is encoded on a worker thread during the next step, the Eq. 4

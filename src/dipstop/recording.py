@@ -141,14 +141,40 @@ def record(
 ) -> Recording:
     """Fit up to `max_iters` iterations, recording every criterion; stop online if asked.
 
-    `clean` (1 x C x H x W on the fitter's device) adds PSNR (and SSIM for the streams in
-    `ssim_of`: "" the raw output, or an average's name). `policy` picks the returned image
-    (`Recording.output`); it needs `stop`. A `checkpoint` resumes the run when it holds one
-    and is saved about as often as it says. `depth` is the scoring overlap (0: inline).
-    With `interruptible`, Ctrl-C ends the loop and returns what was recorded so far.
-    `on_row(iteration, row)` sees every recorded row, in order (a progress bar, a refit
-    keeping chosen outputs).
+    Parameters
+    ----------
+    fitter : Fitter
+        The fit to drive (a resumed one continues from its iteration).
+    max_iters : int
+        The iteration budget T.
+    criteria : sequence of Criterion
+        What to record each iteration (host criteria run on the scoring worker).
+    clean : Tensor, optional
+        1 x C x H x W on the fitter's device: adds PSNR, and SSIM for the streams in
+        `ssim_of` ("" the raw output, or an average's name).
+    averages : mapping of str to RunningAverage, optional
+        Running averages to keep and record (MSE, JPEG bytes, PSNR of each).
+    stop : OnlineStop, optional
+        Stop by Eq. 4 on one criterion's values; the loop ends at t* + S.
+    policy : OutputPolicy, optional
+        Picks the returned image (`Recording.output`); needs `stop` (default "raw").
+    checkpoint : Checkpointer, optional
+        Resumes the run when it holds a usable state; saved about as often as it says.
+    depth : int
+        Scoring overlap: how many steps host work may run behind (0: inline).
+    interruptible : bool
+        Ctrl-C ends the loop and returns what was recorded so far.
+    on_row : callable, optional
+        `on_row(iteration, row)` sees every recorded row, in order (a progress bar, a refit
+        keeping chosen outputs).
 
+    Returns
+    -------
+    Recording
+        The series (one value per recorded iteration), the stopper, the policy's image.
+
+    Examples
+    --------
     >>> from dipstop.fitting import FitSettings
     >>> fit = Fitter(torch.rand(3, 64, 64), FitSettings(width=8))
     >>> rec = record(fit, 3, [CifsCriterion()])
