@@ -18,10 +18,10 @@ from dipstop.lab import checkpoints, runs
 from dipstop.lab.calibration import record
 from dipstop.lab.datasets import list_images
 from dipstop.lab.executor import run_grid
-from dipstop.lab.paper_report import build_report
+from dipstop.lab.paper_report import build_report, recorded_patience
 from dipstop.lab.runs import bench_criteria, grid
 from dipstop.lab.selection import select
-from dipstop.lab.store import ResultStore, StoredRun
+from dipstop.lab.store import ResultStore, StoredRun, run_key
 from dipstop.lambda_table import write_table
 from dipstop.protocols import get_protocol
 from dipstop.runtime import Switches
@@ -176,7 +176,8 @@ def test_kill_9_mid_run_then_rerun_resumes_that_run_from_its_checkpoint(tmp_path
     store_path = tmp_path / "c.sqlite"
     args = "bench --sigmas 25 --iters 200 --every 50 --quiet --threads 1 --width 8 --crop 96"
     cmd = [sys.executable, "-m", "dipstop.cli", *args.split(), "--data", str(image_folder)]
-    cmd += ["--images", list_images(image_folder)[0].name, "--store", str(store_path)]
+    image = list_images(image_folder)[0].name
+    cmd += ["--images", image, "--store", str(store_path)]
     env = {**os.environ, "DIPSTOP_CHECKPOINT_SECONDS": "0"}  # save at every state copy
     proc = subprocess.Popen(cmd, env=env)
     folder = checkpoints.folder_for(store_path)
@@ -190,7 +191,24 @@ def test_kill_9_mid_run_then_rerun_resumes_that_run_from_its_checkpoint(tmp_path
     assert subprocess.run(cmd, env=env).returncode == 0
     (run,) = ResultStore(store_path).runs()
     assert run.summary["resumed_at"] % checkpoints.STATE_EVERY == 0 < run.summary["resumed_at"]
-    assert np.isfinite(run.series["mse"]).all() and not list(folder.glob("*.pt"))
+    assert not list(folder.glob("*.pt"))
+    # the resumed run continues bit for bit as an uninterrupted one on as many threads
+    proto = get_protocol("cpu").with_(max_iters=200, width=8, crop=96)
+    (spec,) = grid(image_folder, [25], proto, images=[image], criteria=bench_criteria(50))
+    assert run.key == run_key(spec.as_dict())  # the same run as the CLI's
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _, whole, summary = runs.run_one(spec)
+    finally:
+        torch.set_num_threads(threads)
+    assert run.summary["threads"] == summary["threads"] == 1
+    assert summary["resumed_at"] is None and summary["restores"] == run.summary["restores"]
+    assert set(run.series) == set(whole)
+    assert np.isfinite(whole["wmv"][99:]).all()  # the 100-output window's state was resumed
+    for key, values in whole.items():
+        if key != "seconds":
+            np.testing.assert_array_equal(run.series[key], values, err_msg=key)
 
 
 def test_ray_executor_matches_in_process_runs_for_bench_and_calibration(tmp_path, image_folder):
@@ -253,16 +271,34 @@ def test_selection_applies_eq4_per_criterion(table):
 
 def test_report_numbers_equal_the_stored_ones(tmp_path, image_folder, table):
     store = ResultStore(tmp_path / "b.sqlite")
-    run_grid(grid(image_folder, [25], TINY, criteria=EVERY5), store, **QUIET)
+    small_window = {**EVERY5, "wmv": {"every": 1, "window": 8}}  # ES-WMV has values by t=8
+    run_grid(grid(image_folder, [25], TINY, criteria=small_window), store, **QUIET)
     report = build_report(store, tmp_path / "rep", patience=5, table=table)
     runs = list(store.runs())
     text = (tmp_path / "rep" / "table1.csv").read_text().splitlines()
     rows = {r["method"]: r for r in csv.DictReader(text)}
     peak = np.mean([r.series["psnr"].max() for r in runs])
     last = np.mean([r.series["psnr"][-1] for r in runs])
-    assert float(rows["Peak"]["mean_psnr"]) == pytest.approx(peak)
-    assert float(rows["No ES"]["mean_psnr"]) == pytest.approx(last)
-    assert int(rows["CIFS"]["n"]) == 2
+    assert float(rows["Peak"]["mean_psnr"]) == pytest.approx(peak, rel=1e-12)
+    assert float(rows["No ES"]["mean_psnr"]) == pytest.approx(last, rel=1e-12)
+    # every stopping rule's column: the mean over runs of the stored PSNR at select's pick,
+    # and runs.csv holds those picks, run by run
+    picks = {r.spec["image"]: select(r, 5, table) for r in runs}
+    rules = ["BRISQUE", "NIQE", "ES-WMV", "CIFS", "CIFS (est. sigma)"]
+    assert set(rows) == {*rules, "No ES", "Peak"}
+    per_run = list(csv.DictReader((tmp_path / "rep" / "runs.csv").read_text().splitlines()))
+    assert len(per_run) == len(runs) * len(rows)
+    for r in runs:
+        for method, t in picks[r.spec["image"]].items():
+            (row,) = [x for x in per_run if (x["image"], x["method"]) == (r.spec["image"], method)]
+            assert int(row["t"]) == t, (r.spec["image"], method)
+            assert float(row["psnr"]) == r.series["psnr"][t - 1]
+    for method in rules:
+        stored = [r.series["psnr"][picks[r.spec["image"]][method] - 1] for r in runs]
+        assert float(rows[method]["mean_psnr"]) == pytest.approx(np.mean(stored), rel=1e-12)
+        assert float(rows[method]["std_psnr"]) == pytest.approx(np.std(stored), abs=1e-12)
+        assert int(rows[method]["n"]) == 2
+    assert len({t for p in picks.values() for t in p.values()}) > 2  # not all at T or the peak
     text = report.read_text()
     assert f"{peak:.3f}" in text and "Table 1" in text
     assert "2 runs (2 on cpu)" in text  # which device recorded the runs
@@ -272,6 +308,16 @@ def test_report_numbers_equal_the_stored_ones(tmp_path, image_folder, table):
 
     info = json.loads((tmp_path / "rep" / "fig4_example.json").read_text())
     assert info["max_loss_drift"] < 1e-6  # the refit reproduced the stored run
+
+
+def test_report_default_s_is_the_one_the_runs_were_recorded_with():
+    def run(summary: dict) -> StoredRun:
+        return StoredRun("k", {"protocol": {"name": "cpu"}}, summary, {})
+
+    assert recorded_patience([run({"patience": 5}), run({"patience": 5})]) == 5
+    assert recorded_patience([run({})]) == get_protocol("cpu").patience  # older stores
+    with pytest.raises(DipstopError, match=r"different S \(5, 500\); pass -S"):
+        recorded_patience([run({"patience": 5}), run({})])
 
 
 def test_empty_or_non_image_data_set_is_refused(tmp_path):

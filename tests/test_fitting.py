@@ -1,10 +1,13 @@
 import dataclasses
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
+from dipstop import fitting
 from dipstop.errors import DipstopError
 from dipstop.fitting import FitSettings, Fitter
 
@@ -68,6 +71,62 @@ def test_divergence_guard_recovers_from_an_injected_nan():
     assert all(math.isfinite(v) for _, v in seen)
     assert fitter.restores >= 1
     assert all(torch.isfinite(p).all() for p in fitter.net.parameters())
+
+
+def spiked_fit(monkeypatch, db: float, at: int, n: int = 30):
+    """Fit n iterations where iteration `at`'s loss is made exactly `db` above the previous
+    iteration's (finite, not NaN), once. Returns the fitter, the yielded (t, loss), the spike
+    and, for the step computed right after the spike, the fit's state when it began."""
+    noisy = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
+    fitter = Fitter(noisy, TINY)
+    seen = {}
+
+    forward = fitter._forward
+
+    def forward_after_the_spike(z):
+        if "spike" in seen and "after" not in seen:  # before its forward updates BatchNorm
+            seen["after"] = [v.clone() for v in fitter._state()]
+        return forward(z)
+
+    def mse_loss(y, x):
+        loss = F.mse_loss(y, x)
+        if fitter.t == at - 1 and "spike" not in seen:
+            seen["snapshot"] = [v.clone() for v in fitter.snapshot]
+            seen["spike"] = fitter.previous_loss * 10 ** (db / 10)
+            return loss * (seen["spike"] / loss.item())
+        return loss
+
+    monkeypatch.setattr(fitter, "_forward", forward_after_the_spike)
+    monkeypatch.setattr(fitting, "F", SimpleNamespace(mse_loss=mse_loss))
+    yielded = [(it.t, it.loss) for it in fitter.run(n)]
+    return fitter, yielded, seen
+
+
+def test_divergence_guard_restores_after_a_finite_jump_of_more_than_5_db(monkeypatch):
+    assert TINY.guard_db == 5.0
+    fitter, yielded, seen = spiked_fit(monkeypatch, db=5.1, at=13)
+    assert fitter.restores == 1
+    assert [t for t, _ in yielded] == list(range(1, 31))  # iteration 13 retried, none skipped
+    assert math.isfinite(seen["spike"]) and seen["spike"] not in [v for _, v in yielded]
+    loss = dict(yielded)
+    assert loss[13] <= loss[12] * 10 ** (5.0 / 10)  # the retry passed the guard
+    # the retry started from the snapshot (taken at t = 10, snapshot_every = 5), not from
+    # the weights that produced the jump: network, BatchNorm buffers and Adam's moments
+    assert len(seen["after"]) == len(seen["snapshot"])
+    assert all(torch.equal(a, b) for a, b in zip(seen["after"], seen["snapshot"], strict=True))
+    assert all(math.isfinite(v) for v in loss.values())
+    assert np.mean([loss[t] for t in range(26, 31)]) < np.mean([loss[t] for t in range(9, 14)])
+
+
+def test_divergence_guard_keeps_a_jump_just_under_5_db(monkeypatch):
+    fitter, yielded, seen = spiked_fit(monkeypatch, db=4.9, at=13)
+    assert fitter.restores == 0
+    assert [t for t, _ in yielded] == list(range(1, 31))
+    loss = dict(yielded)
+    assert loss[13] == pytest.approx(seen["spike"], rel=1e-6)  # kept and yielded as it was
+    assert loss[13] == pytest.approx(loss[12] * 10 ** (4.9 / 10), rel=1e-6)
+    # the fit went on from the jumped step's own update, not from the snapshot
+    assert not all(map(torch.equal, seen["after"], seen["snapshot"]))
 
 
 def test_a_fit_resumed_from_its_saved_state_continues_exactly(tmp_path):

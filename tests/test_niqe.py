@@ -39,12 +39,19 @@ def fresh_model_cache():
     pristine_model.cache_clear()
 
 
-def test_matches_reference_scores(shared):
+# docs/design.md and docs/reproduction.md: "with two blocks or more it reproduces the LIVE
+# reference scores within 5e-4" (largest deviation measured: 4.53e-4, cbsd68/119082.png)
+CLAIMED = 5e-4
+
+
+def test_matches_reference_scores_within_the_documented_tolerance(shared):
     ref = _reference(shared)
     assert len(ref) >= 8
-    got = {name: niqe(_read_rgb(_image_path(shared, name))) for name in ref}
-    dev = {name: abs(got[name] - score) for name, score in ref.items()}
-    assert max(dev.values()) < 0.01, dev
+    images = {name: _read_rgb(_image_path(shared, name)) for name in ref}
+    for name, rgb in images.items():  # the claim is for images of two 96x96 blocks or more
+        assert (rgb.shape[0] // 96) * (rgb.shape[1] // 96) >= 2, name
+    dev = {name: abs(niqe(images[name]) - score) for name, score in ref.items()}
+    assert max(dev.values()) < CLAIMED, dev
 
 
 def test_noisier_image_scores_worse(shared):

@@ -343,6 +343,18 @@ def _devices(runs: list[StoredRun]) -> str:
     return ", ".join(f"{n} on {d}" for d, n in sorted(counts.items()))
 
 
+def recorded_patience(runs: list[StoredRun]) -> int:
+    """The S the runs were recorded under (`-S` of the bench that ran them): each run's
+    summary says it; runs of stores older than that take their named protocol's S."""
+    found = {
+        r.summary.get("patience") or get_protocol(r.spec["protocol"]["name"]).patience for r in runs
+    }
+    if len(found) > 1:
+        listed = ", ".join(str(s) for s in sorted(found))
+        raise DipstopError(f"the runs were recorded with different S ({listed}); pass -S")
+    return found.pop()
+
+
 def build_report(
     store: ResultStore,
     out: Path,
@@ -354,13 +366,13 @@ def build_report(
 ) -> Path:
     """Write report.md, table1.csv, runs.csv and fig1-4 PNGs into `out`; returns report.md.
 
-    `patience` None takes the S of the protocol the runs were recorded under.
+    `patience` None takes the S the runs were recorded under (`recorded_patience`).
     """
     runs = list(store.runs())
     if not runs:
         raise DipstopError(f"{store.path} holds no bench runs; run `dipstop bench` first")
     if patience is None:
-        patience = get_protocol(runs[0].spec["protocol"]["name"]).patience
+        patience = recorded_patience(runs)
     out.mkdir(parents=True, exist_ok=True)
     rows = table_rows(runs, patience, table)
     write_csv(out / "runs.csv", rows)

@@ -341,6 +341,7 @@ def run_one(
         "peak_t": peak + 1,
         "last_psnr": float(s["psnr"][-1]),
         "pixels": int(clean.shape[0] * clean.shape[1]),
+        "patience": spec.protocol.patience,  # the report's default S; not part of the key
         "seconds": rec.seconds,
         "restores": fitter.restores,
         "resumed_at": rec.resumed_at,
