@@ -41,6 +41,7 @@ WRITABLE = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp"}
 SIXTEEN_BIT_OK = {".png", ".tif", ".tiff"}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}  # what a folder's images are
 
 # Pillow modes dipstop reads, by the channels they become (P depends on its transparency)
 _CHANNELS = {
@@ -177,6 +178,27 @@ def join_array(pixels: np.ndarray, like: LoadedImage) -> np.ndarray:
 
 
 # -- reading ---------------------------------------------------------------------------------
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files in a folder, sorted: a .png, .jpg, .jpeg, .tif, .tiff or .bmp suffix
+    (any case), hidden files left out; subfolders are not searched. What `dipstop denoise
+    FOLDER` and the lab's data sets take from a folder.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("b.png", "a.JPG", ".c.png", "notes.txt"):
+    ...     _ = (folder / name).write_bytes(b"")
+    >>> [p.name for p in image_files(folder)]
+    ['a.JPG', 'b.png']
+    """
+    return sorted(
+        f
+        for f in Path(folder).iterdir()
+        if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".") and f.is_file()
+    )
 
 
 def read_image(path: str | os.PathLike) -> LoadedImage:

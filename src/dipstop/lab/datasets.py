@@ -8,17 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from dipstop.errors import DipstopError
-from dipstop.imageio import read_image
+from dipstop.imageio import image_files, read_image
 from dipstop.noise import add_gaussian_noise
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 
 
 def list_images(folder: str | Path) -> list[Path]:
     """Sorted image files in a folder; DipstopError when there are none.
 
-    Image files are those with a .png, .jpg, .jpeg, .tif, .tiff or .bmp suffix (any case);
-    other files are ignored. Subfolders are not searched.
+    Image files are those `dipstop.imageio.image_files` takes: a .png, .jpg, .jpeg, .tif,
+    .tiff or .bmp suffix (any case), not hidden; other files are ignored. Subfolders are not
+    searched.
 
     Parameters
     ----------
@@ -48,7 +47,7 @@ def list_images(folder: str | Path) -> list[Path]:
     p = Path(folder)
     if not p.is_dir():
         raise DipstopError(f"image folder {p} does not exist; give a folder of clean images")
-    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(p)
     if not files:
         raise DipstopError(
             f"no images (.png, .jpg, .tif, .bmp) in {p}; give a folder of clean images"

@@ -11,10 +11,10 @@ from __future__ import annotations
 import typing
 from collections.abc import Callable, Iterator, Sequence
 
-from dipstop.errors import DipstopError
 from dipstop.lab.checkpoints import RunCheckpoint, folder_for
 from dipstop.lab.runs import run_one
 from dipstop.lab.store import ResultStore, run_key
+from dipstop.raytasks import ray_map
 from dipstop.runtime import Switches
 
 
@@ -158,17 +158,4 @@ def _ray_results(
     switches: Switches,
 ) -> Iterator[tuple[dict, dict, dict]]:
     """Run specs as Ray tasks (one GPU each when the cluster has GPUs); yield as they finish."""
-    try:
-        import ray
-    except ImportError:
-        raise DipstopError(
-            "Ray is not installed; pip install 'dipstop[ray]' or drop --ray"
-        ) from None
-    if not ray.is_initialized():
-        ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
-    gpus = ray.cluster_resources().get("GPU", 0)
-    task = ray.remote(num_gpus=1 if gpus else 0)(runner)
-    futures = [task.remote(s, device, folder, switches) for s in specs]
-    while futures:
-        ready, futures = ray.wait(futures, num_returns=1)
-        yield ray.get(ready[0])
+    return ray_map(runner, [(s, device, folder, switches) for s in specs], address)
