@@ -88,6 +88,7 @@ def test_cli_calibrate_writes_a_usable_table(tmp_path, image_folder):
     assert doc["protocol"]["width"] == 8
     lo, hi = (e["lam"] for e in doc["entries"])
     assert min(lo, hi) <= lam_for_sigma(20, doc) <= max(lo, hi)
+    assert [e["mean_iterations"] for e in doc["entries"]] == [10.0, 10.0]  # S = 500 > T: all of T
 
 
 def test_store_written_by_another_version_is_refused(tmp_path):

@@ -8,7 +8,7 @@ arrays, PIL images and tensors, and returns the same kind.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -17,9 +17,11 @@ from tqdm import tqdm
 
 from dipstop.criteria import CifsCriterion, Context, paper_lambda
 from dipstop.errors import DipstopError
+from dipstop.estimate import TIMED, WARMUP, RunEstimate, estimate_run, expected_iterations
 from dipstop.fitting import Fitter, Iteration, padding_for, resolve_device
 from dipstop.imageio import LoadedImage, join_array, split_array
-from dipstop.lambda_table import lam_for_sigma, load_table
+from dipstop.lambda_table import lam_for_sigma, load_table, mean_iterations_for_sigma
+from dipstop.memory import estimate_bytes
 from dipstop.noise import estimate_sigma
 from dipstop.policies import make_policy
 from dipstop.protocols import get_protocol
@@ -55,9 +57,14 @@ class DenoiseResult:
     psnr, peak_psnr, peak_iteration : float or None
         With a clean image: PSNR of the returned image, and the best raw output of the run.
     notes : list of str
-        Caveats (a provisional or other-width lam table, an interruption).
+        Caveats (a provisional or other-width lam table, an interruption, the time budget).
     interrupted : bool
         Ctrl-C ended the fit (with `interruptible`): the image is the best so far.
+    stopped_by_budget : bool
+        The time budget (`max_minutes`) ended the fit: the image is the best so far.
+    estimate : RunEstimate or None
+        The run's expected length and memory, made once its first iterations were timed
+        (`dipstop.estimate`); None when the run ended before that.
 
     `time_split` says where the `seconds` went: "network" (perturbation, forward, backward,
     Adam), "engine" (divergence guard, snapshots) and "stopping" (quantising each output, any
@@ -83,10 +90,14 @@ class DenoiseResult:
     peak_iteration: int | None = None
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False  # Ctrl-C ended the fit (with `interruptible`): best so far
+    stopped_by_budget: bool = False  # max_minutes ended the fit: best so far
+    estimate: RunEstimate | None = None
 
     def summary(self) -> dict:
         """The scalar fields, for JSON reports."""
-        return {k: v for k, v in self.__dict__.items() if k != "series"}
+        out = {k: v for k, v in self.__dict__.items() if k != "series"}
+        out["estimate"] = asdict(self.estimate) if self.estimate is not None else None
+        return out
 
 
 def denoise(
@@ -108,6 +119,8 @@ def denoise(
     progress: bool = False,
     interruptible: bool = False,
     switches: Switches | None = None,
+    max_minutes: float | None = None,
+    on_estimate: Callable[[RunEstimate], None] | None = None,
 ) -> tuple[Any, DenoiseResult]:
     """Denoise `image` with a Deep Image Prior stopped by CIFS; no noise level needed.
 
@@ -146,6 +159,12 @@ def denoise(
     switches : Switches, optional
         Engine switches (CUDA graphs, scoring overlap): how the fit runs, not what it
         computes; `dipstop.runtime.Switches()` by default.
+    max_minutes : float, optional
+        A wall-clock budget: the fit ends once it has run this long and returns the output
+        policy's image so far, with `result.stopped_by_budget` set and a note. Finite, above 0.
+    on_estimate : callable, optional
+        Called once with the run's `RunEstimate`, when its first iterations have been timed
+        (after 5 iterations, or T if fewer); the estimate is also `result.estimate`.
 
     Returns
     -------
@@ -173,6 +192,7 @@ def denoise(
         seed=seed,
         table=table,
         device=device,
+        max_minutes=max_minutes,
     )
     loaded, kind = _to_loaded(image)
     proto = get_protocol(protocol).with_(
@@ -189,8 +209,16 @@ def denoise(
     if sigma is None:
         sigma = estimate_sigma(x)
     notes: list[str] = []
+    expected = proto.max_iters
     if lam is None:
-        lam, notes = lam_from_table(sigma, table, proto.width)
+        tab = load_table(table)
+        lam, notes = lam_from_table(sigma, tab, proto.width)
+        expected = expected_iterations(
+            proto.max_iters,
+            proto.patience,
+            mean_iterations_for_sigma(sigma, tab),
+            tab["protocol"].get("patience"),
+        )
     if lam <= 0:
         raise DipstopError(f"lam must be positive, got {lam}")
     clean_t = None
@@ -210,6 +238,22 @@ def denoise(
     cifs = CifsCriterion()
     stop = OnlineStop(cifs, Context(height * width_px, lam), proto.patience, policy.stream)
     bar = tqdm(total=proto.max_iters, disable=not progress, unit="it", dynamic_ncols=True)
+    budget = None if max_minutes is None else float(max_minutes) * 60.0
+    height_padded, width_padded = fitter.shape[2], fitter.shape[3]
+    planner = _Planner(
+        proto.max_iters,
+        expected,
+        "T" if expected == proto.max_iters else "lam table",
+        estimate_bytes(height_padded * width_padded, proto.width),
+        budget,
+        on_estimate,
+    )
+    show = _progress(bar, stop, proto.max_iters)
+
+    def on_row(it: Iteration, row: dict) -> None:
+        show(it, row)
+        planner.row(row)
+
     with bar:
         rec = record(
             fitter,
@@ -220,7 +264,8 @@ def denoise(
             policy=policy,
             depth=switches.overlap,
             interruptible=interruptible,
-            on_row=_progress(bar, stop, proto.max_iters),
+            on_row=on_row,
+            max_seconds=budget,
         )
     if rec.output is None:  # interrupted before the first iteration was scored
         raise KeyboardInterrupt
@@ -230,6 +275,11 @@ def denoise(
         notes.append(
             f"interrupted after {rec.iterations} iterations, before the stopping rule fired: "
             f"the output is the best so far (t*={t_star})"
+        )
+    if rec.stopped_by_budget:
+        notes.append(
+            f"the time budget of {max_minutes:g} min ran out after {rec.iterations} iterations, "
+            f"before the stopping rule fired: the output is the best so far (t*={t_star})"
         )
     series = rec.series
     pixels = join_array(_to_hwc(rec.output), loaded)
@@ -258,6 +308,8 @@ def denoise(
         restores=fitter.restores,
         notes=notes,
         interrupted=rec.interrupted,
+        stopped_by_budget=rec.stopped_by_budget,
+        estimate=planner.estimate,
     )
     if "psnr" in series:
         result.psnr = float(series["psnr"][t_star - 1])
@@ -266,9 +318,8 @@ def denoise(
     return _from_array(pixels, kind, image), result
 
 
-def lam_from_table(sigma: float, table: str | None, width: int) -> tuple[float, list[str]]:
-    """lam for a noise level from a lam(sigma) table, with notes on how far to trust it."""
-    tab = load_table(table)
+def lam_from_table(sigma: float, tab: dict, width: int) -> tuple[float, list[str]]:
+    """lam for a noise level from a loaded lam(sigma) table, with notes on how far to trust it."""
     lam = lam_for_sigma(sigma, tab)
     notes = []
     thin = [e for e in tab["entries"] if e.get("n_runs", 8) < 8]
@@ -283,6 +334,34 @@ def lam_from_table(sigma: float, table: str | None, width: int) -> tuple[float, 
             f"width {width}: pass lam to override"
         )
     return lam, notes
+
+
+class _Planner:
+    """A row callback that times the first iterations and makes the run's estimate once."""
+
+    def __init__(
+        self,
+        max_iters: int,
+        expected: int,
+        expected_from: str,
+        memory_bytes: int,
+        budget: float | None,
+        on_estimate: Callable[[RunEstimate], None] | None,
+    ) -> None:
+        self.args = (max_iters, expected, expected_from, memory_bytes, budget)
+        self.when = min(max_iters, WARMUP + TIMED)
+        self.on_estimate = on_estimate
+        self.seconds: list[float] = []
+        self.estimate: RunEstimate | None = None
+
+    def row(self, row: dict) -> None:
+        if self.estimate is not None:
+            return
+        self.seconds.append(row["seconds"])
+        if len(self.seconds) == self.when:
+            self.estimate = estimate_run(self.seconds, *self.args)
+            if self.on_estimate is not None:
+                self.on_estimate(self.estimate)
 
 
 def _progress(bar: tqdm, stop: OnlineStop, max_iters: int) -> Callable[[Iteration, dict], None]:

@@ -9,12 +9,17 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dipstop import validate
 from dipstop.errors import DipstopError
 from dipstop.policies import policy_names
 from dipstop.protocols import PROTOCOLS, get_protocol
 from dipstop.runtime import Switches, set_threads, tune_allocator
+
+if TYPE_CHECKING:
+    from dipstop.api import DenoiseResult
+    from dipstop.estimate import RunEstimate
 
 # argparse types: the checks live in dipstop.validate
 _sigma_list = validate.arg_sigma_list
@@ -139,7 +144,19 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         "= the mean of the outputs from t* to the end",
     )
     p.add_argument("--clean", default=None, help="clean reference image: adds PSNR to the report")
-    p.add_argument("--report", default=None, help="folder for series.csv, curves.png, summary.json")
+    p.add_argument(
+        "--max-minutes",
+        type=_positive_float,
+        default=None,
+        metavar="M",
+        help="time budget per image: end the fit after M minutes with the best output so far",
+    )
+    p.add_argument(
+        "--report",
+        default=None,
+        help="folder for series.csv, curves.png, summary.json (several inputs: one sub-folder "
+        "per input)",
+    )
     p.add_argument("--table", default=None, help="lam(sigma) table JSON (default: shipped one)")
     _add_common(p)
 
@@ -159,12 +176,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    den = sub.add_parser("denoise", help="denoise an image file")
-    den.add_argument("input", help="noisy image (PNG, TIFF, JPEG; 8 or 16 bit; gray, RGB, RGBA)")
-    _add_output(den, "denoised image (default: INPUT_dipstop.png)", None)
+    den = sub.add_parser("denoise", help="denoise image files, or the images of folders")
     den.add_argument(
-        "--overwrite", action="store_true", help="allow the output to replace the input file"
+        "input",
+        nargs="+",
+        help="noisy images (PNG, TIFF, JPEG; 8 or 16 bit; gray, RGB, RGBA), or folders of them",
     )
+    _add_output(
+        den,
+        "denoised image (default: INPUT_dipstop.png); with several inputs or a folder, the "
+        "folder for the NAME_dipstop.png outputs (created if missing; default: beside each "
+        "input)",
+        None,
+    )
+    den.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="allow the output to replace the input file; with several inputs, redo the "
+        "files whose output exists (skipped otherwise)",
+    )
+    _add_ray(den)
     _add_fit_options(den)
 
     demo = sub.add_parser("demo", help="denoise the bundled sample image (a cat, sigma 25)")
@@ -252,7 +283,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fit_kwargs(args: argparse.Namespace) -> dict:
+def _fit_kwargs(args: argparse.Namespace, interruptible: bool = True) -> dict:
     return dict(
         sigma=args.sigma,
         lam=args.lam,
@@ -267,53 +298,72 @@ def _fit_kwargs(args: argparse.Namespace) -> dict:
         output=args.output_policy,
         progress=not args.quiet and sys.stderr.isatty(),
         table=args.table,
-        interruptible=True,  # Ctrl-C: write the best output so far
+        interruptible=interruptible,  # Ctrl-C: return the best output so far
         switches=SWITCHES,
+        max_minutes=args.max_minutes,
+        on_estimate=None if args.quiet else _print_estimate,
     )
 
 
+def _print_estimate(estimate: RunEstimate) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(f"dipstop: {estimate.line()}", file=sys.stderr)  # clears a progress bar first
+
+
 def _denoise_file(args: argparse.Namespace, src: Path, dst: Path, clean: Path | None) -> int:
-    from dipstop.api import denoise
-    from dipstop.imageio import check_writable, join_array, read_image, write_image
+    """One file, as `dipstop denoise IN -o OUT` and `dipstop demo` run it."""
+    from dipstop.batch import Job, denoise_file, run_jobs
+    from dipstop.imageio import check_writable
 
-    check_writable(dst, protect=(src, clean), overwrite=getattr(args, "overwrite", False))
-    if args.report:
-        _check_folder(Path(args.report))
-    image = read_image(src)
-    clean_px = None
-    if clean is not None:
-        clean_img = read_image(clean)
-        clean_px = join_array(clean_img.pixels, clean_img)
-    raw = join_array(image.pixels, image)
-    out, result = denoise(raw, clean=clean_px, **_fit_kwargs(args))
-    write_image(dst, out)
-    if args.report:
-        from dipstop.report import write_run_report
-
-        write_run_report(result, args.report)
+    overwrite = getattr(args, "overwrite", False)
+    report = Path(args.report) if args.report else None
+    if report is not None:
+        _check_folder(report)
+    if getattr(args, "ray", None) is not None:  # one Ray task
+        check_writable(dst, protect=(src, clean), overwrite=overwrite)  # before Ray starts
+        job = Job(src, dst, report, clean)
+        fit = _fit_kwargs(args, interruptible=False)
+        ((_, result, error),) = run_jobs([job], fit, use_ray=True, ray_address=args.ray)
+        if result is None:
+            raise DipstopError(str(error))
+    else:
+        fit = _fit_kwargs(args)
+        result = denoise_file(src, dst, clean=clean, report=report, overwrite=overwrite, **fit)
+        # denoise_file checks dst is writable before it reads or fits anything
     if not args.quiet:
-        how = "estimated" if result.sigma_estimated else "given"
-        if result.interrupted:
-            stop = (
-                f"interrupted after {result.iterations_run} iterations; returned the best so "
-                f"far, t*={result.stop_iteration}"
-            )
-        elif result.stopped_early:
-            stop = f"stopped at t*={result.stop_iteration} after {result.iterations_run} iterations"
-        else:
-            stop = f"no stop before T={result.iterations_run}; returned t*={result.stop_iteration}"
-        print(
-            f"sigma {result.sigma:.1f} ({how}), lam {result.lam:.4g}: {stop}, "
-            f"{result.seconds:.0f} s -> {dst}"
-        )
-        if result.psnr is not None:
-            print(
-                f"PSNR {result.psnr:.2f} dB at t* (peak {result.peak_psnr:.2f} dB "
-                f"at t={result.peak_iteration})"
-            )
-        for note in result.notes:
-            print(f"note: {note}")
+        print("\n".join(_result_lines(result, dst)))
     return 130 if result.interrupted else 0  # 130: the shell's code for an interrupt
+
+
+def _result_lines(result: DenoiseResult, dst: Path) -> list[str]:
+    """What a finished file says: where it stopped and why, PSNR if known, notes."""
+    how = "estimated" if result.sigma_estimated else "given"
+    if result.interrupted:
+        stop = (
+            f"interrupted after {result.iterations_run} iterations; returned the best so "
+            f"far, t*={result.stop_iteration}"
+        )
+    elif result.stopped_by_budget:
+        stop = (
+            f"time budget ran out after {result.iterations_run} iterations; returned the best "
+            f"so far, t*={result.stop_iteration}"
+        )
+    elif result.stopped_early:
+        stop = f"stopped at t*={result.stop_iteration} after {result.iterations_run} iterations"
+    else:
+        stop = f"no stop before T={result.iterations_run}; returned t*={result.stop_iteration}"
+    lines = [
+        f"sigma {result.sigma:.1f} ({how}), lam {result.lam:.4g}: {stop}, "
+        f"{result.seconds:.0f} s -> {dst}"
+    ]
+    if result.psnr is not None:
+        lines.append(
+            f"PSNR {result.psnr:.2f} dB at t* (peak {result.peak_psnr:.2f} dB "
+            f"at t={result.peak_iteration})"
+        )
+    lines += [f"note: {note}" for note in result.notes]
+    return lines
 
 
 def _check_folder(folder: Path) -> None:
@@ -326,10 +376,96 @@ def _check_folder(folder: Path) -> None:
         raise DipstopError(f"cannot create report folder {folder}; choose a writable --report")
 
 
+def _check_fit_options(args: argparse.Namespace) -> None:
+    """The fit options, the table and (in-process) the device, checked before any fitting."""
+    from dipstop.lambda_table import load_table
+    from dipstop.validate import check_denoise_options
+
+    check_denoise_options(
+        sigma=args.sigma,
+        lam=args.lam,
+        protocol=args.protocol,
+        width=args.width,
+        max_iters=args.max_iters,
+        patience=args.patience,
+        lr=args.lr,
+        z_noise_std=args.z_noise_std,
+        seed=args.seed,
+        table=args.table,
+        device=args.device,
+        max_minutes=args.max_minutes,
+    )
+    if args.table is not None:
+        load_table(args.table)
+    if args.ray is None:  # a cluster may have devices this machine lacks
+        from dipstop.fitting import resolve_device
+
+        resolve_device(args.device)
+
+
 def cmd_denoise(args: argparse.Namespace) -> int:
-    src = Path(args.input)
-    dst = Path(args.output) if args.output else src.with_name(src.stem + "_dipstop.png")
-    return _denoise_file(args, src, dst, Path(args.clean) if args.clean else None)
+    from dipstop.batch import default_output
+
+    if len(args.input) == 1 and not Path(args.input[0]).is_dir():  # one file: -o is a file
+        src = Path(args.input[0])
+        dst = Path(args.output) if args.output else default_output(src)
+        return _denoise_file(args, src, dst, Path(args.clean) if args.clean else None)
+    return _denoise_batch(args)
+
+
+def _denoise_batch(args: argparse.Namespace) -> int:
+    """Several files or folders: plan, run (in-process or as Ray tasks), summarise.
+
+    A file that fails is reported at the end and the others go on (exit 2 if any failed);
+    Ctrl-C ends the batch, keeping the finished outputs (exit 130).
+    """
+    from dipstop.batch import prepare_batch, run_jobs
+
+    if args.clean:
+        raise DipstopError(
+            "--clean takes one input; denoise the files one at a time to compare each with "
+            "its clean image"
+        )
+    _check_fit_options(args)
+    if args.report:
+        _check_folder(Path(args.report))
+    todo, skipped = prepare_batch(args.input, args.output, args.report, args.overwrite)
+    log = _log(args)
+    for job in skipped:
+        log(f"skipping {job.src}: {job.dst} exists (pass --overwrite to redo it)")
+    fit = _fit_kwargs(args, interruptible=False)  # Ctrl-C ends the batch, not just one fit
+    outcomes = run_jobs(
+        todo, fit, use_ray=args.ray is not None, ray_address=args.ray, overwrite=args.overwrite
+    )
+    done, failed, interrupted = 0, [], False
+    try:
+        for job, result, error in outcomes:
+            step = f"[{done + len(failed) + 1}/{len(todo)}] {job.src}"
+            if result is None:
+                failed.append((job, error))
+                log(f"{step}: failed (reported at the end)")
+            else:
+                done += 1
+                first, *rest = _result_lines(result, job.dst)
+                log("\n".join([f"{step}: {first}", *(f"  {line}" for line in rest)]))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        outcomes.close()
+    log(
+        f"{done} denoised, {len(skipped)} skipped (output exists), {len(failed)} failed"
+        + (f", {len(todo) - done - len(failed)} not run (interrupted)" if interrupted else "")
+    )
+    for job, error in failed:
+        print(f"dipstop: error: {job.src}: {error}", file=sys.stderr)
+    if interrupted:
+        print(
+            f"dipstop: interrupted; the {done} finished outputs are kept; rerun the same "
+            "command to do the rest (finished outputs are skipped)",
+            file=sys.stderr,
+        )
+        return 130
+    return 2 if failed else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

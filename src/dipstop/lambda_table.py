@@ -117,6 +117,44 @@ def lam_for_sigma(sigma: float, table: dict | None = None) -> float:
     return float(np.exp(np.interp(sigma, sigmas, logs)))
 
 
+def mean_iterations_for_sigma(sigma: float, table: dict) -> float | None:
+    """How many iterations the Eq. 4 rule ran on average at this noise level, or None.
+
+    Linear interpolation in sigma between the entries that record `mean_iterations`
+    (`dipstop calibrate` writes it when it knows S); the nearest end outside them. None when
+    no entry records it (older tables).
+
+    Parameters
+    ----------
+    sigma : float
+        Noise std on the 0-255 scale.
+    table : dict
+        A table as `load_table` returns it.
+
+    Returns
+    -------
+    float or None
+        Mean iterations run, under the table's protocol (its T and S).
+
+    Examples
+    --------
+    >>> t = {"entries": [{"sigma": 10, "lam": 1.0, "mean_iterations": 900},
+    ...                  {"sigma": 30, "lam": 1.0, "mean_iterations": 700},
+    ...                  {"sigma": 50, "lam": 1.0}]}
+    >>> mean_iterations_for_sigma(20, t), mean_iterations_for_sigma(60, t)
+    (800.0, 700.0)
+    >>> mean_iterations_for_sigma(20, {"entries": [{"sigma": 10, "lam": 1.0}]}) is None
+    True
+    """
+    known = [e for e in table["entries"] if e.get("mean_iterations") is not None]
+    if not known:
+        return None
+    known.sort(key=lambda e: float(e["sigma"]))
+    sigmas = [float(e["sigma"]) for e in known]
+    means = [float(e["mean_iterations"]) for e in known]
+    return float(np.interp(sigma, sigmas, means))
+
+
 def write_table(path: str | Path, entries: list[dict], protocol: dict, provenance: dict) -> None:
     """Write a lam(sigma) table as JSON, with its units, protocol and provenance.
 

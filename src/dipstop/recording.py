@@ -37,6 +37,7 @@ from dipstop.metrics import psnr, ssim
 from dipstop.overlap import DEFAULT_DEPTH, overlapped
 from dipstop.policies import OutputPolicy, RawAtBest
 from dipstop.stopping import OnlineStopper
+from dipstop.validate import number
 
 
 class Checkpointer(Protocol):
@@ -89,6 +90,7 @@ class Recording:
     stopper: OnlineStopper | None = None
     output: torch.Tensor | None = None  # the output policy's image
     interrupted: bool = False  # Ctrl-C ended the loop (with `interruptible`)
+    stopped_by_budget: bool = False  # the run's clock passed `max_seconds`
     resumed_at: int | None = None  # the iteration a checkpoint resumed from
     seconds: float = 0.0
     fit_seconds: float = 0.0  # time spent inside the fitter (network and engine)
@@ -138,6 +140,7 @@ def record(
     depth: int = DEFAULT_DEPTH,
     interruptible: bool = False,
     on_row: Callable[[Iteration, dict[str, float]], None] | None = None,
+    max_seconds: float | None = None,
 ) -> Recording:
     """Fit up to `max_iters` iterations, recording every criterion; stop online if asked.
 
@@ -167,6 +170,10 @@ def record(
     on_row : callable, optional
         `on_row(iteration, row)` sees every recorded row, in order (a progress bar, a refit
         keeping chosen outputs).
+    max_seconds : float, optional
+        A wall-clock budget: the loop ends after the first row recorded once the run's clock
+        (the "seconds" series; a resumed run's counts its earlier time) has passed it, with
+        `Recording.stopped_by_budget` set and the policy's image so far. Finite, above 0.
 
     Returns
     -------
@@ -181,6 +188,8 @@ def record(
     >>> rec.iterations, sorted(rec.series)
     (3, ['jpeg_bytes', 'mse', 'seconds'])
     """
+    if max_seconds is not None:
+        number(max_seconds, "max_seconds", above=0, fix="give the budget in seconds, e.g. 600")
     averages = dict(averages or {})
     if policy is not None:
         if stop is None:
@@ -271,7 +280,7 @@ def record(
             ]
         return row
 
-    interrupted, count = False, fitter.t
+    interrupted, out_of_time, count = False, False, fitter.t
     rows = overlapped(produce(), score, depth)
     with contextlib.closing(rows):
         try:
@@ -295,6 +304,9 @@ def record(
                     checkpoint.save(item.it.state, series, row["seconds"], **item.extra)
                 if done:
                     break
+                if max_seconds is not None and row["seconds"] > max_seconds:
+                    out_of_time = True
+                    break
         except KeyboardInterrupt:
             if not interruptible:
                 raise
@@ -305,6 +317,7 @@ def record(
         stopper=stopper,
         output=policy.result() if policy else None,
         interrupted=interrupted,
+        stopped_by_budget=out_of_time,
         resumed_at=saved["fitter"]["t"] if saved else None,
         seconds=time.perf_counter() - start,
         fit_seconds=fit_seconds[0],

@@ -168,18 +168,20 @@ def check_denoise_options(
     seed: Any = 0,
     table: Any = None,
     device: Any = None,
+    max_minutes: Any = None,
 ) -> None:
     """Refuse a bad setting of `dipstop.api.denoise` before anything is computed.
 
-    None means "the default" for every option but seed. Numbers must be finite: sigma, lam
-    and lr above 0, z_noise_std at least 0; width, max_iters and patience integers >= 1,
+    None means "the default" for every option but seed. Numbers must be finite: sigma, lam,
+    lr and max_minutes above 0, z_noise_std at least 0; width, max_iters and patience integers >= 1,
     seed an integer in [0, 2**63 - 2]; protocol a name, table a path, device a name or a
     torch.device. Whether a protocol name or device exists is checked later, by the code
     that uses it.
 
     Parameters
     ----------
-    sigma, lam, protocol, width, max_iters, patience, lr, z_noise_std, seed, table, device
+    sigma, lam, protocol, width, max_iters, patience, lr, z_noise_std, seed, table, device,
+    max_minutes
         The options of `dipstop.denoise`, as given.
 
     Raises
@@ -211,6 +213,8 @@ max_iters as a whole number
     if z_noise_std is not None:
         number(z_noise_std, "z_noise_std", at_least=0, fix="give e.g. 0.033 (0 turns it off)")
     whole(seed, "seed", at_least=0, at_most=MAX_SEED)
+    if max_minutes is not None:
+        number(max_minutes, "max_minutes", above=0, fix="give the time budget in minutes, e.g. 30")
     if table is not None and not isinstance(table, (str, os.PathLike)):
         raise DipstopError(
             f"table must be a path to a lam table JSON, got {type(table).__name__}; "
@@ -485,7 +489,9 @@ def check_table(doc: Any, where: str) -> dict:
     """A lam(sigma) table checked and normalised: entries sorted by sigma, `protocol` a dict.
 
     Entries need finite `sigma` and `lam` above 0, distinct sigmas and, where present, an
-    `n_runs` that is a whole number >= 0. Returns a new dict; `doc` is not changed.
+    `n_runs` that is a whole number >= 0 and a `mean_iterations` (the iterations the Eq. 4
+    rule ran on average at that lam; null means not recorded) that is a finite number >= 1.
+    Returns a new dict; `doc` is not changed.
 
     Parameters
     ----------
@@ -546,6 +552,14 @@ above 0; rerun dipstop calibrate --table, or fix the file
             except DipstopError:
                 raise bad(
                     f"entry {i} has n_runs {_show(e['n_runs'])}, not a whole number >= 0"
+                ) from None
+        if e.get("mean_iterations") is not None:
+            try:
+                number(e["mean_iterations"], "mean_iterations", at_least=1)
+            except DipstopError:
+                raise bad(
+                    f"entry {i} has mean_iterations {_show(e['mean_iterations'])}, not a "
+                    "finite number >= 1"
                 ) from None
         clean.append({**e, "sigma": float(e["sigma"]), "lam": float(e["lam"])})
     sigmas = [e["sigma"] for e in clean]

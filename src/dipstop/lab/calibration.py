@@ -159,6 +159,7 @@ class LambdaChoice:
     curve: np.ndarray  # mean PSNR for every lam in the grid
     images: list[str]  # the recorded images behind this choice
     mean_psnr_eq4: float | None = None  # mean PSNR where the Eq. 4 rule stops at this lam
+    mean_iterations: float | None = None  # mean iterations the Eq. 4 rule runs at this lam
 
 
 def selected_iterations(run: CalibrationRun, lams: np.ndarray) -> np.ndarray:
@@ -248,7 +249,8 @@ def calibrate_from_store(
     `iters` truncates the series (a calibration for a smaller T than was recorded); runs
     recorded for fewer iterations are left out. A run recorded twice (the same image, sigma
     and seed, e.g. once with fewer series) counts once, the newest. With `patience`, each
-    choice also reports the mean PSNR where the online Eq. 4 rule stops at that lam.
+    choice also reports the mean PSNR where the online Eq. 4 rule stops at that lam, and how
+    many iterations it runs on average (t* + S, or T when it never fires).
 
     Parameters
     ----------
@@ -286,6 +288,8 @@ def calibrate_from_store(
     (25.0, 2, ['a.png', 'b.png'], 30.0)
     >>> round(choice.lam), round(choice.mean_psnr, 4), round(choice.mean_psnr_eq4, 4)
     (266, 29.9375, 29.9375)
+    >>> choice.mean_iterations  # both stop at t* = 110 and run to t* + S
+    130.0
     >>> calibrate_from_store(store, width=64, crop=None)
     []
     >>> store.close()
@@ -312,13 +316,15 @@ def calibrate_from_store(
         names = sorted(r.image for r in runs)
         choice = LambdaChoice(sigma, lam, float(curve.max()), peak, len(runs), curve, names)
         if patience:
-            at_stop = [
-                r.series["psnr"][
-                    detect_offline(cifs.values(r.series, Context(r.pixels, lam)), patience)
-                ]
+            stops = [
+                detect_offline(cifs.values(r.series, Context(r.pixels, lam)), patience)
                 for r in runs
             ]
-            choice.mean_psnr_eq4 = float(np.mean(at_stop))
+            pairs = list(zip(runs, stops, strict=True))
+            choice.mean_psnr_eq4 = float(np.mean([r.series["psnr"][i] for r, i in pairs]))
+            # online, the rule ends the run at t* + S, or at T when it never fires
+            ran = [min(i + 1 + patience, r.series["psnr"].size) for r, i in pairs]
+            choice.mean_iterations = float(np.mean(ran))
         choices.append(choice)
     return choices
 
@@ -377,6 +383,7 @@ def write_lambda_table(
             "mean_peak_psnr": round(c.mean_peak_psnr, 4),
             "n_runs": c.n_runs,
             "images": c.images,
+            **({} if c.mean_iterations is None else {"mean_iterations": c.mean_iterations}),
         }
         for c in choices
     ]

@@ -1,0 +1,298 @@
+"""Denoising image files: one, several, or the images of folders; in-process or as Ray tasks.
+
+`denoise_file` reads a file, denoises it, writes the result atomically (and a report). A batch
+is planned first (`prepare_batch`: which files, where each output goes, which outputs exist
+already), so every problem with the command line shows before any fitting. `run_jobs` then
+runs the jobs one after another, or as Ray tasks (`dipstop.raytasks`), each writing its own
+output; a file that fails gives its one-line reason and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dipstop.api import DenoiseResult, denoise
+from dipstop.errors import DipstopError
+from dipstop.imageio import (
+    IMAGE_SUFFIXES,
+    WRITABLE,
+    check_writable,
+    image_files,
+    join_array,
+    read_image,
+    write_image,
+)
+from dipstop.raytasks import ray_map
+from dipstop.runtime import set_threads
+
+OUTPUT_TAG = "_dipstop"  # NAME.ext -> NAME_dipstop.png
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file to denoise: where it is, where its output (and report) go."""
+
+    src: Path
+    dst: Path
+    report: Path | None = None
+    clean: Path | None = None
+
+
+# what a job gave: (job, result, None) when it worked, (job, None, reason) when it failed
+Outcome = tuple[Job, "DenoiseResult | None", "str | None"]
+
+
+def default_output(src: Path, folder: Path | None = None) -> Path:
+    """NAME_dipstop.png, beside the input or in `folder`.
+
+    >>> default_output(Path("photos/cat.jpg")), default_output(Path("cat.jpg"), Path("out"))
+    (PosixPath('photos/cat_dipstop.png'), PosixPath('out/cat_dipstop.png'))
+    """
+    return (src.parent if folder is None else folder) / f"{src.stem}{OUTPUT_TAG}.png"
+
+
+def denoise_file(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    clean: str | os.PathLike | None = None,
+    report: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    **fit: Any,
+) -> DenoiseResult:
+    """Denoise the image file `src` into `dst` (written atomically); a report if asked.
+
+    Parameters
+    ----------
+    src, dst : path
+        The noisy image and the output (its suffix picks the format).
+    clean : path, optional
+        A clean reference image: adds PSNR to the result and report.
+    report : path, optional
+        Folder for series.csv, curves.png and summary.json.
+    overwrite : bool
+        Allow `dst` to replace `src`.
+    **fit
+        Options of `dipstop.api.denoise`.
+
+    Returns
+    -------
+    DenoiseResult
+
+    Raises
+    ------
+    DipstopError
+        For an unreadable input, an unwritable output, or a bad option; `dst` is checked
+        before anything is read or fitted.
+    """
+    src, dst = Path(src), Path(dst)
+    check_writable(dst, protect=(src, clean), overwrite=overwrite)
+    image = read_image(src)
+    clean_px = None
+    if clean is not None:
+        clean_img = read_image(clean)
+        clean_px = join_array(clean_img.pixels, clean_img)
+    out, result = denoise(join_array(image.pixels, image), clean=clean_px, **fit)
+    write_image(dst, out)
+    if report is not None:
+        from dipstop.report import write_run_report
+
+        write_run_report(result, report)
+    return result
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files as given and folders as their images (`image_files`), each file once.
+
+    A folder's own outputs (NAME_dipstop.png) are left out, so a rerun does not denoise them.
+
+    Raises
+    ------
+    DipstopError
+        For a path that does not exist, or a folder without images.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("b.png", "a.jpg", "a_dipstop.png", "notes.txt"):
+    ...     _ = (folder / name).write_bytes(b"")
+    >>> [p.name for p in expand_inputs([folder, folder / "b.png", folder / "notes.txt"])]
+    ['a.jpg', 'b.png', 'notes.txt']
+    """
+    files: list[Path] = []
+    seen: set[str] = set()
+    for given in inputs:
+        path = Path(given)
+        if path.is_dir():
+            found = [f for f in image_files(path) if not f.stem.endswith(OUTPUT_TAG)]
+            if not found:
+                kinds = ", ".join(sorted(IMAGE_SUFFIXES))
+                raise DipstopError(
+                    f"no images ({kinds}) in folder {path}; give image files or a folder "
+                    "holding some"
+                )
+        elif path.exists():
+            found = [path]
+        else:
+            raise DipstopError(f"no such file or folder: {path}; check the path")
+        for f in found:
+            key = os.path.realpath(f)
+            if key not in seen:
+                seen.add(key)
+                files.append(f)
+    return files
+
+
+def prepare_batch(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike | None = None,
+    report: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> tuple[list[Job], list[Job]]:
+    """Plan a batch: the jobs to run and those skipped because their output exists.
+
+    Each output is NAME_dipstop.png in the folder `output` (created here, after every
+    check) or beside its input; with `report`, each job's report goes to `report`/NAME.
+    Existing outputs are skipped unless `overwrite`.
+
+    Parameters
+    ----------
+    inputs : sequence of path
+        Image files and folders (`expand_inputs`).
+    output : path, optional
+        The folder for the outputs; not an existing file, nor a new name with an image
+        suffix (that is a file name: one input only).
+    report : path, optional
+        The folder of the reports.
+    overwrite : bool
+        Redo jobs whose output exists.
+
+    Returns
+    -------
+    todo, skipped : list of Job
+
+    Raises
+    ------
+    DipstopError
+        For a missing input, a folder without images, an output folder that is a file, two
+        inputs that would write the same output or report, or an unwritable output; nothing
+        has been fitted or written then.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("a.png", "b.png", "b_dipstop.png"):
+    ...     _ = (folder / name).write_bytes(b"")
+    >>> todo, skipped = prepare_batch([folder])
+    >>> [j.dst.name for j in todo], [j.dst.name for j in skipped]
+    (['a_dipstop.png'], ['b_dipstop.png'])
+    >>> prepare_batch([folder], folder / "out.png")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    dipstop.errors.DipstopError: -o ... names an image file, but there are 2 inputs; give -o \
+a folder (it is created if missing), or one input
+    """
+    files = expand_inputs(inputs)
+    folder = None if output is None else Path(output)
+    if folder is not None:
+        if folder.exists() and not folder.is_dir():
+            raise DipstopError(
+                f"-o {folder} is a file, but there are {len(files)} inputs; give -o a folder "
+                "(it is created if missing), or one input"
+            )
+        if not folder.exists() and folder.suffix.lower() in WRITABLE:
+            raise DipstopError(
+                f"-o {folder} names an image file, but there are {len(files)} inputs; give -o "
+                "a folder (it is created if missing), or one input"
+            )
+    jobs = [
+        Job(f, default_output(f, folder), Path(report) / f.stem if report else None) for f in files
+    ]
+    _refuse_clashes(jobs, "dst", "write")
+    if report:
+        _refuse_clashes(jobs, "report", "write the report folder")
+    if folder is not None and not folder.exists():
+        try:
+            folder.mkdir(parents=True)
+        except OSError as exc:
+            raise DipstopError(
+                f"cannot create the output folder {folder} ({exc.strerror}); choose a writable -o"
+            ) from exc
+    todo = [j for j in jobs if overwrite or not j.dst.exists()]
+    for job in todo:
+        check_writable(job.dst, protect=(job.src,), overwrite=overwrite)
+    return todo, [j for j in jobs if j not in todo]
+
+
+def _refuse_clashes(jobs: Sequence[Job], field: str, what: str) -> None:
+    taken: dict[str, Job] = {}
+    for job in jobs:
+        key = os.path.abspath(getattr(job, field))
+        if key in taken:
+            raise DipstopError(
+                f"{taken[key].src} and {job.src} would both {what} {getattr(job, field)}; "
+                "rename one, or denoise them in separate runs"
+            )
+        taken[key] = job
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    fit: dict[str, Any],
+    *,
+    use_ray: bool = False,
+    ray_address: str | None = None,
+    overwrite: bool = False,
+) -> Iterator[Outcome]:
+    """Run the jobs; yield (job, result, None) or (job, None, reason) as each finishes.
+
+    In-process one after another, in order; with `use_ray` as Ray tasks (`ray_map`), each a
+    single-thread fit that writes its own output, in the order they finish. A job that fails
+    with a DipstopError (an unreadable or too small image, ...) gives its one-line reason;
+    the others go on.
+
+    Parameters
+    ----------
+    jobs : sequence of Job
+    fit : dict
+        Options of `dipstop.api.denoise`; as Ray tasks, without progress bar, Ctrl-C
+        handling or estimate callback (they run elsewhere).
+    use_ray : bool
+        Run as Ray tasks.
+    ray_address : str, optional
+        The Ray cluster (a local Ray by default).
+    overwrite : bool
+        Passed to `denoise_file`.
+
+    Yields
+    ------
+    Outcome
+    """
+    if use_ray:
+        remote = {**fit, "progress": False, "interruptible": False, "on_estimate": None}
+        yield from ray_map(_task, [(job, remote, overwrite) for job in jobs], ray_address)
+    else:
+        for job in jobs:
+            yield _attempt(job, fit, overwrite)
+
+
+def _attempt(job: Job, fit: dict[str, Any], overwrite: bool) -> Outcome:
+    try:
+        result = denoise_file(
+            job.src, job.dst, clean=job.clean, report=job.report, overwrite=overwrite, **fit
+        )
+    except DipstopError as exc:
+        return job, None, " ".join(str(exc).split())  # one line, always
+    return job, result, None
+
+
+def _task(job: Job, fit: dict[str, Any], overwrite: bool) -> Outcome:
+    """One job as a Ray task: a single-thread fit (one task per core)."""
+    set_threads(1)
+    return _attempt(job, fit, overwrite)

@@ -1,0 +1,179 @@
+"""How long a fit will take and how much memory it needs, told once its first steps are timed.
+
+`denoise` times iterations 2-5 (the first is a warm-up: allocations, cuDNN's search, graph
+capture), then reports a `RunEstimate`: seconds per iteration, the iterations to expect (the
+lam table's mean Eq. 4 stop when it records one, else the budget T), the resulting time
+range and the memory the fit needs (`dipstop.memory`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+WARMUP = 1  # iterations left out of the timing
+TIMED = 4  # iterations timed after the warm-up
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """A fit's expected length and memory, from its first iterations' timing.
+
+    Attributes
+    ----------
+    seconds_per_iteration : float
+        Measured on iterations `timed[0]` to `timed[1]`.
+    timed : tuple of int
+        The first and last iteration timed (1-based).
+    max_iterations : int
+        The budget T: the run ends by then.
+    expected_iterations : int
+        Where the run is expected to stop, in [1, T]: the lam table's mean Eq. 4 stop
+        (shifted by the difference in S) when lam came from a table that records one, else
+        T.
+    expected_from : str
+        "lam table" or "T".
+    seconds_low, seconds_high : float
+        The whole run's expected wall time, stopping at `expected_iterations` / at T (capped
+        by the time budget when there is one).
+    memory_bytes : int
+        Peak memory the fit needs (`dipstop.memory.estimate_bytes`).
+    budget_seconds : float or None
+        The wall-clock budget (`max_minutes`), if any.
+    """
+
+    seconds_per_iteration: float
+    timed: tuple[int, int]
+    max_iterations: int
+    expected_iterations: int
+    expected_from: str
+    seconds_low: float
+    seconds_high: float
+    memory_bytes: int
+    budget_seconds: float | None = None
+
+    def line(self) -> str:
+        """The estimate in one line, as `dipstop denoise` prints it.
+
+        >>> RunEstimate(0.05, (2, 5), 3000, 1800, "lam table", 90.0, 150.0, 2**30).line()
+        'estimate: 0.05 s/iteration (timed on iterations 2-5); 1800 iterations expected \
+(lam table), at most T=3000: 1.5 to 2.5 min in all; needs about 1.0 GiB'
+        """
+        first, last = self.timed
+        timed = f"iteration {first}" if first == last else f"iterations {first}-{last}"
+        if self.expected_from == "T":
+            iters = f"up to T={self.max_iterations} iterations"
+        else:
+            iters = (
+                f"{self.expected_iterations} iterations expected ({self.expected_from}), "
+                f"at most T={self.max_iterations}"
+            )
+        text = (
+            f"estimate: {self.seconds_per_iteration:.3g} s/iteration (timed on {timed}); "
+            f"{iters}: {span(self.seconds_low, self.seconds_high)} in all; needs about "
+            f"{size(self.memory_bytes)}"
+        )
+        if self.budget_seconds is not None:
+            text += f"; the time budget is {duration(self.budget_seconds)}"
+        return text
+
+
+def expected_iterations(
+    max_iters: int,
+    patience: int,
+    table_mean: float | None = None,
+    table_patience: int | None = None,
+) -> int:
+    """The iterations a run is expected to take: the table's mean stop, or T.
+
+    The table's mean was recorded under its own S; a run with another S stops later or
+    earlier by the difference (t* itself barely depends on S). Always in [1, T].
+
+    >>> expected_iterations(3000, 500), expected_iterations(3000, 500, 1840.4, 500)
+    (3000, 1840)
+    >>> expected_iterations(3000, 100, 1840.0, 500), expected_iterations(1000, 500, 1840.0, 500)
+    (1440, 1000)
+    """
+    if table_mean is None:
+        return max_iters
+    shift = patience - table_patience if table_patience else 0
+    return int(min(max(round(table_mean + shift), 1), max_iters))
+
+
+def estimate_run(
+    seconds: Sequence[float],
+    max_iters: int,
+    expected: int,
+    expected_from: str,
+    memory_bytes: int,
+    budget_seconds: float | None = None,
+) -> RunEstimate:
+    """The estimate once `seconds` (the run's clock at rows 1..k) are known.
+
+    Seconds per iteration are measured after the warm-up row (on row 1 alone when k = 1);
+    the run's time is what it took so far plus that rate for the rest.
+
+    >>> est = estimate_run([2.0, 2.5, 3.0, 3.5, 4.0], 100, 50, "lam table", 2**29)
+    >>> est.seconds_per_iteration, est.timed, est.seconds_low, est.seconds_high
+    (0.5, (2, 5), 26.5, 51.5)
+    """
+    k = len(seconds)
+    if k > WARMUP:
+        rate = (seconds[-1] - seconds[WARMUP - 1]) / (k - WARMUP)
+        timed = (WARMUP + 1, k)
+    else:
+        rate, timed = seconds[-1] / k, (1, k)
+    rate = max(rate, 1e-9)
+    elapsed = seconds[-1]
+    low = elapsed + rate * max(expected - k, 0)
+    high = elapsed + rate * max(max_iters - k, 0)
+    if budget_seconds is not None:
+        low, high = min(low, budget_seconds), min(high, budget_seconds)
+    return RunEstimate(
+        seconds_per_iteration=rate,
+        timed=timed,
+        max_iterations=max_iters,
+        expected_iterations=expected,
+        expected_from=expected_from,
+        seconds_low=low,
+        seconds_high=high,
+        memory_bytes=memory_bytes,
+        budget_seconds=budget_seconds,
+    )
+
+
+def duration(seconds: float, like: float | None = None) -> str:
+    """Seconds for people: '8.5 s', '42 s', '3.2 min', '2.5 h' (in the unit `like` takes).
+
+    >>> duration(8.54), duration(42.2), duration(190), duration(9000), duration(90, like=150)
+    ('8.5 s', '42 s', '3.2 min', '2.5 h', '1.5 min')
+    """
+    scale = seconds if like is None else like
+    if scale < 10:
+        return f"{seconds:.1f} s"
+    if scale < 100:
+        return f"{seconds:.0f} s"
+    if scale < 100 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def span(low: float, high: float) -> str:
+    """A range of seconds in one unit: '1.5 to 2.5 min', or 'about 2.5 min'.
+
+    >>> span(90, 150), span(149, 150)
+    ('1.5 to 2.5 min', 'about 2.5 min')
+    """
+    a, b = duration(low, like=high), duration(high)
+    return f"about {b}" if a == b else f"{a.rsplit(' ', 1)[0]} to {b}"
+
+
+def size(n_bytes: int) -> str:
+    """Bytes for people: '640 MiB', '1.2 GiB'.
+
+    >>> size(640 * 2**20), size(int(1.2 * 2**30))
+    ('640 MiB', '1.2 GiB')
+    """
+    if n_bytes < 2**30:
+        return f"{n_bytes / 2**20:.0f} MiB"
+    return f"{n_bytes / 2**30:.1f} GiB"

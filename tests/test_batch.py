@@ -1,0 +1,143 @@
+"""`dipstop denoise` on several files and folders: outputs, skips, failures, Ctrl-C, Ray."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+import dipstop.batch
+from dipstop.cli import main
+from dipstop.noise import add_gaussian_noise
+
+TINY = ["--width", "8", "-T", "3", "-S", "3", "--lam", "50", "--threads", "1"]
+
+
+@pytest.fixture
+def photos(tmp_path, smooth_rgb):
+    """A folder of two noisy 64x64 images and a file that is not an image."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    noisy = add_gaussian_noise(smooth_rgb, 25, seed=0)
+    cv2.imwrite(str(folder / "a.png"), noisy[:, :, ::-1])
+    cv2.imwrite(str(folder / "b.png"), noisy[::-1, :, ::-1])
+    (folder / "bad.png").write_text("not a picture")
+    return folder
+
+
+def run(capsys, *argv):
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as exc:
+        rc = exc.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return rc, out, err
+
+
+def errors(err):
+    return [line for line in err.splitlines() if line.startswith("dipstop: error:")]
+
+
+def test_a_folder_writes_the_good_images_and_reports_the_bad_file_at_the_end(capsys, photos):
+    rc, out, err = run(capsys, "denoise", photos, *TINY)
+    assert rc == 2
+    assert sorted(p.name for p in photos.iterdir()) == [
+        "a.png",
+        "a_dipstop.png",
+        "b.png",
+        "b_dipstop.png",
+        "bad.png",
+    ]
+    assert cv2.imread(str(photos / "a_dipstop.png")).shape == (64, 64, 3)
+    (line,) = errors(err)  # one line for the one failed file, naming it and why
+    assert line.startswith(f"dipstop: error: {photos / 'bad.png'}: ") and "not an image" in line
+    assert "2 denoised, 0 skipped (output exists), 1 failed" in out
+
+
+def test_a_rerun_skips_existing_outputs_and_overwrite_redoes_them(capsys, photos):
+    run(capsys, "denoise", photos, *TINY)
+    outputs = [photos / "a_dipstop.png", photos / "b_dipstop.png"]
+    before = [p.stat().st_mtime_ns for p in outputs]
+    rc, out, err = run(capsys, "denoise", photos, *TINY)
+    assert rc == 2 and [p.stat().st_mtime_ns for p in outputs] == before
+    assert out.count("skipping") == 2 and "0 denoised, 2 skipped" in out
+    assert len(errors(err)) == 1  # the bad file is tried again, and fails again
+    rc, out, err = run(capsys, "denoise", photos, *TINY, "--overwrite")
+    assert rc == 2 and "2 denoised, 0 skipped" in out
+    assert all(p.stat().st_mtime_ns > t for p, t in zip(outputs, before, strict=True))
+
+
+def test_only_good_files_exit_0_into_a_new_output_folder_with_a_report_each(
+    capsys, photos, tmp_path
+):
+    out_dir, reports = tmp_path / "new" / "out", tmp_path / "reports"
+    args = [photos / "a.png", photos / "b.png", "-o", out_dir, "--report", reports, "--quiet"]
+    rc, out, err = run(capsys, "denoise", *args, *TINY)
+    assert rc == 0 and out == "" and err == ""
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a_dipstop.png", "b_dipstop.png"]
+    assert sorted(p.name for p in reports.iterdir()) == ["a", "b"]
+    assert all((reports / n / "summary.json").is_file() for n in "ab")
+
+
+@pytest.mark.parametrize("target", ["out.png", "existing.txt"])
+def test_several_inputs_with_an_output_file_fail_before_any_fitting(
+    capsys, photos, monkeypatch, target
+):
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("fitted before the error")
+
+    monkeypatch.setattr(dipstop.batch, "denoise", no_fitting)
+    (photos.parent / "existing.txt").write_text("a file")
+    rc, out, err = run(
+        capsys, "denoise", photos / "a.png", photos / "b.png", "-o", photos.parent / target
+    )
+    assert rc == 2 and err.count("\n") == 1 and "give -o a folder" in errors(err)[0]
+    assert out == "" and not (photos / "a_dipstop.png").exists()
+
+
+def test_inputs_that_would_write_the_same_output_fail_before_any_fitting(capsys, photos):
+    cv2.imwrite(str(photos / "a.jpg"), cv2.imread(str(photos / "a.png")))
+    rc, out, err = run(capsys, "denoise", photos, *TINY)
+    assert rc == 2 and "would both write" in errors(err)[0] and err.count("\n") == 1
+    assert not (photos / "a_dipstop.png").exists()
+
+
+def test_ctrl_c_ends_the_batch_keeping_the_finished_outputs(capsys, photos, monkeypatch):
+    real, calls = dipstop.batch.denoise, []
+
+    def ctrl_c_on_the_second_file(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dipstop.batch, "denoise", ctrl_c_on_the_second_file)
+    rc, out, err = run(capsys, "denoise", photos, *TINY)
+    assert rc == 130 and len(calls) == 2  # the third file was not started
+    assert (photos / "a_dipstop.png").is_file() and not (photos / "b_dipstop.png").exists()
+    assert "1 denoised" in out and "interrupted" in err and "finished outputs are kept" in err
+
+
+def test_ray_tasks_write_the_same_pixels_as_in_process(capsys, photos, tmp_path):
+    ray = pytest.importorskip("ray")
+    longer = [*TINY, "-T", "20", "-S", "20"]  # enough steps for float sums to show in the pixels
+    rc, _, _ = run(capsys, "denoise", photos, "-o", tmp_path / "local", *longer)
+    assert rc == 2
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        rc, out, err = run(capsys, "denoise", photos, "-o", tmp_path / "ray", "--ray", *longer)
+        one = tmp_path / "one.png"  # one file keeps -o as a file, as one Ray task
+        assert run(capsys, "denoise", photos / "a.png", "-o", one, "--ray", *longer)[0] == 0
+    finally:
+        ray.shutdown()
+    assert rc == 2 and len(errors(err)) == 1 and "bad.png" in errors(err)[0]
+    assert "2 denoised, 0 skipped (output exists), 1 failed" in out
+    ray_out = tmp_path / "ray"  # what the tasks wrote: their outputs, nothing else
+    assert sorted(p.name for p in ray_out.iterdir()) == ["a_dipstop.png", "b_dipstop.png"]
+    for name in ("a_dipstop.png", "b_dipstop.png"):
+        local = cv2.imread(str(tmp_path / "local" / name), cv2.IMREAD_UNCHANGED)
+        remote = cv2.imread(str(ray_out / name), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(remote, local, err_msg=name)
+    single = cv2.imread(str(one), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(single, cv2.imread(str(ray_out / "a_dipstop.png"), -1))

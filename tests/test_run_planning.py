@@ -1,0 +1,142 @@
+"""Long runs a user can plan: the estimate printed once the first iterations are timed, and a
+wall-clock budget that ends a fit with the best output so far."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import dipstop.api
+from dipstop.api import denoise
+from dipstop.cli import main
+from dipstop.criteria import CifsCriterion
+from dipstop.errors import DipstopError
+from dipstop.estimate import RunEstimate
+from dipstop.fitting import FitSettings, Fitter
+from dipstop.lambda_table import load_table, write_table
+from dipstop.memory import estimate_bytes
+from dipstop.noise import add_gaussian_noise
+from dipstop.recording import record
+
+TINY = dict(width=8, lam=50.0)
+
+
+@pytest.fixture
+def noisy(smooth_rgb):
+    return add_gaussian_noise(smooth_rgb, 25, seed=0)
+
+
+def test_the_cli_prints_a_consistent_estimate_on_stderr_unless_quiet(tmp_path, noisy, capsys):
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), noisy[:, :, ::-1])
+    args = ["denoise", str(src), "--width", "8", "-T", "8", "-S", "8", "--lam", "50"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if x.startswith("dipstop: estimate:")]
+    rate = float(re.search(r"estimate: ([0-9.e+-]+) s/iteration", line).group(1))
+    assert rate > 0 and "timed on iterations 2-5" in line and "up to T=8 iterations" in line
+    assert re.search(r"needs about \d+ MiB", line), line
+    assert main([*args, "--quiet"]) == 0
+    assert "estimate" not in capsys.readouterr().err
+
+
+def test_the_estimate_comes_once_after_the_timed_iterations_and_adds_up(noisy):
+    seen = []
+    _, res = denoise(noisy, max_iters=12, patience=12, on_estimate=seen.append, **TINY)
+    est = res.estimate
+    assert seen == [est] and isinstance(est, RunEstimate)
+    assert est.timed == (2, 5) and est.max_iterations == 12 and est.expected_from == "T"
+    assert 1 <= est.expected_iterations <= est.max_iterations
+    assert est.seconds_per_iteration > 0
+    t = res.series["seconds"]  # the rate is what iterations 2-5 took, per iteration
+    assert est.seconds_per_iteration == pytest.approx((t[4] - t[0]) / 4)
+    assert t[4] < est.seconds_low <= est.seconds_high
+    assert est.seconds_high == pytest.approx(t[4] + 7 * est.seconds_per_iteration)
+    assert est.memory_bytes == estimate_bytes(64 * 64, 8)  # a 64x64 image is not padded
+    assert res.summary()["estimate"]["timed"] == (2, 5)  # plain data for summary.json
+    _, short = denoise(noisy, max_iters=2, patience=2, **TINY)  # T below 5: timed at T
+    assert short.estimate.timed == (2, 2) and short.estimate.seconds_per_iteration > 0
+
+
+@pytest.mark.parametrize(
+    "means, table_s, expected",
+    [((3, 7), 6, 5), ((3, 7), 4, 7), ((3, 7), None, 5), ((3, 9), 6, 6), (None, 6, 8)],
+)
+def test_the_lam_tables_mean_iterations_are_the_expected_stop(
+    tmp_path, noisy, means, table_s, expected
+):
+    """Entries record the iterations the Eq. 4 rule ran under the table's S (interpolated
+    in sigma); a run with another S is expected to stop S later or earlier, never past T; a
+    table without them (the older format) expects T."""
+    entries = [{"sigma": 10.0, "lam": 50.0}, {"sigma": 30.0, "lam": 50.0}]
+    if means is not None:
+        for entry, mean in zip(entries, means, strict=True):
+            entry["mean_iterations"] = float(mean)
+    path = tmp_path / "table.json"
+    write_table(path, entries, {"width": 8, "patience": table_s}, {})
+    _, res = denoise(noisy, sigma=20, width=8, max_iters=8, patience=6, table=str(path))
+    est = res.estimate
+    assert est.expected_iterations == expected
+    if expected < 8:
+        assert est.expected_from == "lam table"
+        assert f"{expected} iterations expected (lam table), at most T=8" in est.line()
+    else:
+        assert est.expected_from == "T" and "up to T=8 iterations" in est.line()
+
+
+def test_a_table_with_a_bad_mean_iterations_is_refused(tmp_path):
+    path = tmp_path / "table.json"
+    write_table(path, [{"sigma": 10.0, "lam": 5.0, "mean_iterations": 0}], {}, {})
+    with pytest.raises(DipstopError, match="mean_iterations 0"):
+        load_table(path)
+
+
+def test_a_time_budget_ends_the_run_long_before_t_with_the_best_so_far(noisy, smooth_rgb):
+    budget = 0.5 / 60  # half a second, where T = 20000 iterations would take minutes
+    out, res = denoise(
+        noisy, max_iters=20000, patience=20000, clean=smooth_rgb, max_minutes=budget, **TINY
+    )
+    assert res.stopped_by_budget and not res.stopped_early and not res.interrupted
+    assert res.iterations_run < 2000 and 0.5 < res.seconds < 5
+    seconds = res.series["seconds"]
+    assert seconds[-1] > 0.5 and (len(seconds) == 1 or seconds[-2] <= 0.5)  # ends at the first
+    t_star = int(np.argmin(res.series["criterion"])) + 1  # the best so far...
+    assert res.stop_iteration == t_star
+    assert res.psnr == pytest.approx(res.series["psnr"][t_star - 1])  # ...is what came back
+    assert out.shape == noisy.shape
+    assert any("time budget" in n and f"t*={t_star}" in n for n in res.notes)
+
+
+def test_record_takes_a_generic_wall_clock_budget():
+    fitter = Fitter(torch.rand(3, 64, 64), FitSettings(width=8))
+    rec = record(fitter, 100000, [CifsCriterion()], max_seconds=0.3)
+    assert rec.stopped_by_budget and rec.iterations < 100000
+    assert rec.series["seconds"][-1] > 0.3 >= rec.series["seconds"][:-1].max(initial=0)
+    with pytest.raises(DipstopError, match="max_seconds"):
+        record(fitter, 10, max_seconds=0)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, math.nan, math.inf, True, "5"])
+def test_the_budget_is_checked_before_fitting(noisy, monkeypatch, bad):
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("fitted before the check")
+
+    monkeypatch.setattr(dipstop.api, "Fitter", no_fitting)
+    with pytest.raises(DipstopError, match="max_minutes must be a finite number above 0"):
+        denoise(noisy, max_minutes=bad, **TINY)
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "inf", "nan"])
+def test_the_cli_refuses_a_bad_budget_in_one_line(tmp_path, capsys, value):
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(SystemExit) as exc:
+        main(["denoise", str(src), "--max-minutes", value])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "--max-minutes" in err
+    assert not (tmp_path / "in_dipstop.png").exists()
