@@ -59,6 +59,7 @@ def test_calibration_store_migrates_and_reproduces_the_shipped_lam_table(tmp_pat
         assert c.lam == e["lam"] and c.n_runs == e["n_runs"] and c.images == e["images"]
         assert round(c.mean_psnr, 4) == e["mean_psnr"]
         assert round(c.mean_psnr_eq4, 4) == e["mean_psnr_eq4"]
+        assert c.mean_iterations == e["mean_iterations"]  # the estimate's expected stop
     assert json.loads(json.dumps(shipped["provenance"]))["images"] == sorted(
         {name for c in choices for name in c.images}
     )

@@ -89,6 +89,13 @@ def test_the_lam_tables_mean_iterations_are_the_expected_stop(
         assert est.expected_from == "T" and "up to T=8 iterations" in est.line()
 
 
+def test_the_shipped_table_expects_a_stop_within_t(noisy):
+    table = load_table()
+    assert all(1 <= e["mean_iterations"] <= 3000 for e in table["entries"])
+    _, res = denoise(noisy, sigma=25, width=8, max_iters=6, patience=6)
+    assert 1 <= res.estimate.expected_iterations <= 6
+
+
 def test_a_table_with_a_bad_mean_iterations_is_refused(tmp_path):
     path = tmp_path / "table.json"
     write_table(path, [{"sigma": 10.0, "lam": 5.0, "mean_iterations": 0}], {}, {})
