@@ -198,8 +198,8 @@ class Fitter:
     """Fits the Deep Image Prior network to one noisy image; `run(T)` yields each iteration.
 
     The loss is the MSE over the input's own pixels; the network sees the image itself
-    (sides under 64 reflection-padded to 64, `padding_for`). A NaN loss, or a loss more than `guard_db`
-    above the previous one (the original DIP's guard), restores the last good snapshot of
+    (sides under 64 reflection-padded to 64, `padding_for`). A NaN loss, or a loss more than
+    `guard_db` above the previous one (the original DIP's guard), restores the last good snapshot of
     network and optimiser and retries the iteration; repeated failures raise DipstopError.
     The generator can be abandoned at any time (online stopping does so). `state_dict()`
     and `load_state_dict()` save and restore a fit between iterations: a fitter loaded with
