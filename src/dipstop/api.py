@@ -7,6 +7,7 @@ arrays, PIL images and tensors, and returns the same kind.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,7 +26,10 @@ from dipstop.policies import make_policy
 from dipstop.protocols import get_protocol
 from dipstop.recording import OnlineStop, record
 from dipstop.runtime import Switches
-from dipstop.validate import check_denoise_options
+from dipstop.tiling import OVERLAP, TILE, TILE_ABOVE, TiledResult, denoise_tiled, run_tiles
+from dipstop.validate import check_denoise_options, check_tiling
+
+__all__ = ["DenoiseResult", "TiledResult", "denoise", "denoise_tiled", "lam_from_table"]
 
 
 @dataclass
@@ -108,7 +112,10 @@ def denoise(
     progress: bool = False,
     interruptible: bool = False,
     switches: Switches | None = None,
-) -> tuple[Any, DenoiseResult]:
+    tile: int | None = TILE,
+    overlap: int = OVERLAP,
+    tile_above: int = TILE_ABOVE,
+) -> tuple[Any, DenoiseResult | TiledResult]:
     """Denoise `image` with a Deep Image Prior stopped by CIFS; no noise level needed.
 
     Parameters
@@ -146,12 +153,21 @@ def denoise(
     switches : Switches, optional
         Engine switches (CUDA graphs, scoring overlap): how the fit runs, not what it
         computes; `dipstop.runtime.Switches()` by default.
+    tile : int or None
+        Images of more than `tile_above` pixels are denoised in overlapping tiles of this
+        side (`dipstop.tiling`; default 128, the lam table's calibration size), each fitted
+        and stopped on its own; None fits the whole image, whatever its size.
+    overlap : int
+        Least overlap of neighbouring tiles, blended by a raised cosine (default 32).
+    tile_above : int
+        Tile images with more pixels than this (default 1,000,000; 0 tiles every image).
 
     Returns
     -------
     denoised : same form as `image`
-    result : DenoiseResult
-        Where the fit stopped, why, the series and the settings.
+    result : DenoiseResult or TiledResult
+        Where the fit stopped, why, the series and the settings; for a tiled image, a
+        `TiledResult` with every tile's DenoiseResult.
 
     Examples
     --------
@@ -174,7 +190,32 @@ def denoise(
         table=table,
         device=device,
     )
+    check_tiling(tile, overlap, tile_above)
     loaded, kind = _to_loaded(image)
+    if tile is not None and loaded.pixels.shape[0] * loaded.pixels.shape[1] > tile_above:
+        return run_tiles(
+            loaded,
+            kind,
+            image,
+            tile=tile,
+            overlap=overlap,
+            sigma=sigma,
+            lam=lam,
+            clean=clean,
+            progress=progress,
+            interruptible=interruptible,
+            protocol=protocol,
+            width=width,
+            max_iters=max_iters,
+            patience=patience,
+            lr=lr,
+            z_noise_std=z_noise_std,
+            seed=seed,
+            output=output,
+            device=device,
+            table=table,
+            switches=switches,
+        )
     proto = get_protocol(protocol).with_(
         width=width, max_iters=max_iters, patience=patience, lr=lr, z_noise_std=z_noise_std
     )
@@ -264,6 +305,10 @@ def denoise(
         result.peak_iteration = int(np.argmax(series["psnr"])) + 1
         result.peak_psnr = float(series["psnr"].max())
     return _from_array(pixels, kind, image), result
+
+
+# the keywords of `denoise` (fixed here, whatever later replaces the name, e.g. a test's stub)
+OPTIONS = frozenset(inspect.signature(denoise).parameters) - {"image"}
 
 
 def lam_from_table(sigma: float, table: str | None, width: int) -> tuple[float, list[str]]:

@@ -141,7 +141,38 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clean", default=None, help="clean reference image: adds PSNR to the report")
     p.add_argument("--report", default=None, help="folder for series.csv, curves.png, summary.json")
     p.add_argument("--table", default=None, help="lam(sigma) table JSON (default: shipped one)")
+    _add_tiling(p)
     _add_common(p)
+
+
+def _add_tiling(p: argparse.ArgumentParser) -> None:
+    """--tile, --overlap, --tile-above: big images in overlapping tiles (dipstop.tiling)."""
+    from dipstop.tiling import OVERLAP, TILE, TILE_ABOVE
+
+    nonneg = validate.arg_non_negative_int
+    p.add_argument(
+        "--tile",
+        type=nonneg,
+        default=TILE,
+        metavar="N",
+        help="images above --tile-above pixels are denoised in overlapping N x N tiles, each "
+        f"fitted and stopped on its own (default: {TILE}, the lam table's calibration size; "
+        "0: the whole image in one fit)",
+    )
+    p.add_argument(
+        "--overlap",
+        type=nonneg,
+        default=OVERLAP,
+        metavar="M",
+        help=f"least overlap of neighbouring tiles, crossfaded (default: {OVERLAP}; at most N/2)",
+    )
+    p.add_argument(
+        "--tile-above",
+        type=nonneg,
+        default=TILE_ABOVE,
+        metavar="PIXELS",
+        help=f"tile images with more pixels than this (default: {TILE_ABOVE}; 0: always)",
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -269,12 +300,16 @@ def _fit_kwargs(args: argparse.Namespace) -> dict:
         table=args.table,
         interruptible=True,  # Ctrl-C: write the best output so far
         switches=SWITCHES,
+        tile=args.tile or None,
+        overlap=args.overlap,
+        tile_above=args.tile_above,
     )
 
 
 def _denoise_file(args: argparse.Namespace, src: Path, dst: Path, clean: Path | None) -> int:
     from dipstop.api import denoise
     from dipstop.imageio import check_writable, join_array, read_image, write_image
+    from dipstop.tiling import TiledResult
 
     check_writable(dst, protect=(src, clean), overwrite=getattr(args, "overwrite", False))
     if args.report:
@@ -291,7 +326,13 @@ def _denoise_file(args: argparse.Namespace, src: Path, dst: Path, clean: Path | 
         from dipstop.report import write_run_report
 
         write_run_report(result, args.report)
-    if not args.quiet:
+    if not args.quiet and isinstance(result, TiledResult):  # one line for all the tiles
+        print(f"{result.describe()} -> {dst}")
+        if result.psnr is not None:
+            print(f"PSNR {result.psnr:.2f} dB")
+        for note in result.notes:
+            print(f"note: {note}")
+    elif not args.quiet:
         how = "estimated" if result.sigma_estimated else "given"
         if result.interrupted:
             stop = (
