@@ -42,7 +42,7 @@ VARIANTS = {
 
 
 def baseline_steps(h: int, w: int, width: int, device: str):
-    """A plain DIP loop (sides already multiples of 32), as a generator of steps."""
+    """A plain DIP loop on the unpadded image, as a generator of steps."""
     torch.manual_seed(0)
     net = skip_network(3, width).to(device)
     x0 = torch.rand(1, 3, h, w, device=device)

@@ -18,7 +18,7 @@ def photos(tmp_path, smooth_rgb):
     """A folder of two noisy 64x64 images and a file that is not an image."""
     folder = tmp_path / "photos"
     folder.mkdir()
-    noisy = add_gaussian_noise(smooth_rgb, 25, seed=0)
+    noisy = np.rint(add_gaussian_noise(smooth_rgb / 255.0, 25, seed=0) * 255).astype(np.uint8)
     cv2.imwrite(str(folder / "a.png"), noisy[:, :, ::-1])
     cv2.imwrite(str(folder / "b.png"), noisy[::-1, :, ::-1])
     (folder / "bad.png").write_text("not a picture")

@@ -47,9 +47,30 @@ def test_five_downsampling_convolutions_with_reflection_padding():
 
 
 @pytest.mark.parametrize("h, w", [(64, 64), (33, 100), (481, 321), (32, 32)])
-def test_padding_reaches_a_multiple_of_32_of_at_least_64(h, w):
+def test_only_sides_under_64_are_padded_and_only_up_to_64(h, w):
     left, right, top, bottom = padding_for(h, w)
     for side, a, b in ((h, top, bottom), (w, left, right)):
-        padded = side + a + b
-        assert padded % 32 == 0 and padded >= 64 and a < side and b < side
-        assert padded - side < 64
+        assert side + a + b == max(side, 64) and a < side and b < side and 0 <= b - a <= 1
+
+
+@pytest.mark.parametrize("h, w", [(65, 97), (481, 321), (100, 64), (77, 131)])
+def test_any_size_runs_unpadded_and_keeps_its_size(h, w):
+    """Odd sides come back one pixel longer from each upsampling; the joins crop them."""
+    net = skip_network(3, 8)
+    with torch.no_grad():
+        y = net(torch.rand(1, 32, h, w))
+    assert y.shape == (1, 3, h, w)
+
+
+def test_a_multiple_of_32_runs_exactly_as_before():
+    """At sides that are multiples of 32 nothing is cropped: the calibrated 128 x 128 crops
+    give the same outputs as the network did before odd sides were supported."""
+    torch.manual_seed(0)
+    net = skip_network(3, 8)
+    z = torch.rand(1, 32, 128, 96)
+    with torch.no_grad():
+        cropped = net(z)
+        for level in [m for m in net.modules() if type(m).__name__ == "_Level"]:
+            level.forward = lambda x, lv=level: lv.join(torch.cat([lv.skip(x), lv.deeper(x)], 1))
+        plain = net(z)
+    assert torch.equal(cropped, plain)

@@ -28,12 +28,12 @@ TINY = dict(width=8, lam=50.0)
 
 @pytest.fixture
 def noisy(smooth_rgb):
-    return add_gaussian_noise(smooth_rgb, 25, seed=0)
+    return add_gaussian_noise(smooth_rgb / 255.0, 25, seed=0)  # float32 in [0, 1]
 
 
 def test_the_cli_prints_a_consistent_estimate_on_stderr_unless_quiet(tmp_path, noisy, capsys):
     src = tmp_path / "in.png"
-    cv2.imwrite(str(src), noisy[:, :, ::-1])
+    cv2.imwrite(str(src), np.rint(noisy[:, :, ::-1] * 255).astype(np.uint8))
     args = ["denoise", str(src), "--width", "8", "-T", "8", "-S", "8", "--lam", "50"]
     assert main(args) == 0
     err = capsys.readouterr().err
@@ -147,3 +147,20 @@ def test_the_cli_refuses_a_bad_budget_in_one_line(tmp_path, capsys, value):
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and "--max-minutes" in err
     assert not (tmp_path / "in_dipstop.png").exists()
+
+
+def test_a_tiled_image_is_estimated_on_its_first_tile_and_shares_the_budget(smooth_rgb):
+    noisy = add_gaussian_noise(cv2.resize(smooth_rgb, (96, 96)) / 255.0, 25, seed=0)
+    tiling = dict(tile=64, overlap=16, tile_above=0, **TINY)  # 4 tiles of 64 px
+    seen = []
+    _, res = denoise(noisy, max_iters=6, patience=6, on_estimate=seen.append, **tiling)
+    assert len(res.tiles) == 4 and seen == [res.estimate] and res.estimate.tiles == 4
+    one = res.tiles[0].result.estimate  # the first tile's, times the tiles
+    assert res.estimate.seconds_high == pytest.approx(4 * one.seconds_high)
+    assert "per tile, 4 tiles" in res.estimate.line() and not res.stopped_by_budget
+    budget = 1.0 / 60  # a second for all four, where T = 20000 would take minutes
+    _, res = denoise(noisy, max_iters=20000, patience=20000, max_minutes=budget, **tiling)
+    assert res.stopped_by_budget and res.seconds < 5
+    assert any("time budget" in n for n in res.notes)
+    fitted = [t.result for t in res.tiles if t.result is not None]
+    assert fitted and all(r.stopped_by_budget and r.iterations_run < 20000 for r in fitted)

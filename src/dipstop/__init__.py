@@ -1,7 +1,10 @@
 """dipstop: Deep Image Prior denoising that stops itself (JPEG-size early stopping, CIFS).
 
 - `denoise`: denoise an image (array, PIL image or tensor); returns the image in the same
-  form and a `DenoiseResult` (where it stopped, why, the series and the settings);
+  form and a `DenoiseResult` (where it stopped, why, the series and the settings); images
+  above 1 megapixel are denoised in overlapping tiles (a `TiledResult`);
+- `denoise_tiled`: denoise in overlapping tiles, each fitted and stopped on its own, at any
+  size (memory bounded by one tile's fit);
 - `estimate_sigma`: the blind noise-level estimate `denoise` uses when no sigma is given;
 - `DipstopError`: the one exception for problems a user can fix, with the fix in its message.
 
@@ -22,6 +25,14 @@ True
 from dipstop.api import DenoiseResult, denoise
 from dipstop.errors import DipstopError
 from dipstop.noise import estimate_sigma
+from dipstop.tiling import TiledResult, denoise_tiled
 
-__all__ = ["DenoiseResult", "DipstopError", "denoise", "estimate_sigma"]
+__all__ = [
+    "DenoiseResult",
+    "DipstopError",
+    "TiledResult",
+    "denoise",
+    "denoise_tiled",
+    "estimate_sigma",
+]
 __version__ = "0.1.0"

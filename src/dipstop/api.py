@@ -7,6 +7,7 @@ arrays, PIL images and tensors, and returns the same kind.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -27,7 +28,10 @@ from dipstop.policies import make_policy
 from dipstop.protocols import get_protocol
 from dipstop.recording import OnlineStop, record
 from dipstop.runtime import Switches
-from dipstop.validate import check_denoise_options
+from dipstop.tiling import OVERLAP, TILE, TILE_ABOVE, TiledResult, denoise_tiled, run_tiles
+from dipstop.validate import check_denoise_options, check_tiling
+
+__all__ = ["DenoiseResult", "TiledResult", "denoise", "denoise_tiled", "lam_from_table"]
 
 
 @dataclass
@@ -121,7 +125,10 @@ def denoise(
     switches: Switches | None = None,
     max_minutes: float | None = None,
     on_estimate: Callable[[RunEstimate], None] | None = None,
-) -> tuple[Any, DenoiseResult]:
+    tile: int | None = TILE,
+    overlap: int = OVERLAP,
+    tile_above: int = TILE_ABOVE,
+) -> tuple[Any, DenoiseResult | TiledResult]:
     """Denoise `image` with a Deep Image Prior stopped by CIFS; no noise level needed.
 
     Parameters
@@ -162,15 +169,26 @@ def denoise(
     max_minutes : float, optional
         A wall-clock budget: the fit ends once it has run this long and returns the output
         policy's image so far, with `result.stopped_by_budget` set and a note. Finite, above 0.
+        A tiled image shares it out: each tile gets what is left over the tiles left.
     on_estimate : callable, optional
         Called once with the run's `RunEstimate`, when its first iterations have been timed
-        (after 5 iterations, or T if fewer); the estimate is also `result.estimate`.
+        (after 5 iterations, or T if fewer); the estimate is also `result.estimate`. A tiled
+        image is estimated on its first tile, for all its tiles.
+    tile : int or None
+        Images of more than `tile_above` pixels are denoised in overlapping tiles of this
+        side (`dipstop.tiling`; default 128, the lam table's calibration size), each fitted
+        and stopped on its own; None fits the whole image, whatever its size.
+    overlap : int
+        Least overlap of neighbouring tiles, blended by a raised cosine (default 32).
+    tile_above : int
+        Tile images with more pixels than this (default 1,000,000; 0 tiles every image).
 
     Returns
     -------
     denoised : same form as `image`
-    result : DenoiseResult
-        Where the fit stopped, why, the series and the settings.
+    result : DenoiseResult or TiledResult
+        Where the fit stopped, why, the series and the settings; for a tiled image, a
+        `TiledResult` with every tile's DenoiseResult.
 
     Examples
     --------
@@ -194,7 +212,34 @@ def denoise(
         device=device,
         max_minutes=max_minutes,
     )
+    check_tiling(tile, overlap, tile_above)
     loaded, kind = _to_loaded(image)
+    if tile is not None and loaded.pixels.shape[0] * loaded.pixels.shape[1] > tile_above:
+        return run_tiles(
+            loaded,
+            kind,
+            image,
+            tile=tile,
+            overlap=overlap,
+            sigma=sigma,
+            lam=lam,
+            clean=clean,
+            progress=progress,
+            interruptible=interruptible,
+            protocol=protocol,
+            width=width,
+            max_iters=max_iters,
+            patience=patience,
+            lr=lr,
+            z_noise_std=z_noise_std,
+            seed=seed,
+            output=output,
+            device=device,
+            table=table,
+            switches=switches,
+            max_minutes=max_minutes,
+            on_estimate=on_estimate,
+        )
     proto = get_protocol(protocol).with_(
         width=width, max_iters=max_iters, patience=patience, lr=lr, z_noise_std=z_noise_std
     )
@@ -318,8 +363,14 @@ def denoise(
     return _from_array(pixels, kind, image), result
 
 
-def lam_from_table(sigma: float, tab: dict, width: int) -> tuple[float, list[str]]:
-    """lam for a noise level from a loaded lam(sigma) table, with notes on how far to trust it."""
+# the keywords of `denoise` (fixed here, whatever later replaces the name, e.g. a test's stub)
+OPTIONS = frozenset(inspect.signature(denoise).parameters) - {"image"}
+
+
+def lam_from_table(sigma: float, table: str | dict | None, width: int) -> tuple[float, list[str]]:
+    """lam for a noise level from a lam(sigma) table (a path, None for the shipped one, or a
+    table `load_table` returned), with notes on how far to trust it."""
+    tab = table if isinstance(table, dict) else load_table(table)
     lam = lam_for_sigma(sigma, tab)
     notes = []
     thin = [e for e in tab["entries"] if e.get("n_runs", 8) < 8]

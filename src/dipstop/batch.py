@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dipstop.api import DenoiseResult, denoise
+from dipstop.api import DenoiseResult, TiledResult, denoise
 from dipstop.errors import DipstopError
 from dipstop.imageio import (
     IMAGE_SUFFIXES,
@@ -43,7 +43,7 @@ class Job:
 
 
 # what a job gave: (job, result, None) when it worked, (job, None, reason) when it failed
-Outcome = tuple[Job, "DenoiseResult | None", "str | None"]
+Outcome = tuple[Job, "DenoiseResult | TiledResult | None", "str | None"]
 
 
 def default_output(src: Path, folder: Path | None = None) -> Path:
@@ -63,7 +63,7 @@ def denoise_file(
     report: str | os.PathLike | None = None,
     overwrite: bool = False,
     **fit: Any,
-) -> DenoiseResult:
+) -> DenoiseResult | TiledResult:
     """Denoise the image file `src` into `dst` (written atomically); a report if asked.
 
     Parameters
@@ -81,7 +81,8 @@ def denoise_file(
 
     Returns
     -------
-    DenoiseResult
+    DenoiseResult or TiledResult
+        A TiledResult for an image `denoise` tiles (above `tile_above` pixels).
 
     Raises
     ------

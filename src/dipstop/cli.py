@@ -20,6 +20,7 @@ from dipstop.runtime import Switches, set_threads, tune_allocator
 if TYPE_CHECKING:
     from dipstop.api import DenoiseResult
     from dipstop.estimate import RunEstimate
+    from dipstop.tiling import TiledResult
 
 # argparse types: the checks live in dipstop.validate
 _sigma_list = validate.arg_sigma_list
@@ -158,7 +159,38 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         "per input)",
     )
     p.add_argument("--table", default=None, help="lam(sigma) table JSON (default: shipped one)")
+    _add_tiling(p)
     _add_common(p)
+
+
+def _add_tiling(p: argparse.ArgumentParser) -> None:
+    """--tile, --overlap, --tile-above: big images in overlapping tiles (dipstop.tiling)."""
+    from dipstop.tiling import OVERLAP, TILE, TILE_ABOVE
+
+    nonneg = validate.arg_non_negative_int
+    p.add_argument(
+        "--tile",
+        type=nonneg,
+        default=TILE,
+        metavar="N",
+        help="images above --tile-above pixels are denoised in overlapping N x N tiles, each "
+        f"fitted and stopped on its own (default: {TILE}, the lam table's calibration size; "
+        "0: the whole image in one fit)",
+    )
+    p.add_argument(
+        "--overlap",
+        type=nonneg,
+        default=OVERLAP,
+        metavar="M",
+        help=f"least overlap of neighbouring tiles, crossfaded (default: {OVERLAP}; at most N/2)",
+    )
+    p.add_argument(
+        "--tile-above",
+        type=nonneg,
+        default=TILE_ABOVE,
+        metavar="PIXELS",
+        help=f"tile images with more pixels than this (default: {TILE_ABOVE}; 0: always)",
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -302,6 +334,9 @@ def _fit_kwargs(args: argparse.Namespace, interruptible: bool = True) -> dict:
         switches=SWITCHES,
         max_minutes=args.max_minutes,
         on_estimate=None if args.quiet else _print_estimate,
+        tile=args.tile or None,
+        overlap=args.overlap,
+        tile_above=args.tile_above,
     )
 
 
@@ -336,8 +371,15 @@ def _denoise_file(args: argparse.Namespace, src: Path, dst: Path, clean: Path | 
     return 130 if result.interrupted else 0  # 130: the shell's code for an interrupt
 
 
-def _result_lines(result: DenoiseResult, dst: Path) -> list[str]:
+def _result_lines(result: DenoiseResult | TiledResult, dst: Path) -> list[str]:
     """What a finished file says: where it stopped and why, PSNR if known, notes."""
+    from dipstop.tiling import TiledResult
+
+    if isinstance(result, TiledResult):  # one line for all the tiles
+        lines = [f"{result.describe()} -> {dst}"]
+        if result.psnr is not None:
+            lines.append(f"PSNR {result.psnr:.2f} dB")
+        return lines + [f"note: {note}" for note in result.notes]
     how = "estimated" if result.sigma_estimated else "given"
     if result.interrupted:
         stop = (
@@ -379,7 +421,7 @@ def _check_folder(folder: Path) -> None:
 def _check_fit_options(args: argparse.Namespace) -> None:
     """The fit options, the table and (in-process) the device, checked before any fitting."""
     from dipstop.lambda_table import load_table
-    from dipstop.validate import check_denoise_options
+    from dipstop.validate import check_denoise_options, check_tiling
 
     check_denoise_options(
         sigma=args.sigma,
@@ -395,6 +437,7 @@ def _check_fit_options(args: argparse.Namespace) -> None:
         device=args.device,
         max_minutes=args.max_minutes,
     )
+    check_tiling(args.tile or None, args.overlap, args.tile_above)
     if args.table is not None:
         load_table(args.table)
     if args.ray is None:  # a cluster may have devices this machine lacks

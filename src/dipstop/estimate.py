@@ -9,7 +9,7 @@ range and the memory the fit needs (`dipstop.memory`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 WARMUP = 1  # iterations left out of the timing
 TIMED = 4  # iterations timed after the warm-up
@@ -40,6 +40,9 @@ class RunEstimate:
         Peak memory the fit needs (`dipstop.memory.estimate_bytes`).
     budget_seconds : float or None
         The wall-clock budget (`max_minutes`), if any.
+    tiles : int
+        How many tiles the run fits one after another (`dipstop.tiling`); the iterations,
+        rate and memory are one tile's, the seconds all tiles'.
     """
 
     seconds_per_iteration: float
@@ -51,6 +54,21 @@ class RunEstimate:
     seconds_high: float
     memory_bytes: int
     budget_seconds: float | None = None
+    tiles: int = 1
+
+    def for_tiles(self, tiles: int, max_minutes: float | None = None) -> RunEstimate:
+        """This estimate of one tile's fit, for a run of `tiles` such fits (and its budget).
+
+        >>> one = RunEstimate(0.05, (2, 5), 3000, 1800, "lam table", 90.0, 150.0, 2**30)
+        >>> run = one.for_tiles(10, max_minutes=20)
+        >>> run.seconds_low, run.seconds_high, run.budget_seconds, run.tiles
+        (900.0, 1200.0, 1200.0, 10)
+        """
+        budget = None if max_minutes is None else float(max_minutes) * 60.0
+        low, high = self.seconds_low * tiles, self.seconds_high * tiles
+        if budget is not None:
+            low, high = min(low, budget), min(high, budget)
+        return replace(self, seconds_low=low, seconds_high=high, budget_seconds=budget, tiles=tiles)
 
     def line(self) -> str:
         """The estimate in one line, as `dipstop denoise` prints it.
@@ -68,10 +86,12 @@ class RunEstimate:
                 f"{self.expected_iterations} iterations expected ({self.expected_from}), "
                 f"at most T={self.max_iterations}"
             )
+        if self.tiles > 1:
+            iters += f" per tile, {self.tiles} tiles"
         text = (
             f"estimate: {self.seconds_per_iteration:.3g} s/iteration (timed on {timed}); "
             f"{iters}: {span(self.seconds_low, self.seconds_high)} in all; needs about "
-            f"{size(self.memory_bytes)}"
+            f"{size(self.memory_bytes)}" + (" (one tile at a time)" if self.tiles > 1 else "")
         )
         if self.budget_seconds is not None:
             text += f"; the time budget is {duration(self.budget_seconds)}"

@@ -2,7 +2,9 @@
 
 Five scales; each has a 1x1 skip branch (4 channels) and a deeper branch that halves the
 resolution, recurses and upsamples back. Reflection padding, LeakyReLU(0.2), BatchNorm in
-train mode, sigmoid output. Pure: builds modules, does no I/O.
+train mode, sigmoid output. Any size of at least 33 pixels a side runs as it is: a stride-2
+conv of an odd side n gives (n + 1) / 2, its upsampling n + 1, and the join crops that to
+the skip branch's n (as the original DIP's concat does). Pure: builds modules, does no I/O.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from torch import nn
 
 SCALES = 5
 SKIP_CHANNELS = 4
-MULTIPLE = 2**SCALES  # image sides must be multiples of this
+MIN_SIDE = 2**SCALES + 1  # the deepest 3x3 conv needs 2 pixels to reflection-pad
 
 
 def _conv(c_in: int, c_out: int, k: int, stride: int = 1) -> nn.Sequential:
@@ -54,7 +56,11 @@ class _Level(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.join(torch.cat([self.skip(x), self.deeper(x)], dim=1))
+        skip, deep = self.skip(x), self.deeper(x)
+        height, width = skip.shape[-2:]
+        if deep.shape[-2:] != skip.shape[-2:]:  # an odd side came back one pixel longer
+            deep = deep[..., :height, :width]
+        return self.join(torch.cat([skip, deep], dim=1))
 
 
 def skip_network(out_channels: int = 3, width: int = 128, input_depth: int = 32) -> nn.Sequential:

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 
 from dipstop.api import DenoiseResult  # noqa: E402
 from dipstop.errors import DipstopError  # noqa: E402
+from dipstop.tiling import TiledResult  # noqa: E402
 
 
 def write_series_csv(path: Path, series: dict) -> None:
@@ -70,11 +71,40 @@ def plot_run(result: DenoiseResult, path: Path) -> None:
     plt.close(fig)
 
 
-def write_run_report(result: DenoiseResult, folder: str | Path) -> Path:
-    """Write series.csv, curves.png and summary.json into `folder` (created if needed)."""
+def write_tiles_csv(path: Path, result: TiledResult) -> None:
+    """One row per tile of a tiled run: its box, t*, iterations, seconds (and PSNR)."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            ["top", "left", "height", "width", "stop_iteration", "iterations_run"]
+            + ["stopped_early", "seconds", "psnr"]
+        )
+        for t in result.tiles:
+            s = t.summary()
+            w.writerow(
+                [
+                    *s["box"],
+                    s["stop_iteration"],
+                    s["iterations_run"],
+                    s["stopped_early"],
+                    f"{s['seconds']:.3f}",
+                    "" if s["psnr"] is None else f"{s['psnr']:.4f}",
+                ]
+            )
+
+
+def write_run_report(result: DenoiseResult | TiledResult, folder: str | Path) -> Path:
+    """Write series.csv, curves.png and summary.json into `folder` (created if needed).
+
+    A tiled run writes tiles.csv (one row per tile) and summary.json instead.
+    """
     out = Path(folder)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        if isinstance(result, TiledResult):
+            write_tiles_csv(out / "tiles.csv", result)
+            (out / "summary.json").write_text(json.dumps(result.summary(), indent=1, default=str))
+            return out
         write_series_csv(out / "series.csv", result.series)
         plot_run(result, out / "curves.png")
         (out / "summary.json").write_text(json.dumps(result.summary(), indent=1, default=str))

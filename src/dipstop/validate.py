@@ -230,6 +230,34 @@ max_iters as a whole number
             )
 
 
+def check_tiling(tile: Any, overlap: Any = 0, tile_above: Any = 0) -> None:
+    """Refuse bad tiling options of `dipstop.denoise` / `denoise_tiled` before any work.
+
+    `tile` None (whole image) or a whole number of at least 64 (the network pads anything
+    smaller to 64); `overlap` a whole number from 0 to tile // 2; `tile_above` a whole
+    number of at least 0.
+
+    Examples
+    --------
+    >>> check_tiling(128, 32, 10**6)
+    >>> check_tiling(128, 80)
+    Traceback (most recent call last):
+    ...
+    dipstop.errors.DipstopError: overlap must be a whole number from 0 to 64, got 80; give \
+an overlap of at most half the tile
+    """
+    if tile is not None:
+        tile = whole(tile, "tile", at_least=64, fix="give a tile side of 64 or more, e.g. 128")
+        whole(
+            overlap,
+            "overlap",
+            at_least=0,
+            at_most=tile // 2,
+            fix="give an overlap of at most half the tile",
+        )
+    whole(tile_above, "tile_above", at_least=0, fix="give a number of pixels, e.g. 1000000")
+
+
 # -- command-line argument types (argparse wants ArgumentTypeError, not DipstopError) --------
 
 
@@ -276,6 +304,17 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise DipstopError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    """A whole number of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise DipstopError(f"{text!r} is not a whole number of at least 0")
     return value
 
 
@@ -379,6 +418,7 @@ write e.g. 5,15,25 or 5:75:5
 arg_positive_float = _argtype(_positive_float)
 arg_non_negative_float = _argtype(_non_negative_float)
 arg_positive_int = _argtype(_positive_int)
+arg_non_negative_int = _argtype(_non_negative_int)
 arg_threads = _argtype(_threads)
 arg_seed = _argtype(_seed)
 arg_sigma_list = _argtype(sigma_list)

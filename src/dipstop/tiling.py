@@ -1,0 +1,535 @@
+"""Tiled denoising for big photos: overlapping tiles, each fitted and stopped on its own.
+
+A 12-megapixel photo cannot be fitted whole: the fit would need about 120 GiB at width 64
+(`dipstop.memory`) and days on a CPU. `denoise_tiled` cuts the image into overlapping square
+tiles (`plan_tiles`), denoises each with `dipstop.api.denoise` (its own fit, its own CIFS
+stop, the same sigma and lam for all: sigma is estimated once on the whole image unless
+given, and lam is size-invariant), and blends the outputs with a raised-cosine crossfade in
+the middle of each overlap (`TilePlan.weights`). The weights of the tiles covering a pixel
+sum to 1 everywhere, so a tile that returned its input unchanged would give the input back
+exactly and a smooth image shows no seam. Memory is one tile's fit plus the float image and
+its output buffer, whatever the photo's size; `dipstop.api.denoise` tiles by itself above
+`tile_above` pixels.
+
+The default tile is 128 px: the lam table is calibrated on 128 x 128 crops.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dipstop.errors import DipstopError
+from dipstop.validate import check_denoise_options, check_tiling
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from dipstop.api import DenoiseResult
+    from dipstop.estimate import RunEstimate
+    from dipstop.imageio import LoadedImage
+
+TILE = 128  # the side of the crops the lam table is calibrated on
+OVERLAP = 32  # pixels two neighbouring tiles share (at least; the plan spreads any slack)
+TILE_ABOVE = 1_000_000  # `denoise` tiles images with more pixels than this
+
+__all__ = [
+    "OVERLAP",
+    "TILE",
+    "TILE_ABOVE",
+    "TilePlan",
+    "TileRun",
+    "TiledResult",
+    "axis_starts",
+    "axis_weights",
+    "denoise_tiled",
+    "plan_tiles",
+]
+
+
+# -- the plan --------------------------------------------------------------------------------
+
+
+def axis_starts(n: int, tile: int, overlap: int) -> list[int]:
+    """Starts of the fewest tiles of side `tile` covering [0, n) with at least `overlap` shared.
+
+    The first tile starts at 0 and the last ends at n; the starts between are spread
+    evenly, so every overlap is `overlap` or a little more. A side no longer than a tile is
+    one tile (of side n).
+
+    Parameters
+    ----------
+    n : int
+        The image's side.
+    tile, overlap : int
+        Tile side, and the least overlap of neighbours (below `tile`).
+
+    Returns
+    -------
+    list of int
+
+    Examples
+    --------
+    >>> axis_starts(130, 64, 16), axis_starts(50, 64, 16), axis_starts(64, 64, 16)
+    ([0, 33, 66], [0], [0])
+    """
+    if n <= tile:
+        return [0]
+    k = 1 + math.ceil((n - tile) / (tile - overlap))
+    return [(i * (n - tile) + (k - 1) // 2) // (k - 1) for i in range(k)]
+
+
+def axis_weights(n: int, starts: list[int], side: int, overlap: int) -> list[np.ndarray]:
+    """Blending weights along one axis: one array of length `side` per tile, summing to 1.
+
+    Where two neighbours overlap, the crossfade is a raised cosine over `overlap` pixels (or
+    the whole overlap, if shorter) centred in the overlap: the earlier tile's weight falls
+    from 1 to 0 as the later one's rises, and the two sum to 1. Elsewhere a pixel's one
+    tile has weight 1. The weights are then divided by their sum over the tiles, which
+    only matters where two crossfades would meet (they do not in a `axis_starts` plan).
+
+    Parameters
+    ----------
+    n : int
+        The image's side.
+    starts : list of int
+        The tiles' starts (`axis_starts`).
+    side : int
+        The tiles' side along this axis (min(tile, n)).
+    overlap : int
+        The crossfade's length.
+
+    Returns
+    -------
+    list of ndarray
+        float64, one per tile, in tile coordinates.
+
+    Examples
+    --------
+    Two tiles of 64 on 100 px share [36, 64); the 8-px crossfade is its middle, [46, 54):
+
+    >>> w = axis_weights(100, [0, 36], 64, 8)
+    >>> [round(float(v), 3) for v in w[0][45:55]]
+    [1.0, 0.99, 0.916, 0.778, 0.598, 0.402, 0.222, 0.084, 0.01, 0.0]
+    >>> float(w[0][50] + w[1][50 - 36])
+    1.0
+    """
+    weights = [np.ones(side) for _ in starts]
+    for j in range(len(starts) - 1):
+        shared = starts[j] + side - starts[j + 1]  # the overlap's length
+        r = max(0, min(overlap, shared))
+        a = starts[j + 1] + (shared - r) // 2  # where the crossfade starts, image coordinates
+        # a raised cosine, symmetric: rise[i] + rise[r - 1 - i] = 1
+        rise = 0.5 - 0.5 * np.cos(np.pi * (np.arange(r) + 0.5) / max(r, 1))
+        before_next = a - starts[j + 1]
+        weights[j + 1] *= np.concatenate(
+            [np.zeros(before_next), rise, np.ones(side - before_next - r)]
+        )
+        before_this = a - starts[j]
+        weights[j] *= np.concatenate(
+            [np.ones(before_this), 1 - rise, np.zeros(side - before_this - r)]
+        )
+    total = np.zeros(n)
+    for s, w in zip(starts, weights, strict=True):
+        total[s : s + side] += w
+    return [w / total[s : s + side] for s, w in zip(starts, weights, strict=True)]
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Overlapping tiles covering an H x W image exactly, and their blending weights.
+
+    Made by `plan_tiles`. Tiles form a grid: every row start with every column start. Every
+    tile lies inside the image and is `tile_h` x `tile_w` (the tile side, or the image's
+    side where the image is smaller).
+
+    Attributes
+    ----------
+    height, width : int
+        The image's size.
+    tile, overlap : int
+        Requested tile side and least overlap.
+    rows, cols : tuple of int
+        Tile starts along y and x.
+    tile_h, tile_w : int
+        Every tile's size.
+    """
+
+    height: int
+    width: int
+    tile: int
+    overlap: int
+    rows: tuple[int, ...]
+    cols: tuple[int, ...]
+    tile_h: int
+    tile_w: int
+
+    def boxes(self) -> list[tuple[int, int, int, int]]:
+        """(top, left, height, width) of every tile, row by row."""
+        return [(r, c, self.tile_h, self.tile_w) for r in self.rows for c in self.cols]
+
+    def __len__(self) -> int:
+        return len(self.rows) * len(self.cols)
+
+    def weights(self) -> Iterator[np.ndarray]:
+        """Every tile's tile_h x tile_w float32 weights, in `boxes` order, made one at a time
+        (the outer product of the per-axis weights); they sum to 1 at every pixel."""
+        wy = axis_weights(self.height, list(self.rows), self.tile_h, self.overlap)
+        wx = axis_weights(self.width, list(self.cols), self.tile_w, self.overlap)
+        for a in wy:
+            for b in wx:
+                yield np.outer(a, b).astype(np.float32)
+
+
+def plan_tiles(height: int, width: int, tile: int = TILE, overlap: int = OVERLAP) -> TilePlan:
+    """The tile plan of an H x W image (`axis_starts` along each axis).
+
+    Parameters
+    ----------
+    height, width : int
+        The image's size.
+    tile : int
+        Tile side, at least 64 (the network pads anything smaller to 64).
+    overlap : int
+        Least overlap of neighbouring tiles, from 0 to tile // 2.
+
+    Returns
+    -------
+    TilePlan
+
+    Raises
+    ------
+    DipstopError
+        For a tile or overlap out of range.
+
+    Examples
+    --------
+    >>> plan = plan_tiles(97, 130, tile=64, overlap=16)
+    >>> plan.rows, plan.cols, len(plan), plan.boxes()[-1]
+    ((0, 33), (0, 33, 66), 6, (33, 66, 64, 64))
+    """
+    check_tiling(tile, overlap)
+    return TilePlan(
+        height,
+        width,
+        tile,
+        overlap,
+        tuple(axis_starts(height, tile, overlap)),
+        tuple(axis_starts(width, tile, overlap)),
+        min(tile, height),
+        min(tile, width),
+    )
+
+
+# -- the result ------------------------------------------------------------------------------
+
+
+@dataclass
+class TileRun:
+    """One tile of a tiled run: where it is and what its fit did (None: not fitted, the
+    run was interrupted first; the tile kept the noisy pixels)."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    result: DenoiseResult | None
+
+    def summary(self) -> dict:
+        r = self.result
+        return {
+            "box": [self.top, self.left, self.height, self.width],
+            "stop_iteration": r.stop_iteration if r else None,
+            "iterations_run": r.iterations_run if r else 0,
+            "stopped_early": r.stopped_early if r else False,
+            "seconds": r.seconds if r else 0.0,
+            "psnr": r.psnr if r else None,
+            "interrupted": r.interrupted if r else False,
+            "stopped_by_budget": r.stopped_by_budget if r else False,
+        }
+
+
+@dataclass
+class TiledResult:
+    """What a tiled run did: each tile's own stop, and the whole.
+
+    Attributes
+    ----------
+    tiles : list of TileRun
+        Every tile, row by row, with its DenoiseResult (t*, iterations, seconds, series).
+    sigma, sigma_estimated : float, bool
+        The one noise level of all tiles (estimated on the whole image unless given).
+    lam : float
+        The one lam of all tiles.
+    tile, overlap : int
+        The plan's tile side and least overlap.
+    settings : dict
+        The tiles' fit settings (protocol, width, seed, device, output policy).
+    seconds : float
+        Wall time of the whole run (sigma, fits, blending).
+    psnr : float or None
+        With a clean image: PSNR of the blended image (before conversion to the input's
+        dtype).
+    notes : list of str
+        Caveats about the lam table, and what an interruption left undenoised.
+    interrupted : bool
+        Ctrl-C ended the run (with `interruptible`): the tile being fitted returned its best
+        so far, tiles after it kept the noisy pixels.
+    stopped_by_budget : bool
+        The time budget (`max_minutes`, shared out over the tiles) ended a tile's fit before
+        its stopping rule, or left tiles unfitted (they keep the noisy pixels).
+    estimate : RunEstimate or None
+        The whole run's estimate, made on the first tile (`RunEstimate.for_tiles`).
+    """
+
+    tiles: list[TileRun]
+    sigma: float
+    sigma_estimated: bool
+    lam: float
+    tile: int
+    overlap: int
+    settings: dict
+    seconds: float = 0.0
+    psnr: float | None = None
+    notes: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    stopped_by_budget: bool = False
+    estimate: RunEstimate | None = None
+
+    @property
+    def fitted(self) -> list[DenoiseResult]:
+        """The DenoiseResults of the tiles that were fitted."""
+        return [t.result for t in self.tiles if t.result is not None]
+
+    @property
+    def stop_iterations(self) -> list[int]:
+        """t* of every fitted tile."""
+        return [r.stop_iteration for r in self.fitted]
+
+    @property
+    def iterations_run(self) -> int:
+        """Iterations fitted over all tiles."""
+        return sum(r.iterations_run for r in self.fitted)
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether every tile was fitted and stopped by the Eq. 4 rule before T."""
+        return len(self.fitted) == len(self.tiles) and all(r.stopped_early for r in self.fitted)
+
+    def describe(self) -> str:
+        """One line: tiles, their stops (range and median), iterations and seconds."""
+        stops = self.stop_iterations
+        how = "estimated" if self.sigma_estimated else "given"
+        early = sum(r.stopped_early for r in self.fitted)
+        text = (
+            f"sigma {self.sigma:.1f} ({how}), lam {self.lam:.4g}: {len(self.fitted)} of "
+            f"{len(self.tiles)} tiles of {self.tile} px (overlap {self.overlap}) fitted, "
+            f"{early} stopped early"
+        )
+        if stops:
+            text += f", t* {min(stops)}-{max(stops)} (median {int(np.median(stops))})"
+        return text + f", {self.iterations_run} iterations in {self.seconds:.0f} s"
+
+    def summary(self) -> dict:
+        """The scalar fields and one summary per tile, for JSON reports."""
+        out = {k: v for k, v in self.__dict__.items() if k != "tiles"}
+        out["estimate"] = None if self.estimate is None else asdict(self.estimate)
+        out["stop_iterations"] = self.stop_iterations
+        out["iterations_run"] = self.iterations_run
+        out["stopped_early"] = self.stopped_early
+        out["tiles"] = [t.summary() for t in self.tiles]
+        return out
+
+
+# -- running ---------------------------------------------------------------------------------
+
+
+def denoise_tiled(
+    image: Any, *, tile: int = TILE, overlap: int = OVERLAP, **options: Any
+) -> tuple[Any, TiledResult]:
+    """Denoise `image` tile by tile, whatever its size; `denoise`'s options apply to each tile.
+
+    `dipstop.denoise` does this by itself for images above its `tile_above` pixels.
+
+    Parameters
+    ----------
+    image : ndarray, PIL.Image or Tensor
+        As for `dipstop.denoise`; it comes back in the same form, channels and dtype.
+    tile : int
+        Tile side (default 128, the lam table's calibration size).
+    overlap : int
+        Least overlap of neighbouring tiles (default 32), blended by a raised cosine.
+    **options
+        Any keyword of `dipstop.denoise` (sigma, lam, width, max_iters, clean, device, ...).
+
+    Returns
+    -------
+    denoised : same form as `image`
+    result : TiledResult
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> noisy = rng.integers(0, 256, (70, 100), dtype=np.uint8)
+    >>> out, res = denoise_tiled(noisy, tile=64, overlap=16, width=8, max_iters=2, lam=50.0)
+    >>> out.shape, out.dtype, len(res.tiles), len(res.stop_iterations)
+    ((70, 100), dtype('uint8'), 4, 4)
+    """
+    from dipstop import api
+
+    for name in options:
+        if name not in api.OPTIONS or name == "tile_above":
+            raise TypeError(f"denoise_tiled() got an unexpected keyword argument {name!r}")
+    checked = ("sigma", "lam", "protocol", "width", "max_iters", "patience", "lr")
+    checked += ("z_noise_std", "seed", "table", "device", "max_minutes")
+    check_denoise_options(**{k: options[k] for k in checked if k in options})
+    check_tiling(tile, overlap)
+    loaded, kind = api._to_loaded(image)
+    return run_tiles(loaded, kind, image, tile=tile, overlap=overlap, **options)
+
+
+def run_tiles(
+    loaded: LoadedImage,
+    kind: str,
+    original: Any,
+    *,
+    tile: int,
+    overlap: int,
+    sigma: float | None = None,
+    lam: float | None = None,
+    clean: Any = None,
+    progress: bool = False,
+    interruptible: bool = False,
+    max_minutes: float | None = None,
+    on_estimate: Callable[[RunEstimate], None] | None = None,
+    **fit: Any,
+) -> tuple[Any, TiledResult]:
+    """The tiled run of an image already split by `dipstop.api._to_loaded` (options checked).
+
+    Every check that can refuse the run (sizes, memory of one tile's fit, the clean image)
+    comes before the first fit. A time budget is shared out: each tile may use what is left
+    of it over the tiles left (a tile that stops early leaves more to the others); once it
+    is spent, the tiles left keep the noisy pixels. The first tile's estimate, scaled to all
+    tiles, is the run's (`on_estimate`, `TiledResult.estimate`).
+    """
+    from tqdm import tqdm
+
+    from dipstop import api
+    from dipstop.fitting import padding_for, resolve_device
+    from dipstop.imageio import join_array
+    from dipstop.memory import check_fits
+    from dipstop.metrics import psnr
+    from dipstop.noise import estimate_sigma
+    from dipstop.policies import make_policy
+    from dipstop.protocols import get_protocol
+
+    start = time.perf_counter()
+    x = loaded.pixels
+    height, width_px = x.shape[:2]
+    padding_for(height, width_px)  # a side under 32 px: the whole-image message
+    plan = plan_tiles(height, width_px, tile, overlap)
+    proto = get_protocol(fit.get("protocol", "cpu")).with_(
+        **{k: fit.get(k) for k in ("width", "max_iters", "patience", "lr", "z_noise_std")}
+    )
+    make_policy(fit.get("output", "raw"))  # an unknown policy name fails here, not in a tile
+    left, right, top, bottom = padding_for(plan.tile_h, plan.tile_w)
+    padded = (plan.tile_h + top + bottom) * (plan.tile_w + left + right)
+    check_fits(plan.tile_h, plan.tile_w, padded, proto.width, resolve_device(fit.get("device")))
+    clean_px = None
+    if clean is not None:
+        clean_px = api._to_loaded(clean)[0].pixels
+        if clean_px.shape != x.shape:
+            raise DipstopError(
+                f"clean image is {clean_px.shape}, noisy is {x.shape}; they must match"
+            )
+    sigma_estimated = sigma is None
+    if sigma is None:
+        sigma = estimate_sigma(x)
+    notes: list[str] = []
+    if lam is None:
+        lam, notes = api.lam_from_table(sigma, fit.get("table"), proto.width)
+
+    acc = np.zeros_like(x)  # the blended image, float32
+    runs: list[TileRun] = []
+    interrupted = False
+    boxes = plan.boxes()
+    deadline = None if max_minutes is None else start + float(max_minutes) * 60.0
+    estimates: list[RunEstimate] = []
+
+    def whole_run(first_tile: RunEstimate) -> None:
+        estimates.append(first_tile.for_tiles(len(boxes), max_minutes))
+        if on_estimate is not None:
+            on_estimate(estimates[0])
+
+    bar = tqdm(total=len(boxes), disable=not progress, unit="tile", dynamic_ncols=True)
+    with bar:
+        for (r, c, h, w), weight in zip(boxes, plan.weights(), strict=True):
+            box = (slice(r, r + h), slice(c, c + w))
+            result = None
+            share = None  # this tile's part of the time budget, in minutes
+            if deadline is not None:
+                left = deadline - time.perf_counter()
+                share = left / (len(boxes) - len(runs)) / 60.0 if left > 0 else None
+            if not interrupted and (deadline is None or share is not None):
+                try:
+                    out, result = api.denoise(
+                        x[box],
+                        sigma=sigma,
+                        lam=lam,
+                        clean=None if clean_px is None else clean_px[box],
+                        interruptible=interruptible,
+                        tile=None,
+                        max_minutes=share,
+                        on_estimate=None if runs else whole_run,
+                        **fit,
+                    )
+                except KeyboardInterrupt:  # before the tile's first iteration was scored
+                    if not interruptible or not runs:
+                        raise
+                    interrupted = True
+                else:
+                    interrupted = result.interrupted
+            if result is None:  # not fitted: the tile keeps its noisy pixels
+                out = x[box]
+            acc[box] += out * weight[:, :, None]
+            runs.append(TileRun(r, c, h, w, result))
+            bar.update(1)
+            if result is not None:
+                bar.set_postfix(t_star=result.stop_iteration, refresh=False)
+    skipped = sum(run.result is None for run in runs)
+    if skipped:
+        why = "interrupted" if interrupted else "the time budget was spent"
+        notes.append(
+            f"{why}: {skipped} of {len(runs)} tiles were not fitted and keep the noisy pixels"
+        )
+    on_budget = sum(run.result is not None and run.result.stopped_by_budget for run in runs)
+    if on_budget:
+        notes.append(
+            f"the time budget of {max_minutes:g} min, shared out over the tiles, ended {on_budget} "
+            "of them before their stopping rule fired (their best so far)"
+        )
+    first = next((run.result for run in runs if run.result is not None), None)
+    settings = dict(first.settings) if first else {}
+    result = TiledResult(
+        tiles=runs,
+        sigma=float(sigma),
+        sigma_estimated=sigma_estimated,
+        lam=float(lam),
+        tile=tile,
+        overlap=overlap,
+        settings={**settings, "tile": tile, "overlap": overlap},
+        notes=notes,
+        interrupted=interrupted,
+        stopped_by_budget=bool(on_budget) or (skipped > 0 and not interrupted),
+        estimate=estimates[0] if estimates else None,
+    )
+    if clean_px is not None:
+        result.psnr = psnr(np.clip(acc, 0, 1), clean_px)
+    pixels = join_array(acc, loaded)
+    result.seconds = time.perf_counter() - start
+    return api._from_array(pixels, kind, original), result

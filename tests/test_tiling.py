@@ -1,0 +1,238 @@
+"""Tiled denoising: the plan covers the image, the blend is lossless and seamless, big images
+are bounded by one tile's memory, and the result keeps the input's form."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dipstop import api, memory
+from dipstop.api import DenoiseResult, denoise
+from dipstop.cli import main
+from dipstop.errors import DipstopError
+from dipstop.imageio import split_array
+from dipstop.noise import estimate_sigma
+from dipstop.tiling import TiledResult, denoise_tiled, plan_tiles
+
+# (height, width, tile, overlap): awkward sizes, an image smaller than a tile, one tile
+# plus a pixel, no overlap, many tiles
+PLANS = [
+    (130, 97, 64, 16),
+    (97, 130, 64, 16),
+    (50, 40, 64, 16),
+    (64, 200, 64, 32),
+    (65, 129, 64, 0),
+    (333, 1000, 128, 32),
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny fits on one thread (the CLI's --threads 1 too); the count is put back after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _fake_result(**kw) -> DenoiseResult:
+    return DenoiseResult(
+        stop_iteration=3,
+        iterations_run=5,
+        stopped_early=True,
+        sigma=kw["sigma"],
+        sigma_estimated=False,
+        lam=kw["lam"],
+        paper_lambda=0.0,
+        settings={"width": 8},
+        series={},
+        seconds=0.01,
+    )
+
+
+class Stub:
+    """Stands in for `api.denoise` on each tile: returns the tile plus `add(k)` for tile k."""
+
+    def __init__(self, add=lambda k: 0.0, interrupt_at=None):
+        self.add, self.interrupt_at, self.calls = add, interrupt_at, []
+
+    def __call__(self, image, **kw):
+        k = len(self.calls)
+        self.calls.append({"shape": image.shape, **kw})
+        if k == self.interrupt_at:
+            raise KeyboardInterrupt
+        assert image.dtype == np.float32 and image.ndim == 3
+        return image + np.float32(self.add(k)), _fake_result(**kw)
+
+
+@pytest.mark.parametrize("height,width,tile,overlap", PLANS)
+def test_plan_covers_every_pixel_with_tiles_inside_the_image(height, width, tile, overlap):
+    plan = plan_tiles(height, width, tile, overlap)
+    covered = np.zeros((height, width), int)
+    for top, left, h, w in plan.boxes():
+        assert (h, w) == (min(tile, height), min(tile, width))
+        assert top >= 0 and top + h <= height and left >= 0 and left + w <= width
+        covered[top : top + h, left : left + w] += 1
+    assert covered.min() >= 1
+    for starts, side, n in ((plan.rows, plan.tile_h, height), (plan.cols, plan.tile_w, width)):
+        assert starts[0] == 0 and starts[-1] + side == n  # the last tile meets the border
+        shared = [a + side - b for a, b in zip(starts, starts[1:], strict=False)]
+        assert all(s >= overlap for s in shared)  # neighbours share at least the overlap
+    if height <= tile and width <= tile:
+        assert plan.boxes() == [(0, 0, height, width)]
+
+
+@pytest.mark.parametrize("height,width,tile,overlap", PLANS)
+def test_window_weights_sum_to_one_everywhere(height, width, tile, overlap):
+    plan = plan_tiles(height, width, tile, overlap)
+    total = np.zeros((height, width))
+    for (top, left, h, w), weight in zip(plan.boxes(), plan.weights(), strict=True):
+        assert weight.shape == (h, w) and weight.min() >= 0 and weight.max() <= 1
+        total[top : top + h, left : left + w] += weight
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+
+
+def test_identity_tiles_give_the_input_back_exactly(monkeypatch):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (97, 130, 3), dtype=np.uint8)
+    stub = Stub()
+    monkeypatch.setattr(api, "denoise", stub)
+    out, res = denoise_tiled(rgb, tile=64, overlap=16, width=8, max_iters=5)
+    assert out.dtype == np.uint8 and np.array_equal(out, rgb)  # lossless and seamless
+    assert len(stub.calls) == len(res.tiles) == 6
+    # sigma estimated once on the whole image, one sigma and one lam for every tile
+    assert res.sigma_estimated and res.sigma == pytest.approx(
+        estimate_sigma(split_array(rgb).pixels)
+    )
+    assert {c["sigma"] for c in stub.calls} == {res.sigma}
+    assert {c["lam"] for c in stub.calls} == {res.lam}
+    assert all(c["tile"] is None and c["width"] == 8 for c in stub.calls)
+    assert all(c["shape"] == (64, 64, 3) for c in stub.calls)
+
+    gray = rng.random((70, 100), dtype=np.float32)
+    out, res = denoise_tiled(gray, tile=64, overlap=16, sigma=20.0, lam=30.0)
+    assert out.shape == gray.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, gray, atol=1e-6)
+    assert not res.sigma_estimated and {(c["sigma"], c["lam"]) for c in stub.calls[6:]} == {
+        (20.0, 30.0)
+    }
+
+
+def test_a_constant_per_tile_is_spread_smoothly_across_the_seams(monkeypatch):
+    flat = np.full((97, 130), 0.3, np.float32)
+    consts = [0.0, 0.4, 0.1, 0.3, 0.05, 0.5]  # one per tile, 2 rows x 3 columns
+    monkeypatch.setattr(api, "denoise", Stub(lambda k: consts[k]))
+    out, res = denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0)
+    spread = max(consts) - min(consts)
+    # a raised cosine over 16 px moves at most sin(pi / 32) of the difference per pixel
+    bound = spread * math.sin(math.pi / (2 * 16)) + 1e-6
+    jumps = max(np.abs(np.diff(out, axis=0)).max(), np.abs(np.diff(out, axis=1)).max())
+    assert 0 < jumps <= bound, (jumps, bound)
+    for t, c in zip(res.tiles, consts, strict=True):  # a tile's centre is its own output
+        assert out[t.top + 32, t.left + 32] == pytest.approx(0.3 + c, abs=1e-6)
+
+    # without overlap the seams are hard: a neighbour's whole difference in one pixel
+    monkeypatch.setattr(api, "denoise", Stub(lambda k: consts[k]))
+    hard, _ = denoise_tiled(flat, tile=64, overlap=0, sigma=25.0, lam=50.0)
+    hard_jump = np.abs(np.diff(hard, axis=1)).max()
+    assert hard_jump == pytest.approx(0.45) and hard_jump > 8 * jumps  # tiles 4 and 5
+
+
+def test_interrupted_tiled_run_keeps_the_noisy_pixels_of_the_tiles_not_fitted(monkeypatch):
+    flat = np.full((70, 100), 0.3, np.float32)
+    monkeypatch.setattr(api, "denoise", Stub(lambda k: 0.2, interrupt_at=2))
+    out, res = denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0, interruptible=True)
+    assert res.interrupted and [t.result is not None for t in res.tiles] == [1, 1, 0, 0]
+    assert out[5, 5] == pytest.approx(0.5) and out[-5, -5] == pytest.approx(0.3)
+    assert "2 of 4 tiles were not fitted" in res.notes[-1]
+    monkeypatch.setattr(api, "denoise", Stub(interrupt_at=1))
+    with pytest.raises(KeyboardInterrupt):  # without interruptible, Ctrl-C is Ctrl-C
+        denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0)
+
+
+def test_real_tiny_tiled_run_stops_every_tile():
+    rng = np.random.default_rng(1)
+    ramp = np.linspace(0, 1, 140, dtype=np.float32)[None, :, None] * np.ones((100, 1, 3))
+    noisy = np.clip(ramp + rng.normal(0, 0.1, ramp.shape), 0, 1)
+    noisy8 = np.rint(noisy * 255).astype(np.uint8)
+    out, res = denoise(
+        noisy8, clean=np.rint(ramp * 255).astype(np.uint8), tile=64, overlap=16,
+        tile_above=0, width=8, max_iters=5, patience=2, device="cpu",
+    )  # fmt: skip
+    assert isinstance(res, TiledResult) and out.shape == noisy8.shape and out.dtype == np.uint8
+    assert len(res.tiles) == 6 and len(res.stop_iterations) == 6
+    assert all(1 <= t <= 5 for t in res.stop_iterations)
+    assert res.iterations_run == sum(t.result.iterations_run for t in res.tiles) <= 30
+    assert res.seconds >= sum(t.result.seconds for t in res.tiles) > 0
+    assert res.psnr is not None and all(t.result.psnr is not None for t in res.tiles)
+    assert res.settings["tile"] == 64 and res.settings["width"] == 8
+    assert len(json.loads(json.dumps(res.summary(), default=str))["tiles"]) == 6
+    # below tile_above (the default, 1 MP) the same image is one fit
+    _, whole = denoise(noisy8, width=8, max_iters=2, patience=2, lam=50.0, device="cpu")
+    assert isinstance(whole, DenoiseResult)
+
+
+def test_rgba_16_bit_keeps_alpha_and_depth_when_tiled():
+    rng = np.random.default_rng(2)
+    rgba = rng.integers(0, 65536, (70, 100, 4), dtype=np.uint16)
+    out, res = denoise_tiled(rgba, tile=64, overlap=16, width=8, max_iters=2, lam=50.0)
+    assert out.dtype == np.uint16 and out.shape == rgba.shape
+    assert np.array_equal(out[:, :, 3], rgba[:, :, 3]) and len(res.tiles) == 4
+    t = torch.from_numpy(rgba[:, :, :3].astype(np.float32) / 65535).permute(2, 0, 1)[None]
+    out_t, _ = denoise_tiled(t, tile=64, overlap=16, width=8, max_iters=1, lam=50.0)
+    assert isinstance(out_t, torch.Tensor) and out_t.shape == t.shape
+
+
+def test_memory_guard_sees_the_tile_not_the_photo(monkeypatch):
+    image = np.random.default_rng(3).random((100, 100), dtype=np.float32)
+    # room for a 64 x 64 tile's fit at width 8 (~5 MB above the fixed part), not the
+    # 100 x 100 image's (padded to 128 x 128: ~21 MB)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: memory.FIXED_BYTES + 10 * 2**20)
+    quick = dict(width=8, max_iters=1, patience=1, lam=50.0, device="cpu")
+    with pytest.raises(DipstopError, match="needs about"):
+        denoise(image, tile=None, **quick)
+    out, res = denoise(image, tile=64, overlap=16, tile_above=0, **quick)
+    assert out.shape == image.shape and len(res.tiles) == 4
+    # not even one tile fits: refused before any tile is fitted
+    monkeypatch.setattr(memory, "available_bytes", lambda device: memory.FIXED_BYTES)
+    stub = Stub()
+    monkeypatch.setattr(api, "denoise", stub)
+    with pytest.raises(DipstopError, match="needs about"):
+        denoise_tiled(image, tile=64, overlap=16, **quick)
+    assert stub.calls == []
+
+
+def test_bad_tiling_options_are_refused_before_any_work():
+    image = np.zeros((70, 100), np.uint8)
+    with pytest.raises(DipstopError, match="tile must be .* at least 64"):
+        denoise_tiled(image, tile=32)
+    with pytest.raises(DipstopError, match="overlap must be .* from 0 to 32"):
+        denoise(image, tile=64, overlap=40, tile_above=0)
+    with pytest.raises(DipstopError, match="tile_above"):
+        denoise(image, tile_above=-1)
+    with pytest.raises(TypeError, match="tile_above"):
+        denoise_tiled(image, tile_above=0)
+
+
+def test_cli_tiles_with_its_options_and_reports_every_tile(tmp_path, capsys):
+    import cv2
+
+    src, dst, rep = tmp_path / "in.png", tmp_path / "out.png", tmp_path / "rep"
+    cv2.imwrite(str(src), np.random.default_rng(4).integers(0, 256, (70, 100, 3), np.uint8))
+    quick = ["--width", "8", "-T", "2", "-S", "2", "--lam", "50", "--threads", "1"]
+    tiling = ["--tile", "64", "--overlap", "16", "--tile-above", "0"]
+    assert main(["denoise", str(src), "-o", str(dst), *quick, *tiling, "--report", str(rep)]) == 0
+    assert cv2.imread(str(dst)).shape == (70, 100, 3)
+    assert "4 of 4 tiles of 64 px (overlap 16) fitted" in capsys.readouterr().out
+    assert len((rep / "tiles.csv").read_text().splitlines()) == 5
+    assert len(json.loads((rep / "summary.json").read_text())["tiles"]) == 4
+    assert (
+        main(["denoise", str(src), "-o", str(dst), *quick, "--tile", "64", "--overlap", "40"]) == 2
+    )
+    assert "overlap must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["denoise", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(opt in text for opt in ("--tile N", "--overlap M", "--tile-above PIXELS"))
