@@ -128,7 +128,7 @@ def _ctrl_c_at_psnr_call(monkeypatch, n):
 
 
 def test_ctrl_c_returns_the_best_output_so_far_when_interruptible(monkeypatch, smooth_rgb):
-    noisy = add_gaussian_noise(smooth_rgb, 25, seed=0)
+    noisy = add_gaussian_noise(smooth_rgb / 255, 25, seed=0)  # float in [0, 1]
     kwargs = dict(width=8, max_iters=40, patience=40, lam=50.0, clean=smooth_rgb)
     _, whole = denoise(noisy, **kwargs)
     _ctrl_c_at_psnr_call(monkeypatch, 13)
@@ -146,7 +146,8 @@ def test_ctrl_c_returns_the_best_output_so_far_when_interruptible(monkeypatch, s
 
 def test_cli_ctrl_c_writes_the_best_so_far_and_exits_130(tmp_path, monkeypatch, smooth_rgb, capsys):
     src, dst = tmp_path / "in.png", tmp_path / "out.png"
-    cv2.imwrite(str(src), add_gaussian_noise(smooth_rgb, 25, seed=0)[:, :, ::-1])
+    noisy = add_gaussian_noise(smooth_rgb / 255, 25, seed=0)
+    cv2.imwrite(str(src), np.rint(noisy * 255).astype(np.uint8)[:, :, ::-1])
     _ctrl_c_at_psnr_call(monkeypatch, 8)
     args = ["--width", "8", "-T", "30", "-S", "30", "--lam", "50", "--clean", str(src)]
     rc = main(["denoise", str(src), "-o", str(dst), *args])

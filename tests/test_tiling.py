@@ -236,3 +236,10 @@ def test_cli_tiles_with_its_options_and_reports_every_tile(tmp_path, capsys):
         main(["denoise", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert all(opt in text for opt in ("--tile N", "--overlap M", "--tile-above PIXELS"))
+
+
+def test_a_flat_image_whose_estimated_sigma_is_zero_tiles_without_error():
+    """A blind estimate of 0 (no noise seen) must not reach the tiles as a refused sigma."""
+    flat = np.full((100, 140), 128, np.uint8)
+    out, res = denoise(flat, tile=64, overlap=16, tile_above=0, width=8, max_iters=2, patience=1)
+    assert out.shape == flat.shape and res.sigma_estimated and res.sigma == 0.0

@@ -479,7 +479,7 @@ def run_tiles(
                 try:
                     out, result = api.denoise(
                         x[box],
-                        sigma=sigma,
+                        sigma=sigma if sigma > 0 else None,  # lam is fixed: sigma informs only
                         lam=lam,
                         clean=None if clean_px is None else clean_px[box],
                         interruptible=interruptible,
