@@ -45,11 +45,16 @@ def smooth_rgb() -> np.ndarray:
     return cv2.resize(data.astronaut(), (64, 64), interpolation=cv2.INTER_AREA)
 
 
-@pytest.fixture(autouse=True)
-def _models_from_shared(monkeypatch):
-    """Tests read model files from ../shared/models, never from the network."""
+@pytest.fixture(autouse=True, scope="session")
+def _models_from_shared():
+    """Tests read model files from ../shared/models, never from the network: for the whole
+    session, so module-scoped fixtures that score BRISQUE or NIQE see it too."""
     if (SHARED / "models").is_dir() and "DIPSTOP_MODELS" not in os.environ:
-        monkeypatch.setenv("DIPSTOP_MODELS", str(SHARED / "models"))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DIPSTOP_MODELS", str(SHARED / "models"))
+            yield
+    else:
+        yield
 
 
 @pytest.fixture
