@@ -41,3 +41,13 @@ def test_the_same_concept_has_the_same_option_in_every_subcommand():
 def test_report_takes_the_runs_own_patience_unless_given():
     assert parse("report s.sqlite")["patience"] is None
     assert parse("report s.sqlite -S 7")["patience"] == 7
+
+
+def test_an_option_given_a_bare_double_dash_is_refused_not_defaulted(capsys):
+    """argparse would read "--sigma=--" as no value (the default); dipstop refuses it."""
+    from dipstop.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["denoise", "a.png", "--sigma=--"])
+    assert exit_info.value.code == 2
+    assert "--sigma: expected a value" in capsys.readouterr().err

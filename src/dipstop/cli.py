@@ -200,6 +200,13 @@ class _Parser(argparse.ArgumentParser):
         message = message.replace("\n", " ")
         self.exit(2, f"dipstop: error: {message} (see {self.prog} --help)\n")
 
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        # argparse reads "--sigma=--" as "--sigma" with no value, i.e. the default: refuse it
+        for arg in sys.argv[1:] if args is None else args:
+            if isinstance(arg, str) and arg.startswith("-") and arg.endswith("=--"):
+                self.error(f"argument {arg[:-3]}: expected a value, got '--'")
+        return super().parse_known_args(args, namespace)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
