@@ -7,6 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Property-based tests draw the same examples on every run ("ci"), so a submission's CI
+# result is reproducible; DIPSTOP_HYPOTHESIS=explore draws new ones each run, to hunt.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("DIPSTOP_HYPOTHESIS", "ci"))
 
 SHARED = Path(
     os.environ.get("DIPSTOP_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")
