@@ -14,7 +14,7 @@ from dipstop.lab.calibration import (
 )
 from dipstop.lab.datasets import list_images
 from dipstop.lab.store import ResultStore
-from dipstop.lambda_table import lam_for_sigma, load_table
+from dipstop.lambda_table import lam_for_sigma, load_table, table_output
 from dipstop.protocols import get_protocol
 
 TINY = get_protocol("cpu").with_(width=8, crop=64, max_iters=12)
@@ -70,6 +70,8 @@ def test_cli_calibrate_writes_a_usable_table(tmp_path, image_folder):
             "15,30",
             "--iters",
             "10",
+            "-S",
+            "3",
             "--width",
             "8",
             "--crop",
@@ -82,12 +84,13 @@ def test_cli_calibrate_writes_a_usable_table(tmp_path, image_folder):
         ]
     )
     assert rc == 0
-    doc = load_table(table)
+    doc = load_table(table)  # for the default output, since-best, as its provenance says
+    assert table_output(doc) == "since-best" and "S = 3" in doc["provenance"]["selection"]
     assert [e["sigma"] for e in doc["entries"]] == [15.0, 30.0]
     assert doc["provenance"]["images"] == ["a.png", "b.jpg"]
     assert doc["protocol"]["width"] == 8
     lo, hi = (e["lam"] for e in doc["entries"])
-    assert min(lo, hi) <= lam_for_sigma(20, doc) <= max(lo, hi)
+    assert min(lo, hi) * (1 - 1e-12) <= lam_for_sigma(20, doc) <= max(lo, hi) * (1 + 1e-12)
     assert [e["mean_iterations"] for e in doc["entries"]] == [10.0, 10.0]  # S = 500 > T: all of T
 
 
@@ -141,3 +144,16 @@ def test_an_interrupted_recording_resumes_as_if_never_stopped(tmp_path, image_fo
     for key in ("mse", "jpeg_bytes", "psnr"):
         np.testing.assert_array_equal(resumed.series[key], expected.series[key], err_msg=key)
     assert not list(checkpoints.folder_for(store.path).glob("*"))
+
+
+def test_since_best_calibration_with_t_not_above_s_is_one_line(tmp_path, image_folder, capsys):
+    args = ["calibrate", "--images", str(image_folder), "--n-images", "1", "--sigmas", "15",
+            "-T", "6", "-S", "6", "--width", "8", "--crop", "64", "--store",
+            str(tmp_path / "c.sqlite"), "--quiet"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "dipstop: error: since-best averages the last S + 1 outputs: T (6) must be above S (6); "
+        "lower -S or raise -T"
+    )
+    assert main([*args, "--output-policy", "raw"]) == 0  # the paper's selection needs no S

@@ -13,7 +13,7 @@ import torch
 from dipstop.cli import main
 from dipstop.lab.executor import run_grid
 from dipstop.lab.runs import bench_criteria, grid
-from dipstop.lab.selection import select
+from dipstop.lab.selection import AVERAGE_PEAK, DIPSTOP, select
 from dipstop.lab.store import ResultStore
 from dipstop.lambda_table import load_table
 from dipstop.protocols import get_protocol
@@ -70,6 +70,17 @@ def test_report_through_the_cli_takes_the_runs_own_patience(tmp_path, image_fold
         assert (out / "table1.csv").is_file() and (out / "fig4_example.png").is_file()
         assert f"Patience S = {S};" in (out / "report.md").read_text()
         picks = select(run, S, table)
-        rows = csv.DictReader((out / "runs.csv").read_text().splitlines())
-        assert {r["method"]: int(r["t"]) for r in rows} == picks
+        rows = list(csv.DictReader((out / "runs.csv").read_text().splitlines()))
+        got = {r["method"]: int(r["t"]) for r in rows}
+        assert {m: got[m] for m in picks} == picks
+        # the run recorded the mean of the last S + 1 = 5 outputs: dipstop's columns at S = 4
+        # only, and the averaged image Fig. 4 rebuilds by refitting is the one recorded
+        assert (DIPSTOP in got and AVERAGE_PEAK in got) == (S == 4)
+        if S == 4:
+            psnrs = {r["method"]: float(r["psnr"]) for r in rows}
+            assert psnrs[AVERAGE_PEAK] >= psnrs[DIPSTOP]
+            fig4 = json.loads((out / "fig4_example.json").read_text())["dipstop"]
+            assert fig4["policy"] == "since-best" and fig4["t_star"] == got[DIPSTOP]
+            assert fig4["psnr_refit"] == pytest.approx(fig4["psnr"], abs=1e-3)
+            assert "Peak (average)" in (out / "report.md").read_text()
     assert select(run, 4, table) != select(run, get_protocol("cpu").patience, table)

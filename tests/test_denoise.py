@@ -24,7 +24,7 @@ def test_tiny_denoise_raises_psnr_over_the_noisy_input(smooth_rgb):
     assert after > before + 2.0, (before, after)
     expected_run = res.stop_iteration + 50 if res.stopped_early else 400
     assert res.iterations_run == expected_run
-    assert res.psnr == pytest.approx(after, abs=0.05)  # the returned image is y_{t*}
+    assert res.psnr == pytest.approx(after, abs=0.05)  # the PSNR of the returned image
     assert res.series["criterion"][res.stop_iteration - 1] == res.series["criterion"].min()
     split = res.time_split  # where the time went: every part timed, the network the most
     assert sum(split.values()) == pytest.approx(res.seconds, rel=1e-6)
@@ -85,6 +85,10 @@ def test_cli_keeps_16_bit_depth_and_writes_a_report(tmp_path, smooth_rgb):
     summary = json.loads((report / "summary.json").read_text())
     assert summary["lam"] == 50.0 and summary["iterations_run"] <= 6
     assert (report / "curves.png").stat().st_size > 10_000
+    # the returned image's PSNR (here against the input itself), and the three-panel picture
+    assert summary["psnr"] == pytest.approx(psnr(back / 65535, img16 / 65535), abs=0.01)
+    with Image.open(report / "before_after.png") as pic:
+        assert pic.width > 2.5 * pic.height  # noisy | denoised | clean side by side
 
 
 def test_cli_reads_jpeg_input(tmp_path, smooth_rgb):

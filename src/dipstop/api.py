@@ -21,10 +21,16 @@ from dipstop.errors import DipstopError
 from dipstop.estimate import TIMED, WARMUP, RunEstimate, estimate_run, expected_iterations
 from dipstop.fitting import Fitter, Iteration, padding_for, resolve_device
 from dipstop.imageio import LoadedImage, join_array, split_array
-from dipstop.lambda_table import lam_for_sigma, load_table, mean_iterations_for_sigma
+from dipstop.lambda_table import (
+    lam_for_sigma,
+    load_table,
+    mean_iterations_for_sigma,
+    table_output,
+)
 from dipstop.memory import estimate_bytes
+from dipstop.metrics import psnr
 from dipstop.noise import estimate_sigma
-from dipstop.policies import make_policy
+from dipstop.policies import DEFAULT_OUTPUT, make_policy
 from dipstop.protocols import get_protocol
 from dipstop.recording import OnlineStop, record
 from dipstop.runtime import Switches
@@ -116,7 +122,7 @@ def denoise(
     lr: float | None = None,
     z_noise_std: float | None = None,
     seed: int = 0,
-    output: str = "raw",
+    output: str = DEFAULT_OUTPUT,
     device: str | None = None,
     clean: Any = None,
     table: str | None = None,
@@ -148,16 +154,18 @@ def denoise(
     seed : int
         Seed of the network, its input and the input's perturbation.
     output : str
-        Output policy (`dipstop.policies`): "raw" returns the output at the criterion's
-        minimum (the paper's); "ema@stop" the moving average of the outputs when the fit
-        stops; "ema@best" stops on CIFS of that average and returns it there; "since-best"
-        the mean of the outputs from t* to the stop. The lam table is calibrated for "raw".
+        Output policy (`dipstop.policies`). The default, "since-best", returns the mean of
+        the last S + 1 outputs, y_{t*} .. y_{t*+S} when the rule fires (dipstop's, measured
+        in docs/calibration.md); "raw" the output at the criterion's minimum, the paper's
+        rule exactly; "ema@stop" the moving average when the fit stops; "ema@best" stops on
+        CIFS of that average and returns it there. The shipped lam table of the policy is
+        used ("raw"'s for a policy that has none).
     device : str, optional
         "cpu", "cuda" or "cuda:N"; CUDA when available by default.
     clean : same form as `image`, optional
         A clean reference: adds PSNR to the series and the result.
     table : str, optional
-        Path of a lam(sigma) table (default: the shipped one).
+        Path of a lam(sigma) table (default: the one shipped for `output`).
     progress : bool
         Show a progress bar on stderr.
     interruptible : bool
@@ -256,8 +264,8 @@ def denoise(
     notes: list[str] = []
     expected = proto.max_iters
     if lam is None:
-        tab = load_table(table)
-        lam, notes = lam_from_table(sigma, tab, proto.width)
+        tab = load_table(table, output=policy.name)
+        lam, notes = lam_from_table(sigma, tab, proto.width, policy.name)
         expected = expected_iterations(
             proto.max_iters,
             proto.patience,
@@ -356,8 +364,8 @@ def denoise(
         stopped_by_budget=rec.stopped_by_budget,
         estimate=planner.estimate,
     )
-    if "psnr" in series:
-        result.psnr = float(series["psnr"][t_star - 1])
+    if clean_t is not None:
+        result.psnr = psnr(rec.output, clean_t)  # the returned image, whatever the policy
         result.peak_iteration = int(np.argmax(series["psnr"])) + 1
         result.peak_psnr = float(series["psnr"].max())
     return _from_array(pixels, kind, image), result
@@ -367,12 +375,19 @@ def denoise(
 OPTIONS = frozenset(inspect.signature(denoise).parameters) - {"image"}
 
 
-def lam_from_table(sigma: float, table: str | dict | None, width: int) -> tuple[float, list[str]]:
-    """lam for a noise level from a lam(sigma) table (a path, None for the shipped one, or a
-    table `load_table` returned), with notes on how far to trust it."""
-    tab = table if isinstance(table, dict) else load_table(table)
+def lam_from_table(
+    sigma: float, table: str | dict | None, width: int, output: str = "raw"
+) -> tuple[float, list[str]]:
+    """lam for a noise level from a lam(sigma) table (a path, None for the one shipped for the
+    output policy, or a table `load_table` returned), with notes on how far to trust it."""
+    tab = table if isinstance(table, dict) else load_table(table, output=output)
     lam = lam_for_sigma(sigma, tab)
     notes = []
+    if table_output(tab) != output:
+        notes.append(
+            f"lam table calibrated for output {table_output(tab)!r}, run with {output!r}: "
+            "its lams may stop early or late for this output"
+        )
     thin = [e for e in tab["entries"] if e.get("n_runs", 8) < 8]
     if thin:
         notes.append(

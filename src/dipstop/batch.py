@@ -102,7 +102,8 @@ def denoise_file(
     if report is not None:
         from dipstop.report import write_run_report
 
-        write_run_report(result, report)
+        write_run_report(result, report, {"noisy": image.pixels, "denoised": out,
+                                          "clean": clean_px})  # fmt: skip
     return result
 
 

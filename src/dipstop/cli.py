@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from dipstop import validate
 from dipstop.errors import DipstopError
-from dipstop.policies import policy_names
+from dipstop.policies import DEFAULT_OUTPUT, policy_names
 from dipstop.protocols import PROTOCOLS, get_protocol
 from dipstop.runtime import Switches, set_threads, tune_allocator
 
@@ -138,11 +138,11 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--output-policy",
-        default="raw",
+        default=DEFAULT_OUTPUT,
         choices=policy_names(),
-        help="which image is returned: raw = the output at the criterion's minimum (the "
-        "paper's); NAME@stop / NAME@best = a running average at the end or at t*; since-best "
-        "= the mean of the outputs from t* to the end",
+        help=f"which image is returned (default {DEFAULT_OUTPUT}): since-best = the mean of "
+        "the outputs from t* to the stop; raw = the output at the criterion's minimum (the "
+        "paper's rule); NAME@stop / NAME@best = a running average at the end or at t*",
     )
     p.add_argument("--clean", default=None, help="clean reference image: adds PSNR to the report")
     p.add_argument(
@@ -246,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(cal, "write the lam(sigma) table here (JSON)", None)
     cal.add_argument("--table", dest="output", help=argparse.SUPPRESS)
     cal.add_argument("--search-only", action="store_true", help="only search the stored runs")
+    cal.add_argument(
+        "--output-policy",
+        default=DEFAULT_OUTPUT,
+        choices=policy_names(),
+        help=f"the output the lams are chosen for (default {DEFAULT_OUTPUT}; raw = the paper's "
+        "selection, argmin of E_t)",
+    )
     _add_lab_grid(cal, 8, "results/calibration.sqlite")
 
     bench = sub.add_parser("bench", help="run a data set x sigma x seed grid into a results store")
@@ -304,19 +311,22 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         todo = specs(chosen, args.sigmas, protocol, range(args.seeds))
         use_ray = args.ray is not None
         run_grid(todo, store, args.device, args.ray, use_ray, _log(args), switches=SWITCHES)
+    policy = args.output_policy
     choices = calibrate_from_store(
-        store, protocol.width, protocol.crop, protocol.max_iters, protocol.patience
+        store, protocol.width, protocol.crop, protocol.max_iters, protocol.patience, policy
     )
     for c in choices:
+        at = "argmin E" if policy == "raw" else f"{policy}'s output"
         print(
-            f"sigma {c.sigma:5.1f}: lam {c.lam:10.4g}  PSNR at argmin E {c.mean_psnr:6.2f} dB, "
+            f"sigma {c.sigma:5.1f}: lam {c.lam:10.4g}  PSNR at {at} {c.mean_psnr:6.2f} dB, "
             f"at the Eq. 4 stop (S={protocol.patience}) {c.mean_psnr_eq4:6.2f} dB  "
-            f"(peak {c.mean_peak_psnr:6.2f} dB, {c.n_runs} runs)"
+            f"(raw peak {c.mean_peak_psnr:6.2f} dB, {c.n_runs} runs, "
+            f"{c.mean_iterations:.0f} iterations)"
         )
     if args.output:
         command = "dipstop " + " ".join(sys.argv[1:])
         write_lambda_table(
-            args.output, choices, protocol, command, [p.name for p in chosen], data.name
+            args.output, choices, protocol, command, [p.name for p in chosen], data.name, policy
         )
         print(f"wrote {args.output}")
     return 0
@@ -574,6 +584,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         args.fig4_image,
         Path(args.data) if args.data else None,
         args.device,
+        load_table(output=DEFAULT_OUTPUT),
     )
     if not args.quiet:
         print(f"wrote {report}")

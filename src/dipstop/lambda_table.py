@@ -16,12 +16,14 @@ import numpy as np
 from dipstop.errors import DipstopError
 from dipstop.validate import check_table, number
 
-TABLE_NAME = "lambda_table.json"
+TABLE_NAME = "lambda_table.json"  # the paper's rule: the raw output at t*
+# the tables shipped per output policy (`dipstop.policies`); others use the raw one's lams
+SHIPPED = {"raw": TABLE_NAME, "since-best": "lambda_table_since-best.json"}
 MAX_TABLE_BYTES = 16 * 2**20  # tables are a few KB
 
 
-def load_table(path: str | Path | None = None) -> dict:
-    """Load a lam(sigma) table: the shipped one, or one written by `dipstop calibrate --table`.
+def load_table(path: str | Path | None = None, output: str = "raw") -> dict:
+    """Load a lam(sigma) table: a shipped one, or one written by `dipstop calibrate -o`.
 
     A table that is not valid JSON, not an object with non-empty "entries", or whose
     entries lack a finite positive sigma and lam, or repeat a sigma, is refused here, before
@@ -30,7 +32,10 @@ def load_table(path: str | Path | None = None) -> dict:
     Parameters
     ----------
     path : str or Path, optional
-        The table's JSON file; None for the table shipped with dipstop.
+        The table's JSON file; None for the table shipped with dipstop for `output`.
+    output : str
+        The output policy whose shipped table `path=None` loads (`SHIPPED`; a policy without
+        its own table gets the paper rule's, "raw").
 
     Returns
     -------
@@ -47,18 +52,21 @@ def load_table(path: str | Path | None = None) -> dict:
     --------
     >>> table = load_table()
     >>> sigmas = [e["sigma"] for e in table["entries"]]
-    >>> sigmas == sorted(sigmas), table["protocol"]["name"]
-    (True, 'cpu')
+    >>> sigmas == sorted(sigmas), table["protocol"]["name"], table_output(table)
+    (True, 'cpu', 'raw')
+    >>> table_output(load_table(output="since-best"))
+    'since-best'
     >>> load_table("no_such_table.json")
     Traceback (most recent call last):
     ...
     dipstop.errors.DipstopError: lambda table no_such_table.json is not a file; give the \
 table's JSON file
     """
-    where = str(path) if path is not None else f"the package's {TABLE_NAME}"
+    name = SHIPPED.get(output, TABLE_NAME)
+    where = str(path) if path is not None else f"the package's {name}"
     try:
         if path is None:
-            text = resources.files("dipstop.data").joinpath(TABLE_NAME).read_text()
+            text = resources.files("dipstop.data").joinpath(name).read_text()
         else:
             if not Path(path).is_file():
                 what = "a folder" if Path(path).is_dir() else "not a file"
@@ -77,6 +85,15 @@ table's JSON file
             "calibrate --table"
         ) from exc
     return check_table(doc, where)
+
+
+def table_output(table: dict) -> str:
+    """The output policy a table's lams were chosen for ("raw" for tables that do not say).
+
+    >>> table_output({"entries": [], "provenance": {"output": "since-best"}})
+    'since-best'
+    """
+    return str((table.get("provenance") or {}).get("output", "raw"))
 
 
 def lam_for_sigma(sigma: float, table: dict | None = None) -> float:

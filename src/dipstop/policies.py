@@ -10,7 +10,9 @@ returns. Each policy also says where its image's PSNR sits in a recorded run's s
 - "NAME@stop": the running average NAME of the outputs when the run ends (t* + S, or T);
 - "NAME@best": the running average NAME at its own criterion minimum: the stopping criterion
   scores the average itself (CIFS on the averaged output), and the run returns it at t*;
-- "since-best": the mean of the outputs from t* to the end (restarted at each new minimum).
+- "since-best": the mean of the last S + 1 outputs when the run ends: y_{t*} .. y_{t*+S} when
+  the rule fires (a sum restarted at each new minimum), y_{T-S} .. y_T when the budget T runs
+  out first (a second sum started at T - S), so a recorded run tells it exactly.
 
 NAME is one of `AVERAGES` (e.g. "ema", the original DIP's 0.99 EMA).
 """
@@ -25,6 +27,10 @@ import torch
 
 from dipstop.averaging import RunningAverage, make_average
 from dipstop.errors import DipstopError
+
+# what `dipstop denoise` and `dipstop.denoise` return unless told otherwise: chosen on the
+# calibration images (docs/calibration.md, "Output policy"); "raw" is the paper's rule
+DEFAULT_OUTPUT = "since-best"
 
 AVERAGES: dict[str, dict[str, Any]] = {
     "ema": {"kind": "ema", "weight": 0.99},
@@ -41,6 +47,9 @@ class OutputPolicy:
 
     name: str
     stream: str = ""
+
+    def begin(self, max_iters: int, patience: int) -> None:
+        """Told the run's budget T and the stop's patience S before the first iteration."""
 
     def view(self, output: torch.Tensor, averages: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """What iteration t offers, taken when it is produced (averages then move on)."""
@@ -136,40 +145,72 @@ class AverageAt(OutputPolicy):
 
 
 class MeanSinceBest(OutputPolicy):
-    """The mean of the outputs from the criterion's last new minimum t* to the end of the run
-    (restarted at every new minimum): at the online stop, the mean of y_{t*} .. y_{t*+S}.
+    """The mean of the last S + 1 outputs when the run ends, in constant memory.
+
+    When the rule fires at t* + S that is the mean of y_{t*} .. y_{t*+S}: a sum restarted at
+    every new minimum. When the budget T runs out first, the mean of y_{T-S} .. y_T: a second
+    sum started at T - S (`begin` tells T and S). A run cut short before T - S (a time budget,
+    Ctrl-C) returns the mean since t*. Recorded runs hold it as the box mean "psnr_box{S+1}"
+    at the end of the run.
 
     >>> p = MeanSinceBest()
+    >>> p.begin(max_iters=10, patience=2)
     >>> for v, best in ((4.0, True), (0.0, True), (1.0, False), (2.0, False)):
     ...     p.keep(p.view(torch.tensor(v), {}), best)
-    >>> float(p.result())
+    >>> float(p.result())  # the rule fired at t = 4: mean of y_2 .. y_4
     1.0
     """
 
     name = "since-best"
 
     def __init__(self) -> None:
-        self._sum: torch.Tensor | None = None
-        self._n = 0
+        self._best = _Sum()  # outputs since the last new minimum
+        self._tail = _Sum()  # outputs since T - S
+        self._window: int | None = None  # S + 1
+        self._tail_from: int | None = None  # T - S (1-based)
+        self._t = 0
+
+    def begin(self, max_iters: int, patience: int) -> None:
+        self._window, self._tail_from = patience + 1, max_iters - patience
 
     def view(self, output: torch.Tensor, averages: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return output
 
     def keep(self, view: torch.Tensor, improved: bool) -> None:
-        acc = torch.float32 if view.device.type == "mps" else torch.float64
-        if improved or self._sum is None:
-            self._sum, self._n = view.to(acc).clone(), 1
-        else:
-            self._sum.add_(view)
-            self._n += 1
+        self._t += 1
+        self._best.add(view, restart=improved or self._best.n == 0)
+        if self._tail_from is not None and self._t >= self._tail_from:
+            self._tail.add(view)
 
     def result(self) -> torch.Tensor | None:
-        return None if self._sum is None else (self._sum / self._n).float()
+        full_tail = self._window is not None and self._tail.n == self._window
+        if full_tail and self._best.n < self._window:  # T came before the rule fired
+            return self._tail.mean()
+        return self._best.mean()
 
     def recorded_psnr(self, series, t_star, t_end):
-        window = t_end - t_star + 1  # recorded as a box mean of exactly that many outputs
+        window = self._window or t_end - t_star + 1
         values = series.get(f"psnr_box{window}")
-        return None if values is None else float(values[t_end - 1])
+        return None if values is None or t_end < window else float(values[t_end - 1])
+
+
+class _Sum:
+    """A running sum of images and its count (float64, float32 on MPS), for exact means."""
+
+    def __init__(self) -> None:
+        self.sum: torch.Tensor | None = None
+        self.n = 0
+
+    def add(self, image: torch.Tensor, restart: bool = False) -> None:
+        if restart or self.sum is None:
+            acc = torch.float32 if image.device.type == "mps" else torch.float64
+            self.sum, self.n = image.to(acc).clone(), 1
+        else:
+            self.sum.add_(image)
+            self.n += 1
+
+    def mean(self) -> torch.Tensor | None:
+        return None if self.sum is None else (self.sum / self.n).float()
 
 
 def make_policy(name: str) -> OutputPolicy:

@@ -204,6 +204,8 @@ def record(
     stopper = stop.stopper if stop else None
     if stop is not None and policy is None:
         policy = RawAtBest()
+    if policy is not None and stop is not None:
+        policy.begin(max_iters, stop.patience)
 
     stateful = {
         **{f"criteria/{c.name}": c for c in criteria},

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 
 from dipstop.api import DenoiseResult  # noqa: E402
 from dipstop.errors import DipstopError  # noqa: E402
+from dipstop.metrics import psnr  # noqa: E402
 from dipstop.tiling import TiledResult  # noqa: E402
 
 
@@ -33,7 +34,12 @@ def _scalar(v: object) -> object:
 
 
 def plot_run(result: DenoiseResult, path: Path) -> None:
-    """Loss, JPEG size and criterion against iteration (and PSNR if known), t* marked."""
+    """Loss, JPEG size and criterion against iteration (and PSNR if known), t* marked.
+
+    The E_t panel's y axis is zoomed to the iterations around t* (from t*/2 to the end of
+    the run), where its minimum can be seen: over the whole run, the early iterations' large
+    MSE dwarfs the dip. The PSNR panel marks the returned image's PSNR.
+    """
     s = result.series
     panels = [
         ("mse", "MSE to noisy", True),
@@ -57,6 +63,15 @@ def plot_run(result: DenoiseResult, path: Path) -> None:
                 lw=1,
                 label=f"peak t = {result.peak_iteration}",
             )
+        if key == "criterion":
+            _zoom_to_minimum(ax, s[key], result.stop_iteration)
+        if key == "psnr" and result.psnr is not None:
+            ax.axhline(
+                result.psnr,
+                color="C1",
+                lw=1,
+                label=f"returned ({result.settings.get('output')}): {result.psnr:.2f} dB",
+            )
         if log:
             ax.set_yscale("log")
         ax.set_ylabel(label)
@@ -69,6 +84,52 @@ def plot_run(result: DenoiseResult, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _zoom_to_minimum(ax: plt.Axes, values: np.ndarray, t_star: int) -> None:
+    """y limits from the values of t*/2 .. the end (finite ones), the minimum marked."""
+    window = np.asarray(values[max(0, t_star // 2 - 1) :], dtype=float)
+    window = window[np.isfinite(window)]
+    if window.size == 0:
+        return
+    lo, hi = float(window.min()), float(window.max())
+    pad = 0.05 * (hi - lo) or 0.05 * abs(lo) or 1.0
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.plot([t_star], [values[t_star - 1]], "o", color="C3", ms=4)
+
+
+def plot_before_after(images: dict[str, np.ndarray], path: Path, result=None) -> None:
+    """The noisy input beside the denoised output (and the clean image when given), with
+    their PSNR to the clean one when it is known; `images` maps those names to H x W (x C)
+    arrays, uint8/uint16 or float in [0, 1]."""
+    order = [k for k in ("noisy", "denoised", "clean") if images.get(k) is not None]
+    clean = images.get("clean")
+    height, width = images[order[0]].shape[:2]
+    fig, axes = plt.subplots(1, len(order), figsize=(4 * len(order), 4 * height / width + 0.5))
+    for ax, name in zip(np.atleast_1d(axes), order, strict=True):
+        img = _unit(images[name])
+        ax.imshow(img if img.ndim == 3 and img.shape[2] > 1 else img.squeeze(), cmap="gray",
+                  vmin=0, vmax=1, interpolation="nearest")  # fmt: skip
+        title = name
+        if clean is not None and name != "clean":
+            title += f": {psnr(img, _unit(clean)):.2f} dB"
+        if name == "denoised" and result is not None:
+            title += f"\n({result.settings.get('output')}, t* = {result.stop_iteration})"
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _unit(image: np.ndarray) -> np.ndarray:
+    """An image on the [0, 1] float scale, alpha dropped."""
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[2] in (2, 4):
+        a = a[..., :-1]
+    if np.issubdtype(a.dtype, np.integer):
+        return a / float(np.iinfo(a.dtype).max)
+    return np.clip(a.astype(float), 0, 1)
 
 
 def write_tiles_csv(path: Path, result: TiledResult) -> None:
@@ -93,14 +154,24 @@ def write_tiles_csv(path: Path, result: TiledResult) -> None:
             )
 
 
-def write_run_report(result: DenoiseResult | TiledResult, folder: str | Path) -> Path:
-    """Write series.csv, curves.png and summary.json into `folder` (created if needed).
+def write_run_report(
+    result: DenoiseResult | TiledResult,
+    folder: str | Path,
+    images: dict[str, np.ndarray | None] | None = None,
+) -> Path:
+    """Write series.csv, curves.png and summary.json into `folder` (created if needed), and
+    before_after.png when `images` holds the "noisy" and "denoised" arrays ("clean" too
+    when known).
 
-    A tiled run writes tiles.csv (one row per tile) and summary.json instead.
+    A tiled run writes tiles.csv (one row per tile) and summary.json instead of the series
+    and curves.
     """
     out = Path(folder)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        if images and images.get("noisy") is not None and images.get("denoised") is not None:
+            tiled = isinstance(result, TiledResult)
+            plot_before_after(images, out / "before_after.png", None if tiled else result)
         if isinstance(result, TiledResult):
             write_tiles_csv(out / "tiles.csv", result)
             (out / "summary.json").write_text(json.dumps(result.summary(), indent=1, default=str))

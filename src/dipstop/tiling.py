@@ -425,7 +425,7 @@ def run_tiles(
     from dipstop.memory import check_fits
     from dipstop.metrics import psnr
     from dipstop.noise import estimate_sigma
-    from dipstop.policies import make_policy
+    from dipstop.policies import DEFAULT_OUTPUT, make_policy
     from dipstop.protocols import get_protocol
 
     start = time.perf_counter()
@@ -436,7 +436,7 @@ def run_tiles(
     proto = get_protocol(fit.get("protocol", "cpu")).with_(
         **{k: fit.get(k) for k in ("width", "max_iters", "patience", "lr", "z_noise_std")}
     )
-    make_policy(fit.get("output", "raw"))  # an unknown policy name fails here, not in a tile
+    output = make_policy(fit.get("output", DEFAULT_OUTPUT)).name  # fails here, not in a tile
     left, right, top, bottom = padding_for(plan.tile_h, plan.tile_w)
     padded = (plan.tile_h + top + bottom) * (plan.tile_w + left + right)
     check_fits(plan.tile_h, plan.tile_w, padded, proto.width, resolve_device(fit.get("device")))
@@ -452,7 +452,7 @@ def run_tiles(
         sigma = estimate_sigma(x)
     notes: list[str] = []
     if lam is None:
-        lam, notes = api.lam_from_table(sigma, fit.get("table"), proto.width)
+        lam, notes = api.lam_from_table(sigma, fit.get("table"), proto.width, output)
 
     acc = np.zeros_like(x)  # the blended image, float32
     runs: list[TileRun] = []

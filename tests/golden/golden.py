@@ -92,9 +92,10 @@ def produce(work: Path) -> dict[str, np.ndarray]:
     _cli("bench", "--data", clean, "--sigmas", "25,50", "--iters", "80", "--crop", "96",
          "--every", "10", "--store", bench, *TINY)  # fmt: skip
     _cli("calibrate", "--images", clean, "--n-images", "2", "--sigmas", "25,50", "--iters",
-         "80", "--crop", "96", "--store", cal, "--table", table, *TINY)  # fmt: skip
+         "80", "--crop", "96", "--store", cal, "--table", table, "--output-policy", "raw",
+         *TINY)  # fmt: skip
     _cli("denoise", noisy, "-o", work / "denoised.png", "-T", "60", "-S", "10",
-         "--report", work / "run", *TINY)  # fmt: skip
+         "--output-policy", "raw", "--report", work / "run", *TINY)  # fmt: skip
     _cli("report", bench, "--out", work / "report", "--table", table, "-S", "10", *TINY[2:])
     out = {**_store_runs(bench, "bench"), **_store_runs(cal, "calibration")}
     doc = json.loads(table.read_text())

@@ -19,6 +19,7 @@ import numpy as np
 from dipstop.criteria import CifsCriterion, Context
 from dipstop.errors import DipstopError
 from dipstop.lab.executor import run_grid
+from dipstop.lab.rules import Rule, evaluate, search_lam
 from dipstop.lab.runs import RunSpec, calibration_criteria, grid
 from dipstop.lab.store import ResultStore
 from dipstop.lambda_table import write_table
@@ -243,8 +244,15 @@ def calibrate_from_store(
     crop: int | None,
     iters: int | None = None,
     patience: int | None = None,
+    policy: str = "raw",
 ) -> list[LambdaChoice]:
     """One LambdaChoice per sigma from the store's runs at this width and crop.
+
+    For the paper's "raw" output, lam maximises the mean PSNR at argmin_t E_t over all
+    recorded iterations (Sec. 3.2). For another output policy (`dipstop.policies`), the image
+    depends on where the online rule stops, so lam maximises the mean PSNR of the image the
+    run returns when Eq. 4 with patience S stops it (`dipstop.lab.rules.search_lam`); the
+    runs must hold the policy's series.
 
     `iters` truncates the series (a calibration for a smaller T than was recorded); runs
     recorded for fewer iterations are left out. A run recorded twice (the same image, sigma
@@ -263,7 +271,9 @@ def calibrate_from_store(
     iters : int, optional
         Calibrate for this T (the series' first `iters` iterations).
     patience : int, optional
-        S, to report `mean_psnr_eq4`.
+        S, to report `mean_psnr_eq4` (required for a policy other than "raw").
+    policy : str
+        The output policy the lams are for.
 
     Returns
     -------
@@ -307,6 +317,8 @@ def calibrate_from_store(
     groups: dict[float, list[CalibrationRun]] = {}
     for (_, sigma, _), run in latest.items():
         groups.setdefault(sigma, []).append(run)
+    if policy != "raw":
+        return [_policy_choice(sigma, groups[sigma], policy, patience) for sigma in sorted(groups)]
     choices = []
     cifs = CifsCriterion()
     for sigma in sorted(groups):
@@ -329,6 +341,42 @@ def calibrate_from_store(
     return choices
 
 
+def _policy_choice(
+    sigma: float, runs: list[CalibrationRun], policy: str, patience: int | None
+) -> LambdaChoice:
+    """The lam for one sigma under an output policy: the best mean PSNR of the returned image
+    when Eq. 4 stops the run online (every entry "at the Eq. 4 stop")."""
+    if not patience:
+        raise DipstopError(f"calibrating for output policy {policy!r} needs the patience S")
+    iters = min(r.series["mse"].size for r in runs)
+    if policy == "since-best" and iters <= patience:
+        raise DipstopError(
+            f"since-best averages the last S + 1 outputs: T ({iters}) must be above S "
+            f"({patience}); lower -S or raise -T"
+        )
+    rule = Rule("cifs", policy, patience)
+    data = [(r.series, r.pixels) for r in runs]
+    lam, curve = search_lam(rule, data, LAM_GRID)
+    if not np.isfinite(curve).any():
+        raise DipstopError(
+            f"the runs at sigma {sigma:g} lack the series output policy {policy!r} needs; "
+            "record them again with this dipstop"
+        )
+    outcomes = [evaluate(rule, s, px, lam) for s, px in data]
+    best = float(np.nanmax(curve))
+    return LambdaChoice(
+        sigma,
+        lam,
+        best,
+        float(np.mean([r.series["psnr"].max() for r in runs])),
+        len(runs),
+        curve,
+        sorted(r.image for r in runs),
+        mean_psnr_eq4=best,
+        mean_iterations=float(np.mean([o.t_end for o in outcomes])),
+    )
+
+
 def write_lambda_table(
     path: str | Path,
     choices: Sequence[LambdaChoice],
@@ -336,6 +384,7 @@ def write_lambda_table(
     command: str,
     planned: Sequence[str] = (),
     folder: str | None = None,
+    policy: str = "raw",
 ) -> None:
     """Write the lam(sigma) table of these choices, with its provenance: the command that
     made it, the date, the images behind every entry and the selection rule.
@@ -354,6 +403,8 @@ def write_lambda_table(
         The images the calibration meant to use (to tell a partial one).
     folder : str, optional
         The image folder's name.
+    policy : str
+        The output policy the lams were chosen for (`calibrate_from_store`).
 
     Examples
     --------
@@ -395,6 +446,10 @@ def write_lambda_table(
         "image_folder": folder,
         "sigmas": [c.sigma for c in choices],
         "iters": protocol.max_iters,
-        "selection": "argmin_t E_t over all recorded iterations (paper Sec. 3.2)",
+        "output": policy,
+        "selection": "argmin_t E_t over all recorded iterations (paper Sec. 3.2)"
+        if policy == "raw"
+        else f"the image output policy {policy!r} returns where Eq. 4 with S = "
+        f"{protocol.patience} stops the run online",
     }
     write_table(path, entries, protocol.as_dict(), provenance)

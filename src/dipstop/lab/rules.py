@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from dipstop.criteria import REGISTRY, Context
-from dipstop.policies import make_policy
-from dipstop.stopping import detect_every
+from dipstop.policies import OutputPolicy, make_policy
+from dipstop.stopping import OnlineStopper, detect_every
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,55 @@ def stream_series(series: Mapping[str, np.ndarray], stream: str) -> Mapping[str,
     return {k[: -len(suffix)]: v for k, v in series.items() if k.endswith(suffix)}
 
 
+def rule_values(
+    rule: Rule, policy: OutputPolicy, series: Mapping[str, np.ndarray], pixels: int, lam
+) -> np.ndarray:
+    """The rule's criterion on the policy's stream, one value per recorded iteration."""
+    values = REGISTRY[rule.criterion].values(
+        stream_series(series, policy.stream), Context(pixels, lam)
+    )
+    return np.asarray(values, dtype=float)
+
+
+class Replay:
+    """The image a rule's policy returns, rebuilt from a refit's outputs in iteration order:
+    the stored run's criterion values say when the policy's minimum improved, the policy
+    does the rest, exactly as online (`dipstop.lab.paper_report.figure4` shows it).
+
+    >>> t = np.arange(1.0, 41.0)
+    >>> s = {"mse": 1 / t, "jpeg_bytes": t, "psnr": 30 - abs(t - 10)}
+    >>> replay = Replay(Rule("cifs", "since-best", 5), s, pixels=100, lam=0.2)
+    >>> for step in range(1, replay.outcome.t_end + 1):
+    ...     replay.feed(torch.tensor(float(step)))
+    >>> replay.outcome.t_star, replay.outcome.t_end, float(replay.result())  # mean of 10..15
+    (10, 15, 12.5)
+    """
+
+    def __init__(
+        self, rule: Rule, series: Mapping[str, np.ndarray], pixels: int, lam: float | None
+    ) -> None:
+        self.outcome = evaluate(rule, series, pixels, lam)
+        self.policy = make_policy(rule.policy)
+        self.policy.begin(len(series["mse"]), rule.patience)
+        self._values = rule_values(rule, self.policy, series, pixels, lam)
+        self._stopper = OnlineStopper(rule.patience)
+        self._averages = self.policy.averages()
+        self._t = 0
+
+    def feed(self, output: torch.Tensor) -> None:
+        """The next iteration's output (ignored after the run's end, t_end)."""
+        if self._t >= self.outcome.t_end:
+            return
+        current = {name: avg.update(output) for name, avg in self._averages.items()}
+        self._stopper.update(float(self._values[self._t]))
+        self.policy.keep(self.policy.view(output, current), self._stopper.improved)
+        self._t += 1
+
+    def result(self) -> torch.Tensor | None:
+        """The policy's image once t_end outputs were fed."""
+        return self.policy.result()
+
+
 def evaluate(
     rule: Rule, series: Mapping[str, np.ndarray], pixels: int, lam: float | None = None
 ) -> Outcome:
@@ -69,10 +119,8 @@ def evaluate(
     (10, 15, True, 30.0)
     """
     policy = make_policy(rule.policy)
-    values = REGISTRY[rule.criterion].values(
-        stream_series(series, policy.stream), Context(pixels, lam)
-    )
-    values = np.asarray(values, dtype=float)
+    policy.begin(len(series["mse"]), rule.patience)
+    values = rule_values(rule, policy, series, pixels, lam)
     n = values.size
     index = detect_every(values, rule.every, rule.patience)
     fired = index <= n - 1 - rule.patience  # else the budget ran out first (see stopping)

@@ -176,7 +176,7 @@ def grid(
     images: Sequence[str] | None = None,
     criteria: Mapping[str, Mapping[str, Any]] | None = None,
     averages: Mapping[str, Mapping[str, Any]] | None = None,
-    ssim_of: Sequence[str] = ("", "ema"),
+    ssim_of: Sequence[str] | None = None,
 ) -> list[RunSpec]:
     """Every (image, sigma, seed) of a data-set folder, image-major (so an interrupted grid
     covers every sigma evenly); `images` picks files by name. Criteria default to the bench's,
@@ -197,8 +197,9 @@ def grid(
         their model files).
     averages : mapping, optional
         Running-average name to settings; `default_averages(protocol.patience)` by default.
-    ssim_of : sequence of str
-        Streams whose SSIM is recorded.
+    ssim_of : sequence of str, optional
+        Streams whose SSIM is recorded; by default the raw output, the EMA and the mean of the
+        last S + 1 outputs (the default output policy's image, "since-best").
 
     Returns
     -------
@@ -232,6 +233,8 @@ def grid(
         files = [by_name[n] for n in images]
     crit = _frozen(criteria if criteria is not None else bench_criteria())
     avgs = _frozen(averages if averages is not None else default_averages(protocol.patience))
+    if ssim_of is None:
+        ssim_of = ("", "ema", f"box{protocol.patience + 1}")
     sigmas, seeds = list(sigmas), list(seeds)
     specs = []
     for f in files:

@@ -5,7 +5,9 @@ Eq. 4 rule with patience S (in iterations); a criterion recorded every k iterati
 rule on that sub-sampled series with patience S / k. CIFS uses lam(sigma) from the table, at
 the true sigma (as the paper) and, as "CIFS (est. sigma)", at dipstop's blind estimate (as a
 user would run it). No ES is the last iteration; Peak the best PSNR to the clean image (an
-oracle).
+oracle). With dipstop's own lam table, two more columns: "dipstop", the default output
+policy's image where its rule stops (lam at the estimated sigma, as a user runs it), and
+"Peak (average)", the best PSNR that policy's average reached anywhere in the run (its oracle).
 """
 
 from __future__ import annotations
@@ -13,22 +15,27 @@ from __future__ import annotations
 import numpy as np
 
 from dipstop.criteria import REGISTRY, Context
+from dipstop.lab.rules import Rule, evaluate
 from dipstop.lab.store import StoredRun
-from dipstop.lambda_table import lam_for_sigma
+from dipstop.lambda_table import lam_for_sigma, table_output
+from dipstop.policies import make_policy
 from dipstop.stopping import detect_every, detect_offline
 
 PAPER_ORDER = ("BRISQUE", "NIQE", "ES-WMV", "CIFS")  # the paper's Table 1 columns
 EST_SIGMA = "CIFS (est. sigma)"
+DIPSTOP = "dipstop"  # the default output policy, lam at the estimated sigma
 BASELINES = ("No ES", "Peak")
+AVERAGE_PEAK = "Peak (average)"  # the oracle of the default policy's average
 
 
 def order_methods(labels: set[str] | list[str]) -> list[str]:
-    """Methods in table order: the paper's criteria, any others, CIFS (est. sigma), No ES, Peak.
+    """Methods in table order: the paper's criteria, any others, CIFS (est. sigma), dipstop,
+    No ES, Peak, Peak (average).
 
-    >>> order_methods({"Peak", "CIFS", "Mine", "BRISQUE", "No ES"})
-    ['BRISQUE', 'CIFS', 'Mine', 'No ES', 'Peak']
+    >>> order_methods({"Peak", "CIFS", "Mine", "BRISQUE", "No ES", "dipstop"})
+    ['BRISQUE', 'CIFS', 'Mine', 'dipstop', 'No ES', 'Peak']
     """
-    tail = (EST_SIGMA, *BASELINES)
+    tail = (EST_SIGMA, DIPSTOP, *BASELINES, AVERAGE_PEAK)
     head = [m for m in PAPER_ORDER if m in labels]
     others = sorted(m for m in labels if m not in PAPER_ORDER and m not in tail)
     return head + others + [m for m in tail if m in labels]
@@ -88,13 +95,18 @@ def select(run: StoredRun, patience: int, table: dict) -> dict[str, int]:
     return {k: picks[k] + 1 for k in order_methods(list(picks))}
 
 
-def scores(run: StoredRun, patience: int, table: dict) -> dict[str, dict[str, float]]:
+def scores(
+    run: StoredRun, patience: int, table: dict, own: dict | None = None
+) -> dict[str, dict[str, float]]:
     """Per method: detected iteration t, PSNR and SSIM (NaN if not recorded) there.
 
     Parameters
     ----------
     run, patience, table
         As for `select`.
+    own : dict, optional
+        dipstop's lam table for its output policy (`table_output` says which): adds the
+        "dipstop" and "Peak (average)" columns when the run recorded that policy's series.
 
     Returns
     -------
@@ -115,7 +127,7 @@ def scores(run: StoredRun, patience: int, table: dict) -> dict[str, dict[str, fl
     100
     """
     ssim = run.series.get("ssim")
-    return {
+    out = {
         method: {
             "t": t,
             "psnr": float(run.series["psnr"][t - 1]),
@@ -123,3 +135,59 @@ def scores(run: StoredRun, patience: int, table: dict) -> dict[str, dict[str, fl
         }
         for method, t in select(run, patience, table).items()
     }
+    if own is not None:
+        out.update(policy_scores(run, patience, own))
+    return {k: out[k] for k in order_methods(list(out))}
+
+
+def policy_scores(run: StoredRun, patience: int, own: dict) -> dict[str, dict[str, float]]:
+    """The "dipstop" and "Peak (average)" columns of one run, or {} when it did not record
+    the series of the table's output policy.
+
+    "dipstop" stops where CIFS with lam(estimated sigma) stops by Eq. 4 (t is t*) and scores
+    the policy's image; "Peak (average)" is the best PSNR of the policy's average over the
+    run (for "since-best", the mean of S + 1 outputs ending at t).
+
+    Examples
+    --------
+    >>> t = np.arange(1, 101, dtype=float)
+    >>> series = {"mse": 1 / t, "jpeg_bytes": 4096 * t / 100, "psnr": 30 - ((t - 40) / 10) ** 2,
+    ...           "psnr_box11": 31 - ((t - 45) / 10) ** 2}
+    >>> run = StoredRun("key", {"sigma": 25.0}, {"pixels": 4096, "sigma_estimated": 25.0},
+    ...                 series)
+    >>> own = {"entries": [{"sigma": 25.0, "lam": 12.8}], "provenance": {"output": "since-best"}}
+    >>> sc = policy_scores(run, 10, own)  # E_t is least at t = 40: the mean of y_40 .. y_50
+    >>> sc["dipstop"]["t"], sc["dipstop"]["psnr"], sc["Peak (average)"]
+    (40, 30.75, {'t': 45, 'psnr': 31.0, 'ssim': nan})
+    """
+    policy = make_policy(table_output(own))
+    policy.begin(len(run.series["mse"]), patience)
+    sigma = run.summary.get("sigma_estimated", run.spec["sigma"])
+    rule = Rule("cifs", policy.name, patience)
+    outcome = evaluate(rule, run.series, run.summary["pixels"], lam_for_sigma(sigma, own))
+    average = _average_series(policy, patience)
+    if outcome.psnr is None or average not in run.series:
+        return {}
+    best = int(np.nanargmax(run.series[average]))
+    ssim = run.series.get("ssim" + average[4:])  # "psnr_box501" -> "ssim_box501"
+    end = outcome.t_end if policy.name == "since-best" else None  # where its image is read
+
+    def ssim_at(t: int | None) -> float:
+        return float("nan") if ssim is None or t is None else float(ssim[t - 1])
+
+    return {
+        DIPSTOP: {"t": outcome.t_star, "psnr": outcome.psnr, "ssim": ssim_at(end)},
+        AVERAGE_PEAK: {
+            "t": best + 1,
+            "psnr": float(run.series[average][best]),
+            "ssim": ssim_at(best + 1),
+        },
+    }
+
+
+def _average_series(policy, patience: int) -> str:
+    """The recorded PSNR series of a policy's average ("psnr" for the raw output)."""
+    if policy.name == "since-best":
+        return f"psnr_box{patience + 1}"
+    average = getattr(policy, "average", None)
+    return f"psnr_{average}" if average else "psnr"
