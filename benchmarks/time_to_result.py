@@ -1,11 +1,14 @@
-"""Time to result: online CIFS stopping (stop at t* + S) against the paper's fixed T.
+"""Time to result: dipstop's default and the paper's rule, stopped online, against fixed T.
 
-Reads a bench store (no fitting): for each run, the online rule stops at t* + S and returns
-y_{t*}; the fixed-T protocol runs all T iterations and then selects the same t* offline, so
-both return the same image (equal PSNR) and only the time differs. Wall times come from the
-per-iteration clock recorded with each run. Saves benchmarks/results/time_to_result.json.
+Reads a bench store (no fitting). For each run and rule, as a user runs it (lam from the
+shipped table at the estimated sigma): the online rule ends the run at t* + S (or T when it
+never fires) and returns its image; the fixed-T protocol runs all T iterations. The time to
+result is the iterations run and the wall time at that iteration of the run's own recorded
+clock, as fractions of T's. Rules: "paper" (CIFS, raw output y_{t*}, `lambda_table.json`)
+and "dipstop" (CIFS, the default output policy and its own table), when the run recorded
+that policy's series. Saves benchmarks/results/time_to_result[_NAME].json.
 
-    python benchmarks/time_to_result.py [--store results/bench.sqlite] [-S 500]
+    python benchmarks/time_to_result.py --store results/bench2.sqlite --name bench2
 """
 
 from __future__ import annotations
@@ -19,72 +22,83 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 
-from dipstop.lab.selection import select  # noqa: E402
+from dipstop.lab.rules import Rule, evaluate  # noqa: E402
 from dipstop.lab.store import ResultStore  # noqa: E402
-from dipstop.lambda_table import load_table  # noqa: E402
+from dipstop.lambda_table import lam_for_sigma, load_table  # noqa: E402
+from dipstop.policies import DEFAULT_OUTPUT  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--store", default="results/bench.sqlite")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", default="results/bench2.sqlite")
     ap.add_argument("-S", "--patience", type=int, default=500)
+    ap.add_argument("--name", default="", help="suffix of the saved JSON")
     args = ap.parse_args()
-    table = load_table()
+    rules = {
+        "paper": ("raw", load_table()),
+        "dipstop": (DEFAULT_OUTPUT, load_table(output=DEFAULT_OUTPUT)),
+    }
     rows = []
     for run in ResultStore(args.store, readonly=True).runs():
-        t_star = select(run, args.patience, table)["CIFS"]
-        sec = run.series["seconds"]
-        T = len(sec)
-        stop = min(T, t_star + args.patience)
-        rows.append(
-            {
-                "image": run.spec["image"],
-                "sigma": run.spec["sigma"],
-                "t_star": t_star,
-                "online_iters": stop,
-                "fixed_iters": T,
-                "online_s": float(sec[stop - 1]),
-                "fixed_s": float(sec[-1]),
-                "psnr_online": float(run.series["psnr"][t_star - 1]),
-                "psnr_last": float(run.series["psnr"][-1]),
-            }
-        )
+        sec, T = run.series["seconds"], len(run.series["seconds"])
+        sigma = run.summary.get("sigma_estimated", run.spec["sigma"])
+        for name, (policy, table) in rules.items():
+            rule = Rule("cifs", policy, args.patience)
+            out = evaluate(rule, run.series, run.summary["pixels"], lam_for_sigma(sigma, table))
+            if out.psnr is None:
+                continue  # the run did not record this policy's series
+            rows.append(
+                {
+                    "image": run.spec["image"],
+                    "sigma": run.spec["sigma"],
+                    "rule": name,
+                    "t_star": out.t_star,
+                    "fired": out.fired,
+                    "iterations": out.t_end,
+                    "fixed_iterations": T,
+                    "seconds": float(sec[out.t_end - 1]),
+                    "fixed_seconds": float(sec[-1]),
+                    "psnr": out.psnr,
+                    "psnr_fixed_T": float(run.series["psnr"][-1]),
+                }
+            )
     if not rows:
         sys.exit(f"no bench runs in {args.store}; run dipstop bench first")
-    print(" sigma  image        t*  online it  fixed T  time fraction  PSNR(t*)  PSNR(T)")
-    for r in sorted(rows, key=lambda r: (r["sigma"], r["image"])):
-        print(
-            f"{r['sigma']:6g}  {r['image']:10} {r['t_star']:5} {r['online_iters']:9} "
-            f"{r['fixed_iters']:8} {r['online_s'] / r['fixed_s']:14.2f} "
-            f"{r['psnr_online']:9.2f} {r['psnr_last']:8.2f}"
-        )
-    print(" sigma  runs  mean t*  mean online it  time fraction (min-max)  PSNR(t*)  PSNR(T)")
-    by_sigma = {}
-    for sigma in sorted({r["sigma"] for r in rows}):
-        rs = [r for r in rows if r["sigma"] == sigma]
-        f = np.array([r["online_s"] / r["fixed_s"] for r in rs])
-        by_sigma[str(sigma)] = {"runs": len(rs), "mean_fraction": float(f.mean())}
-        print(
-            f"{sigma:6g} {len(rs):5} {np.mean([r['t_star'] for r in rs]):8.0f} "
-            f"{np.mean([r['online_iters'] for r in rs]):15.0f} {f.mean():9.2f} "
-            f"({f.min():.2f}-{f.max():.2f}) {np.mean([r['psnr_online'] for r in rs]):13.2f} "
-            f"{np.mean([r['psnr_last'] for r in rs]):8.2f}"
-        )
-    frac = np.array([r["online_s"] / r["fixed_s"] for r in rows])
-    print(
-        f"mean time fraction {frac.mean():.3f} (online / fixed T) over {len(rows)} runs, "
-        f"same output PSNR by construction"
-    )
+    print(" rule     sigma  runs  never fired  iterations/T  seconds/T (min-max)  PSNR  PSNR(T)")
+    summary = {}
+    for name in rules:
+        for sigma in sorted({r["sigma"] for r in rows}):
+            rs = [r for r in rows if r["rule"] == name and r["sigma"] == sigma]
+            if not rs:
+                continue
+            it = np.mean([r["iterations"] / r["fixed_iterations"] for r in rs])
+            f = np.array([r["seconds"] / r["fixed_seconds"] for r in rs])
+            key = f"{name} {sigma:g}"
+            summary[key] = {
+                "runs": len(rs),
+                "never_fired": sum(not r["fired"] for r in rs),
+                "iteration_fraction": float(it),
+                "time_fraction": float(f.mean()),
+                "mean_psnr": float(np.mean([r["psnr"] for r in rs])),
+            }
+            print(
+                f" {name:8s} {sigma:5g} {len(rs):5} {summary[key]['never_fired']:12}"
+                f" {it:13.2f} {f.mean():10.2f} ({f.min():.2f}-{f.max():.2f})"
+                f" {np.mean([r['psnr'] for r in rs]):6.2f}"
+                f" {np.mean([r['psnr_fixed_T'] for r in rs]):7.2f}"
+            )
+    overall = {}
+    for name in rules:
+        rs = [r for r in rows if r["rule"] == name]
+        if rs:
+            f = float(np.mean([r["seconds"] / r["fixed_seconds"] for r in rs]))
+            overall[name] = f
+            print(f"{name}: mean time fraction {f:.3f} of fixed T over {len(rs)} runs")
     save(
-        "time_to_result",
-        {
-            "store": args.store,
-            "patience": args.patience,
-            "mean_fraction": float(frac.mean()),
-            "by_sigma": by_sigma,
-            "rows": rows,
-        },
-    )
+        f"time_to_result{'_' + args.name if args.name else ''}",
+        {"store": args.store, "patience": args.patience, "default_output": DEFAULT_OUTPUT,
+         "mean_time_fraction": overall, "by_rule_and_sigma": summary, "rows": rows},
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -69,10 +69,11 @@ def bench(folder, tmp_path_factory):
     _, whole, _ = runs.run_one(spec)
     ckpt_folder = tmp_path_factory.mktemp("partial")
     real_ssim, calls = recording.ssim, []
+    per_iteration = len(spec.as_dict()["ssim"])  # raw output, EMA, mean of the last S + 1
 
     def ssim_then_ctrl_c(a, b):
         calls.append(1)
-        if len(calls) == 2 * 10 + 1:  # raw and EMA outputs: produced with iteration 11
+        if len(calls) == per_iteration * 10 + 1:  # produced with iteration 11
             raise KeyboardInterrupt
         return real_ssim(a, b)
 
