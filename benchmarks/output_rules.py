@@ -35,11 +35,19 @@ POLICIES = ("raw", "since-best", "ema@stop", "ema998@stop", "box100@stop", "ema@
             "ema998@best", "box100@best")  # fmt: skip
 
 
-def candidates(patience: int) -> list[Rule]:
-    """CIFS with every policy; ES-WMV (no lam) with the raw and at-stop policies."""
+def candidates(patience: int, criteria: dict[str, dict]) -> list[Rule]:
+    """CIFS with every policy; each other recorded criterion (ES-WMV, BRISQUE, NIQE: no lam)
+    with the policies that read the raw outputs' stop (raw, at-stop, since-best), so every
+    criterion gets the same averaged output."""
     cifs = [Rule("cifs", p, patience) for p in POLICIES]
-    wmv = [Rule("wmv", p, patience) for p in POLICIES if not p.endswith("@best")]
-    return cifs + wmv
+    others = [
+        Rule(name, p, patience, int(settings.get("every", 1)))
+        for name, settings in criteria.items()
+        if name != "cifs"
+        for p in POLICIES
+        if not p.endswith("@best")
+    ]
+    return cifs + others
 
 
 def main() -> None:
@@ -54,7 +62,7 @@ def main() -> None:
     lams = np.logspace(np.log10(LAM_GRID[0]), np.log10(LAM_GRID[-1]), args.lam_points)
     by_sigma: dict[float, list] = defaultdict(list)
     for run in ResultStore(args.store, readonly=True).runs():
-        if "psnr_ema" in run.series and "wmv" in run.series:  # runs with the averaged series
+        if "psnr_ema" in run.series:  # runs with the averaged series
             by_sigma[run.spec["sigma"]].append(run)
     rows = []
     for sigma in sorted(by_sigma):
@@ -69,7 +77,7 @@ def main() -> None:
         }
         print(f"\nsigma {sigma:g}: {len(runs)} runs, raw Peak {peak:.2f} dB; average peaks "
               + ", ".join(f"{k} {v:.2f}" for k, v in sorted(avg_peaks.items())))  # fmt: skip
-        for rule in candidates(args.patience):
+        for rule in candidates(args.patience, runs[0].spec["criteria"]):
             if rule.criterion == "cifs":
                 if table is not None:
                     lam = lam_for_sigma(sigma, table)

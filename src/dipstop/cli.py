@@ -418,8 +418,8 @@ def _result_lines(result: DenoiseResult | TiledResult, dst: Path) -> list[str]:
     ]
     if result.psnr is not None:
         lines.append(
-            f"PSNR {result.psnr:.2f} dB at t* (peak {result.peak_psnr:.2f} dB "
-            f"at t={result.peak_iteration})"
+            f"PSNR {result.psnr:.2f} dB, output {result.settings.get('output')} (the raw "
+            f"outputs' peak: {result.peak_psnr:.2f} dB at t={result.peak_iteration})"
         )
     lines += [f"note: {note}" for note in result.notes]
     return lines

@@ -65,6 +65,9 @@ def plot_run(result: DenoiseResult, path: Path) -> None:
             )
         if key == "criterion":
             _zoom_to_minimum(ax, s[key], result.stop_iteration)
+        if key == "psnr" and result.settings.get("output") == "since-best":
+            ax.axvspan(result.stop_iteration, result.iterations_run, color="C1", alpha=0.12,
+                       label="outputs averaged")  # fmt: skip
         if key == "psnr" and result.psnr is not None:
             ax.axhline(
                 result.psnr,
