@@ -437,23 +437,14 @@ def _check_folder(folder: Path) -> None:
 
 def _check_fit_options(args: argparse.Namespace) -> None:
     """The fit options, the table and (in-process) the device, checked before any fitting."""
+    import inspect
+
     from dipstop.lambda_table import load_table
     from dipstop.validate import check_denoise_options, check_tiling
 
-    check_denoise_options(
-        sigma=args.sigma,
-        lam=args.lam,
-        protocol=args.protocol,
-        width=args.width,
-        max_iters=args.max_iters,
-        patience=args.patience,
-        lr=args.lr,
-        z_noise_std=args.z_noise_std,
-        seed=args.seed,
-        table=args.table,
-        device=args.device,
-        max_minutes=args.max_minutes,
-    )
+    fit = _fit_kwargs(args)
+    checked = inspect.signature(check_denoise_options).parameters
+    check_denoise_options(**{k: v for k, v in fit.items() if k in checked})
     check_tiling(args.tile or None, args.overlap, args.tile_above)
     if args.table is not None:
         load_table(args.table)
