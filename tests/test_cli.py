@@ -51,3 +51,24 @@ def test_an_option_given_a_bare_double_dash_is_refused_not_defaulted(capsys):
         main(["denoise", "a.png", "--sigma=--"])
     assert exit_info.value.code == 2
     assert "--sigma: expected a value" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["bench", "calibrate"])
+def test_crop_full_records_whole_images(command, tmp_path, image_folder, capsys):
+    """`--crop full` fits the whole 112x104 image under the named protocol's other settings;
+    a side that is neither a number nor "full" is one line naming both."""
+    from dipstop.cli import main
+    from dipstop.lab.store import ResultStore
+
+    store = tmp_path / "s.sqlite"
+    args = [command, "--data", str(image_folder), "--images", "a.png", "--sigmas", "25",
+            "--crop", "full", "-T", "4", "-S", "2", "--width", "8", "--store", str(store),
+            "--quiet", *(["--output-policy", "raw"] if command == "calibrate" else
+                         ["--every", "2"])]  # fmt: skip
+    assert main(args) == 0
+    (run,) = ResultStore(store).runs()
+    assert run.spec["protocol"]["crop"] is None and run.spec["protocol"]["name"] == "cpu"
+    assert run.summary["pixels"] == 112 * 104
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--crop", "half"])
+    assert "'half' is neither a side in pixels nor 'full'" in capsys.readouterr().err

@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dipstop import validate
 from dipstop.errors import DipstopError
 from dipstop.policies import DEFAULT_OUTPUT, policy_names
-from dipstop.protocols import PROTOCOLS, get_protocol
+from dipstop.protocols import PROTOCOLS, Protocol, get_protocol
 from dipstop.runtime import Switches, set_threads, tune_allocator
 
 if TYPE_CHECKING:
@@ -91,7 +92,10 @@ def _add_lab_grid(p: argparse.ArgumentParser, n_images: int | None, store: str) 
     p.add_argument("--seeds", type=_positive_int, default=1, help="seeds per image and sigma")
     _add_budget(p)
     p.add_argument(
-        "--crop", type=_positive_int, default=None, help="centre-crop side (default: protocol's)"
+        "--crop",
+        type=_crop,
+        default=None,
+        help="centre-crop side, or 'full' for the whole image (default: protocol's)",
     )
     p.add_argument(
         "--width", type=_positive_int, default=None, help="network width (default: protocol's)"
@@ -277,6 +281,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _crop(text: str) -> int:
+    """--crop: a side in pixels, or "full" (0) for the whole image."""
+    if text.strip().lower() == "full":
+        return 0
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a side in pixels nor 'full'; give e.g. 192, or full"
+        ) from None
+
+
+def _lab_protocol(args: argparse.Namespace) -> Protocol:
+    """The protocol of bench and calibrate runs: the named one with the options' overrides."""
+    protocol = get_protocol(args.protocol).with_(
+        crop=args.crop or None, width=args.width, max_iters=args.max_iters, patience=args.patience
+    )
+    return replace(protocol, crop=None) if args.crop == 0 else protocol
+
+
 def _grid_images(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
     """The data folder and the chosen file names of bench and calibrate."""
     from dipstop.lab.datasets import evenly_spaced, list_images
@@ -301,9 +325,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from dipstop.lab.executor import run_grid
     from dipstop.lab.store import ResultStore
 
-    protocol = get_protocol(args.protocol).with_(
-        crop=args.crop, width=args.width, max_iters=args.max_iters, patience=args.patience
-    )
+    protocol = _lab_protocol(args)
     data, names = _grid_images(args)
     chosen = [data / n for n in names] if names else list_images(data)
     store = ResultStore(args.store, readonly=args.search_only)  # a search only reads
@@ -546,9 +568,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from dipstop.lab.runs import bench_criteria, grid
     from dipstop.lab.store import ResultStore
 
-    protocol = get_protocol(args.protocol).with_(
-        max_iters=args.max_iters, crop=args.crop, width=args.width, patience=args.patience
-    )
+    protocol = _lab_protocol(args)
     data, names = _grid_images(args)
     specs = grid(data, args.sigmas, protocol, range(args.seeds), names, bench_criteria(args.every))
     store = ResultStore(args.store)
