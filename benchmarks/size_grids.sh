@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The grids of issue 12: lam across image sizes, and the default validated on whole photos.
+# CPU protocol settings (width 64, T = 3000, S = 500) at other sizes, two single-thread runs at
+# a time (local Ray), resumable, every run recording the averaged series of issue 11:
+#
+#   calibration (CBSD432, choose here): 4 of the 8 calibration images (every other one:
+#     100007, 16068, 24063, 384022) x sigma 15, 25, 50 at 192 x 192 and 288 x 288 centre
+#     crops and at the whole image (481 x 321); the 128 x 128 runs are in calibration2.sqlite.
+#   validation (CBSD68, judge here): 6 whole images fixed before any result (every other of
+#     the 12 of the crop bench: 101085, 119082, 148026, 175032, 216081, 253027) x sigma
+#     15, 25, 50, recorded by `bench` with every criterion.
+#
+# Order: 192, 288, the validation, then the whole calibration images (the most expensive: a
+# whole image is ~1.7 s an iteration on one thread here, 85 minutes a run). Cost estimates on
+# this 2-core machine: about 2 h, 4.5 h, 15 h and 8.5 h. A GPU does each run in about a minute.
+#
+#   nohup bash benchmarks/size_grids.sh > /tmp/size_grids.log 2>&1 &   # run or resume
+#   bash benchmarks/size_grids.sh snapshot                               # copy into results/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${WORK:-/tmp/dipstop-grids}
+py=${PYTHON:-.venv/bin/python}
+data=${DIPSTOP_DATA:-../shared/data}
+stores="size_calibration fullsize_bench"
+mkdir -p "$work"
+
+snapshot() {  # a consistent copy of each live store (SQLite's backup API), for git
+  for name in $stores; do
+    [ -f "$work/$name.sqlite" ] || continue
+    "$py" -c "import sqlite3, sys; s = sqlite3.connect(sys.argv[1]); d = sqlite3.connect(sys.argv[2]); s.backup(d); d.close()" \
+      "$work/$name.sqlite" "results/$name.sqlite"
+    echo "results/$name.sqlite: $("$py" -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from runs').fetchone()[0])" "results/$name.sqlite") runs"
+  done
+}
+
+if [ "${1:-}" = snapshot ]; then
+  snapshot
+  exit 0
+fi
+for name in $stores; do  # resume from the committed stores
+  if [ ! -f "$work/$name.sqlite" ] && [ -f "results/$name.sqlite" ]; then
+    cp "results/$name.sqlite" "$work/$name.sqlite"
+  fi
+done
+calibrate() {
+  "$py" -m dipstop.cli calibrate --data "$data/cbsd432_jpg" \
+    --images 100007.jpg,16068.jpg,24063.jpg,384022.jpg --sigmas 15,25,50 --protocol cpu \
+    --crop "$1" --store "$work/size_calibration.sqlite" --ray --threads 1
+  snapshot
+}
+calibrate 192
+calibrate 288
+"$py" -m dipstop.cli bench --data "$data/cbsd68" --sigmas 15,25,50 --protocol cpu --crop full \
+  --images 101085.png,119082.png,148026.png,175032.png,216081.png,253027.png \
+  --store "$work/fullsize_bench.sqlite" --ray --threads 1
+snapshot
+calibrate full
