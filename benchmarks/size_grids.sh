@@ -22,6 +22,9 @@ work=${WORK:-/tmp/dipstop-grids}
 py=${PYTHON:-.venv/bin/python}
 data=${DIPSTOP_DATA:-../shared/data}
 stores="size_calibration fullsize_bench"
+# a whole-image run's checkpoint holds its running averages (the mean of the last S + 1 is a
+# ring of 501 outputs: about 0.9 GB at 481 x 321): write one every 10 minutes, not every one
+export DIPSTOP_CHECKPOINT_SECONDS=${DIPSTOP_CHECKPOINT_SECONDS:-600}
 mkdir -p "$work"
 
 snapshot() {  # a consistent copy of each live store (SQLite's backup API), for git
