@@ -8,7 +8,7 @@ average's own peak, how many runs never stopped before T, and the mean fraction 
 takes to return (t_end / T). With `--lams FILE` (a lam table) the lams are not searched but
 read from it at the true sigma: the way to validate a chosen rule on other images (CBSD68).
 
-    python benchmarks/output_rules.py --store results/calibration2.sqlite
+    python benchmarks/output_rules.py --store results/calibration2.sqlite --cv
     python benchmarks/output_rules.py --store results/bench2.sqlite --lams TABLE.json
 
 Prints a table per sigma and saves benchmarks/results/output_rules[_NAME].json.
@@ -50,6 +50,42 @@ def candidates(patience: int, criteria: dict[str, dict]) -> list[Rule]:
     return cifs + others
 
 
+def held_out_psnr(rule: Rule, data: list, lams: np.ndarray) -> float:
+    """Mean PSNR with each run scored at the lam searched on the other runs (leave one image
+    out): what the in-sample mean would be without choosing lam on the run itself."""
+    scores = []
+    for i, (series, pixels) in enumerate(data):
+        lam, _ = search_lam(rule, data[:i] + data[i + 1 :], lams)
+        scores.append(evaluate(rule, series, pixels, lam).psnr)
+    return float(np.mean(scores))
+
+
+def rank(rows: list[dict]) -> list[dict]:
+    """Rules scored at every sigma, best first by the mean over sigmas of the held-out PSNR
+    (the in-sample one without --cv), with the mean time fraction; printed and returned."""
+    sigmas = {r["sigma"] for r in rows}
+    key = "cv_mean_psnr" if any("cv_mean_psnr" in r for r in rows) else "mean_psnr"
+    out = []
+    for label in dict.fromkeys(r["rule"] for r in rows):
+        mine = [r for r in rows if r["rule"] == label]
+        if {r["sigma"] for r in mine} != sigmas or any(key not in r for r in mine):
+            continue
+        out.append({
+            "rule": label,
+            key: float(np.mean([r[key] for r in mine])),
+            "gap_to_raw_peak": float(np.mean([r["gap_to_raw_peak"] for r in mine])),
+            "time_fraction": float(np.mean([r["time_fraction"] for r in mine])),
+            "never_stopped": int(sum(r["never_stopped"] for r in mine)),
+        })  # fmt: skip
+    out.sort(key=lambda r: -r[key])
+    print(f"\nrules scored at every sigma, by the mean over sigmas of {key}:")
+    for r in out:
+        print(f"  {r['rule']:22s} {r[key]:6.2f} dB  (in-sample {r['gap_to_raw_peak']:+.2f} vs"
+              f" raw Peak)  time {r['time_fraction']:.2f} of T  never stopped "
+              f"{r['never_stopped']}")  # fmt: skip
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", required=True, help="a store of recorded runs (read-only)")
@@ -57,6 +93,11 @@ def main() -> None:
     ap.add_argument("--lams", default=None, help="lam table to read lams from (no search)")
     ap.add_argument("--lam-points", type=int, default=113, help="lams searched (log grid)")
     ap.add_argument("--name", default="", help="suffix of the saved JSON")
+    ap.add_argument(
+        "--cv",
+        action="store_true",
+        help="also leave one image out: each run scored at the lam searched on the others",
+    )
     args = ap.parse_args()
     table = load_table(args.lams) if args.lams else None
     lams = np.logspace(np.log10(LAM_GRID[0]), np.log10(LAM_GRID[-1]), args.lam_points)
@@ -100,13 +141,18 @@ def main() -> None:
                 "never_stopped": sum(not o.fired for o in outs),
                 "time_fraction": float(np.mean([o.t_end / n_iters for o in outs])),
             }
+            if args.cv and rule.criterion == "cifs" and table is None and len(data) > 1:
+                row["cv_mean_psnr"] = held_out_psnr(rule, data, lams)
             rows.append(row)
             lam_text = "-" if lam is None else f"{lam:.4g}"
+            cv = f"  held out {row['cv_mean_psnr']:6.2f} dB" if "cv_mean_psnr" in row else ""
             print(f"  {rule.label:22s} lam {lam_text:>9s}  {mean:6.2f} dB  "
                   f"({mean - peak:+.2f} vs raw Peak)  never stopped {row['never_stopped']}/"
-                  f"{len(outs)}  time {row['time_fraction']:.2f} of T")  # fmt: skip
+                  f"{len(outs)}  time {row['time_fraction']:.2f} of T{cv}")  # fmt: skip
+    ranking = rank(rows)
     lams_from = args.lams or "searched in-sample"
-    payload = {"store": args.store, "patience": args.patience, "lams": lams_from, "rows": rows}
+    payload = {"store": args.store, "patience": args.patience, "lams": lams_from, "rows": rows,
+               "ranking": ranking}  # fmt: skip
     save(f"output_rules{'_' + args.name if args.name else ''}", payload)
 
 
