@@ -26,6 +26,7 @@ from dipstop.lambda_table import (
     load_table,
     mean_iterations_for_sigma,
     table_output,
+    table_sizes,
 )
 from dipstop.memory import estimate_bytes
 from dipstop.metrics import psnr
@@ -265,11 +266,11 @@ def denoise(
     expected = proto.max_iters
     if lam is None:
         tab = load_table(table, output=policy.name)
-        lam, notes = lam_from_table(sigma, tab, proto.width, policy.name)
+        lam, notes = lam_from_table(sigma, tab, proto.width, policy.name, height * width_px)
         expected = expected_iterations(
             proto.max_iters,
             proto.patience,
-            mean_iterations_for_sigma(sigma, tab),
+            mean_iterations_for_sigma(sigma, tab, height * width_px),
             tab["protocol"].get("patience"),
         )
     if lam <= 0:
@@ -376,13 +377,26 @@ OPTIONS = frozenset(inspect.signature(denoise).parameters) - {"image"}
 
 
 def lam_from_table(
-    sigma: float, table: str | dict | None, width: int, output: str = "raw"
+    sigma: float,
+    table: str | dict | None,
+    width: int,
+    output: str = "raw",
+    pixels: int | None = None,
 ) -> tuple[float, list[str]]:
-    """lam for a noise level from a lam(sigma) table (a path, None for the one shipped for the
-    output policy, or a table `load_table` returned), with notes on how far to trust it."""
+    """lam for a noise level (and an image of `pixels` pixels) from a lam(sigma) table (a
+    path, None for the one shipped for the output policy, or a table `load_table` returned),
+    with notes on how far to trust it."""
     tab = table if isinstance(table, dict) else load_table(table, output=output)
-    lam = lam_for_sigma(sigma, tab)
+    lam = lam_for_sigma(sigma, tab, pixels)
     notes = []
+    sizes = table_sizes(tab)
+    if not sizes and tab["protocol"].get("crop"):  # a one-size table: its protocol's crop
+        sizes = [tab["protocol"]["crop"] ** 2]
+    if pixels is not None and sizes and not sizes[0] / 1.5 <= pixels <= sizes[-1] * 1.5:
+        notes.append(
+            f"lam table calibrated at {_sizes_text(sizes)} pixels, the image has {pixels}: lam "
+            "taken from the nearest size, not measured at this one (pass lam to override)"
+        )
     if table_output(tab) != output:
         notes.append(
             f"lam table calibrated for output {table_output(tab)!r}, run with {output!r}: "
@@ -400,6 +414,11 @@ def lam_from_table(
             f"width {width}: pass lam to override"
         )
     return lam, notes
+
+
+def _sizes_text(sizes: list[int]) -> str:
+    """ "16384" or "16384 to 154401"."""
+    return str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
 
 
 class _Planner:

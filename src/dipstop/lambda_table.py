@@ -1,8 +1,11 @@
 """The lam(sigma) table shipped with dipstop, and lookup by (estimated) noise level.
 
-lam is size-invariant: E_t = lam * MSE_t + (JPEG bytes per pixel)^2 with MSE on the [0, 1]
-scale; the paper's lambda for an H x W image is lam * H * W. Between calibrated sigmas,
-log(lam) is interpolated linearly; outside, the nearest end is used.
+E_t = lam * MSE_t + (JPEG bytes per pixel)^2 with MSE on the [0, 1] scale; the paper's
+lambda for an H x W image is lam * H * W. Per-pixel units make lam nearly independent of the
+image size, not exactly (docs/calibration.md), so a table may be calibrated at several sizes:
+its entries then carry "pixels". Between calibrated sigmas, log(lam) is interpolated
+linearly; between calibrated sizes, linearly again in log(pixels); outside, the nearest end
+is used.
 """
 
 from __future__ import annotations
@@ -96,11 +99,24 @@ def table_output(table: dict) -> str:
     return str((table.get("provenance") or {}).get("output", "raw"))
 
 
-def lam_for_sigma(sigma: float, table: dict | None = None) -> float:
-    """The CIFS weight lam for a noise level, interpolated in the table.
+def table_sizes(table: dict) -> list[int]:
+    """The image sizes (pixel counts) a table was calibrated at, smallest first; [] for a
+    table whose entries do not say (one size: its protocol's crop).
+
+    >>> table_sizes({"entries": [{"sigma": 5, "lam": 1, "pixels": 900},
+    ...                          {"sigma": 5, "lam": 2, "pixels": 400}]})
+    [400, 900]
+    """
+    return sorted({int(e["pixels"]) for e in table["entries"] if "pixels" in e})
+
+
+def lam_for_sigma(sigma: float, table: dict | None = None, pixels: int | None = None) -> float:
+    """The CIFS weight lam for a noise level (and image size), interpolated in the table.
 
     log(lam) is interpolated linearly between calibrated sigmas; outside them, the nearest
-    end's lam is used.
+    end's lam is used. A table calibrated at several sizes is interpolated at each size,
+    then linearly in log(pixels) between sizes (the nearest size outside them; the smallest
+    when `pixels` is None).
 
     Parameters
     ----------
@@ -108,6 +124,8 @@ def lam_for_sigma(sigma: float, table: dict | None = None) -> float:
         Noise std on the 0-255 scale (true or estimated), at least 0.
     table : dict, optional
         A table as `load_table` returns it (checked again here); the shipped one by default.
+    pixels : int, optional
+        The fitted image's pixel count (H W), for a table calibrated at several sizes.
 
     Returns
     -------
@@ -126,20 +144,37 @@ def lam_for_sigma(sigma: float, table: dict | None = None) -> float:
     100.0
     >>> round(lam_for_sigma(99, t), 6)
     1000.0
+
+    At two sizes, 100 x 100 and 400 x 400, the 200 x 200 image is half way in log(pixels):
+
+    >>> t = {"entries": [{"sigma": 10, "lam": 10.0, "pixels": 10_000},
+    ...                  {"sigma": 10, "lam": 40.0, "pixels": 160_000}]}
+    >>> round(lam_for_sigma(10, t, pixels=40_000), 6), round(lam_for_sigma(10, t), 6)
+    (20.0, 10.0)
     """
     number(sigma, "sigma", at_least=0, fix="give the noise std on the 0-255 scale, e.g. 25")
     table = load_table() if table is None else check_table(table, "given")
-    sigmas = np.array([e["sigma"] for e in table["entries"]], dtype=float)
-    logs = np.log([e["lam"] for e in table["entries"]])
-    return float(np.exp(np.interp(sigma, sigmas, logs)))
+    sizes = table_sizes(table)
+    if len(sizes) < 2:
+        return float(np.exp(_log_lam_at(sigma, table["entries"])))
+    logs = [_log_lam_at(sigma, [e for e in table["entries"] if e["pixels"] == n]) for n in sizes]
+    where = np.log(pixels if pixels is not None else sizes[0])
+    return float(np.exp(np.interp(where, np.log(sizes), logs)))
 
 
-def mean_iterations_for_sigma(sigma: float, table: dict) -> float | None:
+def _log_lam_at(sigma: float, entries: list[dict]) -> float:
+    """log(lam) at sigma over entries of one size, sorted by sigma."""
+    sigmas = np.array([e["sigma"] for e in entries], dtype=float)
+    return float(np.interp(sigma, sigmas, np.log([e["lam"] for e in entries])))
+
+
+def mean_iterations_for_sigma(sigma: float, table: dict, pixels: int | None = None) -> float | None:
     """How many iterations the Eq. 4 rule ran on average at this noise level, or None.
 
     Linear interpolation in sigma between the entries that record `mean_iterations`
     (`dipstop calibrate` writes it when it knows S); the nearest end outside them. None when
-    no entry records it (older tables).
+    no entry records it (older tables). A table calibrated at several sizes answers from the
+    size nearest `pixels` in log scale (the smallest when None).
 
     Parameters
     ----------
@@ -163,7 +198,13 @@ def mean_iterations_for_sigma(sigma: float, table: dict) -> float | None:
     >>> mean_iterations_for_sigma(20, {"entries": [{"sigma": 10, "lam": 1.0}]}) is None
     True
     """
-    known = [e for e in table["entries"] if e.get("mean_iterations") is not None]
+    sizes = table_sizes(table)
+    entries = table["entries"]
+    if len(sizes) > 1:
+        target = np.log(pixels if pixels is not None else sizes[0])
+        nearest = min(sizes, key=lambda n: abs(np.log(n) - target))
+        entries = [e for e in entries if e["pixels"] == nearest]
+    known = [e for e in entries if e.get("mean_iterations") is not None]
     if not known:
         return None
     known.sort(key=lambda e: float(e["sigma"]))

@@ -452,7 +452,8 @@ def run_tiles(
         sigma = estimate_sigma(x)
     notes: list[str] = []
     if lam is None:
-        lam, notes = api.lam_from_table(sigma, fit.get("table"), proto.width, output)
+        tile_pixels = plan.tile_h * plan.tile_w  # each tile is fitted, and stopped, alone
+        lam, notes = api.lam_from_table(sigma, fit.get("table"), proto.width, output, tile_pixels)
 
     acc = np.zeros_like(x)  # the blended image, float32
     runs: list[TileRun] = []

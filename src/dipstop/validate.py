@@ -528,10 +528,11 @@ def _megapixels(pixels: int) -> str:
 def check_table(doc: Any, where: str) -> dict:
     """A lam(sigma) table checked and normalised: entries sorted by sigma, `protocol` a dict.
 
-    Entries need finite `sigma` and `lam` above 0, distinct sigmas and, where present, an
-    `n_runs` that is a whole number >= 0 and a `mean_iterations` (the iterations the Eq. 4
-    rule ran on average at that lam; null means not recorded) that is a finite number >= 1.
-    Returns a new dict; `doc` is not changed.
+    Entries need finite `sigma` and `lam` above 0 and, where present, an `n_runs` that is a
+    whole number >= 0, a `mean_iterations` (the iterations the Eq. 4 rule ran on average at
+    that lam; null means not recorded) that is a finite number >= 1, and a `pixels` (the
+    image size calibrated) that is a whole number >= 1: on every entry or on none, each
+    (pixels, sigma) once. Returns a new dict; `doc` is not changed.
 
     Parameters
     ----------
@@ -543,8 +544,8 @@ def check_table(doc: Any, where: str) -> dict:
     Returns
     -------
     dict
-        `doc` with float sigmas and lams, entries sorted by sigma and a "protocol" dict
-        ({} when absent).
+        `doc` with float sigmas and lams, entries sorted by pixels then sigma and a
+        "protocol" dict ({} when absent).
 
     Raises
     ------
@@ -601,15 +602,27 @@ above 0; rerun dipstop calibrate --table, or fix the file
                     f"entry {i} has mean_iterations {_show(e['mean_iterations'])}, not a "
                     "finite number >= 1"
                 ) from None
+        if "pixels" in e:
+            try:
+                whole(e["pixels"], "pixels", at_least=1)
+            except DipstopError:
+                raise bad(
+                    f"entry {i} has pixels {_show(e['pixels'])}, not a whole number >= 1"
+                ) from None
         clean.append({**e, "sigma": float(e["sigma"]), "lam": float(e["lam"])})
-    sigmas = [e["sigma"] for e in clean]
-    if len(set(sigmas)) != len(sigmas):
-        dup = sorted({s for s in sigmas if sigmas.count(s) > 1})
-        raise bad(f"lists sigma {dup[0]:g} more than once")
+    sized = ["pixels" in e for e in clean]
+    if any(sized) and not all(sized):
+        raise bad(f'gives "pixels" on {sum(sized)} of its {len(clean)} entries, not on all')
+    keys = [(e.get("pixels", 0), e["sigma"]) for e in clean]
+    if len(set(keys)) != len(keys):
+        pixels, sigma = sorted({k for k in keys if keys.count(k) > 1})[0]
+        at = f" at {pixels} pixels" if pixels else ""
+        raise bad(f"lists sigma {sigma:g}{at} more than once")
     protocol = doc.get("protocol", {})
     if not isinstance(protocol, dict):
         raise bad(f'has a "protocol" that is a JSON {_json_kind(protocol)}, not an object')
-    return {**doc, "protocol": protocol, "entries": sorted(clean, key=lambda e: e["sigma"])}
+    entries = sorted(clean, key=lambda e: (e.get("pixels", 0), e["sigma"]))
+    return {**doc, "protocol": protocol, "entries": entries}
 
 
 def _json_kind(value: Any) -> str:

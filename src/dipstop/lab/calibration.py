@@ -161,6 +161,7 @@ class LambdaChoice:
     images: list[str]  # the recorded images behind this choice
     mean_psnr_eq4: float | None = None  # mean PSNR where the Eq. 4 rule stops at this lam
     mean_iterations: float | None = None  # mean iterations the Eq. 4 rule runs at this lam
+    pixels: int | None = None  # the runs' image size (the median, if they differ)
 
 
 def selected_iterations(run: CalibrationRun, lams: np.ndarray) -> np.ndarray:
@@ -318,7 +319,10 @@ def calibrate_from_store(
     for (_, sigma, _), run in latest.items():
         groups.setdefault(sigma, []).append(run)
     if policy != "raw":
-        return [_policy_choice(sigma, groups[sigma], policy, patience) for sigma in sorted(groups)]
+        choices = [
+            _policy_choice(sigma, groups[sigma], policy, patience) for sigma in sorted(groups)
+        ]
+        return [_sized(c, groups[c.sigma]) for c in choices]
     choices = []
     cifs = CifsCriterion()
     for sigma in sorted(groups):
@@ -337,8 +341,14 @@ def calibrate_from_store(
             # online, the rule ends the run at t* + S, or at T when it never fires
             ran = [min(i + 1 + patience, r.series["psnr"].size) for r, i in pairs]
             choice.mean_iterations = float(np.mean(ran))
-        choices.append(choice)
+        choices.append(_sized(choice, runs))
     return choices
+
+
+def _sized(choice: LambdaChoice, runs: list[CalibrationRun]) -> LambdaChoice:
+    """The choice with the size of the images behind it (for tables at several sizes)."""
+    choice.pixels = int(np.median([r.pixels for r in runs]))
+    return choice
 
 
 def _policy_choice(
@@ -435,6 +445,7 @@ def write_lambda_table(
             "n_runs": c.n_runs,
             "images": c.images,
             **({} if c.mean_iterations is None else {"mean_iterations": c.mean_iterations}),
+            **({} if c.pixels is None else {"pixels": c.pixels}),
         }
         for c in choices
     ]

@@ -1,0 +1,71 @@
+"""lam tables calibrated at several image sizes: checked, interpolated in log(pixels), and
+looked up at the size that is fitted (the whole image, or one tile)."""
+
+import numpy as np
+import pytest
+
+from dipstop.api import denoise
+from dipstop.errors import DipstopError
+from dipstop.lambda_table import lam_for_sigma, load_table, table_sizes, write_table
+
+FIT = dict(width=8, max_iters=2, patience=1, sigma=25)
+
+
+@pytest.fixture
+def two_sizes(tmp_path):
+    """lam 10 at 64 x 64 and 40 at 128 x 128, at sigma 25 (and 20 and 80 at sigma 50)."""
+    path = tmp_path / "sizes.json"
+    entries = [{"sigma": 25, "lam": 10.0, "pixels": 64 * 64, "n_runs": 8},
+               {"sigma": 25, "lam": 40.0, "pixels": 128 * 128, "n_runs": 8},
+               {"sigma": 50, "lam": 20.0, "pixels": 64 * 64, "n_runs": 8},
+               {"sigma": 50, "lam": 80.0, "pixels": 128 * 128, "n_runs": 8}]  # fmt: skip
+    write_table(path, entries, {"width": 8}, {"output": "since-best"})
+    return path
+
+
+def test_the_same_sigma_at_two_sizes_is_one_table_interpolated_in_log_pixels(two_sizes):
+    table = load_table(two_sizes)
+    assert table_sizes(table) == [4096, 16384]
+    assert lam_for_sigma(25, table, 4096) == pytest.approx(10.0)
+    # lam 10 -> 40 over 4x the pixels: a slope of 1 in log-log, so lam grows as the pixels
+    assert lam_for_sigma(25, table, 90 * 91) == pytest.approx(10.0 * 90 * 91 / 4096)
+    assert lam_for_sigma(37.5, table, 8192) == pytest.approx(np.sqrt(10 * 20) * 2)  # both axes
+    assert lam_for_sigma(25, table, 10**6) == pytest.approx(40.0)  # the nearest end beyond
+
+
+@pytest.mark.parametrize(
+    "entries, problem",
+    [
+        ([{"sigma": 5, "lam": 1, "pixels": 9}, {"sigma": 9, "lam": 1}], 'gives "pixels" on 1 of'),
+        ([{"sigma": 5, "lam": 1, "pixels": 9}, {"sigma": 5, "lam": 2, "pixels": 9}],
+         "lists sigma 5 at 9 pixels more than once"),
+        ([{"sigma": 5, "lam": 1, "pixels": 0.5}], "has pixels 0.5, not a whole number >= 1"),
+    ],
+)  # fmt: skip
+def test_a_malformed_sized_table_is_refused_in_one_line(tmp_path, entries, problem):
+    path = tmp_path / "bad.json"
+    write_table(path, entries, {}, {})
+    with pytest.raises(DipstopError, match=problem):
+        load_table(path)
+
+
+def test_denoise_takes_lam_at_the_image_size(two_sizes, smooth_rgb):
+    _, small = denoise(smooth_rgb, table=str(two_sizes), **FIT)  # 64 x 64
+    big = np.tile(smooth_rgb, (2, 2, 1))  # 128 x 128
+    _, large = denoise(big, table=str(two_sizes), **FIT)
+    assert (small.lam, large.lam) == pytest.approx((10.0, 40.0))
+    assert not any("pixels" in n for n in small.notes + large.notes)  # both sizes calibrated
+
+
+def test_tiles_take_lam_at_the_tile_size(two_sizes, smooth_rgb):
+    big = np.tile(smooth_rgb, (2, 2, 1))  # 128 x 128 in 64 x 64 tiles
+    _, res = denoise(big, table=str(two_sizes), tile=64, overlap=16, tile_above=64 * 64, **FIT)
+    assert len(res.tiles) > 1 and res.lam == pytest.approx(10.0)
+
+
+def test_an_image_far_from_the_calibrated_sizes_is_noted(tmp_path, smooth_rgb):
+    path = tmp_path / "one.json"
+    write_table(path, [{"sigma": 25, "lam": 5.0, "n_runs": 8}], {"width": 8, "crop": 32}, {})
+    _, res = denoise(smooth_rgb, table=str(path), **FIT)  # 4096 pixels against 32 x 32
+    assert res.lam == pytest.approx(5.0)
+    assert any("calibrated at 1024 pixels, the image has 4096" in n for n in res.notes)
