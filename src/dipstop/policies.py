@@ -51,6 +51,12 @@ class OutputPolicy:
     def begin(self, max_iters: int, patience: int) -> None:
         """Told the run's budget T and the stop's patience S before the first iteration."""
 
+    @property
+    def average_name(self) -> str:
+        """The running average whose recorded series ("psnr_NAME", ...) hold this policy's
+        image over a run; "" for the raw outputs."""
+        return ""
+
     def view(self, output: torch.Tensor, averages: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """What iteration t offers, taken when it is produced (averages then move on)."""
         raise NotImplementedError
@@ -127,6 +133,10 @@ class AverageAt(OutputPolicy):
     def averages(self) -> dict[str, RunningAverage]:
         return {self.average: self._avg}
 
+    @property
+    def average_name(self) -> str:
+        return self.average
+
     def view(self, output: torch.Tensor, averages: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return averages[self.average].clone()  # the average moves on in place
 
@@ -173,6 +183,10 @@ class MeanSinceBest(OutputPolicy):
     def begin(self, max_iters: int, patience: int) -> None:
         self._window, self._tail_from = patience + 1, max_iters - patience
 
+    @property
+    def average_name(self) -> str:
+        return f"box{self._window}" if self._window else ""
+
     def view(self, output: torch.Tensor, averages: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return output
 
@@ -190,7 +204,7 @@ class MeanSinceBest(OutputPolicy):
 
     def recorded_psnr(self, series, t_star, t_end):
         window = self._window or t_end - t_star + 1
-        values = series.get(f"psnr_box{window}")
+        values = series.get(f"psnr_box{window}")  # average_name, once begun
         return None if values is None or t_end < window else float(values[t_end - 1])
 
 

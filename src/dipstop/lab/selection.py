@@ -165,7 +165,7 @@ def policy_scores(run: StoredRun, patience: int, own: dict) -> dict[str, dict[st
     sigma = run.summary.get("sigma_estimated", run.spec["sigma"])
     rule = Rule("cifs", policy.name, patience)
     outcome = evaluate(rule, run.series, run.summary["pixels"], lam_for_sigma(sigma, own))
-    average = _average_series(policy, patience)
+    average = f"psnr_{policy.average_name}" if policy.average_name else "psnr"
     if outcome.psnr is None or average not in run.series:
         return {}
     best = int(np.nanargmax(run.series[average]))
@@ -183,11 +183,3 @@ def policy_scores(run: StoredRun, patience: int, own: dict) -> dict[str, dict[st
             "ssim": ssim_at(best + 1),
         },
     }
-
-
-def _average_series(policy, patience: int) -> str:
-    """The recorded PSNR series of a policy's average ("psnr" for the raw output)."""
-    if policy.name == "since-best":
-        return f"psnr_box{patience + 1}"
-    average = getattr(policy, "average", None)
-    return f"psnr_{average}" if average else "psnr"
