@@ -207,9 +207,8 @@ def denoise(
     >>> out.shape, out.dtype, res.iterations_run <= 5
     ((64, 64), dtype('uint8'), True)
     """
-    check_denoise_options(
-        sigma=sigma,
-        lam=lam,
+    # the fit's settings, as the tiled run hands them to each tile's `denoise`
+    fit = dict(
         protocol=protocol,
         width=width,
         max_iters=max_iters,
@@ -217,38 +216,19 @@ def denoise(
         lr=lr,
         z_noise_std=z_noise_std,
         seed=seed,
-        table=table,
+        output=output,
         device=device,
-        max_minutes=max_minutes,
+        table=table,
     )
+    check_denoise_options(sigma=sigma, lam=lam, max_minutes=max_minutes,
+                          **{k: v for k, v in fit.items() if k != "output"})  # fmt: skip
     check_tiling(tile, overlap, tile_above)
     loaded, kind = _to_loaded(image)
     if tile is not None and loaded.pixels.shape[0] * loaded.pixels.shape[1] > tile_above:
-        return run_tiles(
-            loaded,
-            kind,
-            image,
-            tile=tile,
-            overlap=overlap,
-            sigma=sigma,
-            lam=lam,
-            clean=clean,
-            progress=progress,
-            interruptible=interruptible,
-            protocol=protocol,
-            width=width,
-            max_iters=max_iters,
-            patience=patience,
-            lr=lr,
-            z_noise_std=z_noise_std,
-            seed=seed,
-            output=output,
-            device=device,
-            table=table,
-            switches=switches,
-            max_minutes=max_minutes,
-            on_estimate=on_estimate,
-        )
+        return run_tiles(loaded, kind, image, tile=tile, overlap=overlap, sigma=sigma, lam=lam,
+                         clean=clean, progress=progress, interruptible=interruptible,
+                         switches=switches, max_minutes=max_minutes, on_estimate=on_estimate,
+                         **fit)  # fmt: skip
     proto = get_protocol(protocol).with_(
         width=width, max_iters=max_iters, patience=patience, lr=lr, z_noise_std=z_noise_std
     )
