@@ -18,28 +18,17 @@ py=${PYTHON:-.venv/bin/python}
 data=${DIPSTOP_DATA:-../shared/data}
 mkdir -p "$work"
 
-snapshot() {  # a consistent copy of each live store (SQLite's backup API), for git
-  for name in calibration2 bench2; do
-    [ -f "$work/$name.sqlite" ] || continue
-    "$py" -c "import sqlite3, sys; s = sqlite3.connect(sys.argv[1]); d = sqlite3.connect(sys.argv[2]); s.backup(d); d.close()" \
-      "$work/$name.sqlite" "results/$name.sqlite"
-    echo "results/$name.sqlite: $("$py" -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from runs').fetchone()[0])" "results/$name.sqlite") runs"
-  done
-}
+. benchmarks/grid_stores.sh
 
 if [ "${1:-}" = snapshot ]; then
-  snapshot
+  snapshot calibration2 bench2
   exit 0
 fi
-for name in calibration2 bench2; do  # resume from the committed stores
-  if [ ! -f "$work/$name.sqlite" ] && [ -f "results/$name.sqlite" ]; then
-    cp "results/$name.sqlite" "$work/$name.sqlite"
-  fi
-done
+resume calibration2 bench2
 "$py" -m dipstop.cli calibrate --data "$data/cbsd432_jpg" --n-images 8 \
   --sigmas 5,15,25,35,50,75 --protocol cpu --store "$work/calibration2.sqlite" --ray \
   --threads 1
-snapshot
+snapshot calibration2 bench2
 "$py" -m dipstop.cli bench --data "$data/cbsd68" --n-images 12 --sigmas 15,25,50 \
   --protocol cpu --store "$work/bench2.sqlite" --ray --threads 1
-snapshot
+snapshot calibration2 bench2

@@ -27,34 +27,23 @@ stores="size_calibration fullsize_bench"
 export DIPSTOP_CHECKPOINT_SECONDS=${DIPSTOP_CHECKPOINT_SECONDS:-600}
 mkdir -p "$work"
 
-snapshot() {  # a consistent copy of each live store (SQLite's backup API), for git
-  for name in $stores; do
-    [ -f "$work/$name.sqlite" ] || continue
-    "$py" -c "import sqlite3, sys; s = sqlite3.connect(sys.argv[1]); d = sqlite3.connect(sys.argv[2]); s.backup(d); d.close()" \
-      "$work/$name.sqlite" "results/$name.sqlite"
-    echo "results/$name.sqlite: $("$py" -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from runs').fetchone()[0])" "results/$name.sqlite") runs"
-  done
-}
+. benchmarks/grid_stores.sh
 
 if [ "${1:-}" = snapshot ]; then
-  snapshot
+  snapshot $stores
   exit 0
 fi
-for name in $stores; do  # resume from the committed stores
-  if [ ! -f "$work/$name.sqlite" ] && [ -f "results/$name.sqlite" ]; then
-    cp "results/$name.sqlite" "$work/$name.sqlite"
-  fi
-done
+resume $stores
 calibrate() {
   "$py" -m dipstop.cli calibrate --data "$data/cbsd432_jpg" \
     --images 100007.jpg,16068.jpg,24063.jpg,384022.jpg --sigmas 15,25,50 --protocol cpu \
     --crop "$1" --store "$work/size_calibration.sqlite" --ray --threads 1
-  snapshot
+  snapshot $stores
 }
 calibrate 192
 calibrate 288
 "$py" -m dipstop.cli bench --data "$data/cbsd68" --sigmas 15,25,50 --protocol cpu --crop full \
   --images 101085.png,119082.png,148026.png,175032.png,216081.png,253027.png \
   --store "$work/fullsize_bench.sqlite" --ray --threads 1
-snapshot
+snapshot $stores
 calibrate full
