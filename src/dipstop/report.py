@@ -101,21 +101,25 @@ def _zoom_to_minimum(ax: plt.Axes, values: np.ndarray, t_star: int) -> None:
     ax.plot([t_star], [values[t_star - 1]], "o", color="C3", ms=4)
 
 
-def plot_before_after(images: dict[str, np.ndarray], path: Path, result=None) -> None:
+def plot_before_after(
+    images: dict[str, np.ndarray | None], path: Path, result: DenoiseResult | None = None
+) -> None:
     """The noisy input beside the denoised output (and the clean image when given), with
     their PSNR to the clean one when it is known; `images` maps those names to H x W (x C)
-    arrays, uint8/uint16 or float in [0, 1]."""
+    arrays, uint8/uint16 or float in [0, 1]. Shown at most about 1200 pixels a side (every
+    k-th pixel); the PSNR is the full image's."""
     order = [k for k in ("noisy", "denoised", "clean") if images.get(k) is not None]
     clean = images.get("clean")
     height, width = images[order[0]].shape[:2]
+    step = -(-max(height, width) // 1200)
     fig, axes = plt.subplots(1, len(order), figsize=(4 * len(order), 4 * height / width + 0.5))
     for ax, name in zip(np.atleast_1d(axes), order, strict=True):
-        img = _unit(images[name])
+        img = _unit(images[name][::step, ::step])
         ax.imshow(img if img.ndim == 3 and img.shape[2] > 1 else img.squeeze(), cmap="gray",
                   vmin=0, vmax=1, interpolation="nearest")  # fmt: skip
         title = name
         if clean is not None and name != "clean":
-            title += f": {psnr(img, _unit(clean)):.2f} dB"
+            title += f": {psnr(_unit(images[name]), _unit(clean)):.2f} dB"
         if name == "denoised" and result is not None:
             title += f"\n({result.settings.get('output')}, t* = {result.stop_iteration})"
         ax.set_title(title, fontsize=10)
