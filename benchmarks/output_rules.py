@@ -6,7 +6,8 @@ per sigma: the lam that maximises the mean PSNR of the returned image over the s
 shipped rule is chosen), that mean PSNR, its gap to the raw-output Peak and to the best
 average's own peak, how many runs never stopped before T, and the mean fraction of T a run
 takes to return (t_end / T). With `--lams FILE` (a lam table) the lams are not searched but
-read from it at the true sigma: the way to validate a chosen rule on other images (CBSD68).
+read from it at each run's estimated sigma, as a user runs it: the way to validate a chosen
+rule on other images (CBSD68).
 
     python benchmarks/output_rules.py --store results/calibration2.sqlite --cv
     python benchmarks/output_rules.py --store results/bench2.sqlite --lams TABLE.json
@@ -119,14 +120,17 @@ def main() -> None:
         print(f"\nsigma {sigma:g}: {len(runs)} runs, raw Peak {peak:.2f} dB; average peaks "
               + ", ".join(f"{k} {v:.2f}" for k, v in sorted(avg_peaks.items())))  # fmt: skip
         for rule in candidates(args.patience, runs[0].spec["criteria"]):
-            if rule.criterion == "cifs":
-                if table is not None:
-                    lam = lam_for_sigma(sigma, table)
-                else:
-                    lam, _ = search_lam(rule, data, lams)
+            per_run: list[float | None]
+            if rule.criterion != "cifs":
+                lam, per_run = None, [None] * len(runs)
+            elif table is not None:  # as a user runs it: lam at the run's estimated sigma
+                per_run = [lam_for_sigma(r.summary.get("sigma_estimated", sigma), table)
+                           for r in runs]  # fmt: skip
+                lam = float(np.exp(np.mean(np.log(per_run))))  # their geometric mean, shown
             else:
-                lam = None
-            outs = [evaluate(rule, s, px, lam) for s, px in data]
+                lam, _ = search_lam(rule, data, lams)
+                per_run = [lam] * len(runs)
+            outs = [evaluate(rule, s, px, x) for (s, px), x in zip(data, per_run, strict=True)]
             if any(o.psnr is None for o in outs):
                 continue
             mean = float(np.mean([o.psnr for o in outs]))
