@@ -31,6 +31,7 @@ from dipstop.lab.calibration import LAM_GRID  # noqa: E402
 from dipstop.lab.rules import Rule, evaluate, search_lam  # noqa: E402
 from dipstop.lab.store import ResultStore  # noqa: E402
 from dipstop.lambda_table import lam_for_sigma, load_table  # noqa: E402
+from dipstop.policies import make_policy  # noqa: E402
 
 POLICIES = ("raw", "since-best", "ema@stop", "ema998@stop", "box100@stop", "ema@best",
             "ema998@best", "box100@best")  # fmt: skip
@@ -49,6 +50,16 @@ def candidates(patience: int, criteria: dict[str, dict]) -> list[Rule]:
         if not p.endswith("@best")
     ]
     return cifs + others
+
+
+def own_average_peak(rule: Rule, runs: list) -> float | None:
+    """Mean over runs of the best PSNR the rule's own average reaches (None for "raw")."""
+    policy = make_policy(rule.policy)
+    policy.begin(len(runs[0].series["mse"]), rule.patience)
+    key = f"psnr_{policy.average_name}"
+    if not policy.average_name or any(key not in r.series for r in runs):
+        return None
+    return float(np.mean([np.nanmax(r.series[key]) for r in runs]))
 
 
 def held_out_psnr(rule: Rule, data: list, lams: np.ndarray) -> float:
@@ -145,11 +156,21 @@ def main() -> None:
                 "never_stopped": sum(not o.fired for o in outs),
                 "time_fraction": float(np.mean([o.t_end / n_iters for o in outs])),
             }
+            own = own_average_peak(rule, runs)
+            if own is not None:
+                row["gap_to_own_average_peak"] = mean - own
             if args.cv and rule.criterion == "cifs" and table is None and len(data) > 1:
                 row["cv_mean_psnr"] = held_out_psnr(rule, data, lams)
+            if table is not None and rule.criterion == "cifs":  # the table's loss to an oracle
+                best = [max(evaluate(rule, s, px, float(x)).psnr for x in lams) for s, px in data]
+                row["per_image_best_lam_psnr"] = float(np.mean(best))
             rows.append(row)
             lam_text = "-" if lam is None else f"{lam:.4g}"
             cv = f"  held out {row['cv_mean_psnr']:6.2f} dB" if "cv_mean_psnr" in row else ""
+            if "per_image_best_lam_psnr" in row:
+                cv += f"  per-image best lam {row['per_image_best_lam_psnr']:6.2f} dB"
+            if "gap_to_own_average_peak" in row:
+                cv += f"  ({row['gap_to_own_average_peak']:+.2f} vs its average's peak)"
             print(f"  {rule.label:22s} lam {lam_text:>9s}  {mean:6.2f} dB  "
                   f"({mean - peak:+.2f} vs raw Peak)  never stopped {row['never_stopped']}/"
                   f"{len(outs)}  time {row['time_fraction']:.2f} of T{cv}")  # fmt: skip
