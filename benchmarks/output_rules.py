@@ -62,12 +62,12 @@ def own_average_peak(rule: Rule, runs: list) -> float | None:
     return float(np.mean([np.nanmax(r.series[key]) for r in runs]))
 
 
-def held_out_psnr(rule: Rule, data: list, lams: np.ndarray) -> float:
+def held_out_psnr(rule: Rule, data: list, lams: np.ndarray, smooth: float = 1.0) -> float:
     """Mean PSNR with each run scored at the lam searched on the other runs (leave one image
     out): what the in-sample mean would be without choosing lam on the run itself."""
     scores = []
     for i, (series, pixels) in enumerate(data):
-        lam, _ = search_lam(rule, data[:i] + data[i + 1 :], lams)
+        lam, _ = search_lam(rule, data[:i] + data[i + 1 :], lams, smooth)
         scores.append(evaluate(rule, series, pixels, lam).psnr)
     return float(np.mean(scores))
 
@@ -109,6 +109,12 @@ def main() -> None:
         "--cv",
         action="store_true",
         help="also leave one image out: each run scored at the lam searched on the others",
+    )
+    ap.add_argument(
+        "--smooth",
+        default="",
+        help="with --cv, also the held-out PSNR of lams searched with these smoothing factors "
+        "(e.g. 1.25,1.6: the best mean over [lam / f, lam * f])",
     )
     args = ap.parse_args()
     table = load_table(args.lams) if args.lams else None
@@ -161,12 +167,18 @@ def main() -> None:
                 row["gap_to_own_average_peak"] = mean - own
             if args.cv and rule.criterion == "cifs" and table is None and len(data) > 1:
                 row["cv_mean_psnr"] = held_out_psnr(rule, data, lams)
+                for f in [float(x) for x in args.smooth.split(",") if x.strip()]:
+                    row[f"cv_mean_psnr_smooth{f:g}"] = held_out_psnr(rule, data, lams, f)
             if table is not None and rule.criterion == "cifs":  # the table's loss to an oracle
                 best = [max(evaluate(rule, s, px, float(x)).psnr for x in lams) for s, px in data]
                 row["per_image_best_lam_psnr"] = float(np.mean(best))
             rows.append(row)
             lam_text = "-" if lam is None else f"{lam:.4g}"
-            cv = f"  held out {row['cv_mean_psnr']:6.2f} dB" if "cv_mean_psnr" in row else ""
+            cv = "".join(
+                f"  held out{', smooth ' + k.split('smooth')[1] if 'smooth' in k else ''} {v:.2f}"
+                for k, v in row.items()
+                if k.startswith("cv_")
+            )
             if "per_image_best_lam_psnr" in row:
                 cv += f"  per-image best lam {row['per_image_best_lam_psnr']:6.2f} dB"
             if "gap_to_own_average_peak" in row:

@@ -133,17 +133,35 @@ def search_lam(
     rule: Rule,
     runs: Sequence[tuple[Mapping[str, np.ndarray], int]],
     lams: np.ndarray,
+    smooth: float = 1.0,
 ) -> tuple[float, np.ndarray]:
     """The lam maximising the mean PSNR of `rule`'s image over (series, pixels) runs, and the
     mean-PSNR curve over `lams` (NaN where a run lacks the policy's series). Among equally
-    good lams, the middle of the widest best plateau, as `calibration.search_lambda`."""
+    good lams, the middle of the widest best plateau, as `calibration.search_lambda`.
+
+    `smooth` > 1 maximises instead the curve's mean over [lam / smooth, lam * smooth]: the
+    lam best on average when the right one is off by up to that factor (another image, an
+    estimated sigma), which keeps away from a cliff where a slightly larger lam never stops.
+
+    >>> t = np.arange(1.0, 41.0)
+    >>> s = {"mse": 1 / t, "jpeg_bytes": t, "psnr": 30 - abs(t - 10)}
+    >>> lam, curve = search_lam(Rule("cifs", "raw", 5), [(s, 100)], np.array([0.1, 0.2, 0.4]))
+    >>> lam, curve.tolist()  # E = lam / t + (t / 100)^2 is least at t = (5000 lam)^(1/3)
+    (0.2, [28.0, 30.0, 27.0])
+    >>> search_lam(Rule("cifs", "raw", 5), [(s, 100)], np.array([0.1, 0.2, 0.4]), smooth=2)[0]
+    0.1
+    """
     curve = np.array(
         [
             np.mean([_psnr(evaluate(rule, s, pixels, float(lam))) for s, pixels in runs])
             for lam in lams
         ]
     )
-    finite = np.where(np.isfinite(curve), curve, -np.inf)
+    scored = curve
+    if smooth > 1:
+        near = np.abs(np.log(lams)[:, None] - np.log(lams)[None, :]) <= np.log(smooth) + 1e-12
+        scored = np.array([np.mean(curve[row]) for row in near])
+    finite = np.where(np.isfinite(scored), scored, -np.inf)
     best = np.flatnonzero(finite >= finite.max() - 1e-9)
     splits = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)
     widest = max(splits, key=len)
