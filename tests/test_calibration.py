@@ -72,6 +72,8 @@ def test_cli_calibrate_writes_a_usable_table(tmp_path, image_folder):
             "10",
             "-S",
             "3",
+            "--lam-smooth",
+            "1.5",
             "--width",
             "8",
             "--crop",
@@ -86,6 +88,7 @@ def test_cli_calibrate_writes_a_usable_table(tmp_path, image_folder):
     assert rc == 0
     doc = load_table(table)  # for the default output, since-best, as its provenance says
     assert table_output(doc) == "since-best" and "S = 3" in doc["provenance"]["selection"]
+    assert "best on average over [lam / 1.5, lam * 1.5]" in doc["provenance"]["selection"]
     assert [e["sigma"] for e in doc["entries"]] == [15.0, 30.0]
     assert doc["provenance"]["images"] == ["a.png", "b.jpg"]
     assert doc["protocol"]["width"] == 8

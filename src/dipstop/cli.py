@@ -257,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the output the lams are chosen for (default {DEFAULT_OUTPUT}; raw = the paper's "
         "selection, argmin of E_t)",
     )
+    cal.add_argument(
+        "--lam-smooth",
+        type=_positive_float,
+        default=1.0,
+        metavar="F",
+        help="for an averaged output: the lam best on average over [lam/F, lam*F] (default 1)",
+    )
     _add_lab_grid(cal, 8, "results/calibration.sqlite")
 
     bench = sub.add_parser("bench", help="run a data set x sigma x seed grid into a results store")
@@ -335,7 +342,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         run_grid(todo, store, args.device, args.ray, use_ray, _log(args), switches=SWITCHES)
     policy = args.output_policy
     choices = calibrate_from_store(
-        store, protocol.width, protocol.crop, protocol.max_iters, protocol.patience, policy
+        store,
+        protocol.width,
+        protocol.crop,
+        protocol.max_iters,
+        protocol.patience,
+        policy,
+        args.lam_smooth,
     )
     for c in choices:
         at = "argmin E" if policy == "raw" else f"{policy}'s output"
@@ -348,7 +361,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.output:
         command = "dipstop " + " ".join(sys.argv[1:])
         write_lambda_table(
-            args.output, choices, protocol, command, [p.name for p in chosen], data.name, policy
+            args.output,
+            choices,
+            protocol,
+            command,
+            [p.name for p in chosen],
+            data.name,
+            policy,
+            args.lam_smooth,
         )
         print(f"wrote {args.output}")
     return 0

@@ -246,6 +246,7 @@ def calibrate_from_store(
     iters: int | None = None,
     patience: int | None = None,
     policy: str = "raw",
+    smooth: float = 1.0,
 ) -> list[LambdaChoice]:
     """One LambdaChoice per sigma from the store's runs at this width and crop.
 
@@ -275,6 +276,9 @@ def calibrate_from_store(
         S, to report `mean_psnr_eq4` (required for a policy other than "raw").
     policy : str
         The output policy the lams are for.
+    smooth : float
+        For a policy other than "raw": pick the lam best on average over [lam / smooth,
+        lam * smooth] (`dipstop.lab.rules.search_lam`); 1 for the plain best.
 
     Returns
     -------
@@ -320,7 +324,8 @@ def calibrate_from_store(
         groups.setdefault(sigma, []).append(run)
     if policy != "raw":
         choices = [
-            _policy_choice(sigma, groups[sigma], policy, patience) for sigma in sorted(groups)
+            _policy_choice(sigma, groups[sigma], policy, patience, smooth)
+            for sigma in sorted(groups)
         ]
         return [_sized(c, groups[c.sigma]) for c in choices]
     choices = []
@@ -352,7 +357,7 @@ def _sized(choice: LambdaChoice, runs: list[CalibrationRun]) -> LambdaChoice:
 
 
 def _policy_choice(
-    sigma: float, runs: list[CalibrationRun], policy: str, patience: int | None
+    sigma: float, runs: list[CalibrationRun], policy: str, patience: int | None, smooth: float
 ) -> LambdaChoice:
     """The lam for one sigma under an output policy: the best mean PSNR of the returned image
     when Eq. 4 stops the run online (every entry "at the Eq. 4 stop")."""
@@ -366,14 +371,15 @@ def _policy_choice(
         )
     rule = Rule("cifs", policy, patience)
     data = [(r.series, r.pixels) for r in runs]
-    lam, curve = search_lam(rule, data, LAM_GRID)
+    lam, curve = search_lam(rule, data, LAM_GRID, smooth)
+    at = int(np.argmin(np.abs(LAM_GRID - lam)))
     if not np.isfinite(curve).any():
         raise DipstopError(
             f"the runs at sigma {sigma:g} lack the series output policy {policy!r} needs; "
             "record them again with this dipstop"
         )
     outcomes = [evaluate(rule, s, px, lam) for s, px in data]
-    best = float(np.nanmax(curve))
+    best = float(curve[at])  # the mean PSNR at the chosen lam
     return LambdaChoice(
         sigma,
         lam,
@@ -395,6 +401,7 @@ def write_lambda_table(
     planned: Sequence[str] = (),
     folder: str | None = None,
     policy: str = "raw",
+    smooth: float = 1.0,
 ) -> None:
     """Write the lam(sigma) table of these choices, with its provenance: the command that
     made it, the date, the images behind every entry and the selection rule.
@@ -415,6 +422,8 @@ def write_lambda_table(
         The image folder's name.
     policy : str
         The output policy the lams were chosen for (`calibrate_from_store`).
+    smooth : float
+        The smoothing factor of that search (recorded when above 1).
 
     Examples
     --------
@@ -461,6 +470,7 @@ def write_lambda_table(
         "selection": "argmin_t E_t over all recorded iterations (paper Sec. 3.2)"
         if policy == "raw"
         else f"the image output policy {policy!r} returns where Eq. 4 with S = "
-        f"{protocol.patience} stops the run online",
+        f"{protocol.patience} stops the run online"
+        + (f", best on average over [lam / {smooth:g}, lam * {smooth:g}]" if smooth > 1 else ""),
     }
     write_table(path, entries, protocol.as_dict(), provenance)
