@@ -61,6 +61,7 @@ def test_tiles_take_lam_at_the_tile_size(two_sizes, smooth_rgb):
     big = np.tile(smooth_rgb, (2, 2, 1))  # 128 x 128 in 64 x 64 tiles
     _, res = denoise(big, table=str(two_sizes), tile=64, overlap=16, tile_above=64 * 64, **FIT)
     assert len(res.tiles) > 1 and res.lam == pytest.approx(10.0)
+    assert all(t.result.lam == pytest.approx(res.lam) for t in res.tiles)  # one lam for all
 
 
 def test_an_image_far_from_the_calibrated_sizes_is_noted(tmp_path, smooth_rgb):

@@ -166,3 +166,8 @@ def test_a_tiled_image_is_estimated_on_its_first_tile_and_shares_the_budget(smoo
     assert any("time budget" in n for n in res.notes)
     fitted = [t.result for t in res.tiles if t.result is not None]
     assert fitted and all(r.stopped_by_budget and r.iterations_run < 20000 for r in fitted)
+    # a tile's share of the budget may be a few iterations: the estimate is still made, on
+    # what they timed, and says how long the whole run would take without the budget
+    est = res.estimate
+    assert est is not None and est.seconds_low > 60 * budget and est.budget_seconds == 1.0
+    assert est.line().endswith("the time budget of 1.0 s ends it first")

@@ -107,7 +107,8 @@ def test_identity_tiles_give_the_input_back_exactly(monkeypatch):
         estimate_sigma(split_array(rgb).pixels)
     )
     assert {c["sigma"] for c in stub.calls} == {res.sigma}
-    assert {c["lam"] for c in stub.calls} == {res.lam}
+    # each tile looks the same lam up in the table at its size (tests/test_lambda_sizes.py)
+    assert {c["lam"] for c in stub.calls} == {None}
     assert all(c["tile"] is None and c["width"] == 8 for c in stub.calls)
     assert all(c["shape"] == (64, 64, 3) for c in stub.calls)
 

@@ -303,6 +303,7 @@ def denoise(
         )
     if rec.output is None:  # interrupted before the first iteration was scored
         raise KeyboardInterrupt
+    planner.finish()
     stopper = stop.stopper
     t_star = stopper.best_index + 1
     if rec.interrupted:
@@ -424,6 +425,12 @@ class _Planner:
             return
         self.seconds.append(row["seconds"])
         if len(self.seconds) == self.when:
+            self.finish()
+
+    def finish(self) -> None:
+        """Make the estimate now if the run ended before it was due (a tile's share of a time
+        budget can be a few iterations), from the rows it has."""
+        if self.estimate is None and self.seconds:
             self.estimate = estimate_run(self.seconds, *self.args)
             if self.on_estimate is not None:
                 self.on_estimate(self.estimate)

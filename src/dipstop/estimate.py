@@ -34,8 +34,8 @@ class RunEstimate:
     expected_from : str
         "lam table" or "T".
     seconds_low, seconds_high : float
-        The whole run's expected wall time, stopping at `expected_iterations` / at T (capped
-        by the time budget when there is one).
+        The whole run's expected wall time, stopping at `expected_iterations` / at T, as if
+        there were no time budget (a budget ends the run earlier: `budget_seconds`).
     memory_bytes : int
         Peak memory the fit needs (`dipstop.memory.estimate_bytes`).
     budget_seconds : float or None
@@ -62,12 +62,10 @@ class RunEstimate:
         >>> one = RunEstimate(0.05, (2, 5), 3000, 1800, "lam table", 90.0, 150.0, 2**30)
         >>> run = one.for_tiles(10, max_minutes=20)
         >>> run.seconds_low, run.seconds_high, run.budget_seconds, run.tiles
-        (900.0, 1200.0, 1200.0, 10)
+        (900.0, 1500.0, 1200.0, 10)
         """
         budget = None if max_minutes is None else float(max_minutes) * 60.0
         low, high = self.seconds_low * tiles, self.seconds_high * tiles
-        if budget is not None:
-            low, high = min(low, budget), min(high, budget)
         return replace(self, seconds_low=low, seconds_high=high, budget_seconds=budget, tiles=tiles)
 
     def line(self) -> str:
@@ -79,6 +77,8 @@ class RunEstimate:
         """
         first, last = self.timed
         timed = f"iteration {first}" if first == last else f"iterations {first}-{last}"
+        if first == 1:  # the run ended within the warm-up: its cost is in the rate
+            timed += ", warm-up included: high"
         if self.expected_from == "T":
             iters = f"up to T={self.max_iterations} iterations"
         else:
@@ -94,7 +94,13 @@ class RunEstimate:
             f"{size(self.memory_bytes)}" + (" (one tile at a time)" if self.tiles > 1 else "")
         )
         if self.budget_seconds is not None:
-            text += f"; the time budget is {duration(self.budget_seconds)}"
+            budget = duration(self.budget_seconds)
+            if self.budget_seconds < self.seconds_low:
+                text += f"; the time budget of {budget} ends it first"
+            elif self.budget_seconds < self.seconds_high:
+                text += f"; the time budget of {budget} may end it first"
+            else:
+                text += f"; within the time budget of {budget}"
         return text
 
 
@@ -147,8 +153,6 @@ def estimate_run(
     elapsed = seconds[-1]
     low = elapsed + rate * max(expected - k, 0)
     high = elapsed + rate * max(max_iters - k, 0)
-    if budget_seconds is not None:
-        low, high = min(low, budget_seconds), min(high, budget_seconds)
     return RunEstimate(
         seconds_per_iteration=rate,
         timed=timed,

@@ -451,9 +451,13 @@ def run_tiles(
     if sigma is None:
         sigma = estimate_sigma(x)
     notes: list[str] = []
+    tile_lam = lam  # what each tile's fit is given
     if lam is None:
         tile_pixels = plan.tile_h * plan.tile_w  # each tile is fitted, and stopped, alone
         lam, notes = api.lam_from_table(sigma, fit.get("table"), proto.width, output, tile_pixels)
+        # a tile given sigma looks the same lam up itself, and the table's expected stop with
+        # it (for the run's estimate); a tile's own sigma estimate would differ from tile to tile
+        tile_lam = None if sigma > 0 else lam
 
     acc = np.zeros_like(x)  # the blended image, float32
     runs: list[TileRun] = []
@@ -480,8 +484,8 @@ def run_tiles(
                 try:
                     out, result = api.denoise(
                         x[box],
-                        sigma=sigma if sigma > 0 else None,  # lam is fixed: sigma informs only
-                        lam=lam,
+                        sigma=sigma if sigma > 0 else None,
+                        lam=tile_lam,
                         clean=None if clean_px is None else clean_px[box],
                         interruptible=interruptible,
                         tile=None,
