@@ -160,12 +160,17 @@ def test_a_tiled_image_is_estimated_on_its_first_tile_and_shares_the_budget(smoo
     one = res.tiles[0].result.estimate  # the first tile's, times the tiles
     assert res.estimate.seconds_high == pytest.approx(4 * one.seconds_high)
     assert "per tile, 4 tiles" in res.estimate.line() and not res.stopped_by_budget
+    _, res = denoise(noisy, max_iters=6, patience=6, max_minutes=1.0, **tiling)  # room for all
+    assert all(t.result is not None and not t.result.stopped_by_budget for t in res.tiles)
     budget = 1.0 / 60  # a second for all four, where T = 20000 would take minutes
     _, res = denoise(noisy, max_iters=20000, patience=20000, max_minutes=budget, **tiling)
     assert res.stopped_by_budget and res.seconds < 5
     assert any("time budget" in n for n in res.notes)
     fitted = [t.result for t in res.tiles if t.result is not None]
     assert fitted and all(r.stopped_by_budget and r.iterations_run < 20000 for r in fitted)
+    # shares of a second would cut every tile to a few iterations: the first tile had it all
+    assert fitted == [res.tiles[0].result] and res.tiles[0].result.iterations_run > 5
+    assert any("3 of 4 tiles were not fitted" in n for n in res.notes)
     # a tile's share of the budget may be a few iterations: the estimate is still made, on
     # what they timed, and says how long the whole run would take without the budget
     est = res.estimate

@@ -412,10 +412,14 @@ def run_tiles(
     """The tiled run of an image already split by `dipstop.api._to_loaded` (options checked).
 
     Every check that can refuse the run (sizes, memory of one tile's fit, the clean image)
-    comes before the first fit. A time budget is shared out: each tile may use what is left
-    of it over the tiles left (a tile that stops early leaves more to the others); once it
-    is spent, the tiles left keep the noisy pixels. The first tile's estimate, scaled to all
-    tiles, is the run's (`on_estimate`, `TiledResult.estimate`).
+    comes before the first fit. A time budget is shared out when it can be: the first tile
+    may use all of it, and tells what a tile costs; each next tile may use what is left over
+    the tiles left (a tile that stops early leaves more to the others) while that share is
+    at least half the first tile's time. Below that, shares would cut every fit to a few
+    iterations, an image worse than the noisy one, so the tiles are fitted in full one
+    after another until the budget is spent, and the tiles left keep the noisy pixels. The
+    first tile's estimate, scaled to all tiles, is the run's (`on_estimate`,
+    `TiledResult.estimate`).
     """
     from tqdm import tqdm
 
@@ -480,6 +484,9 @@ def run_tiles(
             if deadline is not None:
                 left = deadline - time.perf_counter()
                 share = left / (len(boxes) - len(runs)) / 60.0 if left > 0 else None
+                head = runs[0].result if runs else None  # what the first tile cost
+                if share is not None and (head is None or share * 60 < head.seconds / 2):
+                    share = left / 60.0  # the first tile, or shares too small: a full fit
             if not interrupted and (deadline is None or share is not None):
                 try:
                     out, result = api.denoise(
@@ -515,8 +522,8 @@ def run_tiles(
     on_budget = sum(run.result is not None and run.result.stopped_by_budget for run in runs)
     if on_budget:
         notes.append(
-            f"the time budget of {max_minutes:g} min, shared out over the tiles, ended {on_budget} "
-            "of them before their stopping rule fired (their best so far)"
+            f"the time budget of {max_minutes:g} min ended {on_budget} tile(s) before their "
+            "stopping rule fired (their best so far)"
         )
     first = next((run.result for run in runs if run.result is not None), None)
     settings = dict(first.settings) if first else {}
