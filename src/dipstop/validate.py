@@ -587,28 +587,17 @@ above 0; rerun dipstop calibrate --table, or fix the file
                 raise bad(
                     f"entry {i} has {key} {_show(e[key])}, not a finite number above 0"
                 ) from None
-        if "n_runs" in e:
+        for key, check, least, kind, nullable in (
+            ("n_runs", whole, 0, "a whole number", False),
+            ("mean_iterations", number, 1, "a finite number", True),  # null: not recorded
+            ("pixels", whole, 1, "a whole number", False),
+        ):
+            if key not in e or (nullable and e[key] is None):
+                continue
             try:
-                whole(e["n_runs"], "n_runs", at_least=0)
+                check(e[key], key, at_least=least)
             except DipstopError:
-                raise bad(
-                    f"entry {i} has n_runs {_show(e['n_runs'])}, not a whole number >= 0"
-                ) from None
-        if e.get("mean_iterations") is not None:
-            try:
-                number(e["mean_iterations"], "mean_iterations", at_least=1)
-            except DipstopError:
-                raise bad(
-                    f"entry {i} has mean_iterations {_show(e['mean_iterations'])}, not a "
-                    "finite number >= 1"
-                ) from None
-        if "pixels" in e:
-            try:
-                whole(e["pixels"], "pixels", at_least=1)
-            except DipstopError:
-                raise bad(
-                    f"entry {i} has pixels {_show(e['pixels'])}, not a whole number >= 1"
-                ) from None
+                raise bad(f"entry {i} has {key} {_show(e[key])}, not {kind} >= {least}") from None
         clean.append({**e, "sigma": float(e["sigma"]), "lam": float(e["lam"])})
     sized = ["pixels" in e for e in clean]
     if any(sized) and not all(sized):
