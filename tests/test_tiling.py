@@ -244,3 +244,72 @@ def test_a_flat_image_whose_estimated_sigma_is_zero_tiles_without_error():
     flat = np.full((100, 140), 128, np.uint8)
     out, res = denoise(flat, tile=64, overlap=16, tile_above=0, width=8, max_iters=2, patience=1)
     assert out.shape == flat.shape and res.sigma_estimated and res.sigma == 0.0
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray of two CPUs, shared by the tests that run tiles as Ray tasks."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def _ramp_rgb(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 1, 140, dtype=np.float32)[None, :, None] * np.ones((100, 1, 3))
+    return np.rint(np.clip(ramp + rng.normal(0, 0.1, ramp.shape), 0, 1) * 255).astype(np.uint8)
+
+
+def test_tiles_as_ray_tasks_match_the_in_process_run(local_ray):
+    noisy = _ramp_rgb(3)
+    opts = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=12, patience=3, lam=50.0)
+    local, res_local = denoise(noisy, device="cpu", **opts)
+    seen = []
+    remote, res_ray = denoise(noisy, device="cpu", ray="", on_estimate=seen.append, **opts)
+    assert res_ray.stop_iterations == res_local.stop_iterations  # each tile stopped alike
+    np.testing.assert_allclose(remote.astype(int), local.astype(int), atol=1)
+    assert [t.result.iterations_run for t in res_ray.tiles] == [
+        t.result.iterations_run for t in res_local.tiles
+    ]
+    # the estimate comes with the first tile done, for 6 tiles 2 at a time (3 rounds)
+    (estimate,) = seen
+    assert estimate is res_ray.estimate and estimate.tiles == 6 and estimate.parallel == 2
+    one = res_ray.tiles[0].result.estimate
+    assert estimate.seconds_high == pytest.approx(3 * one.seconds_high)
+
+
+def test_ray_tiles_not_started_before_the_deadline_keep_the_noisy_pixels(local_ray):
+    noisy = _ramp_rgb(4)
+    out, res = denoise(
+        noisy, tile=64, overlap=16, tile_above=0, width=8, max_iters=5, lam=50.0, ray="",
+        max_minutes=1e-6,
+    )  # fmt: skip
+    np.testing.assert_array_equal(out, noisy)  # the weights sum to 1: the input comes back
+    assert all(t.result is None for t in res.tiles) and res.stopped_by_budget
+    assert "6 of 6 tiles were not fitted" in res.notes[-1]
+
+
+def test_one_untiled_fit_as_a_ray_task_gives_the_in_process_pixels(local_ray):
+    noisy = _ramp_rgb(5)
+    opts = dict(width=8, max_iters=12, patience=3, lam=50.0, device="cpu")
+    local, res_local = denoise(noisy, **opts)
+    remote, res_ray = denoise(noisy, ray="", **opts)
+    assert isinstance(res_ray, DenoiseResult) and res_ray.stop_iteration == res_local.stop_iteration
+    np.testing.assert_allclose(remote.astype(int), local.astype(int), atol=1)
+
+
+def test_ray_map_reads_its_calls_lazily(local_ray):
+    from dipstop.raytasks import ray_map
+
+    pulled = []
+
+    def calls():
+        for k in range(20):
+            pulled.append(k)
+            yield (k,)
+
+    results = ray_map(lambda k: k, calls())
+    first = next(results)
+    assert len(pulled) <= 2 * 2 + 1  # two tasks per CPU in flight, not all 20 submitted
+    assert sorted([first, *results]) == list(range(20))

@@ -35,7 +35,15 @@ from dipstop.policies import DEFAULT_OUTPUT, make_policy
 from dipstop.protocols import get_protocol
 from dipstop.recording import OnlineStop, record
 from dipstop.runtime import Switches
-from dipstop.tiling import OVERLAP, TILE, TILE_ABOVE, TiledResult, denoise_tiled, run_tiles
+from dipstop.tiling import (
+    OVERLAP,
+    TILE,
+    TILE_ABOVE,
+    TiledResult,
+    denoise_tiled,
+    fit_remotely,
+    run_tiles,
+)
 from dipstop.validate import check_denoise_options, check_tiling
 
 __all__ = ["DenoiseResult", "TiledResult", "denoise", "denoise_tiled", "lam_from_table"]
@@ -135,6 +143,7 @@ def denoise(
     tile: int | None = TILE,
     overlap: int = OVERLAP,
     tile_above: int = TILE_ABOVE,
+    ray: str | None = None,
 ) -> tuple[Any, DenoiseResult | TiledResult]:
     """Denoise `image` with a Deep Image Prior stopped by CIFS; no noise level needed.
 
@@ -191,6 +200,14 @@ def denoise(
         Least overlap of neighbouring tiles, blended by a raised cosine (default 32).
     tile_above : int
         Tile images with more pixels than this (default 1,000,000; 0 tiles every image).
+    ray : str, optional
+        Fit as Ray tasks (`dipstop.raytasks`): "" a local Ray, else a cluster's address. A
+        tiled image's tiles run as single-thread tasks, as many at once as the Ray has CPUs
+        (or GPUs), blended here as they finish; an image that is not tiled is one task. The
+        fits' progress, estimate and Ctrl-C stay in the tasks: a tiled run's estimate comes
+        when its first tile is done, and with `interruptible` Ctrl-C keeps the tiles done so
+        far; `max_minutes` is a deadline for each task (tiles not started by then keep the
+        noisy pixels).
 
     Returns
     -------
@@ -228,7 +245,14 @@ def denoise(
         return run_tiles(loaded, kind, image, tile=tile, overlap=overlap, sigma=sigma, lam=lam,
                          clean=clean, progress=progress, interruptible=interruptible,
                          switches=switches, max_minutes=max_minutes, on_estimate=on_estimate,
-                         **fit)  # fmt: skip
+                         ray=ray, **fit)  # fmt: skip
+    if ray is not None:  # the one fit, as one Ray task
+        clean_px = None if clean is None else _to_loaded(clean)[0].pixels
+        ((_, out, result),) = fit_remotely(
+            [(0, loaded.pixels, clean_px)], ray, threads=None, sigma=sigma, lam=lam,
+            switches=switches, max_minutes=max_minutes, tile=None, **fit,
+        )  # fmt: skip
+        return _from_array(join_array(out, loaded), kind, image), result
     proto = get_protocol(protocol).with_(
         width=width, max_iters=max_iters, patience=patience, lr=lr, z_noise_std=z_noise_std
     )

@@ -48,14 +48,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
-def _add_ray(p: argparse.ArgumentParser) -> None:
+def _add_ray(p: argparse.ArgumentParser, what: str = "one run per task") -> None:
     p.add_argument(
         "--ray",
         nargs="?",
         const="",
         default=None,
         metavar="ADDRESS",
-        help="run as Ray tasks: a local Ray (one 1-thread run per core), or the cluster at ADDRESS",
+        help=f"run as Ray tasks ({what}): a local Ray (one 1-thread task per core), or the "
+        "cluster at ADDRESS",
     )
 
 
@@ -238,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow the output to replace the input file; with several inputs, redo the "
         "files whose output exists (skipped otherwise)",
     )
-    _add_ray(den)
+    _add_ray(den, "one task per file, or per tile of a tiled photo")
     _add_fit_options(den)
 
     demo = sub.add_parser("demo", help="denoise the bundled sample image (a cat, sigma 25)")
@@ -407,24 +408,16 @@ def _print_estimate(estimate: RunEstimate) -> None:
 
 def _denoise_file(args: argparse.Namespace, src: Path, dst: Path, clean: Path | None) -> int:
     """One file, as `dipstop denoise IN -o OUT` and `dipstop demo` run it."""
-    from dipstop.batch import Job, denoise_file, run_jobs
-    from dipstop.imageio import check_writable
+    from dipstop.batch import denoise_file
 
     overwrite = getattr(args, "overwrite", False)
     report = Path(args.report) if args.report else None
     if report is not None:
         _check_folder(report)
-    if getattr(args, "ray", None) is not None:  # one Ray task
-        check_writable(dst, protect=(src, clean), overwrite=overwrite)  # before Ray starts
-        job = Job(src, dst, report, clean)
-        fit = _fit_kwargs(args, interruptible=False)
-        ((_, result, error),) = run_jobs([job], fit, use_ray=True, ray_address=args.ray)
-        if result is None:
-            raise DipstopError(str(error))
-    else:
-        fit = _fit_kwargs(args)
-        result = denoise_file(src, dst, clean=clean, report=report, overwrite=overwrite, **fit)
-        # denoise_file checks dst is writable before it reads or fits anything
+    # with --ray the fit (or a tiled photo's tiles) runs as Ray tasks; the file is read and
+    # written here, after denoise_file has checked dst is writable
+    fit = {**_fit_kwargs(args), "ray": getattr(args, "ray", None)}
+    result = denoise_file(src, dst, clean=clean, report=report, overwrite=overwrite, **fit)
     if not args.quiet:
         print("\n".join(_result_lines(result, dst)))
     return 130 if result.interrupted else 0  # 130: the shell's code for an interrupt

@@ -41,8 +41,11 @@ class RunEstimate:
     budget_seconds : float or None
         The wall-clock budget (`max_minutes`), if any.
     tiles : int
-        How many tiles the run fits one after another (`dipstop.tiling`); the iterations,
-        rate and memory are one tile's, the seconds all tiles'.
+        How many tiles the run fits (`dipstop.tiling`); the iterations, rate and memory are
+        one tile's, the seconds all tiles'.
+    parallel : int
+        How many tiles are fitted at once (Ray tasks; 1 in-process): the seconds are wall
+        time, the memory is per task.
     """
 
     seconds_per_iteration: float
@@ -55,18 +58,28 @@ class RunEstimate:
     memory_bytes: int
     budget_seconds: float | None = None
     tiles: int = 1
+    parallel: int = 1
 
-    def for_tiles(self, tiles: int, max_minutes: float | None = None) -> RunEstimate:
-        """This estimate of one tile's fit, for a run of `tiles` such fits (and its budget).
+    def for_tiles(
+        self, tiles: int, max_minutes: float | None = None, parallel: int = 1
+    ) -> RunEstimate:
+        """This estimate of one tile's fit, for a run of `tiles` such fits, `parallel` at a
+        time (Ray tasks), and its budget.
 
         >>> one = RunEstimate(0.05, (2, 5), 3000, 1800, "lam table", 90.0, 150.0, 2**30)
         >>> run = one.for_tiles(10, max_minutes=20)
         >>> run.seconds_low, run.seconds_high, run.budget_seconds, run.tiles
         (900.0, 1500.0, 1200.0, 10)
+        >>> one.for_tiles(10, parallel=4).seconds_low  # 3 rounds of 4 tasks
+        270.0
         """
         budget = None if max_minutes is None else float(max_minutes) * 60.0
-        low, high = self.seconds_low * tiles, self.seconds_high * tiles
-        return replace(self, seconds_low=low, seconds_high=high, budget_seconds=budget, tiles=tiles)
+        rounds = -(-tiles // max(1, parallel))
+        low, high = self.seconds_low * rounds, self.seconds_high * rounds
+        return replace(
+            self, seconds_low=low, seconds_high=high, budget_seconds=budget, tiles=tiles,
+            parallel=max(1, parallel),
+        )  # fmt: skip
 
     def line(self) -> str:
         """The estimate in one line, as `dipstop denoise` prints it.
@@ -88,10 +101,13 @@ class RunEstimate:
             )
         if self.tiles > 1:
             iters += f" per tile, {self.tiles} tiles"
+            if self.parallel > 1:
+                iters += f", {self.parallel} at a time"
+        per = " (one tile at a time)" if self.parallel == 1 else " per task"
         text = (
             f"estimate: {self.seconds_per_iteration:.3g} s/iteration (timed on {timed}); "
             f"{iters}: {span(self.seconds_low, self.seconds_high)} in all; needs about "
-            f"{size(self.memory_bytes)}" + (" (one tile at a time)" if self.tiles > 1 else "")
+            f"{size(self.memory_bytes)}" + (per if self.tiles > 1 else "")
         )
         if self.budget_seconds is not None:
             budget = duration(self.budget_seconds)

@@ -16,9 +16,10 @@ The default tile is 128 px: the lam table is calibrated on 128 x 128 crops.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -179,11 +180,20 @@ class TilePlan:
     def weights(self) -> Iterator[np.ndarray]:
         """Every tile's tile_h x tile_w float32 weights, in `boxes` order, made one at a time
         (the outer product of the per-axis weights); they sum to 1 at every pixel."""
-        wy = axis_weights(self.height, list(self.rows), self.tile_h, self.overlap)
-        wx = axis_weights(self.width, list(self.cols), self.tile_w, self.overlap)
-        for a in wy:
-            for b in wx:
-                yield np.outer(a, b).astype(np.float32)
+        return (self.weight(i) for i in range(len(self)))
+
+    def weight(self, index: int) -> np.ndarray:
+        """The weights of tile `index` (in `boxes` order), as `weights` gives them."""
+        wy, wx = self._axis_weights
+        row, col = divmod(index, len(self.cols))
+        return np.outer(wy[row], wx[col]).astype(np.float32)
+
+    @functools.cached_property
+    def _axis_weights(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        return (
+            axis_weights(self.height, list(self.rows), self.tile_h, self.overlap),
+            axis_weights(self.width, list(self.cols), self.tile_w, self.overlap),
+        )
 
 
 def plan_tiles(height: int, width: int, tile: int = TILE, overlap: int = OVERLAP) -> TilePlan:
@@ -407,6 +417,7 @@ def run_tiles(
     interruptible: bool = False,
     max_minutes: float | None = None,
     on_estimate: Callable[[RunEstimate], None] | None = None,
+    ray: str | None = None,
     **fit: Any,
 ) -> tuple[Any, TiledResult]:
     """The tiled run of an image already split by `dipstop.api._to_loaded` (options checked).
@@ -419,7 +430,8 @@ def run_tiles(
     iterations, an image worse than the noisy one, so the tiles are fitted in full one
     after another until the budget is spent, and the tiles left keep the noisy pixels. The
     first tile's estimate, scaled to all tiles, is the run's (`on_estimate`,
-    `TiledResult.estimate`).
+    `TiledResult.estimate`). With `ray` the tiles are Ray tasks (`fit_remotely`, one
+    single-thread fit per core), blended as they finish; the budget is then a deadline.
     """
     from tqdm import tqdm
 
@@ -443,7 +455,9 @@ def run_tiles(
     output = make_policy(fit.get("output", DEFAULT_OUTPUT)).name  # fails here, not in a tile
     left, right, top, bottom = padding_for(plan.tile_h, plan.tile_w)
     padded = (plan.tile_h + top + bottom) * (plan.tile_w + left + right)
-    check_fits(plan.tile_h, plan.tile_w, padded, proto.width, resolve_device(fit.get("device")))
+    if ray is None:  # Ray tasks run on the cluster's devices, not necessarily this machine's
+        device = resolve_device(fit.get("device"))
+        check_fits(plan.tile_h, plan.tile_w, padded, proto.width, device)
     clean_px = None
     if clean is not None:
         clean_px = api._to_loaded(clean)[0].pixels
@@ -464,55 +478,82 @@ def run_tiles(
         tile_lam = None if sigma > 0 else lam
 
     acc = np.zeros_like(x)  # the blended image, float32
-    runs: list[TileRun] = []
-    interrupted = False
     boxes = plan.boxes()
     deadline = None if max_minutes is None else start + float(max_minutes) * 60.0
     estimates: list[RunEstimate] = []
+    tile_fit = dict(sigma=sigma if sigma > 0 else None, lam=tile_lam, tile=None, **fit)
+    done: dict[int, DenoiseResult | None] = {}  # tile index -> its fit (None: not fitted)
+    interrupted = False
 
-    def whole_run(first_tile: RunEstimate) -> None:
-        estimates.append(first_tile.for_tiles(len(boxes), max_minutes))
+    def whole_run(first_tile: RunEstimate, parallel: int = 1) -> None:
+        estimates.append(first_tile.for_tiles(len(boxes), max_minutes, parallel))
         if on_estimate is not None:
             on_estimate(estimates[0])
 
+    def region(i: int) -> tuple[slice, slice]:
+        r, c, h, w = boxes[i]
+        return slice(r, r + h), slice(c, c + w)
+
+    def clean_of(i: int) -> np.ndarray | None:
+        return None if clean_px is None else clean_px[region(i)]
+
+    def blend(i: int, out: np.ndarray | None, result: DenoiseResult | None) -> None:
+        """Add tile i's output (its noisy pixels when it was not fitted) to the image."""
+        box = region(i)
+        acc[box] += (x[box] if result is None else out) * plan.weight(i)[:, :, None]
+        done[i] = result
+        bar.update(1)
+        if result is not None:
+            bar.set_postfix(t_star=result.stop_iteration, refresh=False)
+
     bar = tqdm(total=len(boxes), disable=not progress, unit="tile", dynamic_ncols=True)
     with bar:
-        for (r, c, h, w), weight in zip(boxes, plan.weights(), strict=True):
-            box = (slice(r, r + h), slice(c, c + w))
-            result = None
-            share = None  # this tile's part of the time budget, in minutes
-            if deadline is not None:
-                left = deadline - time.perf_counter()
-                share = left / (len(boxes) - len(runs)) / 60.0 if left > 0 else None
-                head = runs[0].result if runs else None  # what the first tile cost
-                if share is not None and (head is None or share * 60 < head.seconds / 2):
-                    share = left / 60.0  # the first tile, or shares too small: a full fit
-            if not interrupted and (deadline is None or share is not None):
-                try:
-                    out, result = api.denoise(
-                        x[box],
-                        sigma=sigma if sigma > 0 else None,
-                        lam=tile_lam,
-                        clean=None if clean_px is None else clean_px[box],
-                        interruptible=interruptible,
-                        tile=None,
-                        max_minutes=share,
-                        on_estimate=None if runs else whole_run,
-                        **fit,
-                    )
-                except KeyboardInterrupt:  # before the tile's first iteration was scored
-                    if not interruptible or not runs:
-                        raise
-                    interrupted = True
-                else:
-                    interrupted = result.interrupted
-            if result is None:  # not fitted: the tile keeps its noisy pixels
-                out = x[box]
-            acc[box] += out * weight[:, :, None]
-            runs.append(TileRun(r, c, h, w, result))
-            bar.update(1)
-            if result is not None:
-                bar.set_postfix(t_star=result.stop_iteration, refresh=False)
+        if ray is not None:  # as Ray tasks, blended as they finish
+            from dipstop.raytasks import ray_slots
+
+            parallel = ray_slots(ray)
+            calls = ((i, x[region(i)], clean_of(i)) for i in range(len(boxes)))
+            try:
+                for i, out, result in fit_remotely(
+                    calls, ray, threads=1, max_minutes=max_minutes, **tile_fit
+                ):
+                    if result is not None and not estimates and result.estimate is not None:
+                        whole_run(result.estimate, parallel)
+                    blend(i, out, result)
+            except KeyboardInterrupt:  # the tasks not done are cancelled
+                if not interruptible:
+                    raise
+                interrupted = True
+            for i in set(range(len(boxes))) - set(done):
+                blend(i, None, None)
+        else:  # in this process, in order
+            for i in range(len(boxes)):
+                out, result = None, None
+                share = None  # this tile's part of the time budget, in minutes
+                if deadline is not None:
+                    left = deadline - time.perf_counter()
+                    share = left / (len(boxes) - i) / 60.0 if left > 0 else None
+                    head = done.get(0)  # what the first tile cost
+                    if share is not None and (head is None or share * 60 < head.seconds / 2):
+                        share = left / 60.0  # the first tile, or shares too small: a full fit
+                if not interrupted and (deadline is None or share is not None):
+                    try:
+                        out, result = api.denoise(
+                            x[region(i)],
+                            clean=clean_of(i),
+                            interruptible=interruptible,
+                            max_minutes=share,
+                            on_estimate=None if i else whole_run,
+                            **tile_fit,
+                        )
+                    except KeyboardInterrupt:  # before the tile's first iteration was scored
+                        if not interruptible or not done:
+                            raise
+                        interrupted = True
+                    else:
+                        interrupted = result.interrupted
+                blend(i, out, result)
+    runs = [TileRun(*boxes[i], done[i]) for i in range(len(boxes))]
     skipped = sum(run.result is None for run in runs)
     if skipped:
         why = "interrupted" if interrupted else "the time budget was spent"
@@ -545,3 +586,48 @@ def run_tiles(
     pixels = join_array(acc, loaded)
     result.seconds = time.perf_counter() - start
     return api._from_array(pixels, kind, original), result
+
+
+def fit_remotely(
+    calls: Iterable[tuple[int, np.ndarray, np.ndarray | None]],
+    ray: str,
+    *,
+    threads: int | None,
+    max_minutes: float | None = None,
+    **fit: Any,
+) -> Iterator[tuple[int, np.ndarray | None, DenoiseResult | None]]:
+    """Fit images as Ray tasks (`dipstop.raytasks.ray_map`); yield (index, output, result)
+    as each finishes.
+
+    Each call is (index, pixels, clean pixels or None), pixels as `dipstop.api.denoise`
+    takes them; `fit` are its options (without progress, Ctrl-C handling or estimate
+    callback: they run elsewhere). `threads` sets each task's CPU threads (1 for tiles, one
+    task per core). `max_minutes` becomes a deadline shared by all calls: a task started
+    after it yields (index, None, None).
+    """
+    from dipstop.raytasks import ray_map
+
+    due = None if max_minutes is None else time.time() + float(max_minutes) * 60.0
+    options = {**fit, "progress": False, "interruptible": False, "on_estimate": None}
+    return ray_map(_remote_fit, ((*call, due, threads, options) for call in calls), ray)
+
+
+def _remote_fit(
+    index: int,
+    pixels: np.ndarray,
+    clean: np.ndarray | None,
+    due: float | None,
+    threads: int | None,
+    fit: dict[str, Any],
+) -> tuple[int, np.ndarray | None, DenoiseResult | None]:
+    """One call of `fit_remotely`, in a Ray worker: the fit, with what is left before `due`
+    (epoch seconds) as its budget."""
+    from dipstop import api
+    from dipstop.runtime import set_threads
+
+    set_threads(threads)
+    left = None if due is None else (due - time.time()) / 60.0
+    if left is not None and left <= 0:
+        return index, None, None
+    out, result = api.denoise(pixels, clean=clean, max_minutes=left, **fit)
+    return index, out, result
