@@ -15,10 +15,11 @@ image and size, OUT/tiling_seam_<image>_<size>.png: clean | noisy | whole | tile
 the first point where four tiles meet (tick marks: the crossfade bands), 3x enlarged.
 
 Hours on a 2-core CPU at full size (a whole 768 x 512 fit is ~2.5 s an iteration at width
-64); run it on a quiet machine or a GPU:
+64); run it on a quiet machine or a GPU. With --ray the tiles run as local Ray tasks (one
+single-thread fit per core), the whole image in this process on all cores:
 
     python benchmarks/tiling.py [--images 2] [--sizes 481x321,768x512] [--sigma 25]
-                                [--tile 128] [--overlap 32] [--device cuda] [--out DIR]
+                                [--tile 128] [--overlap 32] [--device cuda] [--ray] [--out DIR]
     python benchmarks/tiling.py --images 1 --crop 160 --width 8 -T 10 --out /tmp/tiling
 """
 
@@ -115,6 +116,9 @@ def main() -> None:
     ap.add_argument("-S", "--patience", type=int, default=None)
     ap.add_argument("--device", default=None)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--ray", action="store_true", help="tiles as local Ray tasks (one 1-thread fit per core)"
+    )
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for JSON and PNGs")
     args = ap.parse_args()
     tune_allocator()
@@ -136,8 +140,9 @@ def main() -> None:
                 clean, noisy = sized_pair(path, size, args.crop, args.sigma, args.seed, Path(tmp))
                 whole_out, whole = denoise(noisy, clean=clean, tile=None, **fit)
                 tiled_out, tiled = denoise_tiled(
-                    noisy, clean=clean, tile=args.tile, overlap=args.overlap, **fit
-                )
+                    noisy, clean=clean, tile=args.tile, overlap=args.overlap,
+                    ray="" if args.ray else None, **fit,
+                )  # fmt: skip
                 h, w = clean.shape[:2]
                 label = f"{size[0]}x{size[1]}" + (f"_crop{args.crop}" if args.crop else "")
                 row = {
