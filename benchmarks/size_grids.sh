@@ -10,9 +10,10 @@
 #     the 12 of the crop bench: 101085, 119082, 148026, 175032, 216081, 253027) x sigma
 #     15, 25, 50, recorded by `bench` with every criterion.
 #
-# Order: 192, 288, the validation, then the whole calibration images (the most expensive: a
-# whole image is ~1.7 s an iteration on one thread here, 85 minutes a run). Cost estimates on
-# this 2-core machine: about 2 h, 4.5 h, 15 h and 8.5 h. A GPU does each run in about a minute.
+# Order: 192, the whole calibration images (they make the table the validation judges), the
+# validation, then 288 (a point between 192 and the whole image, for the interpolation). A
+# whole image is ~1.7 s an iteration on one thread here, 85 minutes a run. Cost estimates on
+# this 2-core machine: about 2 h, 8.5 h, 15 h and 4.5 h. A GPU does each run in about a minute.
 #
 #   nohup bash benchmarks/size_grids.sh > /tmp/size_grids.log 2>&1 &   # run or resume
 #   bash benchmarks/size_grids.sh snapshot                               # copy into results/
@@ -41,9 +42,9 @@ calibrate() {
   snapshot $stores
 }
 calibrate 192
-calibrate 288
+calibrate full
 "$py" -m dipstop.cli bench --data "$data/cbsd68" --sigmas 15,25,50 --protocol cpu --crop full \
   --images 101085.png,119082.png,148026.png,175032.png,216081.png,253027.png \
   --store "$work/fullsize_bench.sqlite" --ray --threads 1
 snapshot $stores
-calibrate full
+calibrate 288
