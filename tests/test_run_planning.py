@@ -176,3 +176,18 @@ def test_a_tiled_image_is_estimated_on_its_first_tile_and_shares_the_budget(smoo
     est = res.estimate
     assert est is not None and est.seconds_low > 60 * budget and est.budget_seconds == 1.0
     assert est.line().endswith("the time budget of 1.0 s ends it first")
+
+
+@pytest.mark.parametrize("crop, off", [(64, False), (56, False), (48, True), (256, True)])
+def test_an_image_far_from_the_tables_size_says_its_expected_stop_is_carried_over(
+    tmp_path, noisy, crop, off
+):
+    """The 64x64 image against tables calibrated at crop x crop: more than 1.5x away in pixels,
+    the expected stop is the table's at another size (a whole photo ran 2.4x longer)."""
+    entries = [{"sigma": s, "lam": 50.0, "mean_iterations": 5.0} for s in (10.0, 30.0)]
+    path = tmp_path / "table.json"
+    write_table(path, entries, {"width": 8, "patience": 6, "crop": crop}, {})
+    _, res = denoise(noisy, sigma=20, width=8, max_iters=8, patience=6, table=str(path))
+    assert res.estimate.expected_iterations == 5
+    assert (", calibrated at another image size" in res.estimate.line()) == off
+    assert any("not measured at this one" in n for n in res.notes) == off

@@ -267,7 +267,7 @@ def denoise(
     if sigma is None:
         sigma = estimate_sigma(x)
     notes: list[str] = []
-    expected = proto.max_iters
+    expected, expected_from = proto.max_iters, "T"
     if lam is None:
         tab = load_table(table, output=policy.name)
         lam, notes = lam_from_table(sigma, tab, proto.width, policy.name, height * width_px)
@@ -276,6 +276,9 @@ def denoise(
             proto.patience,
             mean_iterations_for_sigma(sigma, tab, height * width_px),
             tab["protocol"].get("patience"),
+        )
+        expected_from = "lam table" + (
+            ", calibrated at another image size" if off_size(tab, height * width_px) else ""
         )
     if lam <= 0:
         raise DipstopError(f"lam must be positive, got {lam}")
@@ -301,7 +304,7 @@ def denoise(
     planner = _Planner(
         proto.max_iters,
         expected,
-        "T" if expected == proto.max_iters else "lam table",
+        "T" if expected == proto.max_iters else expected_from,
         estimate_bytes(height_padded * width_padded, proto.width),
         budget,
         on_estimate,
@@ -377,6 +380,22 @@ def denoise(
     return _from_array(pixels, kind, image), result
 
 
+def calibrated_sizes(tab: dict) -> list[int]:
+    """The image sizes (pixels) a table was calibrated at: its entries' sizes, else its
+    protocol's crop squared; empty when it says neither."""
+    sizes = table_sizes(tab)
+    if not sizes and tab["protocol"].get("crop"):  # a one-size table: its protocol's crop
+        sizes = [tab["protocol"]["crop"] ** 2]
+    return sizes
+
+
+def off_size(tab: dict, pixels: int) -> bool:
+    """Whether an image of `pixels` is more than 1.5x away from every size of the table:
+    its lam and expected stop are then carried over, not measured."""
+    sizes = calibrated_sizes(tab)
+    return bool(sizes) and not sizes[0] / 1.5 <= pixels <= sizes[-1] * 1.5
+
+
 # the keywords of `denoise` (fixed here, whatever later replaces the name, e.g. a test's stub)
 OPTIONS = frozenset(inspect.signature(denoise).parameters) - {"image"}
 
@@ -394,13 +413,11 @@ def lam_from_table(
     tab = table if isinstance(table, dict) else load_table(table, output=output)
     lam = lam_for_sigma(sigma, tab, pixels)
     notes = []
-    sizes = table_sizes(tab)
-    if not sizes and tab["protocol"].get("crop"):  # a one-size table: its protocol's crop
-        sizes = [tab["protocol"]["crop"] ** 2]
-    if pixels is not None and sizes and not sizes[0] / 1.5 <= pixels <= sizes[-1] * 1.5:
+    if pixels is not None and off_size(tab, pixels):
         notes.append(
-            f"lam table calibrated at {_sizes_text(sizes)} pixels, the image has {pixels}: lam "
-            "taken from the nearest size, not measured at this one (pass lam to override)"
+            f"lam table calibrated at {_sizes_text(calibrated_sizes(tab))} pixels, the image "
+            f"has {pixels}: lam taken from the nearest size, not measured at this one (pass "
+            "lam to override)"
         )
     if table_output(tab) != output:
         notes.append(

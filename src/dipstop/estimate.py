@@ -32,7 +32,9 @@ class RunEstimate:
         (shifted by the difference in S) when lam came from a table that records one, else
         T.
     expected_from : str
-        "lam table" or "T".
+        "lam table" ("lam table, calibrated at another image size" when the image is more
+        than 1.5x away from the table's sizes: its stop is carried over, not measured) or
+        "T".
     seconds_low, seconds_high : float
         The whole run's expected wall time, stopping at `expected_iterations` / at T, as if
         there were no time budget (a budget ends the run earlier: `budget_seconds`).
