@@ -71,3 +71,21 @@ def test_a_read_only_open_of_an_old_store_upgrades_as_it_reads_and_changes_nothi
     runs = list(ResultStore(path, readonly=True).runs())
     assert len(runs) == 64 and all(r.spec["kind"] == "run" and "fit" in r.spec for r in runs)
     assert path.read_bytes() == before and _schema(path) == "1"
+
+
+def test_the_since_best_store_reproduces_the_shipped_default_lam_table():
+    """The default output's table is what its committed command finds on calibration2: the
+    same lams, scores and expected stops (read-only: the store is not copied or changed)."""
+    shipped = load_table(output="since-best")
+    proto, prov = shipped["protocol"], shipped["provenance"]
+    assert prov["output"] == "since-best" and "--lam-smooth 1.6" in prov["command"]
+    store = ResultStore(RESULTS / "calibration2.sqlite", readonly=True)
+    choices = calibrate_from_store(
+        store, proto["width"], proto["crop"], proto["max_iters"], proto["patience"],
+        "since-best", smooth=1.6,
+    )  # fmt: skip
+    assert [c.sigma for c in choices] == [e["sigma"] for e in shipped["entries"]]
+    for c, e in zip(choices, shipped["entries"], strict=True):
+        assert c.lam == e["lam"] and c.n_runs == e["n_runs"] == 8 and c.images == e["images"]
+        assert round(c.mean_psnr, 4) == e["mean_psnr"]
+        assert c.mean_iterations == e["mean_iterations"]
