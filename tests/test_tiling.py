@@ -153,6 +153,39 @@ def test_interrupted_tiled_run_keeps_the_noisy_pixels_of_the_tiles_not_fitted(mo
         denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0)
 
 
+def test_ray_tiles_are_blended_in_any_order_and_ctrl_c_keeps_those_done(monkeypatch):
+    """The Ray branch without Ray: tiles come back out of order, then Ctrl-C; the tiles
+    done are blended where they belong, the others keep the noisy pixels."""
+    import dipstop.raytasks
+    import dipstop.tiling
+
+    flat = np.full((70, 100), 0.3, np.float32)
+    calls = []
+
+    def finished_out_of_order(tiles, ray, *, threads, max_minutes=None, **fit):
+        tiles = list(tiles)
+        calls.append((ray, threads, max_minutes, fit["lam"]))
+        for k in (3, 0):  # tile 3 finishes first
+            _, pixels, _ = tiles[k]
+            yield k, pixels + np.float32(0.1 * (k + 1)), _fake_result(**fit)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dipstop.tiling, "fit_remotely", finished_out_of_order)
+    monkeypatch.setattr(dipstop.raytasks, "ray_slots", lambda address=None: 2)
+    out, res = denoise_tiled(
+        flat, tile=64, overlap=16, sigma=25.0, lam=50.0, interruptible=True, ray="addr",
+        max_minutes=5,
+    )  # fmt: skip
+    assert calls == [("addr", 1, 5, 50.0)]
+    assert res.interrupted and [t.result is not None for t in res.tiles] == [1, 0, 0, 1]
+    assert out[5, 5] == pytest.approx(0.4) and out[-5, -5] == pytest.approx(0.7)
+    assert out[-5, 5] == pytest.approx(0.3) and out[5, -5] == pytest.approx(0.3)
+    assert any("interrupted: 2 of 4 tiles were not fitted" in n for n in res.notes)
+    monkeypatch.setattr(dipstop.tiling, "fit_remotely", finished_out_of_order)
+    with pytest.raises(KeyboardInterrupt):  # without interruptible, Ctrl-C is Ctrl-C
+        denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0, ray="")
+
+
 def test_real_tiny_tiled_run_stops_every_tile():
     rng = np.random.default_rng(1)
     ramp = np.linspace(0, 1, 140, dtype=np.float32)[None, :, None] * np.ones((100, 1, 3))
