@@ -308,8 +308,9 @@ def test_tiles_as_ray_tasks_match_the_in_process_run(local_ray):
     # the estimate comes with the first tile done, for 6 tiles 2 at a time (3 rounds)
     (estimate,) = seen
     assert estimate is res_ray.estimate and estimate.tiles == 6 and estimate.parallel == 2
-    one = res_ray.tiles[0].result.estimate
-    assert estimate.seconds_high == pytest.approx(3 * one.seconds_high)
+    # made on whichever tile finished first
+    firsts = [t.result.estimate.seconds_high for t in res_ray.tiles]
+    assert any(estimate.seconds_high == pytest.approx(3 * one) for one in firsts)
 
 
 def test_ray_tiles_not_started_before_the_deadline_keep_the_noisy_pixels(local_ray):
