@@ -13,11 +13,25 @@ from dipstop.lab.calibration import (
     selected_iterations,
 )
 from dipstop.lab.datasets import list_images
+from dipstop.lab.rules import Rule, evaluate, search_lam
 from dipstop.lab.store import ResultStore
 from dipstop.lambda_table import lam_for_sigma, load_table, table_output
 from dipstop.protocols import get_protocol
 
 TINY = get_protocol("cpu").with_(width=8, crop=64, max_iters=12)
+
+
+def test_policy_search_takes_the_lower_edge_of_a_plateau_of_lams_that_never_stop():
+    # PSNR rises to T: every lam large enough never to fire returns the last image, so they
+    # tie; the smallest of them is the choice (the middle would be an arbitrary huge lam,
+    # which log-lam interpolation to the next sigma would inherit)
+    t = np.arange(1.0, 41.0)
+    run = ({"mse": 1 / t, "jpeg_bytes": t, "psnr": t.copy()}, 100)
+    rule, lams = Rule("cifs", "raw", 5), np.logspace(-2, 3, 11)
+    lam, curve = search_lam(rule, [run], lams)
+    plateau = lams[curve == curve.max()]
+    assert all(not evaluate(rule, *run, float(x)).fired for x in plateau) and len(plateau) >= 4
+    assert lam == plateau[0]
 
 
 def test_selected_iteration_moves_later_as_lam_grows():
