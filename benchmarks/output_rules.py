@@ -7,7 +7,8 @@ shipped rule is chosen), that mean PSNR, its gap to the raw-output Peak and to t
 average's own peak, how many runs never stopped before T, and the mean fraction of T a run
 takes to return (t_end / T). With `--lams FILE` (a lam table) the lams are not searched but
 read from it at each run's estimated sigma, as a user runs it: the way to validate a chosen
-rule on other images (CBSD68).
+rule on other images (CBSD68); each run the default never stopped is then listed with the
+best image any lam that does stop it would have given (could stopping have done better?).
 
     python benchmarks/output_rules.py --store results/calibration2.sqlite --cv
     python benchmarks/output_rules.py --store results/bench2.sqlite --lams TABLE.json
@@ -31,7 +32,7 @@ from dipstop.lab.calibration import LAM_GRID  # noqa: E402
 from dipstop.lab.rules import Rule, evaluate, search_lam  # noqa: E402
 from dipstop.lab.store import ResultStore  # noqa: E402
 from dipstop.lambda_table import lam_for_sigma, load_table  # noqa: E402
-from dipstop.policies import make_policy  # noqa: E402
+from dipstop.policies import DEFAULT_OUTPUT, make_policy  # noqa: E402
 
 POLICIES = ("raw", "since-best", "ema@stop", "ema998@stop", "box100@stop", "ema@best",
             "ema998@best", "box100@best")  # fmt: skip
@@ -70,6 +71,25 @@ def held_out_psnr(rule: Rule, data: list, lams: np.ndarray, smooth: float = 1.0)
         lam, _ = search_lam(rule, data[:i] + data[i + 1 :], lams, smooth)
         scores.append(evaluate(rule, series, pixels, lam).psnr)
     return float(np.mean(scores))
+
+
+def never_stopped_detail(rule: Rule, run, lam: float, outcome, lams: np.ndarray) -> dict:
+    """A run the rule never stopped: what it returned, and the best image any lam that does
+    stop it would have returned (None if none does): whether stopping could have done better."""
+    data = (run.series, run.summary["pixels"])
+    stopping = [(evaluate(rule, *data, float(x)), float(x)) for x in lams]
+    stopping = [(o, x) for o, x in stopping if o.fired]
+    best = max(stopping, key=lambda p: p[0].psnr, default=None)
+    n = run.series["mse"].size
+    return {
+        "image": run.spec["image"],
+        "sigma_estimated": run.summary.get("sigma_estimated"),
+        "lam": lam,
+        "psnr": outcome.psnr,
+        "best_stopping": None
+        if best is None
+        else {"lam": best[1], "psnr": best[0].psnr, "time_fraction": best[0].t_end / n},
+    }
 
 
 def rank(rows: list[dict]) -> list[dict]:
@@ -172,6 +192,11 @@ def main() -> None:
             if table is not None and rule.criterion == "cifs":  # the table's loss to an oracle
                 best = [max(evaluate(rule, s, px, float(x)).psnr for x in lams) for s, px in data]
                 row["per_image_best_lam_psnr"] = float(np.mean(best))
+                row["never_stopped_runs"] = [
+                    never_stopped_detail(rule, r, x, o, lams)
+                    for r, x, o in zip(runs, per_run, outs, strict=True)
+                    if not o.fired
+                ]
             rows.append(row)
             lam_text = "-" if lam is None else f"{lam:.4g}"
             cv = "".join(
@@ -186,6 +211,15 @@ def main() -> None:
             print(f"  {rule.label:22s} lam {lam_text:>9s}  {mean:6.2f} dB  "
                   f"({mean - peak:+.2f} vs raw Peak)  never stopped {row['never_stopped']}/"
                   f"{len(outs)}  time {row['time_fraction']:.2f} of T{cv}")  # fmt: skip
+            if rule.policy == DEFAULT_OUTPUT:
+                for d in row.get("never_stopped_runs", []):
+                    best = d["best_stopping"]
+                    print(f"      never stopped: {d['image']} (sigma est. "
+                          f"{d['sigma_estimated']:.1f}, lam {d['lam']:.4g}) returned "
+                          f"{d['psnr']:.2f} dB; the best lam that "
+                          + ("stops none" if best is None else
+                             f"stops: {best['psnr']:.2f} dB at lam {best['lam']:.4g}, "
+                             f"time {best['time_fraction']:.2f} of T"))  # fmt: skip
     ranking = rank(rows)
     lams_from = args.lams or "searched in-sample"
     payload = {"store": args.store, "patience": args.patience, "lams": lams_from, "rows": rows,
