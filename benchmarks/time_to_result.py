@@ -6,7 +6,9 @@ never fires) and returns its image; the fixed-T protocol runs all T iterations. 
 result is the iterations run and the wall time at that iteration of the run's own recorded
 clock, as fractions of T's. Rules: "paper" (CIFS, raw output y_{t*}, `lambda_table.json`)
 and "dipstop" (CIFS, the default output policy and its own table), when the run recorded
-that policy's series. Saves benchmarks/results/time_to_result[_NAME].json.
+that policy's series. Ends with the README's headline table (markdown): per sigma, both
+rules' mean PSNR beside the raw outputs' Peak and the default average's own peak (oracles).
+Saves benchmarks/results/time_to_result[_NAME].json.
 
     python benchmarks/time_to_result.py --store results/bench2.sqlite --name bench2
 """
@@ -25,7 +27,9 @@ from common import save  # noqa: E402
 from dipstop.lab.rules import Rule, evaluate  # noqa: E402
 from dipstop.lab.store import ResultStore  # noqa: E402
 from dipstop.lambda_table import lam_for_sigma, load_table  # noqa: E402
-from dipstop.policies import DEFAULT_OUTPUT  # noqa: E402
+from dipstop.policies import DEFAULT_OUTPUT, make_policy  # noqa: E402
+
+RULES = ("paper", "dipstop")
 
 
 def main() -> None:
@@ -34,10 +38,13 @@ def main() -> None:
     ap.add_argument("-S", "--patience", type=int, default=500)
     ap.add_argument("--name", default="", help="suffix of the saved JSON")
     args = ap.parse_args()
-    rules = {
+    rules = {  # in RULES' order
         "paper": ("raw", load_table()),
         "dipstop": (DEFAULT_OUTPUT, load_table(output=DEFAULT_OUTPUT)),
     }
+    policy = make_policy(DEFAULT_OUTPUT)
+    policy.begin(2 * args.patience, args.patience)
+    average = f"psnr_{policy.average_name}"  # the series of the default's own average
     rows = []
     for run in ResultStore(args.store, readonly=True).runs():
         sec, T = run.series["seconds"], len(run.series["seconds"])
@@ -45,7 +52,7 @@ def main() -> None:
         for name, (policy, table) in rules.items():
             rule = Rule("cifs", policy, args.patience)
             out = evaluate(rule, run.series, run.summary["pixels"], lam_for_sigma(sigma, table))
-            if out.psnr is None:
+            if out.psnr is None or average not in run.series:
                 continue  # the run did not record this policy's series
             rows.append(
                 {
@@ -60,6 +67,8 @@ def main() -> None:
                     "fixed_seconds": float(sec[-1]),
                     "psnr": out.psnr,
                     "psnr_fixed_T": float(run.series["psnr"][-1]),
+                    "peak": float(run.series["psnr"].max()),
+                    "average_peak": float(np.nanmax(run.series[average])),
                 }
             )
     if not rows:
@@ -94,11 +103,36 @@ def main() -> None:
             f = float(np.mean([r["seconds"] / r["fixed_seconds"] for r in rs]))
             overall[name] = f
             print(f"{name}: mean time fraction {f:.3f} of fixed T over {len(rs)} runs")
+    headline(rows)
     save(
         f"time_to_result{'_' + args.name if args.name else ''}",
         {"store": args.store, "patience": args.patience, "default_output": DEFAULT_OUTPUT,
          "mean_time_fraction": overall, "by_rule_and_sigma": summary, "rows": rows},
     )  # fmt: skip
+
+
+def headline(rows: list[dict]) -> None:
+    """Print the README's table: per sigma, the paper's rule and dipstop's default beside the
+    oracles (Peak of the raw outputs, peak of the default's average), with runs that never
+    stopped and the time to result."""
+
+    def mean(rs: list[dict], key: str) -> float:
+        return float(np.mean([r[key] for r in rs]))
+
+    def time(rs: list[dict]) -> float:
+        return float(np.mean([r["seconds"] / r["fixed_seconds"] for r in rs]))
+
+    print("\n| sigma | runs | paper's rule (output at t*) | dipstop default | Peak (raw outputs, "
+          "oracle) | peak of dipstop's average (oracle) | never stopped (paper / dipstop) |"
+          " time to result, of fixed T (paper / dipstop) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for sigma in sorted({r["sigma"] for r in rows}):
+        paper, mine = ([r for r in rows if r["rule"] == n and r["sigma"] == sigma] for n in RULES)
+        print(f"| {sigma:g} | {len(mine)} | {mean(paper, 'psnr'):.2f} | "
+              f"**{mean(mine, 'psnr'):.2f}** | {mean(mine, 'peak'):.2f} | "
+              f"{mean(mine, 'average_peak'):.2f} | {sum(not r['fired'] for r in paper)} / "
+              f"{sum(not r['fired'] for r in mine)} | {time(paper):.2f} / "
+              f"{time(mine):.2f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
