@@ -73,13 +73,12 @@ def held_out_psnr(rule: Rule, data: list, lams: np.ndarray, smooth: float = 1.0)
     return float(np.mean(scores))
 
 
-def never_stopped_detail(rule: Rule, run, lam: float, outcome, lams: np.ndarray) -> dict:
+def never_stopped_detail(run, lam: float, outcome, by_lam: list[tuple[float, object]]) -> dict:
     """A run the rule never stopped: what it returned, and the best image any lam that does
-    stop it would have returned (None if none does): whether stopping could have done better."""
-    data = (run.series, run.summary["pixels"])
-    stopping = [(evaluate(rule, *data, float(x)), float(x)) for x in lams]
-    stopping = [(o, x) for o, x in stopping if o.fired]
-    best = max(stopping, key=lambda p: p[0].psnr, default=None)
+    stop it would have returned (None if none does): whether stopping could have done better.
+    `by_lam` holds the rule's (lam, Outcome) on this run for every searched lam."""
+    stopping = [(x, o) for x, o in by_lam if o.fired]
+    best = max(stopping, key=lambda p: p[1].psnr, default=None)
     n = run.series["mse"].size
     return {
         "image": run.spec["image"],
@@ -88,7 +87,7 @@ def never_stopped_detail(rule: Rule, run, lam: float, outcome, lams: np.ndarray)
         "psnr": outcome.psnr,
         "best_stopping": None
         if best is None
-        else {"lam": best[1], "psnr": best[0].psnr, "time_fraction": best[0].t_end / n},
+        else {"lam": best[0], "psnr": best[1].psnr, "time_fraction": best[1].t_end / n},
     }
 
 
@@ -190,11 +189,13 @@ def main() -> None:
                 for f in [float(x) for x in args.smooth.split(",") if x.strip()]:
                     row[f"cv_mean_psnr_smooth{f:g}"] = held_out_psnr(rule, data, lams, f)
             if table is not None and rule.criterion == "cifs":  # the table's loss to an oracle
-                best = [max(evaluate(rule, s, px, float(x)).psnr for x in lams) for s, px in data]
+                every = [[(float(x), evaluate(rule, s, px, float(x))) for x in lams]
+                         for s, px in data]  # fmt: skip
+                best = [max(o.psnr for _, o in by_lam) for by_lam in every]
                 row["per_image_best_lam_psnr"] = float(np.mean(best))
                 row["never_stopped_runs"] = [
-                    never_stopped_detail(rule, r, x, o, lams)
-                    for r, x, o in zip(runs, per_run, outs, strict=True)
+                    never_stopped_detail(r, x, o, by_lam)
+                    for r, x, o, by_lam in zip(runs, per_run, outs, every, strict=True)
                     if not o.fired
                 ]
             rows.append(row)
