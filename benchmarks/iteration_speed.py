@@ -10,7 +10,11 @@ clock is read after a device synchronise, and `--variants` adds engine settings 
 
     python benchmarks/iteration_speed.py [--sizes 64x64,128x128,256x256,481x321]
         [--widths 64,128] [--iters 10] [--repeats 3] [--device cuda]
-        [--variants fp32,no_graph,channels_last,bf16,channels_last+bf16]
+        [--variants fp32,no_graph,channels_last,bf16,channels_last+bf16] [--threads N]
+        [--name SUFFIX]
+
+On a CPU with AMX (`dipstop.fitting.amx_cpu`) "channels_last+bf16" is what
+`precision="bf16"` (and "auto" there) runs.
 """
 
 from __future__ import annotations
@@ -86,7 +90,11 @@ def main() -> None:
     ap.add_argument("--no-allocator-tuning", action="store_true")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--variants", default="fp32", help=f"engine settings: {','.join(VARIANTS)}")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    ap.add_argument("--name", default="", help="suffix of the saved record's name")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     variants = args.variants.split(",")
     if not args.no_allocator_tuning:
         tune_allocator()
@@ -112,12 +120,15 @@ def main() -> None:
             cells = "  ".join(f"{med[v]:10.4f} {row['ratio'][v]:6.3f}" for v in variants)
             print(f"{size:>8} {width:6} {med['baseline']:14.4f}  {cells}")
     save(
-        "iteration_speed" + ("" if args.device == "cpu" else "_" + args.device.split(":")[0]),
+        "iteration_speed"
+        + ("" if args.device == "cpu" else "_" + args.device.split(":")[0])
+        + (f"_{args.name}" if args.name else ""),
         {
             "iters": args.iters,
             "repeats": args.repeats,
             "device": args.device,
             "allocator_tuned": not args.no_allocator_tuning,
+            "threads": torch.get_num_threads(),
             "rows": rows,
         },
     )

@@ -15,6 +15,11 @@
 # whole image is ~1.7 s an iteration on one thread here, 85 minutes a run. Cost estimates on
 # this 2-core machine: about 2 h, 8.5 h, 15 h and 4.5 h. A GPU does each run in about a minute.
 #
+# Precision: the 192 crops were recorded in fp32 (begun before the precision option existed);
+# the whole images, the validation and 288 in what `denoise` runs here by default
+# (precision "auto": bf16 on a CPU with AMX, fp32 elsewhere; PRECISION=fp32|bf16 overrides).
+# bf16 and fp32 fits score alike (docs/benchmarks.md), and a run's key records its precision.
+#
 #   nohup bash benchmarks/size_grids.sh > /tmp/size_grids.log 2>&1 &   # run or resume
 #   bash benchmarks/size_grids.sh snapshot                               # copy into results/
 set -euo pipefail
@@ -35,16 +40,17 @@ if [ "${1:-}" = snapshot ]; then
   exit 0
 fi
 resume $stores
+precision=${PRECISION:-$("$py" -c "from dipstop.fitting import resolve_device as d, resolve_precision as p; print(p('auto', d(None)))")}
 calibrate() {
   "$py" -m dipstop.cli calibrate --data "$data/cbsd432_jpg" \
     --images 100007.jpg,16068.jpg,24063.jpg,384022.jpg --sigmas 15,25,50 --protocol cpu \
-    --crop "$1" --store "$work/size_calibration.sqlite" --ray --threads 1
+    --crop "$1" --precision "$2" --store "$work/size_calibration.sqlite" --ray --threads 1
   snapshot $stores
 }
-calibrate 192
-calibrate full
+calibrate 192 fp32
+calibrate full "$precision"
 "$py" -m dipstop.cli bench --data "$data/cbsd68" --sigmas 15,25,50 --protocol cpu --crop full \
   --images 101085.png,119082.png,148026.png,175032.png,216081.png,253027.png \
-  --store "$work/fullsize_bench.sqlite" --ray --threads 1
+  --precision "$precision" --store "$work/fullsize_bench.sqlite" --ray --threads 1
 snapshot $stores
-calibrate 288
+calibrate 288 "$precision"

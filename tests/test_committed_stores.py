@@ -89,3 +89,18 @@ def test_the_since_best_store_reproduces_the_shipped_default_lam_table():
         assert c.lam == e["lam"] and c.n_runs == e["n_runs"] == 8 and c.images == e["images"]
         assert round(c.mean_psnr, 4) == e["mean_psnr"]
         assert c.mean_iterations == e["mean_iterations"]
+
+
+def test_fp32_calibration_specs_still_find_their_committed_runs(shared):
+    """Precision joined the fit settings without moving an fp32 run's key: the calibration
+    grid's specs, built today, are the runs calibration2 holds; bf16 ones are other runs."""
+    from dipstop.lab.calibration import specs
+    from dipstop.lab.store import run_key
+    from dipstop.protocols import PROTOCOLS
+
+    store = ResultStore(RESULTS / "calibration2.sqlite", readonly=True)
+    image = [shared / "data" / "cbsd432_jpg" / "100007.jpg"]
+    for precision, stored in (("fp32", True), ("bf16", False)):
+        (spec,) = specs(image, [25], PROTOCOLS["cpu"], precision=precision)
+        assert store.has(run_key(spec.as_dict())) is stored
+        assert spec.as_dict()["fit"]["bf16"] is (precision == "bf16")

@@ -10,6 +10,7 @@ from PIL import Image
 
 from dipstop.api import denoise
 from dipstop.cli import main
+from dipstop.errors import DipstopError
 from dipstop.metrics import psnr
 from dipstop.noise import add_gaussian_noise
 
@@ -183,3 +184,32 @@ def test_each_output_policy_returns_the_image_its_recorded_psnr_says(policy, smo
     if policy == "ema@best":  # the stop scored the average: its criterion's minimum is t*
         assert res.series["criterion"][res.stop_iteration - 1] == res.series["criterion"].min()
         assert "mse_ema" in res.series and "jpeg_bytes_ema" in res.series
+
+
+def test_bf16_precision_runs_the_forward_pass_in_bfloat16(smooth_rgb):
+    # y_1, the untrained network's output on the unperturbed z: the same weights and input,
+    # only the arithmetic differs (later iterates drift apart as any two fits do, and the
+    # perturbations of z are drawn in the activations' layout; docs/benchmarks.md compares
+    # the PSNR the two reach)
+    first = {p: denoise(smooth_rgb, precision=p, width=16, max_iters=1, patience=1, lam=50.0,
+                        output="raw", z_noise_std=0.0) for p in ("fp32", "bf16")}  # fmt: skip
+    (out32, res32), (out16, res16) = first["fp32"], first["bf16"]
+    assert res32.settings["precision"] == "fp32" and res16.settings["precision"] == "bf16"
+    assert not np.array_equal(out32, out16)
+    assert psnr(out16 / 255, out32 / 255) > 35.0
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_precision_is_bf16_on_an_amx_cpu_but_never_for_the_papers_rule(
+    monkeypatch, smooth_rgb, amx
+):
+    monkeypatch.setattr("dipstop.fitting.amx_cpu", lambda: amx)
+    _, default = denoise(smooth_rgb, device="cpu", **QUICK)
+    _, paper = denoise(smooth_rgb, device="cpu", output="raw", **QUICK)
+    assert default.settings["precision"] == ("bf16" if amx else "fp32")
+    assert paper.settings["precision"] == "fp32"
+
+
+def test_an_unknown_precision_is_refused_with_the_choices(smooth_rgb):
+    with pytest.raises(DipstopError, match="precision must be 'auto', 'fp32' or 'bf16'"):
+        denoise(smooth_rgb, precision="fp16", **QUICK)

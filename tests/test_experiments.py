@@ -345,3 +345,16 @@ def test_report_finds_moved_images_with_data_and_says_so_without(tmp_path, image
         build_report(store, tmp_path / "r1", 5, table)
     report = build_report(store, tmp_path / "r2", 5, table, data=moved)
     assert report.is_file() and (tmp_path / "r2" / "fig4_example.png").is_file()
+
+
+def test_a_bf16_grid_run_is_its_own_run_and_fits_in_bfloat16(tmp_path, image_folder):
+    cifs = {"cifs": {"every": 1}}
+    store = ResultStore(tmp_path / "b.sqlite")
+    (fp32,) = grid(image_folder, [25], TINY, images=["a.png"], criteria=cifs)
+    (bf16,) = grid(image_folder, [25], TINY, images=["a.png"], criteria=cifs, precision="bf16")
+    assert run_grid([fp32, bf16], store, **QUIET) == 2  # two keys, two runs
+    by_key = {r.key: r for r in store.runs()}
+    a, b = by_key[run_key(fp32.as_dict())], by_key[run_key(bf16.as_dict())]
+    assert b.spec["fit"]["bf16"] and b.spec["fit"]["channels_last"] and not a.spec["fit"]["bf16"]
+    assert not np.allclose(a.series["mse"], b.series["mse"], rtol=1e-6)
+    assert a.summary["sigma_estimated"] == b.summary["sigma_estimated"]  # the same noisy image

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from dipstop.criteria import CifsCriterion, Context, paper_lambda
 from dipstop.errors import DipstopError
 from dipstop.estimate import TIMED, WARMUP, RunEstimate, estimate_run, expected_iterations
-from dipstop.fitting import Fitter, Iteration, padding_for, resolve_device
+from dipstop.fitting import Fitter, Iteration, padding_for, resolve_device, resolve_precision
 from dipstop.imageio import LoadedImage, join_array, split_array
 from dipstop.lambda_table import (
     lam_for_sigma,
@@ -133,6 +133,7 @@ def denoise(
     seed: int = 0,
     output: str = DEFAULT_OUTPUT,
     device: str | None = None,
+    precision: str = "auto",
     clean: Any = None,
     table: str | None = None,
     progress: bool = False,
@@ -172,6 +173,11 @@ def denoise(
         used ("raw"'s for a policy that has none).
     device : str, optional
         "cpu", "cuda" or "cuda:N"; CUDA when available by default.
+    precision : str
+        "fp32", "bf16" (bfloat16 forward pass, channels_last), or "auto": bf16 on a CPU with
+        AMX, where it is 1.6-1.9x faster at the same PSNR, fp32 elsewhere
+        (`dipstop.fitting.resolve_precision`) and with `output="raw"`, which stays the
+        paper's rule exactly.
     clean : same form as `image`, optional
         A clean reference: adds PSNR to the series and the result.
     table : str, optional
@@ -235,6 +241,7 @@ def denoise(
         seed=seed,
         output=output,
         device=device,
+        precision=precision,
         table=table,
     )
     check_denoise_options(sigma=sigma, lam=lam, max_minutes=max_minutes,
@@ -293,6 +300,9 @@ def denoise(
 
     switches = switches or Switches()
     settings = replace(proto.fit_settings(seed), cuda_graph=switches.cuda_graphs)
+    if precision == "auto" and policy.name == "raw":
+        precision = "fp32"  # the paper's rule stays exact: the same t* and image as ever
+    settings = settings.with_precision(resolve_precision(precision, dev))
     fitter = Fitter(torch.from_numpy(x).permute(2, 0, 1), settings, dev)
     if clean_t is not None:
         clean_t = clean_t.to(fitter.device)
@@ -357,6 +367,7 @@ def denoise(
             **proto.as_dict(),
             "seed": seed,
             "device": str(fitter.device),
+            "precision": "bf16" if settings.bf16 else "fp32",
             "output": policy.name,
             "criteria": {cifs.name: cifs.settings()},
         },

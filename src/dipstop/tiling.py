@@ -396,7 +396,7 @@ def denoise_tiled(
         if name not in api.OPTIONS or name == "tile_above":
             raise TypeError(f"denoise_tiled() got an unexpected keyword argument {name!r}")
     checked = ("sigma", "lam", "protocol", "width", "max_iters", "patience", "lr")
-    checked += ("z_noise_std", "seed", "table", "device", "max_minutes")
+    checked += ("z_noise_std", "seed", "table", "device", "max_minutes", "precision")
     check_denoise_options(**{k: options[k] for k in checked if k in options})
     check_tiling(tile, overlap)
     loaded, kind = api._to_loaded(image)

@@ -169,19 +169,20 @@ def check_denoise_options(
     table: Any = None,
     device: Any = None,
     max_minutes: Any = None,
+    precision: Any = "auto",
 ) -> None:
     """Refuse a bad setting of `dipstop.api.denoise` before anything is computed.
 
     None means "the default" for every option but seed. Numbers must be finite: sigma, lam,
     lr and max_minutes above 0, z_noise_std at least 0; width, max_iters and patience integers >= 1,
     seed an integer in [0, 2**63 - 2]; protocol a name, table a path, device a name or a
-    torch.device. Whether a protocol name or device exists is checked later, by the code
-    that uses it.
+    torch.device, precision "auto", "fp32" or "bf16". Whether a protocol name or device
+    exists is checked later, by the code that uses it.
 
     Parameters
     ----------
     sigma, lam, protocol, width, max_iters, patience, lr, z_noise_std, seed, table, device,
-    max_minutes
+    max_minutes, precision
         The options of `dipstop.denoise`, as given.
 
     Raises
@@ -219,6 +220,11 @@ max_iters as a whole number
         raise DipstopError(
             f"table must be a path to a lam table JSON, got {type(table).__name__}; "
             "pass the file name (or leave it out for the shipped table)"
+        )
+    if precision not in ("auto", "fp32", "bf16"):
+        raise DipstopError(
+            f"precision must be 'auto', 'fp32' or 'bf16', got {_show(precision)}; "
+            "leave it out for the fastest that keeps the image (auto)"
         )
     if device is not None and not isinstance(device, str):
         import torch

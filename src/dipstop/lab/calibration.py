@@ -35,6 +35,7 @@ def specs(
     sigmas: Iterable[float],
     protocol: Protocol,
     seeds: Iterable[int] = (0,),
+    precision: str = "fp32",
 ) -> list[RunSpec]:
     """The calibration runs of these images: CIFS and ES-WMV, the running averages, no SSIM.
 
@@ -46,6 +47,8 @@ def specs(
         Noise levels, 0-255 scale.
     protocol : Protocol
     seeds : iterable of int
+    precision : str
+        "fp32" or "bf16" (`dipstop.lab.runs.RunSpec.precision`).
 
     Returns
     -------
@@ -81,6 +84,7 @@ def specs(
         [p.name for p in images],
         criteria=calibration_criteria(),
         ssim_of=(),
+        precision=precision,
     )
 
 

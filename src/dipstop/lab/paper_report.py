@@ -286,7 +286,9 @@ def figure4(
     proto = Protocol(**{**run.spec["protocol"], "patience": patience})
     sigma, seed = run.spec["sigma"], run.spec["seed"]
     clean, noisy = synthetic_pair(image_path(run, data), proto.crop, sigma, seed)
-    fitter = Fitter(torch.from_numpy(noisy).permute(2, 0, 1), proto.fit_settings(seed), device)
+    precision = "bf16" if run.spec.get("fit", {}).get("bf16") else "fp32"
+    settings = proto.fit_settings(seed).with_precision(precision)  # as the run was recorded
+    fitter = Fitter(torch.from_numpy(noisy).permute(2, 0, 1), settings, device)
     wanted, outputs, drift = set(picks.values()), {}, [0.0]
     replay, own_scores = None, policy_scores(run, patience, own) if own else {}
     if own_scores:

@@ -21,7 +21,7 @@ from dipstop.averaging import make_average
 from dipstop.codecs import to_uint8
 from dipstop.criteria import make_criterion
 from dipstop.errors import DipstopError
-from dipstop.fitting import Fitter
+from dipstop.fitting import FitSettings, Fitter
 from dipstop.lab.checkpoints import RunCheckpoint
 from dipstop.lab.datasets import file_sha256, list_images, synthetic_pair
 from dipstop.metrics import psnr
@@ -118,6 +118,9 @@ class RunSpec:
         The running averages, in the same form.
     ssim_of : tuple of str
         Streams whose SSIM is recorded ("" the raw output, or an average's name).
+    precision : str
+        "fp32" or "bf16" (`dipstop.fitting.FitSettings.with_precision`); in the key through
+        the fit settings, so an fp32 run keeps the key it had before precision existed.
 
     Examples
     --------
@@ -139,6 +142,12 @@ class RunSpec:
     criteria: tuple  # ((name, ((setting, value), ...)), ...): see `criteria_settings`
     averages: tuple = ()
     ssim_of: tuple[str, ...] = ("", "ema")  # streams whose SSIM is recorded ("" raw)
+    precision: str = "fp32"
+
+    @property
+    def fit_settings(self) -> FitSettings:
+        """The fit's settings: the protocol's, this seed, this precision."""
+        return self.protocol.fit_settings(self.seed).with_precision(self.precision)
 
     @property
     def criteria_settings(self) -> dict[str, dict]:
@@ -161,7 +170,7 @@ class RunSpec:
             "sigma": self.sigma,
             "seed": self.seed,
             "protocol": {k: v for k, v in self.protocol.as_dict().items() if k != "patience"},
-            "fit": self.protocol.fit_settings(self.seed).result_settings(),
+            "fit": self.fit_settings.result_settings(),
             "criteria": self.criteria_settings,
             "averages": self.average_settings,
             "ssim": [s for s in self.ssim_of if s == "" or s in self.average_settings],
@@ -177,6 +186,7 @@ def grid(
     criteria: Mapping[str, Mapping[str, Any]] | None = None,
     averages: Mapping[str, Mapping[str, Any]] | None = None,
     ssim_of: Sequence[str] | None = None,
+    precision: str = "fp32",
 ) -> list[RunSpec]:
     """Every (image, sigma, seed) of a data-set folder, image-major (so an interrupted grid
     covers every sigma evenly); `images` picks files by name. Criteria default to the bench's,
@@ -200,6 +210,8 @@ def grid(
     ssim_of : sequence of str, optional
         Streams whose SSIM is recorded; by default the raw output, the EMA and the mean of the
         last S + 1 outputs (the default output policy's image, "since-best").
+    precision : str
+        "fp32" (default) or "bf16": the fit's arithmetic (`RunSpec.precision`).
 
     Returns
     -------
@@ -253,6 +265,7 @@ def grid(
                         crit,
                         avgs,
                         tuple(ssim_of),
+                        precision,
                     )
                 )
     return specs
@@ -314,7 +327,7 @@ def run_one(
     """
     switches = switches or Switches()
     clean, noisy = synthetic_pair(spec.path, spec.protocol.crop, spec.sigma, spec.seed)
-    settings = replace(spec.protocol.fit_settings(spec.seed), cuda_graph=switches.cuda_graphs)
+    settings = replace(spec.fit_settings, cuda_graph=switches.cuda_graphs)
     fitter = Fitter(torch.from_numpy(noisy).permute(2, 0, 1), settings, device)
     clean_t = torch.from_numpy(clean).permute(2, 0, 1).unsqueeze(0).to(fitter.device)
     criteria = [make_criterion(k, v) for k, v in spec.criteria_settings.items()]
