@@ -20,6 +20,7 @@ single-thread fit per core), the whole image in this process on all cores:
 
     python benchmarks/tiling.py [--images 2] [--sizes 481x321,768x512] [--sigma 25]
                                 [--tile 128] [--overlap 32] [--device cuda] [--ray] [--out DIR]
+                                [--precision auto|fp32|bf16]
     python benchmarks/tiling.py --images 1 --crop 160 --width 8 -T 10 --out /tmp/tiling
 """
 
@@ -116,6 +117,7 @@ def main() -> None:
     ap.add_argument("-S", "--patience", type=int, default=None)
     ap.add_argument("--device", default=None)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (denoise's)")
     ap.add_argument(
         "--ray", action="store_true", help="tiles as local Ray tasks (one 1-thread fit per core)"
     )
@@ -129,8 +131,9 @@ def main() -> None:
     landscape = [p for p in list_images(args.data) if read_image(p).pixels.shape[1] == 481]
     chosen = evenly_spaced(landscape, args.images)
     fit = dict(
-        width=args.width, max_iters=args.max_iters, patience=args.patience, device=args.device
-    )
+        width=args.width, max_iters=args.max_iters, patience=args.patience, device=args.device,
+        precision=args.precision,
+    )  # fmt: skip
     rows = []
     head = "image    size              noisy  whole  tiled  tiled-whole  s whole  s tiled"
     print(head + "  t* whole  t*s")
@@ -158,6 +161,7 @@ def main() -> None:
                         "iterations_run": whole.iterations_run,
                         "sigma": whole.sigma,
                         "lam": whole.lam,
+                        "precision": whole.settings["precision"],
                     },
                     "tiled": {
                         "psnr": psnr(tiled_out, clean),
