@@ -22,6 +22,11 @@
 #
 #   nohup bash benchmarks/size_grids.sh > /tmp/size_grids.log 2>&1 &   # run or resume
 #   bash benchmarks/size_grids.sh snapshot                               # copy into results/
+#
+# To free the cores for a while, kill the script and its `dipstop.cli calibrate` (or bench)
+# process and start it again later: each run resumes from its last checkpoint. Do not
+# SIGSTOP the Ray workers: Ray took stopped workers for dead after ~6 minutes and retried
+# their tasks (2026-11-27).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${WORK:-/tmp/dipstop-grids}
