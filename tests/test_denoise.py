@@ -213,3 +213,12 @@ def test_auto_precision_is_bf16_on_an_amx_cpu_but_never_for_the_papers_rule(
 def test_an_unknown_precision_is_refused_with_the_choices(smooth_rgb):
     with pytest.raises(DipstopError, match="precision must be 'auto', 'fp32' or 'bf16'"):
         denoise(smooth_rgb, precision="fp16", **QUICK)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cli_says_which_precision_the_fit_ran_in(tmp_path, smooth_rgb, capsys, precision):
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), smooth_rgb)
+    quick = [a for a in QUICK_CLI if a != "--quiet"]
+    assert main(["denoise", str(src), *quick, "--precision", precision]) == 0
+    assert f" s in {precision} -> " in capsys.readouterr().out

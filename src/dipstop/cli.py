@@ -465,7 +465,7 @@ def _result_lines(result: DenoiseResult | TiledResult, dst: Path) -> list[str]:
         stop = f"no stop before T={result.iterations_run}; returned t*={result.stop_iteration}"
     lines = [
         f"sigma {result.sigma:.1f} ({how}), lam {result.lam:.4g}: {stop}, "
-        f"{result.seconds:.0f} s -> {dst}"
+        f"{result.seconds:.0f} s in {result.settings.get('precision', 'fp32')} -> {dst}"
     ]
     if result.psnr is not None:
         lines.append(
