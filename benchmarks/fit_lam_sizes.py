@@ -9,6 +9,11 @@ interpolates in log(pixels) (issue 12).
 
     python benchmarks/fit_lam_sizes.py --stores results/calibration2.sqlite \
         results/size_calibration.sqlite --sigmas 15,25,50 [-o TABLE.json]
+        [--images 100007.jpg,16068.jpg,24063.jpg,384022.jpg] [--lam-smooth 1.6]
+
+The search is the shipped table's (`--lam-smooth 1.6`). `--images` keeps only those images'
+runs at every size, so the slopes compare lams found on the same images (the 128 x 128
+runs hold 8 images, the other sizes the 4 of `benchmarks/size_grids.sh`).
 
 Saves benchmarks/results/fit_lam_sizes.json.
 """
@@ -39,7 +44,11 @@ def main() -> None:
     ap.add_argument("-T", "--max-iters", type=int, default=3000)
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("-o", "--output", default=None, help="write the table here")
+    ap.add_argument("--lam-smooth", type=float, default=1.6, help="as the shipped table's")
+    ap.add_argument("--images", default=None, help="only these images' runs (comma-separated)")
+    ap.add_argument("--name", default="", help="suffix of the saved record's name")
     args = ap.parse_args()
+    images = set(args.images.split(",")) if args.images else None
     keep = {float(s) for s in args.sigmas.split(",")} if args.sigmas else None
     choices = []
     for path in args.stores:
@@ -47,8 +56,9 @@ def main() -> None:
         crops = sorted({r.spec["protocol"]["crop"] or 0 for r in store.runs()})
         for crop in crops:
             found = calibrate_from_store(
-                store, args.width, crop or None, args.max_iters, args.patience, args.output_policy
-            )
+                store, args.width, crop or None, args.max_iters, args.patience,
+                args.output_policy, args.lam_smooth, images,
+            )  # fmt: skip
             found = [c for c in found if keep is None or c.sigma in keep]
             clash = {(c.pixels, c.sigma) for c in found} & {(c.pixels, c.sigma) for c in choices}
             if clash:
@@ -82,7 +92,11 @@ def main() -> None:
             args.output, choices, protocol, command, policy=args.output_policy, folder=None
         )
         print(f"wrote {args.output}")
-    save("fit_lam_sizes", {"stores": args.stores, "policy": args.output_policy, "rows": rows})
+    save(
+        "fit_lam_sizes" + (f"_{args.name}" if args.name else ""),
+        {"stores": args.stores, "policy": args.output_policy, "lam_smooth": args.lam_smooth,
+         "images": sorted(images) if images else None, "rows": rows},
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

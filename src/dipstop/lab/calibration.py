@@ -10,7 +10,7 @@ dipstop's size-invariant weight (the paper's lambda divided by H W; MSE on [0, 1
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,6 +251,7 @@ def calibrate_from_store(
     patience: int | None = None,
     policy: str = "raw",
     smooth: float = 1.0,
+    images: Collection[str] | None = None,
 ) -> list[LambdaChoice]:
     """One LambdaChoice per sigma from the store's runs at this width and crop.
 
@@ -283,6 +284,8 @@ def calibrate_from_store(
     smooth : float
         For a policy other than "raw": pick the lam best on average over [lam / smooth,
         lam * smooth] (`dipstop.lab.rules.search_lam`); 1 for the plain best.
+    images : collection of str, optional
+        Use only the runs of these image file names (to compare sizes on the same images).
 
     Returns
     -------
@@ -309,6 +312,8 @@ def calibrate_from_store(
     (266, 29.9375, 29.9375)
     >>> choice.mean_iterations  # both stop at t* = 110 and run to t* + S
     130.0
+    >>> calibrate_from_store(store, width=8, crop=None, patience=20, images={"b.png"})[0].images
+    ['b.png']
     >>> calibrate_from_store(store, width=64, crop=None)
     []
     >>> store.close()
@@ -317,6 +322,8 @@ def calibrate_from_store(
     for run in store.runs():
         proto = run.spec["protocol"]
         if proto["width"] != width or proto["crop"] != crop:
+            continue
+        if images is not None and run.spec["image"] not in images:
             continue
         if iters and proto["max_iters"] < iters:
             continue  # recorded for a shorter T: cannot stand in for this one
