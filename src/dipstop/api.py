@@ -175,7 +175,7 @@ def denoise(
         "cpu", "cuda" or "cuda:N"; CUDA when available by default.
     precision : str
         "fp32", "bf16" (bfloat16 forward pass, channels_last), or "auto": bf16 on a CPU with
-        AMX, where it is 1.6-1.9x faster at the same PSNR, fp32 elsewhere
+        AMX, where it is 1.5-1.6x faster at the same PSNR, fp32 elsewhere
         (`dipstop.fitting.resolve_precision`) and with `output="raw"`, which stays the
         paper's rule exactly.
     clean : same form as `image`, optional

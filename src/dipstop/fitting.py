@@ -176,9 +176,10 @@ def amx_cpu() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """The arithmetic a fit runs in on `device`: "fp32" or "bf16" (see `with_precision`).
 
-    "auto" is bf16 on a CPU with AMX, where it ran a 481 x 321 fit at width 64 1.6-1.9x
-    faster than fp32 with the returned image as good (docs/benchmarks.md), and fp32
-    elsewhere: without AMX bf16 is emulated and slow, and on an H100 it did not pay.
+    "auto" is bf16 on a CPU with AMX, where an iteration at width 64 ran 1.5x (128 x 128)
+    to 1.6x (481 x 321) faster than in fp32 and the image dipstop returns was as good
+    (docs/calibration.md, "bf16 fits"), and fp32 elsewhere: without AMX bf16 is emulated and
+    slow, and on an H100 it did not pay. `denoise` keeps fp32 for the paper's raw output.
 
     Examples
     --------
