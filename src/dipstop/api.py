@@ -367,7 +367,7 @@ def denoise(
             **proto.as_dict(),
             "seed": seed,
             "device": str(fitter.device),
-            "precision": "bf16" if settings.bf16 else "fp32",
+            "precision": settings.precision,
             "output": policy.name,
             "criteria": {cifs.name: cifs.settings()},
         },

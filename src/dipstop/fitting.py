@@ -116,6 +116,11 @@ class FitSettings:
         on = precision == "bf16"
         return replace(self, bf16=on, channels_last=on)
 
+    @property
+    def precision(self) -> str:
+        """ "bf16" when the forward pass runs in bfloat16, else "fp32"."""
+        return "bf16" if self.bf16 else "fp32"
+
 
 @dataclass
 class Iteration:
