@@ -31,7 +31,7 @@ from common import save  # noqa: E402
 from dipstop.lab.calibration import LAM_GRID  # noqa: E402
 from dipstop.lab.rules import Rule, evaluate, search_lam  # noqa: E402
 from dipstop.lab.store import ResultStore  # noqa: E402
-from dipstop.lambda_table import lam_for_sigma, load_table  # noqa: E402
+from dipstop.lambda_table import load_table  # noqa: E402
 from dipstop.policies import DEFAULT_OUTPUT, make_policy  # noqa: E402
 
 POLICIES = ("raw", "since-best", "ema@stop", "ema998@stop", "box100@stop", "ema@best",
@@ -160,8 +160,7 @@ def main() -> None:
             if rule.criterion != "cifs":
                 lam, per_run = None, [None] * len(runs)
             elif table is not None:  # as a user runs it: lam at the run's estimated sigma
-                per_run = [lam_for_sigma(r.summary.get("sigma_estimated", sigma), table)
-                           for r in runs]  # fmt: skip
+                per_run = [r.table_lam(table) for r in runs]
                 lam = float(np.exp(np.mean(np.log(per_run))))  # their geometric mean, shown
             else:
                 lam, _ = search_lam(rule, data, lams)

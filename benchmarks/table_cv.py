@@ -27,7 +27,6 @@ from common import save  # noqa: E402
 from dipstop.lab.calibration import LAM_GRID  # noqa: E402
 from dipstop.lab.rules import Rule, evaluate, search_lam  # noqa: E402
 from dipstop.lab.store import ResultStore  # noqa: E402
-from dipstop.lambda_table import lam_for_sigma  # noqa: E402
 
 
 def main() -> None:
@@ -57,7 +56,7 @@ def main() -> None:
         for sigma, runs in by_sigma.items():
             for run in (r for r in runs if r.spec["image"] == image):
                 for k in scales:
-                    lam = lam_for_sigma(k * run.summary["sigma_estimated"], table)
+                    lam = run.table_lam(table, k * run.summary["sigma_estimated"])
                     o = evaluate(rule, run.series, run.summary["pixels"], lam)
                     outcomes[(k, sigma)].append(
                         {

@@ -26,7 +26,7 @@ from common import save  # noqa: E402
 
 from dipstop.lab.rules import Rule, evaluate  # noqa: E402
 from dipstop.lab.store import ResultStore  # noqa: E402
-from dipstop.lambda_table import lam_for_sigma, load_table  # noqa: E402
+from dipstop.lambda_table import load_table  # noqa: E402
 from dipstop.policies import DEFAULT_OUTPUT, make_policy  # noqa: E402
 
 RULES = ("paper", "dipstop")
@@ -48,10 +48,9 @@ def main() -> None:
     rows = []
     for run in ResultStore(args.store, readonly=True).runs():
         sec, T = run.series["seconds"], len(run.series["seconds"])
-        sigma = run.summary.get("sigma_estimated", run.spec["sigma"])
         for name, (policy, table) in rules.items():
             rule = Rule("cifs", policy, args.patience)
-            out = evaluate(rule, run.series, run.summary["pixels"], lam_for_sigma(sigma, table))
+            out = evaluate(rule, run.series, run.summary["pixels"], run.table_lam(table))
             if out.psnr is None:
                 continue  # the run did not record this policy's series
             rows.append(

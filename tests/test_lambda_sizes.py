@@ -6,6 +6,8 @@ import pytest
 
 from dipstop.api import denoise
 from dipstop.errors import DipstopError
+from dipstop.lab.selection import select
+from dipstop.lab.store import StoredRun
 from dipstop.lambda_table import lam_for_sigma, load_table, table_sizes, write_table
 
 FIT = dict(width=8, max_iters=2, patience=1, sigma=25)
@@ -70,3 +72,20 @@ def test_an_image_far_from_the_calibrated_sizes_is_noted(tmp_path, smooth_rgb):
     _, res = denoise(smooth_rgb, table=str(path), **FIT)  # 4096 pixels against 32 x 32
     assert res.lam == pytest.approx(5.0)
     assert any("calibrated at 1024 pixels, the image has 4096" in n for n in res.notes)
+
+
+def test_recorded_runs_are_scored_with_lam_at_their_own_size():
+    """The report and benchmarks read lam for a stored run at the run's pixel count: a
+    whole-image run in a table calibrated at 128 x 128 and at its size gets its size's lam."""
+    t = np.arange(1, 301, dtype=float)
+    spec = {"sigma": 25.0, "criteria": {"cifs": {"every": 1}}}
+
+    def run(pixels: int) -> StoredRun:  # E_t = lam / t + (t / 100)^2: least at (5000 lam)^(1/3)
+        series = {"mse": 1 / t, "jpeg_bytes": pixels * t / 100, "psnr": 30 - (t / 40) ** 2}
+        return StoredRun("key", spec, {"pixels": pixels, "sigma_estimated": 25.0}, series)
+
+    sized = {"entries": [{"sigma": 25.0, "lam": 62.5, "pixels": 1024},
+                         {"sigma": 25.0, "lam": 250.0, "pixels": 4096}]}  # fmt: skip
+    assert run(4096).table_lam(sized) == pytest.approx(250.0)
+    assert select(run(4096), patience=20, table=sized)["CIFS (est. sigma)"] == 108  # lam 250
+    assert select(run(1024), patience=20, table=sized)["CIFS (est. sigma)"] == 68  # lam 62.5

@@ -35,7 +35,7 @@ from dipstop.lab.selection import (  # noqa: E402
     select,
 )
 from dipstop.lab.store import ResultStore, StoredRun  # noqa: E402
-from dipstop.lambda_table import lam_for_sigma, table_output  # noqa: E402
+from dipstop.lambda_table import table_output  # noqa: E402
 from dipstop.metrics import psnr  # noqa: E402
 from dipstop.noise import add_gaussian_noise  # noqa: E402
 from dipstop.protocols import Protocol, get_protocol  # noqa: E402
@@ -292,9 +292,8 @@ def figure4(
     wanted, outputs, drift = set(picks.values()), {}, [0.0]
     replay, own_scores = None, policy_scores(run, patience, own) if own else {}
     if own_scores:
-        sigma_est = run.summary.get("sigma_estimated", sigma)
         rule = Rule("cifs", table_output(own), patience)
-        replay = Replay(rule, run.series, run.summary["pixels"], lam_for_sigma(sigma_est, own))
+        replay = Replay(rule, run.series, run.summary["pixels"], run.table_lam(own))
         wanted.add(replay.outcome.t_end)
 
     def keep(it: Iteration, row: dict) -> None:
@@ -312,7 +311,7 @@ def figure4(
     finally:
         torch.set_num_threads(threads)
     s = run.series
-    pixels, lam = run.summary["pixels"], lam_for_sigma(sigma, table)
+    pixels, lam = run.summary["pixels"], run.table_lam(table, sigma)
     by_label = {
         REGISTRY[name].label: np.asarray(REGISTRY[name].values(s, Context(pixels, lam)))
         for name in run.spec["criteria"]

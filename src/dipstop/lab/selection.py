@@ -17,7 +17,7 @@ import numpy as np
 from dipstop.criteria import REGISTRY, Context
 from dipstop.lab.rules import Rule, evaluate
 from dipstop.lab.store import StoredRun
-from dipstop.lambda_table import lam_for_sigma, table_output
+from dipstop.lambda_table import table_output
 from dipstop.policies import make_policy
 from dipstop.stopping import detect_every, detect_offline
 
@@ -84,11 +84,11 @@ def select(run: StoredRun, patience: int, table: dict) -> dict[str, int]:
     picks = {}
     for name, settings in run.spec["criteria"].items():
         cls = REGISTRY[name]
-        lam = lam_for_sigma(sigma, table) if name == "cifs" else None
+        lam = run.table_lam(table, sigma) if name == "cifs" else None
         values = np.asarray(cls.values(s, Context(pixels, lam)), dtype=float)
         picks[cls.label] = detect_every(values, int(settings.get("every", 1)), patience)
         if name == "cifs" and "sigma_estimated" in run.summary:
-            lam_est = lam_for_sigma(run.summary["sigma_estimated"], table)
+            lam_est = run.table_lam(table)
             picks[EST_SIGMA] = detect_offline(cls.values(s, Context(pixels, lam_est)), patience)
     picks["No ES"] = n - 1
     picks["Peak"] = int(np.nanargmax(s["psnr"]))
@@ -162,9 +162,8 @@ def policy_scores(run: StoredRun, patience: int, own: dict) -> dict[str, dict[st
     """
     policy = make_policy(table_output(own))
     policy.begin(len(run.series["mse"]), patience)
-    sigma = run.summary.get("sigma_estimated", run.spec["sigma"])
     rule = Rule("cifs", policy.name, patience)
-    outcome = evaluate(rule, run.series, run.summary["pixels"], lam_for_sigma(sigma, own))
+    outcome = evaluate(rule, run.series, run.summary["pixels"], run.table_lam(own))
     average = f"psnr_{policy.average_name}" if policy.average_name else "psnr"
     if outcome.psnr is None or average not in run.series:
         return {}

@@ -37,6 +37,7 @@ import numpy as np
 
 from dipstop.errors import DipstopError
 from dipstop.fitting import FitSettings
+from dipstop.lambda_table import lam_for_sigma
 
 SCHEMA_VERSION = 3  # 1 -> 2: one run spec for bench and calibration; 3: its fit settings
 OLDER_SCHEMAS = ("1", "2")  # migrated on a writable open (`migrate`)
@@ -97,6 +98,21 @@ class StoredRun:
     spec: dict
     summary: dict
     series: dict[str, np.ndarray]
+
+    def table_lam(self, table: dict, sigma: float | None = None) -> float:
+        """The lam `denoise` takes from `table` for this run's image: at `sigma` (default the
+        run's estimated sigma, else its true one) and the run's own pixel count, so a table
+        calibrated at several sizes answers for the size the run was fitted at.
+
+        >>> run = StoredRun("k", {"sigma": 25.0}, {"pixels": 40_000}, {})
+        >>> table = {"entries": [{"sigma": 25.0, "lam": 10.0, "pixels": 10_000},
+        ...                      {"sigma": 25.0, "lam": 40.0, "pixels": 160_000}]}
+        >>> round(run.table_lam(table), 6), round(run.table_lam(table, sigma=50.0), 6)
+        (20.0, 20.0)
+        """
+        if sigma is None:
+            sigma = self.summary.get("sigma_estimated", self.spec["sigma"])
+        return lam_for_sigma(sigma, table, self.summary["pixels"])
 
 
 class ResultStore:
