@@ -143,7 +143,7 @@ def denoise(
     on_estimate: Callable[[RunEstimate], None] | None = None,
     tile: int | None = TILE,
     overlap: int = OVERLAP,
-    tile_above: int = TILE_ABOVE,
+    tile_above: int | None = None,
     ray: str | None = None,
 ) -> tuple[Any, DenoiseResult | TiledResult]:
     """Denoise `image` with a Deep Image Prior stopped by CIFS; no noise level needed.
@@ -204,8 +204,11 @@ def denoise(
         and stopped on its own; None fits the whole image, whatever its size.
     overlap : int
         Least overlap of neighbouring tiles, blended by a raised cosine (default 32).
-    tile_above : int
-        Tile images with more pixels than this (default 1,000,000; 0 tiles every image).
+    tile_above : int, optional
+        Tile images with more pixels than this (0 tiles every image). Default: beyond 1.5x
+        the largest size the lam table was calibrated at (`auto_tile_above`: 24,576 pixels
+        with the shipped 128 x 128 table), so no fit runs at a size whose lam is
+        extrapolated; 1,000,000 with an explicit lam or output "raw".
     ray : str, optional
         Fit as Ray tasks (`dipstop.raytasks`): "" a local Ray, else a cluster's address. A
         tiled image's tiles run as single-thread tasks, as many at once as the Ray has CPUs
@@ -248,6 +251,8 @@ def denoise(
                           **{k: v for k, v in fit.items() if k != "output"})  # fmt: skip
     check_tiling(tile, overlap, tile_above)
     loaded, kind = _to_loaded(image)
+    if tile_above is None:
+        tile_above = auto_tile_above(table, output, lam)
     if tile is not None and loaded.pixels.shape[0] * loaded.pixels.shape[1] > tile_above:
         return run_tiles(loaded, kind, image, tile=tile, overlap=overlap, sigma=sigma, lam=lam,
                          clean=clean, progress=progress, interruptible=interruptible,
@@ -391,6 +396,9 @@ def denoise(
     return _from_array(pixels, kind, image), result
 
 
+NEAR_SIZE = 1.5  # an image within this factor of a calibrated size counts as calibrated
+
+
 def calibrated_sizes(tab: dict) -> list[int]:
     """The image sizes (pixels) a table was calibrated at: its entries' sizes, else its
     protocol's crop squared; empty when it says neither."""
@@ -401,10 +409,30 @@ def calibrated_sizes(tab: dict) -> list[int]:
 
 
 def off_size(tab: dict, pixels: int) -> bool:
-    """Whether an image of `pixels` is more than 1.5x away from every size of the table:
-    its lam and expected stop are then carried over, not measured."""
+    """Whether an image of `pixels` is more than `NEAR_SIZE` times away from every size of
+    the table: its lam and expected stop are then carried over, not measured."""
     sizes = calibrated_sizes(tab)
-    return bool(sizes) and not sizes[0] / 1.5 <= pixels <= sizes[-1] * 1.5
+    return bool(sizes) and not sizes[0] / NEAR_SIZE <= pixels <= sizes[-1] * NEAR_SIZE
+
+
+def auto_tile_above(table: str | dict | None, output: str, lam: float | None) -> int:
+    """The default `tile_above`: the most pixels a fit of the whole image may have.
+
+    Images beyond `NEAR_SIZE` times the largest size the lam table was calibrated at are
+    tiled, so that every fit, whole image or tile, runs at a size whose lam was measured, not
+    extrapolated; at most `TILE_ABOVE` (1 MP). With an explicit lam, for the paper's rule
+    (output "raw": the paper fits whole images), or with a table that names no size, it is
+    `TILE_ABOVE`.
+
+    >>> auto_tile_above(None, "since-best", None)  # the shipped table: 128 x 128
+    24576
+    >>> auto_tile_above(None, "raw", None), auto_tile_above(None, "since-best", 40.0)
+    (1000000, 1000000)
+    """
+    if lam is not None or output == "raw":
+        return TILE_ABOVE
+    sizes = calibrated_sizes(table if isinstance(table, dict) else load_table(table, output))
+    return min(TILE_ABOVE, int(sizes[-1] * NEAR_SIZE)) if sizes else TILE_ABOVE
 
 
 # the keywords of `denoise` (fixed here, whatever later replaces the name, e.g. a test's stub)

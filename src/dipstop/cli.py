@@ -206,10 +206,12 @@ def _add_tiling(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--tile-above",
-        type=nonneg,
-        default=TILE_ABOVE,
+        type=validate.arg_pixels_or_auto,
+        default=None,
         metavar="PIXELS",
-        help=f"tile images with more pixels than this (default: {TILE_ABOVE}; 0: always)",
+        help="tile images with more pixels than this (0: always; default auto: beyond 1.5x "
+        "the largest size the lam table was calibrated at, 24576 for the shipped one, so no "
+        f"fit runs with an extrapolated lam; {TILE_ABOVE} with --lam or --output-policy raw)",
     )
 
 

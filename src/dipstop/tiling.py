@@ -9,7 +9,7 @@ the middle of each overlap (`TilePlan.weights`). The weights of the tiles coveri
 sum to 1 everywhere, so a tile that returned its input unchanged would give the input back
 exactly and a smooth image shows no seam. Memory is one tile's fit plus the float image and
 its output buffer, whatever the photo's size; `dipstop.api.denoise` tiles by itself above
-`tile_above` pixels.
+`tile_above` pixels (by default, beyond the sizes its lam table was calibrated at).
 
 The default tile is 128 px: the lam table is calibrated on 128 x 128 crops.
 """
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 TILE = 128  # the side of the crops the lam table is calibrated on
 OVERLAP = 32  # pixels two neighbouring tiles share (at least; the plan spreads any slack)
-TILE_ABOVE = 1_000_000  # `denoise` tiles images with more pixels than this
+TILE_ABOVE = 1_000_000  # the most pixels `denoise` fits whole by default (memory bound)
 
 __all__ = [
     "OVERLAP",

@@ -241,7 +241,7 @@ def check_tiling(tile: Any, overlap: Any = 0, tile_above: Any = 0) -> None:
 
     `tile` None (whole image) or a whole number of at least 64 (the network pads anything
     smaller to 64); `overlap` a whole number from 0 to tile // 2; `tile_above` a whole
-    number of at least 0.
+    number of at least 0, or None (chosen from the lam table).
 
     Examples
     --------
@@ -261,7 +261,8 @@ an overlap of at most half the tile
             at_most=tile // 2,
             fix="give an overlap of at most half the tile",
         )
-    whole(tile_above, "tile_above", at_least=0, fix="give a number of pixels, e.g. 1000000")
+    if tile_above is not None:
+        whole(tile_above, "tile_above", at_least=0, fix="give a number of pixels, e.g. 1000000")
 
 
 # -- command-line argument types (argparse wants ArgumentTypeError, not DipstopError) --------
@@ -322,6 +323,16 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise DipstopError(f"{text!r} is not a whole number of at least 0")
     return value
+
+
+def _pixels_or_auto(text: str) -> int | None:
+    """A whole number of pixels of at least 0, or "auto" (None)."""
+    if text == "auto":
+        return None
+    try:
+        return _non_negative_int(text)
+    except DipstopError:
+        raise DipstopError(f"{text!r} is not a whole number of at least 0 or 'auto'") from None
 
 
 def _threads(text: str) -> int:
@@ -425,6 +436,7 @@ arg_positive_float = _argtype(_positive_float)
 arg_non_negative_float = _argtype(_non_negative_float)
 arg_positive_int = _argtype(_positive_int)
 arg_non_negative_int = _argtype(_non_negative_int)
+arg_pixels_or_auto = _argtype(_pixels_or_auto)
 arg_threads = _argtype(_threads)
 arg_seed = _argtype(_seed)
 arg_sigma_list = _argtype(sigma_list)
