@@ -35,6 +35,22 @@ def test_the_same_sigma_at_two_sizes_is_one_table_interpolated_in_log_pixels(two
     assert lam_for_sigma(25, table, 10**6) == pytest.approx(40.0)  # the nearest end beyond
 
 
+def test_a_size_calibrated_at_fewer_sigmas_follows_the_base_sizes_sigma_curve():
+    """The grids calibrate larger sizes at sigma 15, 25, 50 only: beyond them a larger image
+    keeps its measured ratio to the 128 x 128 lam, not the end sigma's lam."""
+    base = [(5, 300.0), (15, 80.0), (25, 45.0), (50, 27.0), (75, 15.0)]
+    entries = [{"sigma": s, "lam": lam, "pixels": 128 * 128} for s, lam in base]
+    entries += [{"sigma": 15, "lam": 96.0, "pixels": 481 * 321},  # 1.2x the base
+                {"sigma": 50, "lam": 40.5, "pixels": 481 * 321}]  # 1.5x  # fmt: skip
+    table = {"entries": entries}
+    whole = 481 * 321
+    assert lam_for_sigma(5, table, whole) == pytest.approx(300.0 * 1.2)  # held at sigma 15's
+    assert lam_for_sigma(75, table, whole) == pytest.approx(15.0 * 1.5)  # and sigma 50's
+    ratio_25 = 1.2 * (1.5 / 1.2) ** (10 / 35)  # log ratio linear in sigma from 15 to 50
+    assert lam_for_sigma(25, table, whole) == pytest.approx(45.0 * ratio_25)
+    assert lam_for_sigma(75, table, 128 * 128) == pytest.approx(15.0)  # the base, unchanged
+
+
 @pytest.mark.parametrize(
     "entries, problem",
     [

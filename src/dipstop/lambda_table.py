@@ -4,8 +4,8 @@ E_t = lam * MSE_t + (JPEG bytes per pixel)^2 with MSE on the [0, 1] scale; the p
 lambda for an H x W image is lam * H * W. Per-pixel units make lam nearly independent of the
 image size, not exactly (docs/calibration.md), so a table may be calibrated at several sizes:
 its entries then carry "pixels". Between calibrated sigmas, log(lam) is interpolated
-linearly; between calibrated sizes, linearly again in log(pixels); outside, the nearest end
-is used.
+linearly; between calibrated sizes, its ratio to the size calibrated at the most sigmas,
+linearly in log(pixels); outside, the nearest end is used.
 """
 
 from __future__ import annotations
@@ -114,9 +114,12 @@ def lam_for_sigma(sigma: float, table: dict | None = None, pixels: int | None = 
     """The CIFS weight lam for a noise level (and image size), interpolated in the table.
 
     log(lam) is interpolated linearly between calibrated sigmas; outside them, the nearest
-    end's lam is used. A table calibrated at several sizes is interpolated at each size,
-    then linearly in log(pixels) between sizes (the nearest size outside them; the smallest
-    when `pixels` is None).
+    end's lam is used. A table calibrated at several sizes takes lam(sigma) from the size
+    calibrated at the most sigmas (the base), times each size's ratio to it, interpolated
+    in sigma between that size's sigmas and held beyond them (so a size calibrated at fewer
+    sigmas follows the base's sigma dependence); the ratios are then interpolated linearly in
+    log(pixels) between sizes (the nearest size outside them; the smallest when `pixels` is
+    None).
 
     Parameters
     ----------
@@ -151,15 +154,29 @@ def lam_for_sigma(sigma: float, table: dict | None = None, pixels: int | None = 
     ...                  {"sigma": 10, "lam": 40.0, "pixels": 160_000}]}
     >>> round(lam_for_sigma(10, t, pixels=40_000), 6), round(lam_for_sigma(10, t), 6)
     (20.0, 10.0)
+
+    A size calibrated at sigma 10 only (4x the base there) keeps that ratio at sigma 30:
+
+    >>> t["entries"] += [{"sigma": 30, "lam": 30.0, "pixels": 10_000}]
+    >>> round(lam_for_sigma(30, t, pixels=160_000), 6)
+    120.0
     """
     number(sigma, "sigma", at_least=0, fix="give the noise std on the 0-255 scale, e.g. 25")
     table = load_table() if table is None else check_table(table, "given")
     sizes = table_sizes(table)
     if len(sizes) < 2:
         return float(np.exp(_log_lam_at(sigma, table["entries"])))
-    logs = [_log_lam_at(sigma, [e for e in table["entries"] if e["pixels"] == n]) for n in sizes]
+    by_size = {n: [e for e in table["entries"] if e["pixels"] == n] for n in sizes}
+    base = by_size[max(sizes, key=lambda n: (len(by_size[n]), -n))]  # the most sigmas
+
+    def log_ratio(entries: list[dict]) -> float:
+        """log(lam / the base size's lam) at sigma: held beyond this size's sigmas."""
+        ratios = [np.log(e["lam"]) - _log_lam_at(e["sigma"], base) for e in entries]
+        return float(np.interp(sigma, [e["sigma"] for e in entries], ratios))
+
+    logs = [log_ratio(by_size[n]) for n in sizes]
     where = np.log(pixels if pixels is not None else sizes[0])
-    return float(np.exp(np.interp(where, np.log(sizes), logs)))
+    return float(np.exp(_log_lam_at(sigma, base) + np.interp(where, np.log(sizes), logs)))
 
 
 def _log_lam_at(sigma: float, entries: list[dict]) -> float:
