@@ -11,7 +11,9 @@ interpolates in log(pixels) (issue 12).
         results/size_calibration.sqlite --sigmas 15,25,50 [-o TABLE.json]
         [--images 100007.jpg,16068.jpg,24063.jpg,384022.jpg] [--lam-smooth 1.6]
 
-The search is the shipped table's (`--lam-smooth 1.6`). `--images` keeps only those images'
+To write the table to ship, leave out `--sigmas`: the 128 x 128 entries then cover sigma
+5-75, the base whose sigma curve the other sizes' ratios scale (`lam_for_sigma`). The search
+is the shipped table's (`--lam-smooth 1.6`). `--images` keeps only those images'
 runs at every size, so the slopes compare lams found on the same images (the 128 x 128
 runs hold 8 images, the other sizes the 4 of `benchmarks/size_grids.sh`).
 
