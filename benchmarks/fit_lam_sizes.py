@@ -52,9 +52,10 @@ def main() -> None:
     args = ap.parse_args()
     images = set(args.images.split(",")) if args.images else None
     keep = {float(s) for s in args.sigmas.split(",")} if args.sigmas else None
-    choices = []
+    choices, folders = [], set()
     for path in args.stores:
         store = ResultStore(path, readonly=True)
+        folders |= {r.spec.get("dataset") for r in store.runs()}
         crops = sorted({r.spec["protocol"]["crop"] or 0 for r in store.runs()})
         for crop in crops:
             found = calibrate_from_store(
@@ -91,8 +92,9 @@ def main() -> None:
         )
         command = "python benchmarks/fit_lam_sizes.py " + " ".join(sys.argv[1:])
         write_lambda_table(
-            args.output, choices, protocol, command, policy=args.output_policy, folder=None
-        )
+            args.output, choices, protocol, command, policy=args.output_policy,
+            folder=folders.pop() if len(folders) == 1 else None, smooth=args.lam_smooth,
+        )  # fmt: skip
         print(f"wrote {args.output}")
     save(
         "fit_lam_sizes" + (f"_{args.name}" if args.name else ""),

@@ -73,20 +73,32 @@ def test_a_read_only_open_of_an_old_store_upgrades_as_it_reads_and_changes_nothi
     assert path.read_bytes() == before and _schema(path) == "1"
 
 
-def test_the_since_best_store_reproduces_the_shipped_default_lam_table():
-    """The default output's table is what its committed command finds on calibration2: the
-    same lams, scores and expected stops (read-only: the store is not copied or changed)."""
+def test_the_since_best_stores_reproduce_the_shipped_default_lam_table():
+    """The default output's table is what its committed command finds: at 128 x 128 on
+    calibration2, at its larger sizes on the size grid's store; the same lams, scores and
+    expected stops (read-only: the stores are not copied or changed)."""
     shipped = load_table(output="since-best")
     proto, prov = shipped["protocol"], shipped["provenance"]
-    assert prov["output"] == "since-best" and "--lam-smooth 1.6" in prov["command"]
-    store = ResultStore(RESULTS / "calibration2.sqlite", readonly=True)
-    choices = calibrate_from_store(
-        store, proto["width"], proto["crop"], proto["max_iters"], proto["patience"],
-        "since-best", smooth=1.6,
-    )  # fmt: skip
-    assert [c.sigma for c in choices] == [e["sigma"] for e in shipped["entries"]]
-    for c, e in zip(choices, shipped["entries"], strict=True):
-        assert c.lam == e["lam"] and c.n_runs == e["n_runs"] == 8 and c.images == e["images"]
+    assert prov["output"] == "since-best" and "[lam / 1.6, lam * 1.6]" in prov["selection"]
+    assert "results/size_calibration.sqlite" in prov["command"]
+    choices = []
+    for name in ("calibration2.sqlite", "size_calibration.sqlite"):
+        store = ResultStore(RESULTS / name, readonly=True)
+        for crop in sorted({r.spec["protocol"]["crop"] or 0 for r in store.runs()}):
+            choices += calibrate_from_store(
+                store, proto["width"], crop or None, proto["max_iters"], proto["patience"],
+                "since-best", smooth=1.6,
+            )  # fmt: skip
+    shipped_sizes = set(prov["sizes"])  # the store may already hold runs of a size to come
+    order = sorted(
+        (c for c in choices if c.pixels in shipped_sizes), key=lambda c: (c.sigma, c.pixels)
+    )
+    entries = sorted(shipped["entries"], key=lambda e: (e["sigma"], e["pixels"]))
+    assert [(c.sigma, c.pixels) for c in order] == [(e["sigma"], e["pixels"]) for e in entries]
+    assert prov["sizes"][0] == 128 * 128 and len(prov["sizes"]) >= 2
+    for c, e in zip(order, entries, strict=True):
+        assert c.lam == e["lam"] and c.n_runs == e["n_runs"] and c.images == e["images"]
+        assert c.n_runs == (8 if c.pixels == 128 * 128 else 4)
         assert round(c.mean_psnr, 4) == e["mean_psnr"]
         assert c.mean_iterations == e["mean_iterations"]
 

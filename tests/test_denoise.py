@@ -101,7 +101,7 @@ def test_cli_reads_jpeg_input(tmp_path, smooth_rgb):
     assert out.shape == (64, 64, 3)
 
 
-@pytest.mark.parametrize("n_runs, provisional", [(2, True), (8, False)])
+@pytest.mark.parametrize("n_runs, provisional", [(2, True), (3, True), (4, False), (8, False)])
 def test_a_thin_lambda_table_is_reported_as_provisional(tmp_path, smooth_rgb, n_runs, provisional):
     from dipstop.lambda_table import write_table
 

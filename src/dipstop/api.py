@@ -206,8 +206,8 @@ def denoise(
         Least overlap of neighbouring tiles, blended by a raised cosine (default 32).
     tile_above : int, optional
         Tile images with more pixels than this (0 tiles every image). Default: beyond 1.5x
-        the largest size the lam table was calibrated at (`auto_tile_above`: 24,576 pixels
-        with the shipped 128 x 128 table), so no fit runs at a size whose lam is
+        the largest size the lam table was calibrated at (`auto_tile_above`: 55,296 pixels
+        with the shipped table, calibrated up to 192 x 192), so no fit runs at a size whose lam is
         extrapolated; 1,000,000 with an explicit lam or output "raw".
     ray : str, optional
         Fit as Ray tasks (`dipstop.raytasks`): "" a local Ray, else a cluster's address. A
@@ -397,6 +397,7 @@ def denoise(
 
 
 NEAR_SIZE = 1.5  # an image within this factor of a calibrated size counts as calibrated
+MIN_RUNS = 4  # a table entry from fewer runs (images) is provisional (the size grids have 4)
 
 
 def calibrated_sizes(tab: dict) -> list[int]:
@@ -424,8 +425,8 @@ def auto_tile_above(table: str | dict | None, output: str, lam: float | None) ->
     (output "raw": the paper fits whole images), or with a table that names no size, it is
     `TILE_ABOVE`.
 
-    >>> auto_tile_above(None, "since-best", None)  # the shipped table: 128 x 128
-    24576
+    >>> auto_tile_above(None, "since-best", None)  # the shipped table: up to 192 x 192
+    55296
     >>> auto_tile_above(None, "raw", None), auto_tile_above(None, "since-best", 40.0)
     (1000000, 1000000)
     """
@@ -463,7 +464,7 @@ def lam_from_table(
             f"lam table calibrated for output {table_output(tab)!r}, run with {output!r}: "
             "its lams may stop early or late for this output"
         )
-    thin = [e for e in tab["entries"] if e.get("n_runs", 8) < 8]
+    thin = [e for e in tab["entries"] if e.get("n_runs", MIN_RUNS) < MIN_RUNS]
     if thin:
         notes.append(
             "lam table is provisional: "

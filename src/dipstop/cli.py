@@ -210,7 +210,7 @@ def _add_tiling(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PIXELS",
         help="tile images with more pixels than this (0: always; default auto: beyond 1.5x "
-        "the largest size the lam table was calibrated at, 24576 for the shipped one, so no "
+        "the largest size the lam table was calibrated at, 55296 for the shipped one, so no "
         f"fit runs with an extrapolated lam; {TILE_ABOVE} with --lam or --output-policy raw)",
     )
 

@@ -469,13 +469,15 @@ def write_lambda_table(
         }
         for c in choices
     ]
+    sizes = sorted({c.pixels for c in choices if c.pixels})
     provenance = {
         "command": command,
         "date": datetime.date.today().isoformat(),
         "images": sorted({name for c in choices for name in c.images}),
         "planned_images": list(planned),
         "image_folder": folder,
-        "sigmas": [c.sigma for c in choices],
+        "sigmas": sorted({c.sigma for c in choices}),
+        **({"sizes": sizes} if len(sizes) > 1 else {}),
         "iters": protocol.max_iters,
         "output": policy,
         "selection": "argmin_t E_t over all recorded iterations (paper Sec. 3.2)"
