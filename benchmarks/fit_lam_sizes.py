@@ -55,8 +55,9 @@ def main() -> None:
     choices, folders = [], set()
     for path in args.stores:
         store = ResultStore(path, readonly=True)
-        folders |= {r.spec.get("dataset") for r in store.runs()}
-        crops = sorted({r.spec["protocol"]["crop"] or 0 for r in store.runs()})
+        specs = [r.spec for r in store.runs()]
+        folders |= {spec.get("dataset") for spec in specs}
+        crops = sorted({spec["protocol"]["crop"] or 0 for spec in specs})
         for crop in crops:
             found = calibrate_from_store(
                 store, args.width, crop or None, args.max_iters, args.patience,

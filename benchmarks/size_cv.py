@@ -68,14 +68,12 @@ def main() -> None:
             for run in (r for r in by_crop[crop][1] if r.spec["image"] == image):
                 series, pixels = run.series, run.summary["pixels"]
                 series = {k: v[: args.max_iters] for k, v in series.items()}
-                psnr = {
-                    name: evaluate(rule, series, pixels, run.table_lam(table)).psnr
-                    for name, table in (("base", base), ("sized", sized))
-                }
+                lams = {"base": run.table_lam(base), "sized": run.table_lam(sized)}
+                psnr = {k: evaluate(rule, series, pixels, x).psnr for k, x in lams.items()}
                 best = max(evaluate(rule, series, pixels, float(x)).psnr for x in LAM_GRID)
                 scored[(crop, float(run.spec["sigma"]))].append(
                     {"image": image, "pixels": pixels, **psnr, "best": best,
-                     "lam_base": run.table_lam(base), "lam_sized": run.table_lam(sized)}
+                     "lam_base": lams["base"], "lam_sized": lams["sized"]}
                 )  # fmt: skip
         print(f"left out {image}", flush=True)
     rows = []

@@ -251,7 +251,7 @@ def denoise(
                           **{k: v for k, v in fit.items() if k != "output"})  # fmt: skip
     check_tiling(tile, overlap, tile_above)
     loaded, kind = _to_loaded(image)
-    if tile_above is None:
+    if tile is not None and tile_above is None:  # not for a tile's own fit (tile=None)
         tile_above = auto_tile_above(table, output, lam)
     if tile is not None and loaded.pixels.shape[0] * loaded.pixels.shape[1] > tile_above:
         return run_tiles(loaded, kind, image, tile=tile, overlap=overlap, sigma=sigma, lam=lam,
