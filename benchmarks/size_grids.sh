@@ -8,12 +8,17 @@
 #     crops and at the whole image (481 x 321); the 128 x 128 runs are in calibration2.sqlite.
 #   validation (CBSD68, judge here): 6 whole images fixed before any result (every other of
 #     the 12 of the crop bench: 101085, 119082, 148026, 175032, 216081, 253027) x sigma
-#     15, 25, 50, recorded by `bench` with every criterion.
+#     15, 25, 50: first denoised as `denoise` does by default, which tiles a 481 x 321
+#     photo (benchmarks/tiling.py --tiled-only, results/fullsize_tiled/), then fitted whole
+#     and recorded by `bench` with every criterion (the paper's Table 1 at full size, and
+#     the lam for --tile 0).
 #
-# Order: 192, the whole calibration images (they make the table the validation judges), the
-# validation, then 288 (a point between 192 and the whole image, for the interpolation). A
-# whole image is ~1.7 s an iteration on one thread here, 85 minutes a run. Cost estimates on
-# this 2-core machine: about 2 h, 8.5 h, 15 h and 4.5 h. A GPU does each run in about a minute.
+# Order: 192, the tiled validation (the default as users get it: its lam is the 128 entry,
+# so it needs nothing of the whole images), the whole calibration images, the whole-image
+# validation, then 288 (a point between 192 and the whole image). Whole images ran 1.26 s an
+# iteration on one thread beside another fit, about 63 minutes a run; a tiled 481 x 321
+# photo about 15 minutes on both cores. Cost estimates on this 2-core machine: about 2 h,
+# 4.5 h, 6.3 h, 9.5 h and 3.5 h. A GPU does each run in about a minute.
 #
 # Precision: the 192 crops were recorded in fp32 (begun before the precision option existed);
 # the whole images, the validation and 288 in what `denoise` runs here by default
@@ -33,6 +38,7 @@ work=${WORK:-/tmp/dipstop-grids}
 py=${PYTHON:-.venv/bin/python}
 data=${DIPSTOP_DATA:-../shared/data}
 stores="size_calibration fullsize_bench"
+fixed6=101085.png,119082.png,148026.png,175032.png,216081.png,253027.png
 # a whole-image run's checkpoint holds its running averages (the mean of the last S + 1 is a
 # ring of 501 outputs: about 0.9 GB at 481 x 321): write one every 10 minutes, not every one
 export DIPSTOP_CHECKPOINT_SECONDS=${DIPSTOP_CHECKPOINT_SECONDS:-600}
@@ -40,22 +46,36 @@ mkdir -p "$work"
 
 . benchmarks/grid_stores.sh
 
-if [ "${1:-}" = snapshot ]; then
+snapshot_all() {
   snapshot $stores
+  if [ -d "$work/fullsize_tiled" ]; then
+    mkdir -p results/fullsize_tiled
+    cp "$work"/fullsize_tiled/*.json "$work"/fullsize_tiled/*.png results/fullsize_tiled/
+    echo "results/fullsize_tiled: $(ls results/fullsize_tiled/*.png | wc -l) images"
+  fi
+}
+if [ "${1:-}" = snapshot ]; then
+  snapshot_all
   exit 0
 fi
 resume $stores
+if [ ! -d "$work/fullsize_tiled" ] && [ -d results/fullsize_tiled ]; then
+  cp -r results/fullsize_tiled "$work/"
+fi
 precision=${PRECISION:-$("$py" -c "from dipstop.fitting import resolve_device as d, resolve_precision as p; print(p('auto', d(None)))")}
 calibrate() {
   "$py" -m dipstop.cli calibrate --data "$data/cbsd432_jpg" \
     --images 100007.jpg,16068.jpg,24063.jpg,384022.jpg --sigmas 15,25,50 --protocol cpu \
     --crop "$1" --precision "$2" --store "$work/size_calibration.sqlite" --ray --threads 1
-  snapshot $stores
+  snapshot_all
 }
 calibrate 192 fp32
+"$py" benchmarks/tiling.py --data "$data/cbsd68" --names "$fixed6" --sizes 481x321 \
+  --sigmas 15,25,50 --tiled-only --precision "$precision" --ray \
+  --out "$work/fullsize_tiled" --name fullsize_tiled
+snapshot_all
 calibrate full "$precision"
 "$py" -m dipstop.cli bench --data "$data/cbsd68" --sigmas 15,25,50 --protocol cpu --crop full \
-  --images 101085.png,119082.png,148026.png,175032.png,216081.png,253027.png \
-  --precision "$precision" --store "$work/fullsize_bench.sqlite" --ray --threads 1
-snapshot $stores
+  --images "$fixed6" --precision "$precision" --store "$work/fullsize_bench.sqlite" --ray --threads 1
+snapshot_all
 calibrate 288 "$precision"

@@ -1,25 +1,29 @@
 """Tiled against whole-image denoising: PSNR, time and a look at the seams.
 
-For each CBSD68 image (landscape ones, 481 x 321) and each size in --sizes, with synthetic
-Gaussian noise (`dipstop.lab.datasets.synthetic_pair`, sigma 25 by default), runs
-`dipstop.denoise` twice with default settings (sigma estimated, lam from the table, the
-protocol's width, T and S): on the whole image (`tile=None`) and in tiles
-(`dipstop.denoise_tiled`, --tile / --overlap). A size other than the file's own is the image
-resized (bicubic, rounded to 8 bits) before the noise is added: CBSD68 has no larger
-photos, so 768 x 512 is an upscale, smoother than a native photo of that size. --crop
-centre-crops every size afterwards (for a quick check that the script works).
+For each CBSD68 image (landscape ones, 481 x 321, or the files named by --names), each size
+in --sizes and each sigma in --sigmas, with synthetic Gaussian noise
+(`dipstop.lab.datasets.synthetic_pair`: the same noise as `bench` for the same image, sigma
+and seed), runs `dipstop.denoise` twice with default settings (sigma estimated, lam from the
+table, the protocol's width, T and S): on the whole image (`tile=None`; skipped with
+--tiled-only) and in tiles (`dipstop.denoise_tiled`, --tile / --overlap). A size other than
+the file's own is the image resized (bicubic, rounded to 8 bits) before the noise is added:
+CBSD68 has no larger photos, so 768 x 512 is an upscale, smoother than a native photo of
+that size. --crop centre-crops every size afterwards (for a quick check that the script
+works).
 
-Prints one row per image and size: PSNR of the noisy input, of each run, the difference,
-seconds and stops; saves OUT/tiling.json (the machine, the settings, every row) and, per
-image and size, OUT/tiling_seam_<image>_<size>.png: clean | noisy | whole | tiled around
-the first point where four tiles meet (tick marks: the crossfade bands), 3x enlarged.
+Prints one row per image, size and sigma: PSNR of the noisy input, of each run, the
+difference and seconds; saves OUT/NAME.json (the machine, the settings, every row; rewritten
+after every row, and resumed: rows already in it are skipped) and, per row,
+OUT/NAME_seam_<image>_<size>_s<sigma>.png: clean | noisy | whole | tiled around the first
+point where four tiles meet (tick marks: the crossfade bands), 3x enlarged.
 
 Hours on a 2-core CPU at full size (a whole 768 x 512 fit is ~2.5 s an iteration at width
 64); run it on a quiet machine or a GPU. With --ray the tiles run as local Ray tasks (one
 single-thread fit per core), the whole image in this process on all cores:
 
-    python benchmarks/tiling.py [--images 2] [--sizes 481x321,768x512] [--sigma 25]
-                                [--tile 128] [--overlap 32] [--device cuda] [--ray] [--out DIR]
+    python benchmarks/tiling.py [--images 2 | --names A.png,B.png] [--sizes 481x321,768x512]
+                                [--sigmas 25] [--tile 128] [--overlap 32] [--tiled-only]
+                                [--device cuda] [--ray] [--out DIR] [--name tiling]
                                 [--precision auto|fp32|bf16]
     python benchmarks/tiling.py --images 1 --crop 160 --width 8 -T 10 --out /tmp/tiling
 """
@@ -102,16 +106,40 @@ def seam_figure(
     plt.close(fig)
 
 
+def row_key(row: dict) -> tuple:
+    """What identifies a row for resuming: image, size and noise."""
+    return row["image"], row["size"], row["sigma"]
+
+
+def fit_result(out: np.ndarray, clean: np.ndarray, res: object) -> dict:
+    """One denoise's PSNR, time and stops, for the JSON (whole or tiled)."""
+    tiled = hasattr(res, "tiles")
+    row = {
+        "psnr": psnr(out, clean),
+        "seconds": res.seconds,
+        "iterations_run": res.iterations_run,
+        "sigma": res.sigma,
+        "lam": res.lam,
+    }
+    if tiled:
+        row.update(tiles=len(res.tiles), stop_iterations=res.stop_iterations)
+    else:
+        row.update(stop_iteration=res.stop_iteration, precision=res.settings["precision"])
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(SHARED / "data" / "cbsd68"))
     ap.add_argument("--images", type=int, default=2, help="evenly spaced landscape images")
+    ap.add_argument("--names", default=None, help="NAME,... : these files instead of --images")
     ap.add_argument("--sizes", default="481x321,768x512", help="WxH,... (resized first)")
     ap.add_argument("--crop", type=int, default=None, help="centre-crop side (quick checks)")
-    ap.add_argument("--sigma", type=float, default=25.0)
+    ap.add_argument("--sigmas", default="25", help="noise levels, 0-255 scale: S,S,...")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tile", type=int, default=TILE)
     ap.add_argument("--overlap", type=int, default=OVERLAP)
+    ap.add_argument("--tiled-only", action="store_true", help="skip the whole-image fits")
     ap.add_argument("--width", type=int, default=None, help="network width (default: cpu's)")
     ap.add_argument("-T", "--max-iters", type=int, default=None)
     ap.add_argument("-S", "--patience", type=int, default=None)
@@ -122,89 +150,95 @@ def main() -> None:
         "--ray", action="store_true", help="tiles as local Ray tasks (one 1-thread fit per core)"
     )
     ap.add_argument("--out", default=str(HERE / "results"), help="folder for JSON and PNGs")
+    ap.add_argument("--name", default="tiling", help="OUT/NAME.json (resumed if it exists)")
     args = ap.parse_args()
     tune_allocator()
     set_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    landscape = [p for p in list_images(args.data) if read_image(p).pixels.shape[1] == 481]
-    chosen = evenly_spaced(landscape, args.images)
+    sigmas = [float(v) for v in args.sigmas.split(",")]
+    if args.names:
+        chosen = [Path(args.data) / n for n in args.names.split(",")]
+        missing = [p.name for p in chosen if not p.is_file()]
+        if missing:
+            sys.exit(f"tiling.py: error: not in {args.data}: {', '.join(missing)}; check --names")
+    else:
+        landscape = [p for p in list_images(args.data) if read_image(p).pixels.shape[1] == 481]
+        chosen = evenly_spaced(landscape, args.images)
     fit = dict(
         width=args.width, max_iters=args.max_iters, patience=args.patience, device=args.device,
         precision=args.precision,
     )  # fmt: skip
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "data", "name", "threads")}
+    settings["protocol"] = "cpu"
+    result = out / f"{args.name}.json"
     rows = []
-    head = "image    size              noisy  whole  tiled  tiled-whole  s whole  s tiled"
-    print(head + "  t* whole  t*s")
+    if result.exists():  # resume: keep the rows done under the same fit settings
+        saved = json.loads(result.read_text())
+        same = ("seed", "tile", "overlap", "width", "max_iters", "patience", "precision", "crop")
+        if any(saved["settings"].get(k) != settings[k] for k in same):
+            sys.exit(
+                f"tiling.py: error: {result} holds rows with other fit settings; "
+                "pass another --name or --out"
+            )
+        rows = saved["rows"]
+        for r in rows:  # rows written before --sigmas carry the one sigma in the settings
+            r.setdefault("sigma", saved["settings"].get("sigma"))
+    done = {row_key(r) for r in rows}
+    print("image    size              sigma  noisy  whole  tiled  tiled-whole  s whole  s tiled")
     with tempfile.TemporaryDirectory() as tmp:
         for path in chosen:
             for size in sizes:
-                clean, noisy = sized_pair(path, size, args.crop, args.sigma, args.seed, Path(tmp))
-                whole_out, whole = denoise(noisy, clean=clean, tile=None, **fit)
-                tiled_out, tiled = denoise_tiled(
-                    noisy, clean=clean, tile=args.tile, overlap=args.overlap,
-                    ray="" if args.ray else None, **fit,
-                )  # fmt: skip
-                h, w = clean.shape[:2]
-                label = f"{size[0]}x{size[1]}" + (f"_crop{args.crop}" if args.crop else "")
-                row = {
-                    "image": path.name,
-                    "size": label,
-                    "pixels": [h, w],
-                    "resized_from": None if size == (481, 321) else "481x321",
-                    "noisy_psnr": psnr(noisy, clean),
-                    "whole": {
-                        "psnr": psnr(whole_out, clean),
-                        "seconds": whole.seconds,
-                        "stop_iteration": whole.stop_iteration,
-                        "iterations_run": whole.iterations_run,
-                        "sigma": whole.sigma,
-                        "lam": whole.lam,
-                        "precision": whole.settings["precision"],
-                    },
-                    "tiled": {
-                        "psnr": psnr(tiled_out, clean),
-                        "seconds": tiled.seconds,
-                        "tiles": len(tiled.tiles),
-                        "stop_iterations": tiled.stop_iterations,
-                        "iterations_run": tiled.iterations_run,
-                        "sigma": tiled.sigma,
-                        "lam": tiled.lam,
-                    },
-                }
-                row["tiled_minus_whole_db"] = row["tiled"]["psnr"] - row["whole"]["psnr"]
-                rows.append(row)
-                stops = tiled.stop_iterations
-                print(
-                    f"{path.stem:8} {label:17} {row['noisy_psnr']:6.2f} "
-                    f"{row['whole']['psnr']:6.2f} {row['tiled']['psnr']:6.2f} "
-                    f"{row['tiled_minus_whole_db']:+11.2f} {whole.seconds:8.0f} "
-                    f"{tiled.seconds:8.0f} {whole.stop_iteration:9} "
-                    f"{min(stops)}-{max(stops)} ({len(stops)} tiles)"
-                )
-                png = out / f"tiling_seam_{path.stem}_{row['size']}.png"
-                seam_figure(
-                    {
-                        "clean": clean,
-                        f"noisy {row['noisy_psnr']:.2f} dB": noisy,
-                        f"whole {row['whole']['psnr']:.2f} dB": whole_out,
-                        f"tiled {row['tiled']['psnr']:.2f} dB": tiled_out,
-                    },
-                    args.tile,
-                    args.overlap,
-                    png,
-                    f"{path.name} at {row['size']}, sigma {args.sigma:g}: tiles of {args.tile} "
-                    f"px, overlap {args.overlap} (ticks: crossfade bands)",
-                )
-                row["seam_png"] = png.name
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "data")}
-    settings["protocol"] = "cpu"
-    settings["torch_threads"] = torch.get_num_threads()
-    result = out / "tiling.json"
-    result.write_text(
-        json.dumps({"machine": machine(), "settings": settings, "rows": rows}, indent=1)
-    )
+                for sigma in sigmas:
+                    label = f"{size[0]}x{size[1]}" + (f"_crop{args.crop}" if args.crop else "")
+                    if (path.name, label, sigma) in done:
+                        continue
+                    clean, noisy = sized_pair(path, size, args.crop, sigma, args.seed, Path(tmp))
+                    outputs = {}
+                    if not args.tiled_only:
+                        whole_out, whole = denoise(noisy, clean=clean, tile=None, **fit)
+                        outputs["whole"] = (whole_out, whole)
+                    outputs["tiled"] = denoise_tiled(
+                        noisy, clean=clean, tile=args.tile, overlap=args.overlap,
+                        ray="" if args.ray else None, **fit,
+                    )  # fmt: skip
+                    row = {
+                        "image": path.name,
+                        "size": label,
+                        "sigma": sigma,
+                        "pixels": list(clean.shape[:2]),
+                        "resized_from": None if size == (481, 321) else "481x321",
+                        "noisy_psnr": psnr(noisy, clean),
+                    }
+                    for kind, (img, res) in outputs.items():
+                        row[kind] = fit_result(img, clean, res)
+                    whole = row.get("whole", {})
+                    if whole:
+                        row["tiled_minus_whole_db"] = row["tiled"]["psnr"] - whole["psnr"]
+                    print(
+                        f"{path.stem:8} {label:17} {sigma:5g} {row['noisy_psnr']:6.2f} "
+                        f"{whole.get('psnr', float('nan')):6.2f} {row['tiled']['psnr']:6.2f} "
+                        f"{row.get('tiled_minus_whole_db', float('nan')):+11.2f} "
+                        f"{whole.get('seconds', float('nan')):8.0f} "
+                        f"{row['tiled']['seconds']:8.0f}"
+                    )
+                    png = out / f"{args.name}_seam_{path.stem}_{label}_s{sigma:g}.png"
+                    pictures = {"clean": clean, f"noisy {row['noisy_psnr']:.2f} dB": noisy}
+                    for kind, (img, _) in outputs.items():
+                        pictures[f"{kind} {row[kind]['psnr']:.2f} dB"] = img
+                    seam_figure(
+                        pictures, args.tile, args.overlap, png,
+                        f"{path.name} at {label}, sigma {sigma:g}: tiles of {args.tile} "
+                        f"px, overlap {args.overlap} (ticks: crossfade bands)",
+                    )  # fmt: skip
+                    row["seam_png"] = png.name
+                    rows.append(row)
+                    settings["torch_threads"] = torch.get_num_threads()
+                    payload = {"machine": machine(), "settings": settings, "rows": rows}
+                    partial = result.with_suffix(".json.tmp")
+                    partial.write_text(json.dumps(payload, indent=1))
+                    partial.replace(result)  # written after every row: a restart resumes
     print(f"saved {result}")
 
 
