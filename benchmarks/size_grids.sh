@@ -48,7 +48,7 @@ mkdir -p "$work"
 
 snapshot_all() {
   snapshot $stores
-  if [ -d "$work/fullsize_tiled" ]; then
+  if [ -f "$work/fullsize_tiled/fullsize_tiled.json" ]; then
     mkdir -p results/fullsize_tiled
     cp "$work"/fullsize_tiled/*.json "$work"/fullsize_tiled/*.png results/fullsize_tiled/
     echo "results/fullsize_tiled: $(ls results/fullsize_tiled/*.png | wc -l) images"
@@ -59,8 +59,8 @@ if [ "${1:-}" = snapshot ]; then
   exit 0
 fi
 resume $stores
-if [ ! -d "$work/fullsize_tiled" ] && [ -d results/fullsize_tiled ]; then
-  cp -r results/fullsize_tiled "$work/"
+if [ ! -f "$work/fullsize_tiled/fullsize_tiled.json" ] && [ -d results/fullsize_tiled ]; then
+  mkdir -p "$work/fullsize_tiled" && cp results/fullsize_tiled/* "$work/fullsize_tiled/"
 fi
 precision=${PRECISION:-$("$py" -c "from dipstop.fitting import resolve_device as d, resolve_precision as p; print(p('auto', d(None)))")}
 calibrate() {
