@@ -1,15 +1,20 @@
-"""Tiles in this process (one fit at a time, all threads) against tiles as Ray tasks (one
-single-thread fit per core): wall time of the same tiled run, interleaved.
+"""How a tiled photo's tiles share the cores: wall time of the same tiled run three ways.
+
+- `one_at_a_time`: each tile fitted by `dipstop.denoise` after the other on all of torch's
+  threads (what `denoise` did in process before 2026-11-28);
+- `threads`: `dipstop.denoise_tiled` in this process, one 1-thread fit per thread of
+  torch's pool at once (the default since 2026-11-28);
+- `ray`: `denoise_tiled(ray="")`, one 1-thread Ray task per core (`--ray`).
 
 A CBSD68 image's centre crop (--size, sigma 25 noise) is cut into --tile tiles; every tile
 runs exactly -T iterations (the patience is set above T so no stop fires: the same work in
-both modes). The two modes alternate --repeats times in one process, so the ratio is
-measured under the same load; the Ray is started, and its workers warmed up by an
-untimed one-iteration run, before the first timing. Prints the
-times and the ratio Ray / in-process, saves benchmarks/results/ray_tiles.json.
+every mode). The modes alternate --repeats times in one process, so the ratios are measured
+under the same load; the Ray is started, and its workers warmed up by an untimed
+one-iteration run, before the first timing. Prints the times and each mode's time over
+`one_at_a_time`'s, saves benchmarks/results/tile_parallel.json.
 
-    python benchmarks/ray_tiles.py [--size 256] [--tile 128] [-T 40] [--repeats 3]
-    python benchmarks/ray_tiles.py --size 160 --tile 96 -T 3 --width 8 --repeats 1   # a check
+    python benchmarks/tile_parallel.py [--size 256] [--tile 128] [-T 40] [--repeats 3]
+    python benchmarks/tile_parallel.py --size 160 --tile 96 -T 3 --width 8 --repeats 1  # a check
 """
 
 from __future__ import annotations
@@ -25,9 +30,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED, save  # noqa: E402
 
-from dipstop import denoise_tiled  # noqa: E402
+from dipstop import denoise, denoise_tiled  # noqa: E402
 from dipstop.lab.datasets import centre_crop, list_images, synthetic_pair  # noqa: E402
 from dipstop.runtime import set_threads  # noqa: E402
+from dipstop.tiling import plan_tiles  # noqa: E402
+
+
+def one_at_a_time(noisy: np.ndarray, tile: int, overlap: int, **fit: object) -> int:
+    """Every tile of the plan fitted whole, one after another; the iterations run."""
+    plan = plan_tiles(*noisy.shape[:2], tile, overlap)
+    runs = 0
+    for r, c, h, w in plan.boxes():
+        _, res = denoise(noisy[r : r + h, c : c + w], tile=None, **fit)
+        runs += res.iterations_run
+    return runs
 
 
 def main() -> None:
@@ -48,27 +64,35 @@ def main() -> None:
     _, noisy = synthetic_pair(list_images(Path(args.data))[0], None, 25.0, 0)
     noisy = centre_crop(noisy, args.size)
     fit = dict(
-        tile=args.tile, overlap=args.overlap, width=args.width, max_iters=args.iters,
-        patience=args.iters + 1, lam=50.0, sigma=25.0, device="cpu",
+        width=args.width, max_iters=args.iters, patience=args.iters + 1, lam=50.0, sigma=25.0,
+        device="cpu",
     )  # fmt: skip
-    for extra in ({}, {"ray": ""}):  # untimed: the workers import torch and dipstop once
-        denoise_tiled(noisy, **{**fit, "max_iters": 1}, **extra)
-    times: dict[str, list[float]] = {"in_process": [], "ray": []}
+    tiling = dict(tile=args.tile, overlap=args.overlap)
+    modes = {
+        "one_at_a_time": lambda **f: one_at_a_time(noisy, **tiling, **f),
+        "threads": lambda **f: denoise_tiled(noisy, **tiling, **f)[1].iterations_run,
+        "ray": lambda **f: denoise_tiled(noisy, **tiling, ray="", **f)[1].iterations_run,
+    }
+    for run in modes.values():  # untimed: the Ray workers import torch and dipstop once
+        run(**{**fit, "max_iters": 1})
+    tiles = len(plan_tiles(*noisy.shape[:2], args.tile, args.overlap).boxes())
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
     for _ in range(args.repeats):
-        for mode, extra in (("in_process", {}), ("ray", {"ray": ""})):
+        for mode, run in modes.items():
             start = time.perf_counter()
-            _, res = denoise_tiled(noisy, **fit, **extra)
+            iterations = run(**fit)
             times[mode].append(time.perf_counter() - start)
-            assert res.iterations_run == len(res.tiles) * args.iters
-        print(f"in process {times['in_process'][-1]:.1f} s, Ray {times['ray'][-1]:.1f} s")
+            assert iterations == tiles * args.iters, (mode, iterations)
+        print(", ".join(f"{mode} {t[-1]:.1f} s" for mode, t in times.items()), flush=True)
     ray.shutdown()
-    ratios = [r / p for r, p in zip(times["ray"], times["in_process"], strict=True)]
-    print(
-        f"{len(res.tiles)} tiles x {args.iters} iterations, {cores} cores: Ray / in process "
-        f"= {np.median(ratios):.2f} (median of {len(ratios)}; {min(ratios):.2f}-{max(ratios):.2f})"
-    )
-    save("ray_tiles", {"settings": vars(args), "tiles": len(res.tiles), "cores": cores,
-                       "seconds": times, "ratio_ray_over_in_process": ratios})  # fmt: skip
+    base = times["one_at_a_time"]
+    ratios = {m: [t / b for t, b in zip(times[m], base, strict=True)] for m in modes}
+    print(f"{tiles} tiles x {args.iters} iterations, {cores} cores; time / one_at_a_time:")
+    for mode in ("threads", "ray"):
+        r = ratios[mode]
+        print(f"  {mode:8} {np.median(r):.2f} (median of {len(r)}; {min(r):.2f}-{max(r):.2f})")
+    save("tile_parallel", {"settings": vars(args), "tiles": tiles, "cores": cores,
+                           "seconds": times, "ratio_to_one_at_a_time": ratios})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ are bounded by one tile's memory, and the result keeps the input's form."""
 
 import json
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -201,13 +202,50 @@ def test_real_tiny_tiled_run_stops_every_tile():
     assert len(res.tiles) == 6 and len(res.stop_iterations) == 6
     assert all(1 <= t <= 5 for t in res.stop_iterations)
     assert res.iterations_run == sum(t.result.iterations_run for t in res.tiles) <= 30
-    assert res.seconds >= sum(t.result.seconds for t in res.tiles) > 0
+    assert res.seconds >= max(t.result.seconds for t in res.tiles) > 0  # fitted in parallel
     assert res.psnr is not None and all(t.result.psnr is not None for t in res.tiles)
     assert res.settings["tile"] == 64 and res.settings["width"] == 8
     assert len(json.loads(json.dumps(res.summary(), default=str))["tiles"]) == 6
     # below tile_above (by default 1.5x the table's largest size) the same image is one fit
     _, whole = denoise(noisy8, width=8, max_iters=2, patience=2, lam=50.0, device="cpu")
     assert isinstance(whole, DenoiseResult)
+
+
+def test_tiles_fitted_in_threads_give_the_pixels_of_one_tile_at_a_time():
+    """On a CPU a tile per thread of torch's pool runs at once (1-thread fits): each fit
+    seeds its own network, input and perturbation, so the image is the same as with one
+    tile at a time, and torch's pool is given back as it was."""
+    noisy = np.random.default_rng(2).random((100, 140, 3)).astype(np.float32)
+    kw = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=4, patience=2, sigma=25.0)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two, res2 = denoise(noisy, device="cpu", **kw)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        one, res1 = denoise(noisy, device="cpu", **kw)
+    finally:
+        torch.set_num_threads(before)
+    assert res2.estimate.parallel == 2 and res1.estimate.parallel == 1
+    assert "2 at a time" in res2.estimate.line()
+    np.testing.assert_array_equal(two, one)
+
+
+def test_cancel_ends_a_fit_or_a_tiled_run_with_the_best_so_far():
+    """`cancel`, set from another thread (here before the start), ends a fit after its next
+    row, and a tiled run's running tiles likewise; no more tiles are started."""
+    cancel = threading.Event()
+    cancel.set()
+    noisy = np.random.default_rng(3).random((100, 140, 3)).astype(np.float32)
+    endless = dict(width=8, max_iters=100_000, patience=100_000, lam=50.0, device="cpu")
+    out, res = denoise(noisy[:64, :64], cancel=cancel, **endless)
+    assert res.interrupted and res.iterations_run == 1 and out.shape == (64, 64, 3)
+    out, res = denoise(noisy, cancel=cancel, tile=64, overlap=16, tile_above=0, **endless)
+    fitted = [t.result for t in res.tiles if t.result is not None]
+    assert res.interrupted and 1 <= len(fitted) <= torch.get_num_threads() < len(res.tiles)
+    assert all(r.interrupted and r.iterations_run < 100_000 for r in fitted)
+    assert any("interrupted" in n and "not fitted" in n for n in res.notes)
+    assert np.array_equal(out[-5:, -5:], noisy[-5:, -5:])  # the last tile keeps its pixels
 
 
 def test_rgba_16_bit_keeps_alpha_and_depth_when_tiled():

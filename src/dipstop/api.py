@@ -8,6 +8,7 @@ arrays, PIL images and tensors, and returns the same kind.
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -141,6 +142,7 @@ def denoise(
     switches: Switches | None = None,
     max_minutes: float | None = None,
     on_estimate: Callable[[RunEstimate], None] | None = None,
+    cancel: threading.Event | None = None,
     tile: int | None = TILE,
     overlap: int = OVERLAP,
     tile_above: int | None = None,
@@ -198,6 +200,11 @@ def denoise(
         Called once with the run's `RunEstimate`, when its first iterations have been timed
         (after 5 iterations, or T if fewer); the estimate is also `result.estimate`. A tiled
         image is estimated on its first tile, for all its tiles.
+    cancel : threading.Event, optional
+        Set from another thread (a GUI's cancel button), it ends the fit as Ctrl-C would with
+        `interruptible`: the output policy's image so far, `result.interrupted` set. A tiled
+        run ends its running tiles so and fits no more; with `ray` it stops waiting for the
+        tasks between tiles (an untiled Ray task runs to its end).
     tile : int or None
         Images of more than `tile_above` pixels are denoised in overlapping tiles of this
         side (`dipstop.tiling`; default 128, the lam table's calibration size), each fitted
@@ -257,7 +264,7 @@ def denoise(
         return run_tiles(loaded, kind, image, tile=tile, overlap=overlap, sigma=sigma, lam=lam,
                          clean=clean, progress=progress, interruptible=interruptible,
                          switches=switches, max_minutes=max_minutes, on_estimate=on_estimate,
-                         ray=ray, **fit)  # fmt: skip
+                         cancel=cancel, ray=ray, **fit)  # fmt: skip
     if ray is not None:  # the one fit, as one Ray task
         clean_px = None if clean is None else _to_loaded(clean)[0].pixels
         ((_, out, result),) = fit_remotely(
@@ -342,6 +349,7 @@ def denoise(
             interruptible=interruptible,
             on_row=on_row,
             max_seconds=budget,
+            cancel=cancel,
         )
     if rec.output is None:  # interrupted before the first iteration was scored
         raise KeyboardInterrupt

@@ -44,7 +44,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--threads",
         type=validate.arg_threads,
         default=None,
-        help="CPU threads (default: all cores)",
+        help="CPU threads (default: all cores); a tiled photo fits this many tiles at once, "
+        "one thread each",
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
 

@@ -46,8 +46,8 @@ class RunEstimate:
         How many tiles the run fits (`dipstop.tiling`); the iterations, rate and memory are
         one tile's, the seconds all tiles'.
     parallel : int
-        How many tiles are fitted at once (Ray tasks; 1 in-process): the seconds are wall
-        time, the memory is per task.
+        How many tiles are fitted at once (threads of this process on a CPU, or Ray tasks):
+        the seconds are wall time, the memory is per fit.
     """
 
     seconds_per_iteration: float
@@ -66,7 +66,7 @@ class RunEstimate:
         self, tiles: int, max_minutes: float | None = None, parallel: int = 1
     ) -> RunEstimate:
         """This estimate of one tile's fit, for a run of `tiles` such fits, `parallel` at a
-        time (Ray tasks), and its budget.
+        time, and its budget.
 
         >>> one = RunEstimate(0.05, (2, 5), 3000, 1800, "lam table", 90.0, 150.0, 2**30)
         >>> run = one.for_tiles(10, max_minutes=20)
@@ -105,7 +105,7 @@ class RunEstimate:
             iters += f" per tile, {self.tiles} tiles"
             if self.parallel > 1:
                 iters += f", {self.parallel} at a time"
-        per = " (one tile at a time)" if self.parallel == 1 else " per task"
+        per = " (one tile at a time)" if self.parallel == 1 else " per fit"
         text = (
             f"estimate: {self.seconds_per_iteration:.3g} s/iteration (timed on {timed}); "
             f"{iters}: {span(self.seconds_low, self.seconds_high)} in all; needs about "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -24,6 +25,7 @@ from dipstop.network import skip_network
 MIN_SIDE = 32  # smaller sides cannot be reflection-padded to MIN_PADDED
 MIN_PADDED = 64  # sides below this are padded up to it (the network needs 33; 64 keeps a margin)
 GRAPH_WARMUP = 3  # eager steps before capture: cuDNN autotuning, Adam state, lazy handles
+_SEEDING = threading.Lock()  # a network is initialised from the global RNG: one at a time
 
 
 @dataclass(frozen=True)
@@ -316,7 +318,7 @@ class Fitter:
         self.x0 = noisy.to(self.device, torch.float32).unsqueeze(0)
 
         gen = torch.Generator().manual_seed(settings.seed)
-        with torch.random.fork_rng(devices=[]):
+        with _SEEDING, torch.random.fork_rng(devices=[]):  # the global RNG: one fit at a time
             torch.manual_seed(settings.seed)
             net = skip_network(channels, settings.width, settings.input_depth)
         self.net = net.to(self.device).train()

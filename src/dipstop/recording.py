@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -141,6 +142,7 @@ def record(
     interruptible: bool = False,
     on_row: Callable[[Iteration, dict[str, float]], None] | None = None,
     max_seconds: float | None = None,
+    cancel: threading.Event | None = None,
 ) -> Recording:
     """Fit up to `max_iters` iterations, recording every criterion; stop online if asked.
 
@@ -174,6 +176,9 @@ def record(
         A wall-clock budget: the loop ends after the first row recorded once the run's clock
         (the "seconds" series; a resumed run's counts its earlier time) has passed it, with
         `Recording.stopped_by_budget` set and the policy's image so far. Finite, above 0.
+    cancel : threading.Event, optional
+        Set from another thread, it ends the loop after the next row, as an interruption
+        (`Recording.interrupted`; a tiled run stopping its tile fits).
 
     Returns
     -------
@@ -308,6 +313,9 @@ def record(
                     break
                 if max_seconds is not None and row["seconds"] > max_seconds:
                     out_of_time = True
+                    break
+                if cancel is not None and cancel.is_set():
+                    interrupted = True
                     break
         except KeyboardInterrupt:
             if not interruptible:

@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import functools
 import math
+import queue
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from dipstop.errors import DipstopError
+from dipstop.memory import available_bytes, estimate_bytes
 from dipstop.validate import check_denoise_options, check_tiling
 
 if TYPE_CHECKING:
@@ -417,6 +421,7 @@ def run_tiles(
     interruptible: bool = False,
     max_minutes: float | None = None,
     on_estimate: Callable[[RunEstimate], None] | None = None,
+    cancel: threading.Event | None = None,
     ray: str | None = None,
     **fit: Any,
 ) -> tuple[Any, TiledResult]:
@@ -425,13 +430,18 @@ def run_tiles(
     Every check that can refuse the run (sizes, memory of one tile's fit, the clean image)
     comes before the first fit. A time budget is shared out when it can be: the first tile
     may use all of it, and tells what a tile costs; each next tile may use what is left over
-    the tiles left (a tile that stops early leaves more to the others) while that share is
-    at least half the first tile's time. Below that, shares would cut every fit to a few
-    iterations, an image worse than the noisy one, so the tiles are fitted in full one
-    after another until the budget is spent, and the tiles left keep the noisy pixels. The
-    first tile's estimate, scaled to all tiles, is the run's (`on_estimate`,
-    `TiledResult.estimate`). With `ray` the tiles are Ray tasks (`fit_remotely`, one
-    single-thread fit per core), blended as they finish; the budget is then a deadline.
+    the rounds of tiles left (a tile that stops early leaves more to the others) while that
+    share is at least half the first tile's time. Below that, shares would cut every fit to
+    a few iterations, an image worse than the noisy one, so the tiles are fitted in full
+    until the budget is spent, and the tiles left keep the noisy pixels. The first tile's
+    estimate, scaled to all tiles, is the run's (`on_estimate`, `TiledResult.estimate`).
+
+    On a CPU the tiles run in this process as one single-thread fit per thread of torch's
+    pool (`tile_workers`; two 1-thread fits of a 128 x 128 tile get more done than one
+    2-thread fit), blended here as they finish; on a GPU one after another. With `ray` the
+    tiles are Ray tasks (`fit_remotely`, one single-thread fit per core); the budget is then
+    a deadline. Ctrl-C (with `interruptible`) or `cancel` ends the running tiles with their
+    best so far and fits no more.
     """
     from tqdm import tqdm
 
@@ -520,39 +530,38 @@ def run_tiles(
                     if result is not None and not estimates and result.estimate is not None:
                         whole_run(result.estimate, parallel)
                     blend(i, out, result)
+                    if cancel is not None and cancel.is_set():  # the tasks left are cancelled
+                        interrupted = True
+                        break
             except KeyboardInterrupt:  # the tasks not done are cancelled
                 if not interruptible:
                     raise
                 interrupted = True
-            for i in set(range(len(boxes))) - set(done):
-                blend(i, None, None)
-        else:  # in this process, in order
-            for i in range(len(boxes)):
-                out, result = None, None
-                share = None  # this tile's part of the time budget, in minutes
-                if deadline is not None:
-                    left = deadline - time.perf_counter()
-                    share = left / (len(boxes) - i) / 60.0 if left > 0 else None
-                    head = done.get(0)  # what the first tile cost
-                    if share is not None and (head is None or share * 60 < head.seconds / 2):
-                        share = left / 60.0  # the first tile, or shares too small: a full fit
-                if not interrupted and (deadline is None or share is not None):
+        else:  # in this process: one single-thread fit per worker thread on a CPU
+            workers = 1 if device.type != "cpu" else tile_workers(
+                len(boxes), estimate_bytes(padded, proto.width)
+            )  # fmt: skip
+            calls = [(i, x[region(i)], clean_of(i)) for i in range(len(boxes))]
+            pool = _TileThreads(calls, workers, deadline, lambda: done.get(0), whole_run, tile_fit)
+            try:
+                while pool.running:
                     try:
-                        out, result = api.denoise(
-                            x[region(i)],
-                            clean=clean_of(i),
-                            interruptible=interruptible,
-                            max_minutes=share,
-                            on_estimate=None if i else whole_run,
-                            **tile_fit,
-                        )
-                    except KeyboardInterrupt:  # before the tile's first iteration was scored
-                        if not interruptible or not done:
+                        item = pool.get(timeout=0.2)
+                        if cancel is not None and cancel.is_set() and not pool.stop.is_set():
+                            pool.stop.set()  # the running tiles end with their best so far
+                            interrupted = True
+                    except KeyboardInterrupt:
+                        if not interruptible:
                             raise
+                        pool.stop.set()
                         interrupted = True
-                    else:
-                        interrupted = result.interrupted
-                blend(i, out, result)
+                        continue
+                    if item is not None:
+                        blend(*item)
+            finally:
+                pool.close()
+        for i in set(range(len(boxes))) - set(done):  # not fitted: the noisy pixels
+            blend(i, None, None)
     runs = [TileRun(*boxes[i], done[i]) for i in range(len(boxes))]
     skipped = sum(run.result is None for run in runs)
     if skipped:
@@ -586,6 +595,103 @@ def run_tiles(
     pixels = join_array(acc, loaded)
     result.seconds = time.perf_counter() - start
     return api._from_array(pixels, kind, original), result
+
+
+def tile_workers(tiles: int, need: int) -> int:
+    """How many tiles a CPU fits at once in this process: one per thread of torch's pool
+    (the cores, or `--threads`), at most the tiles, and at most what memory holds at `need`
+    bytes a fit.
+
+    >>> tile_workers(1, 10**6)
+    1
+    """
+    have = available_bytes(torch.device("cpu"))
+    held = tiles if have is None else have // max(need, 1)
+    return max(1, min(torch.get_num_threads(), tiles, held))
+
+
+class _TileThreads:
+    """Tiles fitted by `workers` threads of this process, results queued as they finish.
+
+    Each thread claims the next tile with its share of the time budget (what is left before
+    `deadline` over the rounds of tiles left, or all of it for the first tiles and when
+    shares would fall under half the first tile's time, as `run_tiles` says) and fits it
+    with `dipstop.api.denoise`; with more than one worker torch's pool is set to one thread
+    while they run (two 1-thread fits get more done than one 2-thread fit), restored by
+    `close`. `stop` ends the running fits with their best so far, and no more are claimed.
+    """
+
+    def __init__(
+        self,
+        calls: list[tuple[int, np.ndarray, np.ndarray | None]],
+        workers: int,
+        deadline: float | None,
+        head: Callable[[], DenoiseResult | None],
+        on_first: Callable[[RunEstimate, int], None],
+        fit: dict[str, Any],
+    ) -> None:
+        self.calls, self.total, self.workers = iter(calls), len(calls), workers
+        self.deadline, self.head, self.on_first, self.fit = deadline, head, on_first, fit
+        self.stop, self.lock, self.queue = threading.Event(), threading.Lock(), queue.Queue()
+        self.threads_before = torch.get_num_threads()
+        if workers > 1:
+            torch.set_num_threads(1)
+        self.running = workers
+        self.threads = [threading.Thread(target=self._work, daemon=True) for _ in range(workers)]
+        for thread in self.threads:
+            thread.start()
+
+    def _claim(self) -> tuple[tuple[int, np.ndarray, np.ndarray | None], float | None] | None:
+        """The next tile and its budget share in minutes; None when there is nothing to fit."""
+        with self.lock:
+            call = None if self.stop.is_set() else next(self.calls, None)
+            if call is None or self.deadline is None:
+                return None if call is None else (call, None)
+            left = self.deadline - time.perf_counter()
+            if left <= 0:
+                return None
+            share = left / math.ceil((self.total - call[0]) / self.workers)
+            head = self.head()
+            if head is None or share < head.seconds / 2:
+                share = left  # the first tiles, or shares too small: a full fit
+            return call, share / 60.0
+
+    def _work(self) -> None:
+        from dipstop import api
+
+        try:
+            while (job := self._claim()) is not None:
+                (i, pixels, clean), share = job
+                first = None if i else functools.partial(self.on_first, parallel=self.workers)
+                out, result = api.denoise(
+                    pixels, clean=clean, max_minutes=share, on_estimate=first, cancel=self.stop,
+                    **self.fit,
+                )  # fmt: skip
+                self.queue.put((i, out, result))
+        except BaseException as exc:  # raised in the caller's thread by `get`
+            self.stop.set()
+            self.queue.put(exc)
+        finally:
+            self.queue.put(None)
+
+    def get(self, timeout: float) -> tuple[int, np.ndarray, DenoiseResult] | None:
+        """A finished tile (index, output, result), or None after `timeout` s without one."""
+        try:
+            item = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is None:
+            self.running -= 1
+        elif isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        """End the fits still running (best so far), wait for the threads, restore torch."""
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+        torch.set_num_threads(self.threads_before)
 
 
 def fit_remotely(
