@@ -4,7 +4,7 @@
   form and a `DenoiseResult` (where it stopped, why, the series and the settings); images
   above 1 megapixel are denoised in overlapping tiles (a `TiledResult`);
 - `denoise_tiled`: denoise in overlapping tiles, each fitted and stopped on its own, at any
-  size (memory bounded by one tile's fit);
+  size (memory bounded by a tile's fit per core);
 - `estimate_sigma`: the blind noise-level estimate `denoise` uses when no sigma is given;
 - `DipstopError`: the one exception for problems a user can fix, with the fix in its message.
 

@@ -4,11 +4,12 @@ A 12-megapixel photo cannot be fitted whole: the fit would need about 120 GiB at
 (`dipstop.memory`) and days on a CPU. `denoise_tiled` cuts the image into overlapping square
 tiles (`plan_tiles`), denoises each with `dipstop.api.denoise` (its own fit, its own CIFS
 stop, the same sigma and lam for all: sigma is estimated once on the whole image unless
-given, and lam is size-invariant), and blends the outputs with a raised-cosine crossfade in
+given, and lam is read at the tile's size), and blends the outputs with a raised-cosine crossfade in
 the middle of each overlap (`TilePlan.weights`). The weights of the tiles covering a pixel
 sum to 1 everywhere, so a tile that returned its input unchanged would give the input back
-exactly and a smooth image shows no seam. Memory is one tile's fit plus the float image and
-its output buffer, whatever the photo's size; `dipstop.api.denoise` tiles by itself above
+exactly and a smooth image shows no seam. Memory is a tile's fit per tile fitted at once (one
+per core on a CPU, as memory allows) plus the float image and its output buffer, whatever
+the photo's size; `dipstop.api.denoise` tiles by itself above
 `tile_above` pixels (by default, beyond the sizes its lam table was calibrated at).
 
 The default tile is 128 px: the lam table is calibrated on 128 x 128 crops.
