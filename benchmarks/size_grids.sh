@@ -15,10 +15,11 @@
 #
 # Order: 192, the tiled validation (the default as users get it: its lam is the 128 entry,
 # so it needs nothing of the whole images), the whole calibration images, the whole-image
-# validation, then 288 (a point between 192 and the whole image). Whole images ran 1.26 s an
-# iteration on one thread beside another fit, about 63 minutes a run; a tiled 481 x 321
-# photo about 15 minutes on both cores. Cost estimates on this 2-core machine: about 2 h,
-# 4.5 h, 6.3 h, 9.5 h and 3.5 h. A GPU does each run in about a minute.
+# validation, 768 x 512 tiled against whole, then 288 (a point between 192 and the whole
+# image). Whole images ran 1.26 s an iteration on one thread beside another fit, about 63
+# minutes a run; a tiled 481 x 321 photo 15 minutes (sigma 25) to 30 (sigma 15) on both
+# cores. Cost estimates on this 2-core machine: about 2 h,
+# 5.5 h, 6.3 h, 9.5 h, 3 h and 3.5 h. A GPU does each run in about a minute.
 #
 # Precision: the 192 crops were recorded in fp32 (begun before the precision option existed);
 # the whole images, the validation and 288 in what `denoise` runs here by default
@@ -48,20 +49,24 @@ mkdir -p "$work"
 
 snapshot_all() {
   snapshot $stores
-  if [ -f "$work/fullsize_tiled/fullsize_tiled.json" ]; then
-    mkdir -p results/fullsize_tiled
-    cp "$work"/fullsize_tiled/*.json "$work"/fullsize_tiled/*.png results/fullsize_tiled/
-    echo "results/fullsize_tiled: $(ls results/fullsize_tiled/*.png | wc -l) images"
-  fi
+  for name in fullsize_tiled tiling_768; do
+    if [ -f "$work/$name/$name.json" ]; then
+      mkdir -p "results/$name"
+      cp "$work/$name"/*.json "$work/$name"/*.png "results/$name/"
+      echo "results/$name: $(ls "results/$name"/*.png | wc -l) images"
+    fi
+  done
 }
 if [ "${1:-}" = snapshot ]; then
   snapshot_all
   exit 0
 fi
 resume $stores
-if [ ! -f "$work/fullsize_tiled/fullsize_tiled.json" ] && [ -d results/fullsize_tiled ]; then
-  mkdir -p "$work/fullsize_tiled" && cp results/fullsize_tiled/* "$work/fullsize_tiled/"
-fi
+for name in fullsize_tiled tiling_768; do
+  if [ ! -f "$work/$name/$name.json" ] && [ -d "results/$name" ]; then
+    mkdir -p "$work/$name" && cp "results/$name"/* "$work/$name/"
+  fi
+done
 precision=${PRECISION:-$("$py" -c "from dipstop.fitting import resolve_device as d, resolve_precision as p; print(p('auto', d(None)))")}
 calibrate() {
   "$py" -m dipstop.cli calibrate --data "$data/cbsd432_jpg" \
@@ -77,5 +82,10 @@ snapshot_all
 calibrate full "$precision"
 "$py" -m dipstop.cli bench --data "$data/cbsd68" --sigmas 15,25,50 --protocol cpu --crop full \
   --images "$fixed6" --precision "$precision" --store "$work/fullsize_bench.sqlite" --ray --threads 1
+snapshot_all
+# issue 12's other size for tiled against whole: 768 x 512 (CBSD68 101085 upscaled; whole and
+# tiled, sigma 25, default settings; about 3 h)
+"$py" benchmarks/tiling.py --data "$data/cbsd68" --names 101085.png --sizes 768x512 --sigmas 25 \
+  --precision "$precision" --ray --out "$work/tiling_768" --name tiling_768
 snapshot_all
 calibrate 288 "$precision"
