@@ -239,7 +239,26 @@ def main() -> None:
                     partial = result.with_suffix(".json.tmp")
                     partial.write_text(json.dumps(payload, indent=1))
                     partial.replace(result)  # written after every row: a restart resumes
+    summarise(rows)
     print(f"saved {result}")
+
+
+def summarise(rows: list[dict]) -> None:
+    """Per size and sigma, the mean PSNR (noisy, whole, tiled) and tiled seconds over images."""
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["size"], row["sigma"]), []).append(row)
+    print("\nmeans: size              sigma  images  noisy  whole  tiled  s tiled")
+    for (size, sigma), group in sorted(groups.items()):
+        noisy = np.mean([r["noisy_psnr"] for r in group])
+        whole = [r["whole"]["psnr"] for r in group if "whole" in r]
+        whole_mean = np.mean(whole) if len(whole) == len(group) else float("nan")
+        tiled = np.mean([r["tiled"]["psnr"] for r in group])
+        seconds = np.mean([r["tiled"]["seconds"] for r in group])
+        print(
+            f"       {size:17} {sigma:5g} {len(group):7} {noisy:6.2f} {whole_mean:6.2f} "
+            f"{tiled:6.2f} {seconds:8.0f}"
+        )
 
 
 if __name__ == "__main__":
