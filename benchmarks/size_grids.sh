@@ -17,9 +17,9 @@
 # so it needs nothing of the whole images), the whole calibration images, the whole-image
 # validation, 768 x 512 tiled against whole, then 288 (a point between 192 and the whole
 # image). Whole images ran 1.26 s an iteration on one thread beside another fit, about 63
-# minutes a run; a tiled 481 x 321 photo 15 minutes (sigma 25) to 30 (sigma 15) on both
-# cores. Cost estimates on this 2-core machine: about 2 h,
-# 5.5 h, 6.3 h, 9.5 h, 3 h and 3.5 h. A GPU does each run in about a minute.
+# minutes a run; a tiled 481 x 321 photo about 8 (sigma 50), 15 (25) and 70 minutes (15:
+# many 128 x 128 tiles run all of T there) on both cores, so sigma 50 and 25 go first. Cost estimates on this 2-core machine: about 2 h,
+# 9.5 h, 6.3 h, 9.5 h, 3 h and 3.5 h. A GPU does each run in about a minute.
 #
 # Precision: the 192 crops were recorded in fp32 (begun before the precision option existed);
 # the whole images, the validation and 288 in what `denoise` runs here by default
@@ -76,7 +76,7 @@ calibrate() {
 }
 calibrate 192 fp32
 "$py" benchmarks/tiling.py --data "$data/cbsd68" --names "$fixed6" --sizes 481x321 \
-  --sigmas 15,25,50 --tiled-only --precision "$precision" --ray \
+  --sigmas 50,25,15 --tiled-only --precision "$precision" --ray \
   --out "$work/fullsize_tiled" --name fullsize_tiled
 snapshot_all
 calibrate full "$precision"

@@ -188,9 +188,9 @@ def main() -> None:
     done = {row_key(r) for r in rows}
     print("image    size              sigma  noisy  whole  tiled  tiled-whole  s whole  s tiled")
     with tempfile.TemporaryDirectory() as tmp:
-        for path in chosen:
+        for sigma in sigmas:  # a sigma for every image first: means by sigma come soonest
             for size in sizes:
-                for sigma in sigmas:
+                for path in chosen:
                     label = f"{size[0]}x{size[1]}" + (f"_crop{args.crop}" if args.crop else "")
                     if (path.name, label, sigma) in done:
                         continue
