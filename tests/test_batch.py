@@ -141,3 +141,23 @@ def test_ray_tasks_write_the_same_pixels_as_in_process(capsys, photos, tmp_path)
         np.testing.assert_array_equal(remote, local, err_msg=name)
     single = cv2.imread(str(one), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(single, cv2.imread(str(ray_out / "a_dipstop.png"), -1))
+
+
+def test_a_tiled_photo_cut_short_keeps_its_tiles_and_a_rerun_completes_it(capsys, tmp_path):
+    """A photo cut short by its budget is written with a note, its tiles folder kept beside
+    the output; a folder run does not skip an output whose tiles folder is there (it was cut
+    short): it completes it and removes the folder, and then skips it as any other."""
+    rng = np.random.default_rng(5)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "big.png"), rng.integers(0, 256, (100, 140, 3), dtype=np.uint8))
+    tiles = photos / "big_dipstop.png.tiles"
+    tiled = ["--tile", "64", "--overlap", "16", "--tile-above", "0", "--width", "8", "--lam", "50"]
+    rc, out, err = run(capsys, "denoise", photos, *tiled, "-T", "100000", "-S", "100000",
+                       "--max-minutes", "0.002")  # fmt: skip
+    assert rc == 0 and (photos / "big_dipstop.png").exists() and tiles.is_dir()
+    assert f"the finished tiles are kept in {tiles}" in out + err
+    rc, out, err = run(capsys, "denoise", photos, *tiled, "-T", "3", "-S", "3")
+    assert rc == 0 and "1 denoised, 0 skipped" in out and not tiles.exists()
+    rc, out, err = run(capsys, "denoise", photos, *tiled, "-T", "3", "-S", "3")
+    assert rc == 0 and "0 denoised, 1 skipped" in out

@@ -8,6 +8,7 @@ arrays, PIL images and tensors, and returns the same kind.
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -146,6 +147,7 @@ def denoise(
     tile: int | None = TILE,
     overlap: int = OVERLAP,
     tile_above: int | None = None,
+    tile_dir: str | os.PathLike | None = None,
     ray: str | None = None,
 ) -> tuple[Any, DenoiseResult | TiledResult]:
     """Denoise `image` with a Deep Image Prior stopped by CIFS; no noise level needed.
@@ -216,6 +218,11 @@ def denoise(
         the largest size the lam table was calibrated at (`auto_tile_above`: 55,296 pixels
         with the shipped table, calibrated up to 192 x 192), so no fit runs at a size whose lam is
         extrapolated; 1,000,000 with an explicit lam or output "raw".
+    tile_dir : path, optional
+        A folder where a tiled run keeps each tile as it finishes (`dipstop.tiling.TileStore`):
+        run again with the same image and settings after an interruption (Ctrl-C, a crash,
+        the time budget), it fits only the tiles not there. Not removed here; the CLI keeps
+        OUTPUT.tiles and removes it once the image is complete.
     ray : str, optional
         Fit as Ray tasks (`dipstop.raytasks`): "" a local Ray, else a cluster's address. A
         tiled image's tiles run as single-thread tasks, as many at once as the Ray has CPUs
@@ -264,7 +271,7 @@ def denoise(
         return run_tiles(loaded, kind, image, tile=tile, overlap=overlap, sigma=sigma, lam=lam,
                          clean=clean, progress=progress, interruptible=interruptible,
                          switches=switches, max_minutes=max_minutes, on_estimate=on_estimate,
-                         cancel=cancel, ray=ray, **fit)  # fmt: skip
+                         cancel=cancel, ray=ray, tile_dir=tile_dir, **fit)  # fmt: skip
     if ray is not None:  # the one fit, as one Ray task
         clean_px = None if clean is None else _to_loaded(clean)[0].pixels
         ((_, out, result),) = fit_remotely(

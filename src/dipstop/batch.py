@@ -10,6 +10,7 @@ output; a file that fails gives its one-line reason and the batch goes on.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,16 @@ def default_output(src: Path, folder: Path | None = None) -> Path:
     return (src.parent if folder is None else folder) / f"{src.stem}{OUTPUT_TAG}.png"
 
 
+def tile_folder(dst: str | os.PathLike) -> Path:
+    """Where `denoise_file` keeps a tiled run's finished tiles: beside the output.
+
+    >>> tile_folder("out/cat_dipstop.png").as_posix()
+    'out/cat_dipstop.png.tiles'
+    """
+    dst = Path(dst)
+    return dst.with_name(dst.name + ".tiles")
+
+
 def denoise_file(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -65,6 +76,10 @@ def denoise_file(
     **fit: Any,
 ) -> DenoiseResult | TiledResult:
     """Denoise the image file `src` into `dst` (written atomically); a report if asked.
+
+    A tiled image keeps its finished tiles in `tile_folder(dst)` as they come (unless `fit`
+    names another `tile_dir`): a run cut short (Ctrl-C, a crash, the budget) resumes from
+    them when run again, and the folder is removed once every tile ended by its rule.
 
     Parameters
     ----------
@@ -97,8 +112,16 @@ def denoise_file(
     if clean is not None:
         clean_img = read_image(clean)
         clean_px = join_array(clean_img.pixels, clean_img)
+    fit.setdefault("tile_dir", tile_folder(dst))
     out, result = denoise(join_array(image.pixels, image), clean=clean_px, **fit)
     write_image(dst, out)
+    if isinstance(result, TiledResult):
+        if result.interrupted or result.stopped_by_budget:
+            result.notes.append(
+                f"the finished tiles are kept in {fit['tile_dir']}: the same command resumes them"
+            )
+        else:
+            shutil.rmtree(fit["tile_dir"], ignore_errors=True)
     if report is not None:
         from dipstop.report import write_run_report
 
@@ -160,7 +183,8 @@ def prepare_batch(
 
     Each output is NAME_dipstop.png in the folder `output` (created here, after every
     check) or beside its input; with `report`, each job's report goes to `report`/NAME.
-    Existing outputs are skipped unless `overwrite`.
+    Existing outputs are skipped unless `overwrite`, or unless their tiles folder
+    (`tile_folder`) says that run was cut short: it resumes.
 
     Parameters
     ----------
@@ -226,7 +250,7 @@ a folder (it is created if missing), or one input
             raise DipstopError(
                 f"cannot create the output folder {folder} ({exc.strerror}); choose a writable -o"
             ) from exc
-    todo = [j for j in jobs if overwrite or not j.dst.exists()]
+    todo = [j for j in jobs if overwrite or not j.dst.exists() or tile_folder(j.dst).is_dir()]
     for job in todo:
         check_writable(job.dst, protect=(job.src,), overwrite=overwrite)
     return todo, [j for j in jobs if j not in todo]

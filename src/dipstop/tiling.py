@@ -18,12 +18,17 @@ The default tile is 128 px: the lam table is calibrated on 128 x 128 crops.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
+import os
+import pickle
 import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -424,6 +429,7 @@ def run_tiles(
     on_estimate: Callable[[RunEstimate], None] | None = None,
     cancel: threading.Event | None = None,
     ray: str | None = None,
+    tile_dir: str | Path | None = None,
     **fit: Any,
 ) -> tuple[Any, TiledResult]:
     """The tiled run of an image already split by `dipstop.api._to_loaded` (options checked).
@@ -442,7 +448,9 @@ def run_tiles(
     2-thread fit), blended here as they finish; on a GPU one after another. With `ray` the
     tiles are Ray tasks (`fit_remotely`, one single-thread fit per core); the budget is then
     a deadline. Ctrl-C (with `interruptible`) or `cancel` ends the running tiles with their
-    best so far and fits no more.
+    best so far and fits no more. With `tile_dir` every tile that ends by its rule (or T) is
+    kept there as it finishes (`TileStore`), and the tiles found there from an earlier run
+    of the same image and settings are blended, not fitted again.
     """
     from tqdm import tqdm
 
@@ -488,16 +496,26 @@ def run_tiles(
         # it (for the run's estimate); a tile's own sigma estimate would differ from tile to tile
         tile_lam = None if sigma > 0 else lam
 
-    acc = np.zeros_like(x)  # the blended image, float32
+    # the blended image, in float64: tiles come in any order (threads, Ray, resumed) and the
+    # float32 image is then the same whatever the order of the sums
+    acc = np.zeros(x.shape, np.float64)
     boxes = plan.boxes()
     deadline = None if max_minutes is None else start + float(max_minutes) * 60.0
     estimates: list[RunEstimate] = []
     tile_fit = dict(sigma=sigma if sigma > 0 else None, lam=tile_lam, tile=None, **fit)
     done: dict[int, DenoiseResult | None] = {}  # tile index -> its fit (None: not fitted)
     interrupted = False
+    store = None
+    if tile_dir is not None:
+        kept = {**tile_fit, "tile": tile, "overlap": overlap}
+        store = TileStore(tile_dir, run_key(x, clean_px, kept))
+    resumed = {} if store is None else store.load()
+    todo = [i for i in range(len(boxes)) if i not in resumed]
+    if resumed:
+        notes.append(f"resumed {len(resumed)} of {len(boxes)} tiles kept in {store.folder}")
 
     def whole_run(first_tile: RunEstimate, parallel: int = 1) -> None:
-        estimates.append(first_tile.for_tiles(len(boxes), max_minutes, parallel))
+        estimates.append(first_tile.for_tiles(len(todo), max_minutes, parallel))
         if on_estimate is not None:
             on_estimate(estimates[0])
 
@@ -516,14 +534,19 @@ def run_tiles(
         bar.update(1)
         if result is not None:
             bar.set_postfix(t_star=result.stop_iteration, refresh=False)
+        finished = result is not None and not result.interrupted and not result.stopped_by_budget
+        if store is not None and finished and i not in resumed:
+            store.save(i, out, result)
 
     bar = tqdm(total=len(boxes), disable=not progress, unit="tile", dynamic_ncols=True)
     with bar:
+        for i, (out, result) in resumed.items():
+            blend(i, out, result)
         if ray is not None:  # as Ray tasks, blended as they finish
             from dipstop.raytasks import ray_slots
 
             parallel = ray_slots(ray)
-            calls = ((i, x[region(i)], clean_of(i)) for i in range(len(boxes)))
+            calls = ((i, x[region(i)], clean_of(i)) for i in todo)
             try:
                 for i, out, result in fit_remotely(
                     calls, ray, threads=1, max_minutes=max_minutes, **tile_fit
@@ -540,10 +563,11 @@ def run_tiles(
                 interrupted = True
         else:  # in this process: one single-thread fit per worker thread on a CPU
             workers = 1 if device.type != "cpu" else tile_workers(
-                len(boxes), estimate_bytes(padded, proto.width)
+                len(todo), estimate_bytes(padded, proto.width)
             )  # fmt: skip
-            calls = [(i, x[region(i)], clean_of(i)) for i in range(len(boxes))]
-            pool = _TileThreads(calls, workers, deadline, lambda: done.get(0), whole_run, tile_fit)
+            calls = [(i, x[region(i)], clean_of(i)) for i in todo]
+            head = (lambda: done.get(todo[0])) if todo else (lambda: None)
+            pool = _TileThreads(calls, workers, deadline, head, whole_run, tile_fit)
             try:
                 while pool.running:
                     try:
@@ -591,11 +615,74 @@ def run_tiles(
         stopped_by_budget=bool(on_budget) or (skipped > 0 and not interrupted),
         estimate=estimates[0] if estimates else None,
     )
+    blended = acc.astype(np.float32)
     if clean_px is not None:
-        result.psnr = psnr(np.clip(acc, 0, 1), clean_px)
-    pixels = join_array(acc, loaded)
+        result.psnr = psnr(np.clip(blended, 0, 1), clean_px)
+    pixels = join_array(blended, loaded)
     result.seconds = time.perf_counter() - start
     return api._from_array(pixels, kind, original), result
+
+
+class TileStore:
+    """The finished tiles of one tiled run, kept in a folder as they finish, so that a run
+    interrupted (Ctrl-C, a crash, the time budget) and started again with the same image and
+    settings fits only the tiles not there.
+
+    `key` names the run (`run_key`); a folder holding another run's tiles is emptied first.
+    Each tile is one pickle of (output, DenoiseResult), written to a temporary name and
+    renamed, so a tile is either whole or absent.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp()) / "photo.png.tiles"
+    >>> TileStore(folder, "a").save(3, np.zeros((2, 2, 1), np.float32), None)
+    >>> sorted(TileStore(folder, "a").load()), TileStore(folder, "b").load()
+    ([3], {})
+    """
+
+    def __init__(self, folder: str | Path, key: str) -> None:
+        self.folder = Path(folder)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            manifest = self.folder / "run.json"
+            if manifest.exists() and json.loads(manifest.read_text()).get("key") != key:
+                for old in self.folder.glob("tile_*.pkl"):
+                    old.unlink()
+            manifest.write_text(json.dumps({"key": key}))
+        except (OSError, ValueError) as exc:
+            raise DipstopError(
+                f"cannot keep the finished tiles in {self.folder} ({exc}); pass a writable "
+                "tile folder, or remove that one"
+            ) from exc
+
+    def load(self) -> dict[int, tuple[np.ndarray, DenoiseResult]]:
+        """The tiles already done: index -> (output, result)."""
+        done = {}
+        for path in sorted(self.folder.glob("tile_*.pkl")):
+            with path.open("rb") as f:
+                done[int(path.stem.split("_")[1])] = pickle.load(f)
+        return done
+
+    def save(self, index: int, out: np.ndarray, result: DenoiseResult | None) -> None:
+        """Keep tile `index`'s output and result."""
+        path = self.folder / f"tile_{index:06d}.pkl"
+        partial = path.with_suffix(".tmp")
+        with partial.open("wb") as f:
+            pickle.dump((out, result), f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(partial, path)
+
+
+def run_key(pixels: np.ndarray, clean: np.ndarray | None, settings: dict[str, Any]) -> str:
+    """A name for a tiled run: its pixels, clean image and every setting that changes a
+    tile's result (device and engine switches excepted: they change how, not what)."""
+    h = hashlib.sha256()
+    for array in (pixels, clean):
+        if array is not None:
+            h.update(str(array.shape).encode() + np.ascontiguousarray(array).tobytes())
+    kept = {k: v for k, v in settings.items() if k not in ("device", "switches")}
+    h.update(json.dumps(kept, sort_keys=True, default=str).encode())
+    return h.hexdigest()
 
 
 def tile_workers(tiles: int, need: int) -> int:
@@ -631,7 +718,8 @@ class _TileThreads:
         on_first: Callable[[RunEstimate, int], None],
         fit: dict[str, Any],
     ) -> None:
-        self.calls, self.total, self.workers = iter(calls), len(calls), workers
+        self.calls, self.left, self.workers = iter(calls), len(calls), workers
+        self.first = calls[0][0] if calls else None  # its fit gives the run's estimate
         self.deadline, self.head, self.on_first, self.fit = deadline, head, on_first, fit
         self.stop, self.lock, self.queue = threading.Event(), threading.Lock(), queue.Queue()
         self.threads_before = torch.get_num_threads()
@@ -646,12 +734,16 @@ class _TileThreads:
         """The next tile and its budget share in minutes; None when there is nothing to fit."""
         with self.lock:
             call = None if self.stop.is_set() else next(self.calls, None)
-            if call is None or self.deadline is None:
-                return None if call is None else (call, None)
+            if call is None:
+                return None
+            rounds = math.ceil(self.left / self.workers)  # of the tiles not claimed yet
+            self.left -= 1
+            if self.deadline is None:
+                return call, None
             left = self.deadline - time.perf_counter()
             if left <= 0:
                 return None
-            share = left / math.ceil((self.total - call[0]) / self.workers)
+            share = left / rounds
             head = self.head()
             if head is None or share < head.seconds / 2:
                 share = left  # the first tiles, or shares too small: a full fit
@@ -663,7 +755,11 @@ class _TileThreads:
         try:
             while (job := self._claim()) is not None:
                 (i, pixels, clean), share = job
-                first = None if i else functools.partial(self.on_first, parallel=self.workers)
+                first = (
+                    functools.partial(self.on_first, parallel=self.workers)
+                    if i == self.first
+                    else None
+                )
                 out, result = api.denoise(
                     pixels, clean=clean, max_minutes=share, on_estimate=first, cancel=self.stop,
                     **self.fit,
