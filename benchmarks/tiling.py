@@ -13,7 +13,8 @@ works).
 
 Prints one row per image, size and sigma: PSNR of the noisy input, of each run, the
 difference and seconds; saves OUT/NAME.json (the machine, the settings, every row; rewritten
-after every row, and resumed: rows already in it are skipped) and, per row,
+after every row, and resumed: rows already in it are skipped; the row being fitted keeps its
+finished tiles in OUT/NAME_<image>_<size>_s<sigma>.tiles until it is saved) and, per row,
 OUT/NAME_seam_<image>_<size>_s<sigma>.png: clean | noisy | whole | tiled around the first
 point where four tiles meet (tick marks: the crossfade bands), 3x enlarged.
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -199,9 +201,10 @@ def main() -> None:
                     if not args.tiled_only:
                         whole_out, whole = denoise(noisy, clean=clean, tile=None, **fit)
                         outputs["whole"] = (whole_out, whole)
+                    tiles = out / f"{args.name}_{path.stem}_{label}_s{sigma:g}.tiles"
                     outputs["tiled"] = denoise_tiled(
                         noisy, clean=clean, tile=args.tile, overlap=args.overlap,
-                        ray="" if args.ray else None, **fit,
+                        ray="" if args.ray else None, tile_dir=tiles, **fit,
                     )  # fmt: skip
                     row = {
                         "image": path.name,
@@ -239,6 +242,7 @@ def main() -> None:
                     partial = result.with_suffix(".json.tmp")
                     partial.write_text(json.dumps(payload, indent=1))
                     partial.replace(result)  # written after every row: a restart resumes
+                    shutil.rmtree(tiles)  # kept until the row is: a restart resumes its tiles
     summarise(rows)
     print(f"saved {result}")
 
