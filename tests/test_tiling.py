@@ -156,6 +156,23 @@ def test_interrupted_tiled_run_keeps_the_noisy_pixels_of_the_tiles_not_fitted(mo
         denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0)
 
 
+def test_an_error_in_a_tile_thread_is_raised_here_and_torch_threads_come_back(monkeypatch):
+    flat = np.full((70, 100), 0.3, np.float32)
+
+    def broken(image, **kw):
+        raise ValueError("tile fit failed")
+
+    monkeypatch.setattr(api, "denoise", broken)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.raises(ValueError, match="tile fit failed"):
+            denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_ray_tiles_are_blended_in_any_order_and_ctrl_c_keeps_those_done(monkeypatch):
     """The Ray branch without Ray: tiles come back out of order, then Ctrl-C; the tiles
     done are blended where they belong, the others keep the noisy pixels."""
