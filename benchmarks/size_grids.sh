@@ -9,7 +9,8 @@
 #   validation (CBSD68, judge here): 6 whole images fixed before any result (every other of
 #     the 12 of the crop bench: 101085, 119082, 148026, 175032, 216081, 253027) x sigma
 #     15, 25, 50: first denoised as `denoise` does by default, which tiles a 481 x 321
-#     photo (benchmarks/tiling.py --tiled-only, results/fullsize_tiled/), then fitted whole
+#     photo, one tile per core in process (benchmarks/tiling.py --tiled-only, no --ray:
+#     its times are the default's; results/fullsize_tiled/), then fitted whole
 #     and recorded by `bench` with every criterion (the paper's Table 1 at full size, and
 #     the lam for --tile 0).
 #
@@ -76,7 +77,7 @@ calibrate() {
 }
 calibrate 192 fp32
 "$py" benchmarks/tiling.py --data "$data/cbsd68" --names "$fixed6" --sizes 481x321 \
-  --sigmas 50,25,15 --tiled-only --precision "$precision" --ray \
+  --sigmas 50,25,15 --tiled-only --precision "$precision" \
   --out "$work/fullsize_tiled" --name fullsize_tiled
 snapshot_all
 calibrate full "$precision"
