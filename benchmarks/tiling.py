@@ -122,6 +122,7 @@ def fit_result(out: np.ndarray, clean: np.ndarray, res: object) -> dict:
         "iterations_run": res.iterations_run,
         "sigma": res.sigma,
         "lam": res.lam,
+        "notes": res.notes,  # e.g. "resumed 8 of 20 tiles ...": its seconds are this run's
     }
     if tiled:
         row.update(tiles=len(res.tiles), stop_iterations=res.stop_iterations)
