@@ -328,8 +328,9 @@ def test_bad_tiling_options_are_refused_before_any_work():
 
 
 def test_by_default_only_images_near_a_calibrated_size_are_fitted_whole(tmp_path, capsys):
-    """tile_above defaults to 1.5x the lam table's largest calibrated size, so no fit runs with
-    an extrapolated lam; an explicit lam and the paper's rule ("raw") keep whole images."""
+    """tile_above defaults to 1.5x the lam table's largest calibrated size (at most
+    WHOLE_AT_MOST), so no fit runs with an extrapolated lam; an explicit lam and the paper's
+    rule ("raw") keep whole images."""
     quick = dict(width=8, max_iters=2, patience=1, sigma=25.0, device="cpu")
     most = api.auto_tile_above(None, "since-best", None)
     assert most == int(1.5 * table_sizes(load_table(output="since-best"))[-1])
@@ -344,6 +345,10 @@ def test_by_default_only_images_near_a_calibrated_size_are_fitted_whole(tmp_path
                                                                  "pixels": 64 * 64}]  # fmt: skip
     write_table(path, entries, {"width": 8}, {"output": "since-best"})
     assert api.auto_tile_above(str(path), "since-best", None) == 6144
+    whole = tmp_path / "whole.json"  # calibrated on whole photos: still tiled above 55296
+    write_table(whole, [{"sigma": 25, "lam": 60.0, "pixels": 481 * 321}], {"width": 8},
+                {"output": "since-best"})  # fmt: skip
+    assert api.auto_tile_above(str(whole), "since-best", None) == api.WHOLE_AT_MOST < 481 * 321
     assert isinstance(denoise(big[:70, :80], table=str(path), **quick)[1], DenoiseResult)
     assert isinstance(denoise(big[:70, :90], table=str(path), **quick)[1], TiledResult)
     src = tmp_path / "in.png"

@@ -215,9 +215,9 @@ def denoise(
         Least overlap of neighbouring tiles, blended by a raised cosine (default 32).
     tile_above : int, optional
         Tile images with more pixels than this (0 tiles every image). Default: beyond 1.5x
-        the largest size the lam table was calibrated at (`auto_tile_above`: 55,296 pixels
-        with the shipped table, calibrated up to 192 x 192), so no fit runs at a size whose lam is
-        extrapolated; 1,000,000 with an explicit lam or output "raw".
+        the largest size the lam table was calibrated at, at most 55,296 (`auto_tile_above`:
+        55,296 pixels with the shipped table, calibrated up to 192 x 192), so no fit runs at a
+        size whose lam is extrapolated; 1,000,000 with an explicit lam or output "raw".
     tile_dir : path, optional
         A folder where a tiled run keeps each tile as it finishes (`dipstop.tiling.TileStore`):
         run again with the same image and settings after an interruption (Ctrl-C, a crash,
@@ -412,6 +412,9 @@ def denoise(
 
 
 NEAR_SIZE = 1.5  # an image within this factor of a calibrated size counts as calibrated
+# the most pixels fitted whole by default, whatever sizes the table holds (1.5 x 192 x 192): at
+# 481 x 321 tiles gave the whole image's PSNR in 0.6-0.7 of its time (docs/benchmarks.md)
+WHOLE_AT_MOST = 55_296
 MIN_RUNS = 4  # a table entry from fewer runs (images) is provisional (the size grids have 4)
 
 
@@ -436,7 +439,8 @@ def auto_tile_above(table: str | dict | None, output: str, lam: float | None) ->
 
     Images beyond `NEAR_SIZE` times the largest size the lam table was calibrated at are
     tiled, so that every fit, whole image or tile, runs at a size whose lam was measured, not
-    extrapolated; at most `TILE_ABOVE` (1 MP). With an explicit lam, for the paper's rule
+    extrapolated; at most `WHOLE_AT_MOST`, where tiles were measured to be as good and faster,
+    even for a table calibrated on whole photos. With an explicit lam, for the paper's rule
     (output "raw": the paper fits whole images), or with a table that names no size, it is
     `TILE_ABOVE`.
 
@@ -448,7 +452,7 @@ def auto_tile_above(table: str | dict | None, output: str, lam: float | None) ->
     if lam is not None or output == "raw":
         return TILE_ABOVE
     sizes = calibrated_sizes(table if isinstance(table, dict) else load_table(table, output))
-    return min(TILE_ABOVE, int(sizes[-1] * NEAR_SIZE)) if sizes else TILE_ABOVE
+    return min(WHOLE_AT_MOST, int(sizes[-1] * NEAR_SIZE)) if sizes else TILE_ABOVE
 
 
 # the keywords of `denoise` (fixed here, whatever later replaces the name, e.g. a test's stub)

@@ -211,8 +211,9 @@ def _add_tiling(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PIXELS",
         help="tile images with more pixels than this (0: always; default auto: beyond 1.5x "
-        "the largest size the lam table was calibrated at, 55296 for the shipped one, so no "
-        f"fit runs with an extrapolated lam; {TILE_ABOVE} with --lam or --output-policy raw)",
+        "the largest size the lam table was calibrated at, at most 55296 (the shipped one's), "
+        f"so no fit runs with an extrapolated lam; {TILE_ABOVE} with --lam or "
+        "--output-policy raw)",
     )
 
 
