@@ -114,7 +114,7 @@ def denoise_file(
         clean_px = join_array(clean_img.pixels, clean_img)
     fit.setdefault("tile_dir", tile_folder(dst))
     out, result = denoise(join_array(image.pixels, image), clean=clean_px, **fit)
-    write_image(dst, out)
+    write_image(dst, out, image.meta)  # the photo's colour profile and EXIF go with it
     if isinstance(result, TiledResult):
         if result.interrupted or result.stopped_by_budget:
             result.notes.append(

@@ -8,6 +8,9 @@ disagree with the file's mode (a gray+alpha PNG comes out as RGBA, a gray+alpha 
 alpha), Pillow's decoding is used instead. TIFFs Pillow cannot identify (16-bit gray+alpha,
 float RGB) go through tifffile's header. Any file gives an image or a DipstopError.
 
+A file's ICC profile and EXIF are kept beside the pixels (`LoadedImage.meta`) and put into a
+PNG or JPEG output (`dipstop.metadata`), so a denoised photo shows as the input did.
+
 Writing: encoded in memory, then written to a temporary file in the destination's folder and
 renamed over it (`os.replace`), so an interrupted write never leaves a truncated image.
 
@@ -27,7 +30,7 @@ import threading
 import warnings
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -35,6 +38,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dipstop.errors import DipstopError
+from dipstop.metadata import attach, read_metadata
 from dipstop.validate import check_pixel_count, image_array, max_pixels
 
 WRITABLE = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -87,12 +91,16 @@ class LoadedImage:
         uint8, uint16 or a float type: what to give back.
     ndim : int
         2 or 3; 3 keeps a gray image's channel axis (H x W x 1) on the way back.
+    meta : dict
+        The file's ICC profile and EXIF ("icc_profile", "exif": bytes), for `write_image`
+        to carry to the output (`dipstop.metadata`); empty for an array.
     """
 
     pixels: np.ndarray  # H x W x C float32 in [0, 1], C = 1 (gray) or 3 (RGB)
     alpha: np.ndarray | None  # H x W in the source dtype, passed through untouched
     dtype: np.dtype  # uint8, uint16 or a float type: what to give back
     ndim: int = 2  # 3 keeps a gray image's channel axis (H x W x 1) on the way back
+    meta: dict[str, bytes] = field(default_factory=dict)  # ICC profile and EXIF of a file
 
     @property
     def max_value(self) -> float:
@@ -204,7 +212,8 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
 def read_image(path: str | os.PathLike) -> LoadedImage:
     """Load an image file for denoising; raise DipstopError naming the problem and the fix.
 
-    Keeps the file's bit depth (8 or 16) and alpha; see the module's notes on decoding.
+    Keeps the file's bit depth (8 or 16), alpha, ICC profile and EXIF; see the module's
+    notes on decoding.
 
     Parameters
     ----------
@@ -248,7 +257,10 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         data = p.read_bytes()
     except OSError as exc:
         raise DipstopError(f"cannot read {p} ({exc.strerror}); check its permissions") from exc
-    return split_array(decode_image(data, str(p)))
+    array, meta = _decode(data, str(p))
+    loaded = split_array(array)
+    loaded.meta = meta
+    return loaded
 
 
 def max_file_bytes() -> int:
@@ -262,13 +274,18 @@ def decode_image(data: bytes, where: str = "the image") -> np.ndarray:
     The declared size is checked against the pixel limit before decoding (`max_pixels`).
     `where` names the file in error messages.
     """
+    return _decode(data, where)[0]
+
+
+def _decode(data: bytes, where: str) -> tuple[np.ndarray, dict[str, bytes]]:
+    """`decode_image`'s array, and the file's ICC profile and EXIF (`read_metadata`)."""
     if not data:
         raise DipstopError(f"{where} is empty (0 bytes); give an image file")
     with _own_pixel_limit(), _quiet_decoders():
         try:
             im = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
-            return _decode_unidentified(data, where)
+            return _decode_unidentified(data, where), {}
         except Exception as exc:  # hostile headers make Pillow's parsers raise all sorts
             raise _damaged(where, exc) from exc
         with im:
@@ -279,7 +296,9 @@ def decode_image(data: bytes, where: str = "the image") -> np.ndarray:
             except Exception as exc:
                 raise _damaged(where, exc) from exc
             array = _decode_opencv(data, channels, im.size)
-            return array if array is not None else _pillow_array(im, channels, where)
+            if array is None:
+                array = _pillow_array(im, channels, where)
+            return array, read_metadata(im)
 
 
 _PIL_LIMIT = threading.Lock()
@@ -566,7 +585,9 @@ def _tiff_gray_alpha(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
+def write_image(
+    path: str | os.PathLike, array: np.ndarray, meta: dict[str, bytes] | None = None
+) -> None:
     """Write an image array (RGB(A) order) to a file, atomically; see `encode_image`.
 
     The bytes go to a temporary file in the same folder, which then replaces `path`, so an
@@ -581,6 +602,9 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
         WebP get 8; JPEG drops alpha.
     array : ndarray
         H x W or H x W x 1/2/3/4, uint8, uint16 or float in [0, 1] (written as 8-bit).
+    meta : dict, optional
+        An ICC profile and EXIF to put in (`LoadedImage.meta`; PNG and JPEG keep them,
+        `dipstop.metadata`).
 
     Raises
     ------
@@ -597,7 +621,7 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
     (dtype('uint8'), (32, 32, 1), 128)
     """
     p = Path(path)
-    data = encode_image(array, p.suffix)
+    data = attach(encode_image(array, p.suffix), p.suffix, meta or {})
     target = Path(os.path.realpath(p))
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     try:

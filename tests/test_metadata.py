@@ -1,0 +1,90 @@
+"""A photo's ICC profile and EXIF (orientation, camera data) reach the denoised file."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from dipstop.batch import denoise_file
+from dipstop.imageio import encode_image, read_image, split_array, write_image
+from dipstop.metadata import ICC_ROOM, carried
+
+QUICK = dict(width=8, max_iters=2, patience=1, sigma=25.0, device="cpu", progress=False)
+ORIENTATION, MODEL = 0x0112, 0x0110  # EXIF tags
+
+
+@pytest.fixture(scope="module")
+def profile() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def phone_photo(path, profile: bytes, fmt: str = "JPEG") -> np.ndarray:
+    """A 48 x 64 photo stored sideways (orientation 6: rotate 90 degrees to show it)."""
+    pixels = np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8)
+    exif = Image.Exif()
+    exif[ORIENTATION], exif[MODEL] = 6, "Test Cam"
+    Image.fromarray(pixels).save(path, fmt, exif=exif, icc_profile=profile)
+    return pixels
+
+
+@pytest.mark.parametrize("out_name", ["out.png", "out.jpg"])
+def test_a_denoised_photo_keeps_its_orientation_profile_and_camera_data(
+    tmp_path, profile, out_name
+):
+    src, dst = tmp_path / "photo.jpg", tmp_path / out_name
+    phone_photo(src, profile)
+    assert read_image(src).meta.keys() == {"icc_profile", "exif"}
+    denoise_file(src, dst, **QUICK)
+    with Image.open(dst) as out:
+        exif = out.getexif()
+        assert exif[ORIENTATION] == 6 and exif[MODEL] == "Test Cam"
+        assert out.info["icc_profile"] == profile
+        assert out.size == (64, 48)  # the pixels as stored: the tag shows them upright
+
+
+def test_a_16_bit_png_keeps_its_profile_and_every_bit(tmp_path, profile):
+    src, dst = tmp_path / "deep.png", tmp_path / "copy.png"
+    ramp = (np.arange(40 * 50).reshape(40, 50) * 31).astype(np.uint16)
+    Image.fromarray(ramp).save(src, icc_profile=profile)  # a 16-bit gray PNG
+    loaded = read_image(src)
+    assert loaded.meta == {"icc_profile": profile}
+    write_image(dst, ramp, loaded.meta)
+    with Image.open(dst) as out:
+        assert out.info["icc_profile"] == profile
+    assert np.array_equal(read_image(dst).pixels, loaded.pixels)
+
+
+def test_a_profile_longer_than_a_jpeg_segment_is_split_and_reassembled(tmp_path):
+    big = np.random.default_rng(1).bytes(2 * ICC_ROOM + 100)  # three APP2 segments
+    path = tmp_path / "big.jpg"
+    write_image(path, np.zeros((32, 32, 3), np.uint8), {"icc_profile": big})
+    with Image.open(path) as out:
+        assert out.info["icc_profile"] == big
+
+
+def test_what_a_format_cannot_hold_is_left_out_and_the_file_still_reads(tmp_path, profile):
+    huge_exif = b"Exif\x00\x00" + Image.Exif().tobytes()[6:] + bytes(70_000)
+    meta = {"icc_profile": profile, "exif": huge_exif}
+    assert carried(".png", meta) == ["icc_profile", "exif"]
+    assert carried(".jpg", meta) == ["icc_profile"]  # over one APP1 segment's 65,533 bytes
+    assert carried(".tif", meta) == carried(".bmp", meta) == []
+    pixels = np.random.default_rng(2).integers(0, 256, (32, 32, 3), np.uint8)
+    for name in ("a.jpg", "a.tif", "a.bmp"):
+        write_image(tmp_path / name, pixels, meta)
+        assert read_image(tmp_path / name).pixels.shape == (32, 32, 3)
+    write_image(tmp_path / "a.tif", pixels, meta)
+    assert (tmp_path / "a.tif").read_bytes() == encode_image(pixels, ".tif")
+
+
+def test_arrays_and_plain_files_carry_nothing(tmp_path):
+    pixels = np.zeros((32, 32, 3), np.uint8)
+    assert split_array(pixels).meta == {}
+    plain = io.BytesIO()
+    Image.fromarray(pixels).save(plain, "PNG")
+    (tmp_path / "plain.png").write_bytes(plain.getvalue())
+    assert read_image(tmp_path / "plain.png").meta == {}
+    write_image(tmp_path / "copy.png", pixels, {})
+    assert (tmp_path / "copy.png").read_bytes() == encode_image(pixels, ".png")
