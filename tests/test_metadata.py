@@ -45,6 +45,14 @@ def test_a_denoised_photo_keeps_its_orientation_profile_and_camera_data(
         assert out.size == (64, 48)  # the pixels as stored: the tag shows them upright
 
 
+def test_a_format_that_drops_them_says_so_in_the_notes(tmp_path, profile):
+    src = tmp_path / "photo.jpg"
+    phone_photo(src, profile)
+    notes = denoise_file(src, tmp_path / "out.tif", **QUICK).notes
+    assert "the ICC profile and the EXIF of photo.jpg not written to .tif" in " ".join(notes)
+    assert not any("EXIF" in n for n in denoise_file(src, tmp_path / "o.png", **QUICK).notes)
+
+
 def test_a_16_bit_png_keeps_its_profile_and_every_bit(tmp_path, profile):
     src, dst = tmp_path / "deep.png", tmp_path / "copy.png"
     ramp = (np.arange(40 * 50).reshape(40, 50) * 31).astype(np.uint16)

@@ -27,6 +27,7 @@ from dipstop.imageio import (
     read_image,
     write_image,
 )
+from dipstop.metadata import NAMES, carried
 from dipstop.raytasks import ray_map
 from dipstop.runtime import set_threads
 
@@ -115,6 +116,12 @@ def denoise_file(
     fit.setdefault("tile_dir", tile_folder(dst))
     out, result = denoise(join_array(image.pixels, image), clean=clean_px, **fit)
     write_image(dst, out, image.meta)  # the photo's colour profile and EXIF go with it
+    lost = [NAMES[k] for k in image.meta if k not in carried(dst.suffix, image.meta)]
+    if lost:
+        result.notes.append(
+            f"{' and '.join(lost)} of {src.name} not written to {dst.suffix} (PNG and JPEG "
+            "keep them)"
+        )
     if isinstance(result, TiledResult):
         if result.interrupted or result.stopped_by_budget:
             result.notes.append(

@@ -21,6 +21,7 @@ ICC_HEADER = b"ICC_PROFILE\x00"  # a JPEG APP2 segment's ICC marker
 SEGMENT_MOST = 65533  # bytes a JPEG segment holds after its length field
 ICC_ROOM = SEGMENT_MOST - len(ICC_HEADER) - 2  # profile bytes an APP2 segment holds
 KEYS = ("icc_profile", "exif")
+NAMES = {"icc_profile": "the ICC profile", "exif": "the EXIF"}  # for notes
 
 
 def read_metadata(im: Image.Image) -> dict[str, bytes]:
