@@ -98,8 +98,8 @@ bench 50,25
 tiled 15
 bench 15
 calibrate full "$precision"
-# issue 12's other size for tiled against whole: 768 x 512 (CBSD68 101085 upscaled; whole and
-# tiled, sigma 25, default settings; about 3 h)
+# issue 12's other size for tiled against whole: 768 x 512 (CBSD68 101085, a portrait photo,
+# upscaled to 512 x 768; whole and tiled, sigma 25, default settings; about 3 h)
 "$py" benchmarks/tiling.py --data "$data/cbsd68" --names 101085.png --sizes 768x512 --sigmas 25 \
   --precision "$precision" --ray --out "$work/tiling_768" --name tiling_768
 snapshot_all

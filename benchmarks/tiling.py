@@ -5,11 +5,13 @@ in --sizes and each sigma in --sigmas, with synthetic Gaussian noise
 (`dipstop.lab.datasets.synthetic_pair`: the same noise as `bench` for the same image, sigma
 and seed), runs `dipstop.denoise` twice with default settings (sigma estimated, lam from the
 table, the protocol's width, T and S): on the whole image (`tile=None`; skipped with
---tiled-only) and in tiles (`dipstop.denoise_tiled`, --tile / --overlap). A size other than
-the file's own is the image resized (bicubic, rounded to 8 bits) before the noise is added:
-CBSD68 has no larger photos, so 768 x 512 is an upscale, smoother than a native photo of
-that size. --crop centre-crops every size afterwards (for a quick check that the script
-works).
+--tiled-only) and in tiles (`dipstop.denoise_tiled`, --tile / --overlap). A size is turned
+to the image's orientation (481x321 is 321 x 481 for a portrait photo, labelled 321x481);
+a size other than the file's own is the image resized (bicubic, rounded to 8 bits) before
+the noise is added: CBSD68 has no larger photos, so 768 x 512 is an upscale, smoother than
+a native photo of that size. (Before 2026-11-28, session 12, a portrait photo was squashed
+to the landscape size; rows made so are dropped when a JSON is resumed.) --crop
+centre-crops every size afterwards (for a quick check that the script works).
 
 Prints one row per image, size and sigma: PSNR of the noisy input, of each run, the
 difference and seconds; saves OUT/NAME.json (the machine, the settings, every row; rewritten
@@ -51,6 +53,19 @@ from dipstop.lab.datasets import centre_crop, evenly_spaced, list_images, synthe
 from dipstop.metrics import psnr  # noqa: E402
 from dipstop.runtime import set_threads, tune_allocator  # noqa: E402
 from dipstop.tiling import OVERLAP, TILE, axis_starts  # noqa: E402
+
+
+def file_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file, from its header."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size
+
+
+def oriented(size: tuple[int, int], own: tuple[int, int]) -> tuple[int, int]:
+    """`size` (width, height) turned to the orientation of an image of size `own`."""
+    return size if (own[0] >= own[1]) == (size[0] >= size[1]) else (size[1], size[0])
 
 
 def sized_pair(
@@ -136,7 +151,9 @@ def main() -> None:
     ap.add_argument("--data", default=str(SHARED / "data" / "cbsd68"))
     ap.add_argument("--images", type=int, default=2, help="evenly spaced landscape images")
     ap.add_argument("--names", default=None, help="NAME,... : these files instead of --images")
-    ap.add_argument("--sizes", default="481x321,768x512", help="WxH,... (resized first)")
+    ap.add_argument(
+        "--sizes", default="481x321,768x512", help="WxH,... (turned to the image, resized first)"
+    )
     ap.add_argument("--crop", type=int, default=None, help="centre-crop side (quick checks)")
     ap.add_argument("--sigmas", default="25", help="noise levels, 0-255 scale: S,S,...")
     ap.add_argument("--seed", type=int, default=0)
@@ -188,16 +205,26 @@ def main() -> None:
         rows = saved["rows"]
         for r in rows:  # rows written before --sigmas carry the one sigma in the settings
             r.setdefault("sigma", saved["settings"].get("sigma"))
+        squashed = [
+            r for r in rows
+            if r["resized_from"] is None and not args.crop
+            and tuple(r["pixels"][::-1]) != file_size(Path(args.data) / r["image"])
+        ]  # fmt: skip
+        if squashed:  # a portrait photo resized to a landscape size, before the fix
+            print(f"dropped {len(squashed)} rows fitted on a portrait photo made landscape")
+            rows = [r for r in rows if r not in squashed]
     done = {row_key(r) for r in rows}
     print("image    size              sigma  noisy  whole  tiled  tiled-whole  s whole  s tiled")
     with tempfile.TemporaryDirectory() as tmp:
         for sigma in sigmas:  # a sigma for every image first: means by sigma come soonest
             for size in sizes:
                 for path in chosen:
-                    label = f"{size[0]}x{size[1]}" + (f"_crop{args.crop}" if args.crop else "")
+                    own = file_size(path)
+                    target = oriented(size, own)
+                    label = f"{target[0]}x{target[1]}" + (f"_crop{args.crop}" if args.crop else "")
                     if (path.name, label, sigma) in done:
                         continue
-                    clean, noisy = sized_pair(path, size, args.crop, sigma, args.seed, Path(tmp))
+                    clean, noisy = sized_pair(path, target, args.crop, sigma, args.seed, Path(tmp))
                     outputs = {}
                     if not args.tiled_only:
                         whole_out, whole = denoise(noisy, clean=clean, tile=None, **fit)
@@ -212,7 +239,7 @@ def main() -> None:
                         "size": label,
                         "sigma": sigma,
                         "pixels": list(clean.shape[:2]),
-                        "resized_from": None if size == (481, 321) else "481x321",
+                        "resized_from": None if target == own else f"{own[0]}x{own[1]}",
                         "noisy_psnr": psnr(noisy, clean),
                     }
                     for kind, (img, res) in outputs.items():
@@ -249,10 +276,14 @@ def main() -> None:
 
 
 def summarise(rows: list[dict]) -> None:
-    """Per size and sigma, the mean PSNR (noisy, whole, tiled) and tiled seconds over images."""
+    """Per size (either orientation) and sigma, the mean PSNR (noisy, whole, tiled) and tiled
+    seconds over images."""
     groups: dict[tuple[str, float], list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["size"], row["sigma"]), []).append(row)
+        side, _, rest = row["size"].partition("_")
+        w, h = sorted((int(v) for v in side.split("x")), reverse=True)
+        size = f"{w}x{h}" + (f"_{rest}" if rest else "")
+        groups.setdefault((size, row["sigma"]), []).append(row)
     print("\nmeans: size              sigma  images  noisy  whole  tiled  s tiled")
     for (size, sigma), group in sorted(groups.items()):
         noisy = np.mean([r["noisy_psnr"] for r in group])
