@@ -8,14 +8,19 @@ clock, as fractions of T's. Rules: "paper" (CIFS, raw output y_{t*}, `lambda_tab
 and "dipstop" (CIFS, the default output policy and its own table), when the run recorded
 that policy's series. Ends with the README's headline table (markdown): per sigma, both
 rules' mean PSNR beside the raw outputs' Peak and the default average's own peak (oracles).
+With --tiled (a `benchmarks/tiling.py` JSON of the same images, noise and size) the table
+adds the default as `denoise` runs a photo, in tiles, and its gap to the whole run's Peak.
 Saves benchmarks/results/time_to_result[_NAME].json.
 
     python benchmarks/time_to_result.py --store results/bench2.sqlite --name bench2
+    python benchmarks/time_to_result.py --store results/fullsize_bench.sqlite --name fullsize \
+        --tiled results/fullsize_tiled/fullsize_tiled.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -37,7 +42,9 @@ def main() -> None:
     ap.add_argument("--store", default="results/bench2.sqlite")
     ap.add_argument("-S", "--patience", type=int, default=500)
     ap.add_argument("--name", default="", help="suffix of the saved JSON")
+    ap.add_argument("--tiled", default=None, help="tiling.py JSON: adds the tiled default")
     args = ap.parse_args()
+    tiled = tiled_rows(args.tiled) if args.tiled else {}
     rules = {  # in RULES' order
         "paper": ("raw", load_table()),
         "dipstop": (DEFAULT_OUTPUT, load_table(output=DEFAULT_OUTPUT)),
@@ -70,6 +77,10 @@ def main() -> None:
                     "average_peak": float(np.nanmax(run.series[average]))
                     if average in run.series
                     else None,
+                    # the tiled default on the same photo and noise (same pixel count)
+                    "tiled_psnr": tiled.get(
+                        (run.spec["image"], run.spec["sigma"], run.summary["pixels"])
+                    ),
                 }
             )
     if not rows:
@@ -113,6 +124,13 @@ def main() -> None:
     )  # fmt: skip
 
 
+def tiled_rows(path: str) -> dict[tuple[str, float, int], float]:
+    """(image, sigma, pixels) -> PSNR of the tiled default, from a tiling.py JSON."""
+    rows = json.loads(Path(path).read_text())["rows"]
+    return {(r["image"], r["sigma"], r["pixels"][0] * r["pixels"][1]): r["tiled"]["psnr"]
+            for r in rows}  # fmt: skip
+
+
 def headline(rows: list[dict]) -> None:
     """Print the README's table: per sigma, the paper's rule and dipstop's default beside the
     oracles (Peak of the raw outputs, peak of the default's average), with runs that never
@@ -124,14 +142,23 @@ def headline(rows: list[dict]) -> None:
     def time(rs: list[dict]) -> float:
         return float(np.mean([r["seconds"] / r["fixed_seconds"] for r in rs]))
 
-    print("\n| sigma | runs | paper's rule (output at t*) | dipstop default | Peak (raw outputs, "
-          "oracle) | peak of dipstop's average (oracle) | never stopped (paper / dipstop) |"
-          " time to result, of fixed T (paper / dipstop) |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    def tiles(rs: list[dict]) -> str:  # the tiled default, when every run has one
+        have = [r["tiled_psnr"] for r in rs if r["tiled_psnr"] is not None]
+        return f"**{np.mean(have):.2f}** | " if have and len(have) == len(rs) else "- | "
+
+    with_tiles = any(r["tiled_psnr"] is not None for r in rows)
+    print("\n| sigma | runs | paper's rule (output at t*) | "
+          + ("dipstop, whole (`--tile 0`) | dipstop default (tiled) | " if with_tiles
+             else "dipstop default | ")
+          + "Peak (raw outputs, oracle) | peak of dipstop's average (oracle) | never stopped"
+          " (paper / dipstop) | time to result, of fixed T (paper / dipstop) |")  # fmt: skip
+    print("|---" * (9 if with_tiles else 8) + "|")
     for sigma in sorted({r["sigma"] for r in rows}):
         paper, mine = ([r for r in rows if r["rule"] == n and r["sigma"] == sigma] for n in RULES)
         print(f"| {sigma:g} | {len(mine)} | {mean(paper, 'psnr'):.2f} | "
-              f"**{mean(mine, 'psnr'):.2f}** | {mean(mine, 'peak'):.2f} | "
+              + (f"{mean(mine, 'psnr'):.2f} | {tiles(mine)}" if with_tiles
+                 else f"**{mean(mine, 'psnr'):.2f}** | ")
+              + f"{mean(mine, 'peak'):.2f} | "
               f"{mean(mine, 'average_peak'):.2f} | {sum(not r['fired'] for r in paper)} / "
               f"{sum(not r['fired'] for r in mine)} | {time(paper):.2f} / "
               f"{time(mine):.2f} |")  # fmt: skip
@@ -141,6 +168,14 @@ def headline(rows: list[dict]) -> None:
                 and r["sigma"] == sigma]  # fmt: skip
         se = np.std(gaps, ddof=1) / np.sqrt(len(gaps)) if len(gaps) > 1 else float("nan")
         print(f"  sigma {sigma:g}: {np.mean(gaps):.2f} +- {se:.2f} dB ({len(gaps)} runs)")
+    if with_tiles:
+        print("\ntiled default minus the whole run's Peak, mean +- standard error over images:")
+        for sigma in sorted({r["sigma"] for r in rows}):
+            gaps = [r["tiled_psnr"] - r["peak"] for r in rows if r["rule"] == RULES[1]
+                    and r["sigma"] == sigma and r["tiled_psnr"] is not None]  # fmt: skip
+            if gaps:
+                se = np.std(gaps, ddof=1) / np.sqrt(len(gaps)) if len(gaps) > 1 else np.nan
+                print(f"  sigma {sigma:g}: {np.mean(gaps):+.2f} +- {se:.2f} dB ({len(gaps)} runs)")
 
 
 if __name__ == "__main__":
