@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from dipstop.runtime import cpu_name
+
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("DIPSTOP_SHARED", HERE.parent.parent / "shared"))
 
@@ -19,6 +21,7 @@ def machine() -> dict:
     return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "platform": platform.platform(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

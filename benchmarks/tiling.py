@@ -48,10 +48,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import HERE, SHARED, machine  # noqa: E402
 
 from dipstop import denoise, denoise_tiled  # noqa: E402
+from dipstop.fitting import resolve_device, resolve_precision  # noqa: E402
 from dipstop.imageio import read_image, write_image  # noqa: E402
 from dipstop.lab.datasets import centre_crop, evenly_spaced, list_images, synthetic_pair  # noqa: E402
 from dipstop.metrics import psnr  # noqa: E402
-from dipstop.runtime import set_threads, tune_allocator  # noqa: E402
+from dipstop.runtime import cpu_name, set_threads, tune_allocator  # noqa: E402
 from dipstop.tiling import OVERLAP, TILE, axis_starts  # noqa: E402
 
 
@@ -192,11 +193,15 @@ def main() -> None:
     )  # fmt: skip
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "data", "name", "threads")}
     settings["protocol"] = "cpu"
+    precision = resolve_precision(args.precision, resolve_device(args.device))
     result = out / f"{args.name}.json"
     rows = []
     if result.exists():  # resume: keep the rows done under the same fit settings
         saved = json.loads(result.read_text())
-        same = ("seed", "tile", "overlap", "width", "max_iters", "patience", "precision", "crop")
+        # not precision: bf16 and fp32 fits score alike (docs/calibration.md), and each row
+        # records its own with its CPU (a session may get another machine, auto another
+        # precision); seconds compare only between rows of one CPU
+        same = ("seed", "tile", "overlap", "width", "max_iters", "patience", "crop")
         if any(saved["settings"].get(k) != settings[k] for k in same):
             sys.exit(
                 f"tiling.py: error: {result} holds rows with other fit settings; "
@@ -205,6 +210,8 @@ def main() -> None:
         rows = saved["rows"]
         for r in rows:  # rows written before --sigmas carry the one sigma in the settings
             r.setdefault("sigma", saved["settings"].get("sigma"))
+            r.setdefault("precision", saved["settings"]["precision"])
+            r.setdefault("cpu", saved["machine"].get("cpu", "not recorded"))
         squashed = [
             r for r in rows
             if r["resized_from"] is None and not args.crop
@@ -241,6 +248,8 @@ def main() -> None:
                         "pixels": list(clean.shape[:2]),
                         "resized_from": None if target == own else f"{own[0]}x{own[1]}",
                         "noisy_psnr": psnr(noisy, clean),
+                        "precision": precision,
+                        "cpu": cpu_name(),
                     }
                     for kind, (img, res) in outputs.items():
                         row[kind] = fit_result(img, clean, res)
@@ -276,8 +285,8 @@ def main() -> None:
 
 
 def summarise(rows: list[dict]) -> None:
-    """Per size (either orientation) and sigma, the mean PSNR (noisy, whole, tiled) and tiled
-    seconds over images."""
+    """Per size (either orientation) and sigma, the mean PSNR (noisy, whole, tiled) over
+    images, and the tiled seconds per CPU they ran on."""
     groups: dict[tuple[str, float], list[dict]] = {}
     for row in rows:
         side, _, rest = row["size"].partition("_")
@@ -290,10 +299,15 @@ def summarise(rows: list[dict]) -> None:
         whole = [r["whole"]["psnr"] for r in group if "whole" in r]
         whole_mean = np.mean(whole) if len(whole) == len(group) else float("nan")
         tiled = np.mean([r["tiled"]["psnr"] for r in group])
-        seconds = np.mean([r["tiled"]["seconds"] for r in group])
+        cpus = sorted({r.get("cpu", "not recorded") for r in group})
+        seconds = "; ".join(
+            f"{np.mean([r['tiled']['seconds'] for r in group if r.get('cpu') == c]):.0f} "
+            f"({sum(r.get('cpu') == c for r in group)} on {c})"
+            for c in cpus
+        )
         print(
             f"       {size:17} {sigma:5g} {len(group):7} {noisy:6.2f} {whole_mean:6.2f} "
-            f"{tiled:6.2f} {seconds:8.0f}"
+            f"{tiled:6.2f}  {seconds}"
         )
 
 

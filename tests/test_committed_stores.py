@@ -56,7 +56,9 @@ def test_calibration_store_migrates_and_reproduces_the_shipped_lam_table(tmp_pat
     )
     assert [c.sigma for c in choices] == [e["sigma"] for e in shipped["entries"]]
     for c, e in zip(choices, shipped["entries"], strict=True):
-        assert c.lam == e["lam"] and c.n_runs == e["n_runs"] and c.images == e["images"]
+        # the lam grid is a geometric series: its last bit may differ between CPUs
+        assert c.lam == pytest.approx(e["lam"], rel=1e-12)
+        assert c.n_runs == e["n_runs"] and c.images == e["images"]
         assert round(c.mean_psnr, 4) == e["mean_psnr"]
         assert round(c.mean_psnr_eq4, 4) == e["mean_psnr_eq4"]
         assert c.mean_iterations == e["mean_iterations"]  # the estimate's expected stop
@@ -97,7 +99,9 @@ def test_the_since_best_stores_reproduce_the_shipped_default_lam_table():
     assert [(c.sigma, c.pixels) for c in order] == [(e["sigma"], e["pixels"]) for e in entries]
     assert prov["sizes"][0] == 128 * 128 and len(prov["sizes"]) >= 2
     for c, e in zip(order, entries, strict=True):
-        assert c.lam == e["lam"] and c.n_runs == e["n_runs"] and c.images == e["images"]
+        # the lam grid is a geometric series: its last bit may differ between CPUs
+        assert c.lam == pytest.approx(e["lam"], rel=1e-12)
+        assert c.n_runs == e["n_runs"] and c.images == e["images"]
         assert c.n_runs == (8 if c.pixels == 128 * 128 else 4)
         assert round(c.mean_psnr, 4) == e["mean_psnr"]
         assert c.mean_iterations == e["mean_iterations"]

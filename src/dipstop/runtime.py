@@ -7,6 +7,7 @@ import ctypes
 import ctypes.util
 import math
 import os
+import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -47,6 +48,27 @@ def tune_allocator() -> bool:
         )
     except (OSError, AttributeError):
         return False
+
+
+def cpu_name() -> str:
+    """This machine's CPU model ("AMD EPYC", "Intel(R) Xeon(R) ..."), recorded beside timings.
+
+    Seconds are only comparable on one CPU: project machines changed between sessions, and
+    bf16 ran 12x slower than fp32 on one without AMX (docs/benchmarks.md).
+
+    Examples
+    --------
+    >>> isinstance(cpu_name(), str) and len(cpu_name()) > 0
+    True
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def set_threads(threads: int | None) -> None:

@@ -4,9 +4,17 @@
 grid, a calibration with its lam search, a denoise run (estimated sigma, shipped table) and
 the report with its Fig. 4 refit. It returns every number they produced that does not depend
 on the clock: series, stops, lams, table rows, the denoised pixels, the refit's drift.
-`python tests/golden/golden.py` writes them to `tests/golden/golden.npz`; the test compares
-a fresh `produce` with that file. Series are matched by run (image, sigma), not by store key,
-so a new key schema does not hide a changed number.
+`python tests/golden/golden.py` writes them to `tests/golden/golden_<ISA>.npz`; the test
+compares a fresh `produce` with that file. Series are matched by run (image, sigma), not by
+store key, so a new key schema does not hide a changed number.
+
+One set per CPU instruction set that PyTorch dispatches to (`torch.backends.cpu.
+get_cpu_capability()`): its kernels round differently (randn's Box-Muller and the
+convolutions differ in the last bits between AVX2 and AVX-512), and a fit amplifies the last
+bits within tens of iterations. golden_AVX512.npz was recorded on an Intel CPU with AMX
+before the restructuring (issue 10) and re-recorded there as its commits say;
+golden_AVX2.npz on an AMD EPYC on 2026-11-28, from code whose AVX-512 output matched
+golden_AVX512.npz (CI of c178657), changed since only in what it records of the machine.
 """
 
 from __future__ import annotations
@@ -19,11 +27,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 HERE = Path(__file__).resolve().parent
-GOLDEN = HERE / "golden.npz"
+ISA = torch.backends.cpu.get_cpu_capability()
+GOLDEN = HERE / f"golden_{ISA}.npz"
 TINY = ["--width", "8", "--threads", "1", "--quiet"]
-CLOCK = {"seconds", "path", "time_split", "finished", "date", "command", "device"}
+CLOCK = {"seconds", "path", "time_split", "finished", "date", "command", "device", "cpu"}
 
 
 def make_inputs(folder: Path) -> tuple[Path, Path]:

@@ -28,7 +28,7 @@ from dipstop.metrics import psnr
 from dipstop.noise import estimate_sigma
 from dipstop.protocols import Protocol
 from dipstop.recording import record
-from dipstop.runtime import Switches
+from dipstop.runtime import Switches, cpu_name
 
 WMV_WINDOW = 100  # the paper's (Wang et al.'s) window
 BENCH_EVERY = 10  # BRISQUE and NIQE every 10 iterations: they cost more than a step
@@ -362,6 +362,7 @@ def run_one(
         "restores": fitter.restores,
         "resumed_at": rec.resumed_at,
         "device": str(fitter.device),
+        "cpu": cpu_name(),  # seconds compare only on one CPU
         "threads": torch.get_num_threads(),  # CPU float sums, hence the trajectory, depend on it
         "path": spec.path,
     }
