@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import threading
+
 import cv2
 import numpy as np
 import pytest
+import torch
 
 import dipstop.batch
 from dipstop.cli import main
@@ -161,3 +165,53 @@ def test_a_tiled_photo_cut_short_keeps_its_tiles_and_a_rerun_completes_it(capsys
     assert rc == 0 and "1 denoised, 0 skipped" in out and not tiles.exists()
     rc, out, err = run(capsys, "denoise", photos, *tiled, "-T", "3", "-S", "3")
     assert rc == 0 and "0 denoised, 1 skipped" in out
+
+
+def test_in_process_files_run_one_per_thread_with_the_pixels_of_one_at_a_time(
+    capsys, photos, tmp_path, monkeypatch
+):
+    real, threads = dipstop.batch.denoise, set()
+
+    def spy(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dipstop.batch, "denoise", spy)
+    longer = [*TINY, "-T", "20", "-S", "20"]  # enough steps for float sums to show in the pixels
+    rc, _, _ = run(capsys, "denoise", photos, "-o", tmp_path / "one", *longer)
+    assert rc == 2 and threads == {"MainThread"}
+    threads.clear()
+    rc, out, err = run(capsys, "denoise", photos, "-o", tmp_path / "two", *longer, "--threads", "2")
+    assert rc == 2 and len(threads) == 2 and all(t.startswith("dipstop-file") for t in threads)
+    assert "2 denoised, 0 skipped (output exists), 1 failed" in out
+    assert len(errors(err)) == 1 and "bad.png" in errors(err)[0]
+    for name in ("a_dipstop.png", "b_dipstop.png"):  # each a 1-thread fit, as with --threads 1
+        one = cv2.imread(str(tmp_path / "one" / name), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(cv2.imread(str(tmp_path / "two" / name), -1), one)
+    assert torch.get_num_threads() == 2  # the pool's threads set back after the batch
+
+
+def test_closing_a_threaded_batch_ends_the_running_fits_without_writing_them(
+    photos, tmp_path, monkeypatch
+):
+    shutil.copy(photos / "b.png", photos / "c.png")
+    a = cv2.imread(str(photos / "a.png"))[:, :, ::-1]
+    real, results = dipstop.batch.denoise, {}
+
+    def quick_a(image, **kwargs):  # a is done in 3 steps; the others would run 5000
+        quick = np.array_equal(image, a)
+        out, result = real(image, **{**kwargs, "max_iters": 3 if quick else 5000})
+        results[len(results)] = result
+        return out, result
+
+    monkeypatch.setattr(dipstop.batch, "denoise", quick_a)
+    todo, _ = dipstop.batch.prepare_batch([photos / n for n in ("a.png", "b.png", "c.png")])
+    fit = {"width": 8, "lam": 50.0, "patience": 5000, "device": "cpu"}
+    outcomes = dipstop.batch.run_jobs(todo, fit, workers=2)
+    job, result, error = next(outcomes)
+    assert error is None and result.iterations_run == 3
+    outcomes.close()
+    written = sorted(p.name for p in photos.glob("*_dipstop.png"))
+    assert written == [job.dst.name]  # the fits still running ended, and wrote nothing
+    stopped = [r for r in results.values() if r is not result]
+    assert stopped and all(r.interrupted and r.iterations_run < 5000 for r in stopped)

@@ -3,7 +3,8 @@
 `denoise_file` reads a file, denoises it, writes the result atomically (and a report). A batch
 is planned first (`prepare_batch`: which files, where each output goes, which outputs exist
 already), so every problem with the command line shows before any fitting. `run_jobs` then
-runs the jobs one after another, or as Ray tasks (`dipstop.raytasks`), each writing its own
+runs the jobs on a CPU one single-thread fit per core in this process (as tiles are run),
+one after another elsewhere, or as Ray tasks (`dipstop.raytasks`), each writing its own
 output; a file that fails gives its one-line reason and the batch goes on.
 """
 
@@ -11,13 +12,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from PIL import Image
+
 from dipstop.api import DenoiseResult, TiledResult, denoise
 from dipstop.errors import DipstopError
+from dipstop.fitting import padding_for, resolve_device
 from dipstop.imageio import (
     IMAGE_SUFFIXES,
     WRITABLE,
@@ -27,9 +34,12 @@ from dipstop.imageio import (
     read_image,
     write_image,
 )
+from dipstop.memory import estimate_bytes
 from dipstop.metadata import NAMES, carried
+from dipstop.protocols import get_protocol
 from dipstop.raytasks import ray_map
 from dipstop.runtime import set_threads
+from dipstop.tiling import tile_workers
 
 OUTPUT_TAG = "_dipstop"  # NAME.ext -> NAME_dipstop.png
 
@@ -74,6 +84,7 @@ def denoise_file(
     clean: str | os.PathLike | None = None,
     report: str | os.PathLike | None = None,
     overwrite: bool = False,
+    partial: bool = True,
     **fit: Any,
 ) -> DenoiseResult | TiledResult:
     """Denoise the image file `src` into `dst` (written atomically); a report if asked.
@@ -92,6 +103,10 @@ def denoise_file(
         Folder for series.csv, curves.png and summary.json.
     overwrite : bool
         Allow `dst` to replace `src`.
+    partial : bool
+        Write an output cut short (Ctrl-C, `cancel`, with the best so far and a note). A
+        batch that is stopping passes False: a rerun skips existing outputs, so an unfinished
+        one must not be there (a tiled one keeps its finished tiles to resume).
     **fit
         Options of `dipstop.api.denoise`.
 
@@ -115,6 +130,8 @@ def denoise_file(
         clean_px = join_array(clean_img.pixels, clean_img)
     fit.setdefault("tile_dir", tile_folder(dst))
     out, result = denoise(join_array(image.pixels, image), clean=clean_px, **fit)
+    if result.interrupted and not partial:
+        return result
     write_image(dst, out, image.meta)  # the photo's colour profile and EXIF go with it
     lost = [NAMES[k] for k in image.meta if k not in carried(dst.suffix, image.meta)]
     if lost:
@@ -282,13 +299,18 @@ def run_jobs(
     use_ray: bool = False,
     ray_address: str | None = None,
     overwrite: bool = False,
+    workers: int | None = None,
 ) -> Iterator[Outcome]:
     """Run the jobs; yield (job, result, None) or (job, None, reason) as each finishes.
 
-    In-process one after another, in order; with `use_ray` as Ray tasks (`ray_map`), each a
-    single-thread fit that writes its own output, in the order they finish. A job that fails
-    with a DipstopError (an unreadable or too small image, ...) gives its one-line reason;
-    the others go on.
+    In-process on a CPU `workers` at a time (default `file_workers`), each a single-thread
+    fit on a thread of its own (two 1-thread fits get more done than one 2-thread fit:
+    docs/benchmarks.md), in the order they finish, without progress bars or estimates;
+    one after another, in order, when one worker is all there is. With `use_ray` as Ray
+    tasks (`ray_map`), each a single-thread fit that writes its own output. A job that
+    fails with a DipstopError (an unreadable or too small image, ...) gives its one-line
+    reason; the others go on. Closing the iterator early (Ctrl-C in the caller) ends the
+    fits running in threads without writing their outputs.
 
     Parameters
     ----------
@@ -302,17 +324,67 @@ def run_jobs(
         The Ray cluster (a local Ray by default).
     overwrite : bool
         Passed to `denoise_file`.
+    workers : int, optional
+        Fits at once in this process (not with `use_ray`).
 
     Yields
     ------
     Outcome
     """
+    quiet = {**fit, "progress": False, "interruptible": False, "on_estimate": None}
     if use_ray:
-        remote = {**fit, "progress": False, "interruptible": False, "on_estimate": None}
-        yield from ray_map(_task, [(job, remote, overwrite) for job in jobs], ray_address)
-    else:
+        yield from ray_map(_task, [(job, quiet, overwrite) for job in jobs], ray_address)
+        return
+    workers = file_workers(jobs, fit) if workers is None else min(workers, len(jobs))
+    if workers <= 1:
         for job in jobs:
             yield _attempt(job, fit, overwrite)
+        return
+    stop = threading.Event()  # ends the running fits (best so far, not written)
+    threaded = {**quiet, "cancel": stop, "partial": False}
+    threads_before = torch.get_num_threads()
+    set_threads(1)
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="dipstop-file") as pool:
+            futures = [pool.submit(_attempt, job, threaded, overwrite) for job in jobs]
+            try:
+                for future in as_completed(futures):
+                    job, result, error = future.result()
+                    if result is None or not result.interrupted:  # not the ones stopped
+                        yield job, result, error
+            finally:  # closed early: cancel what has not started, end what runs
+                stop.set()
+                for future in futures:
+                    future.cancel()
+    finally:
+        set_threads(threads_before)
+
+
+def file_workers(jobs: Sequence[Job], fit: dict[str, Any]) -> int:
+    """How many files a CPU fits at once in this process: as many as `tile_workers` gives
+    for the largest file fitted whole (a photo that is tiled needs less; one too big for
+    two fits runs alone, its tiles in parallel instead); 1 on a GPU.
+
+    >>> file_workers([], {})
+    1
+    """
+    if len(jobs) < 2 or resolve_device(fit.get("device")).type != "cpu":
+        return 1
+    width = fit.get("width") or get_protocol(fit.get("protocol") or "cpu").width
+    need = max(estimate_bytes(_padded_pixels(job.src), width) for job in jobs)
+    return tile_workers(len(jobs), need)
+
+
+def _padded_pixels(path: Path) -> int:
+    """The pixels a whole fit of the image at `path` runs on; 0 when it cannot be read (its
+    job fails with the reason when it runs)."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+        left, right, top, bottom = padding_for(max(h, 32), max(w, 32))
+    except (OSError, ValueError, Image.DecompressionBombError, DipstopError):
+        return 0
+    return (h + top + bottom) * (w + left + right)
 
 
 def _attempt(job: Job, fit: dict[str, Any], overwrite: bool) -> Outcome:
