@@ -77,11 +77,12 @@ def test_only_good_files_exit_0_into_a_new_output_folder_with_a_report_each(
 ):
     out_dir, reports = tmp_path / "new" / "out", tmp_path / "reports"
     args = [photos / "a.png", photos / "b.png", "-o", out_dir, "--report", reports, "--quiet"]
-    rc, out, err = run(capsys, "denoise", *args, *TINY)
+    rc, out, err = run(capsys, "denoise", *args, *TINY, "--threads", "2")  # reports in threads
     assert rc == 0 and out == "" and err == ""
     assert sorted(p.name for p in out_dir.iterdir()) == ["a_dipstop.png", "b_dipstop.png"]
     assert sorted(p.name for p in reports.iterdir()) == ["a", "b"]
-    assert all((reports / n / "summary.json").is_file() for n in "ab")
+    for name in ("summary.json", "curves.png", "before_after.png"):
+        assert all((reports / n / name).stat().st_size > 0 for n in "ab"), name
 
 
 @pytest.mark.parametrize("target", ["out.png", "existing.txt"])

@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from dipstop.api import DenoiseResult
+from dipstop.errors import DipstopError
+from dipstop.metrics import psnr
+from dipstop.tiling import TiledResult
 
-from dipstop.api import DenoiseResult  # noqa: E402
-from dipstop.errors import DipstopError  # noqa: E402
-from dipstop.metrics import psnr  # noqa: E402
-from dipstop.tiling import TiledResult  # noqa: E402
+_PLOTTING = threading.Lock()
+
+
+def _one_figure_at_a_time(draw: Callable[..., None]) -> Callable[..., None]:
+    """Matplotlib is not thread-safe (its mathtext parser failed with two threads drawing:
+    a folder's files report from threads), so figures are drawn one at a time."""
+
+    @functools.wraps(draw)
+    def locked(*args: Any, **kwargs: Any) -> None:
+        with _PLOTTING:
+            draw(*args, **kwargs)
+
+    return locked
 
 
 def write_series_csv(path: Path, series: dict) -> None:
@@ -33,6 +49,7 @@ def _scalar(v: object) -> object:
     return v.item() if hasattr(v, "item") else v
 
 
+@_one_figure_at_a_time
 def plot_run(result: DenoiseResult, path: Path) -> None:
     """Loss, JPEG size and criterion against iteration (and PSNR if known), t* marked.
 
@@ -48,7 +65,9 @@ def plot_run(result: DenoiseResult, path: Path) -> None:
     ]
     if "psnr" in s:
         panels.append(("psnr", "PSNR to clean (dB)", False))
-    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.2 * len(panels)), sharex=True)
+    # Figure, not pyplot: no global figure manager or backend to set
+    fig = Figure(figsize=(7, 2.2 * len(panels)))
+    axes = fig.subplots(len(panels), 1, sharex=True)
     t = np.arange(1, result.iterations_run + 1)
     for ax, (key, label, log) in zip(axes, panels, strict=False):
         ax.plot(t, s[key], lw=1)
@@ -86,10 +105,9 @@ def plot_run(result: DenoiseResult, path: Path) -> None:
     )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
-def _zoom_to_minimum(ax: plt.Axes, values: np.ndarray, t_star: int) -> None:
+def _zoom_to_minimum(ax: Axes, values: np.ndarray, t_star: int) -> None:
     """y limits from the values of t*/2 .. the end (finite ones), the minimum marked."""
     window = np.asarray(values[max(0, t_star // 2 - 1) :], dtype=float)
     window = window[np.isfinite(window)]
@@ -101,6 +119,7 @@ def _zoom_to_minimum(ax: plt.Axes, values: np.ndarray, t_star: int) -> None:
     ax.plot([t_star], [values[t_star - 1]], "o", color="C3", ms=4)
 
 
+@_one_figure_at_a_time
 def plot_before_after(
     images: dict[str, np.ndarray | None], path: Path, result: DenoiseResult | None = None
 ) -> None:
@@ -112,7 +131,8 @@ def plot_before_after(
     clean = images.get("clean")
     height, width = images[order[0]].shape[:2]
     step = -(-max(height, width) // 1200)
-    fig, axes = plt.subplots(1, len(order), figsize=(4 * len(order), 4 * height / width + 0.5))
+    fig = Figure(figsize=(4 * len(order), 4 * height / width + 0.5))
+    axes = fig.subplots(1, len(order))
     for ax, name in zip(np.atleast_1d(axes), order, strict=True):
         img = _unit(images[name][::step, ::step])
         ax.imshow(img if img.ndim == 3 and img.shape[2] > 1 else img.squeeze(), cmap="gray",
@@ -126,7 +146,6 @@ def plot_before_after(
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def _unit(image: np.ndarray) -> np.ndarray:
