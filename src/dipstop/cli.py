@@ -45,7 +45,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         type=validate.arg_threads,
         default=None,
         help="CPU threads (default: all cores); a tiled photo fits this many tiles at once, "
-        "one thread each",
+        "and several files this many files, one thread each",
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
