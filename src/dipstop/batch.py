@@ -362,8 +362,9 @@ def run_jobs(
 
 def file_workers(jobs: Sequence[Job], fit: dict[str, Any]) -> int:
     """How many files a CPU fits at once in this process: as many as `tile_workers` gives
-    for the largest file fitted whole (a photo that is tiled needs less; one too big for
-    two fits runs alone, its tiles in parallel instead); 1 on a GPU.
+    for the largest file fitted whole (a photo that is tiled needs less), so a batch with a
+    photo too big for two whole fits runs one file at a time, each photo's tiles in
+    parallel instead; 1 on a GPU.
 
     >>> file_workers([], {})
     1
