@@ -31,6 +31,10 @@
 # the whole images, the validation and 288 in what `denoise` runs here by default
 # (precision "auto": bf16 on a CPU with AMX, fp32 elsewhere; PRECISION=fp32|bf16 overrides).
 # bf16 and fp32 fits score alike (docs/benchmarks.md), and a run's key records its precision.
+# On 2026-11-28 (session 13) the project moved to an AMD EPYC without AMX: "auto" is fp32
+# there (bf16 12x slower) and the times above do not hold (a sigma-25 tiled photo took about
+# 40 minutes). The 4 whole calibration runs in are bf16: `calibrate full fp32` would fit all
+# 12 again under other keys; on such a machine give it the 8 left by hand, or accept both.
 #
 #   nohup bash benchmarks/size_grids.sh > /tmp/size_grids.log 2>&1 &   # run or resume
 #   bash benchmarks/size_grids.sh snapshot                               # copy into results/
