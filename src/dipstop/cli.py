@@ -525,7 +525,7 @@ def _denoise_batch(args: argparse.Namespace) -> int:
     A file that fails is reported at the end and the others go on (exit 2 if any failed);
     Ctrl-C ends the batch, keeping the finished outputs (exit 130).
     """
-    from dipstop.batch import prepare_batch, run_jobs
+    from dipstop.batch import file_workers, prepare_batch, run_jobs
 
     if args.clean:
         raise DipstopError(
@@ -540,9 +540,13 @@ def _denoise_batch(args: argparse.Namespace) -> int:
     for job in skipped:
         log(f"skipping {job.src}: {job.dst} exists (pass --overwrite to redo it)")
     fit = _fit_kwargs(args, interruptible=False)  # Ctrl-C ends the batch, not just one fit
+    workers = None if args.ray is not None else file_workers(todo, fit)
+    if workers is not None and workers > 1:
+        log(f"denoising {len(todo)} files, {workers} at a time (one thread each)")
     outcomes = run_jobs(
-        todo, fit, use_ray=args.ray is not None, ray_address=args.ray, overwrite=args.overwrite
-    )
+        todo, fit, use_ray=args.ray is not None, ray_address=args.ray, overwrite=args.overwrite,
+        workers=workers,
+    )  # fmt: skip
     done, failed, interrupted = 0, [], False
     try:
         for job, result, error in outcomes:
