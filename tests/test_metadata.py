@@ -6,10 +6,11 @@ import io
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image, ImageCms
 
 from dipstop.batch import denoise_file
-from dipstop.imageio import encode_image, read_image, split_array, write_image
+from dipstop.imageio import encode_image, join_array, read_image, split_array, write_image
 from dipstop.metadata import ICC_ROOM, carried
 
 QUICK = dict(width=8, max_iters=2, patience=1, sigma=25.0, device="cpu", progress=False)
@@ -48,8 +49,10 @@ def test_a_denoised_photo_keeps_its_orientation_profile_and_camera_data(
 def test_a_format_that_drops_them_says_so_in_the_notes(tmp_path, profile):
     src = tmp_path / "photo.jpg"
     phone_photo(src, profile)
-    notes = denoise_file(src, tmp_path / "out.tif", **QUICK).notes
-    assert "the ICC profile and the EXIF of photo.jpg not written to .tif" in " ".join(notes)
+    notes = denoise_file(src, tmp_path / "out.bmp", **QUICK).notes
+    assert "the ICC profile and the EXIF of photo.jpg not written to .bmp" in " ".join(notes)
+    notes = denoise_file(src, tmp_path / "out.tif", **QUICK).notes  # TIFF keeps the profile
+    assert "the EXIF of photo.jpg not written to .tif" in " ".join(notes)
     assert not any("EXIF" in n for n in denoise_file(src, tmp_path / "o.png", **QUICK).notes)
 
 
@@ -78,13 +81,27 @@ def test_what_a_format_cannot_hold_is_left_out_and_the_file_still_reads(tmp_path
     meta = {"icc_profile": profile, "exif": huge_exif}
     assert carried(".png", meta) == ["icc_profile", "exif"]
     assert carried(".jpg", meta) == ["icc_profile"]  # over one APP1 segment's 65,533 bytes
-    assert carried(".tif", meta) == carried(".bmp", meta) == []
+    assert carried(".tif", meta) == ["icc_profile"] and carried(".bmp", meta) == []
     pixels = np.random.default_rng(2).integers(0, 256, (32, 32, 3), np.uint8)
     for name in ("a.jpg", "a.tif", "a.bmp"):
         write_image(tmp_path / name, pixels, meta)
         assert read_image(tmp_path / name).pixels.shape == (32, 32, 3)
-    write_image(tmp_path / "a.tif", pixels, meta)
-    assert (tmp_path / "a.tif").read_bytes() == encode_image(pixels, ".tif")
+    write_image(tmp_path / "a.bmp", pixels, meta)
+    assert (tmp_path / "a.bmp").read_bytes() == encode_image(pixels, ".bmp")
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_a_tiff_keeps_its_profile_and_every_bit(tmp_path, profile, channels, dtype):
+    top = np.iinfo(dtype).max
+    pixels = np.random.default_rng(3).integers(0, top + 1, (40, 30, channels)).astype(dtype)
+    write_image(tmp_path / "a.tif", pixels, {"icc_profile": profile})
+    with tifffile.TiffFile(tmp_path / "a.tif") as tif:  # Pillow reads no 16-bit gray+alpha
+        assert tif.pages[0].tags["InterColorProfile"].value == profile
+    back = read_image(tmp_path / "a.tif")
+    assert back.meta == {"icc_profile": profile} and back.dtype == dtype
+    restored = join_array(back.pixels, back)
+    assert np.array_equal(restored, pixels[..., 0] if channels == 1 else pixels)
 
 
 def test_arrays_and_plain_files_carry_nothing(tmp_path):
@@ -96,3 +113,11 @@ def test_arrays_and_plain_files_carry_nothing(tmp_path):
     assert read_image(tmp_path / "plain.png").meta == {}
     write_image(tmp_path / "copy.png", pixels, {})
     assert (tmp_path / "copy.png").read_bytes() == encode_image(pixels, ".png")
+
+
+def test_an_rgba_tiff_with_unassociated_alpha_reads_as_stored(tmp_path):
+    """libtiff's RGBA path (OpenCV) would premultiply the colours by alpha."""
+    pixels = np.random.default_rng(4).integers(0, 256, (24, 20, 4), np.uint8)
+    Image.fromarray(pixels, "RGBA").save(tmp_path / "a.tif")  # ExtraSamples 2: unassociated
+    back = read_image(tmp_path / "a.tif")
+    assert np.array_equal(join_array(back.pixels, back), pixels)

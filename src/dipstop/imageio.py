@@ -285,7 +285,7 @@ def _decode(data: bytes, where: str) -> tuple[np.ndarray, dict[str, bytes]]:
         try:
             im = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
-            return _decode_unidentified(data, where), {}
+            return _decode_unidentified(data, where)
         except Exception as exc:  # hostile headers make Pillow's parsers raise all sorts
             raise _damaged(where, exc) from exc
         with im:
@@ -295,7 +295,11 @@ def _decode(data: bytes, where: str) -> tuple[np.ndarray, dict[str, bytes]]:
                 im.load()
             except Exception as exc:
                 raise _damaged(where, exc) from exc
-            array = _decode_opencv(data, channels, im.size)
+            array = None
+            if im.format == "TIFF" and channels in (2, 4):
+                array = _tiff_with_alpha(data, channels, im.size)
+            if array is None:
+                array = _decode_opencv(data, channels, im.size)
             if array is None:
                 array = _pillow_array(im, channels, where)
             return array, read_metadata(im)
@@ -366,6 +370,21 @@ def _png_colour_type(data: bytes) -> int | None:
     return None
 
 
+def _tiff_with_alpha(data: bytes, channels: int, size: tuple[int, int]) -> np.ndarray | None:
+    """A TIFF with alpha as stored, by tifffile: OpenCV decodes it through libtiff's RGBA
+    interface, which premultiplies unassociated alpha (a Pillow-written RGBA TIFF's red 200
+    at alpha 60 came back 47). None where tifffile cannot (LZW needs imagecodecs)."""
+    import tifffile
+
+    try:
+        array = tifffile.imread(io.BytesIO(data), key=0)
+    except Exception:  # a compression it lacks, or a layout it does not read
+        return None
+    if array.dtype not in (np.uint8, np.uint16) or array.shape != (size[1], size[0], channels):
+        return None
+    return np.ascontiguousarray(array)
+
+
 def _decode_opencv(data: bytes, channels: int, size: tuple[int, int]) -> np.ndarray | None:
     """OpenCV's decoding in RGB(A) order, if it has the expected size and channels."""
     try:
@@ -403,8 +422,9 @@ def _pillow_array(im: Image.Image, channels: int, where: str) -> np.ndarray:
         raise _damaged(where, exc) from exc
 
 
-def _decode_unidentified(data: bytes, where: str) -> np.ndarray:
-    """Files Pillow cannot identify: TIFFs are read through tifffile's header, others refused."""
+def _decode_unidentified(data: bytes, where: str) -> tuple[np.ndarray, dict[str, bytes]]:
+    """Files Pillow cannot identify: TIFFs are read through tifffile's header (and their ICC
+    profile with them), others refused."""
     not_image = DipstopError(
         f"{where} is not an image dipstop can read; convert it to PNG, TIFF or JPEG"
     )
@@ -424,6 +444,8 @@ def _decode_unidentified(data: bytes, where: str) -> np.ndarray:
                 raise _refuse_kind(where, str(dtype) if dtype is not None else "unknown")
             samples = int(page.samplesperpixel)
             photometric = int(page.photometric)
+            icc = page.tags.get(34675)  # InterColorProfile
+            meta = {"icc_profile": bytes(icc.value)} if icc is not None and icc.value else {}
             if samples == 2 and photometric in (0, 1):  # gray+alpha (min-is-white/black)
                 try:
                     array = page.asarray()
@@ -432,7 +454,7 @@ def _decode_unidentified(data: bytes, where: str) -> np.ndarray:
                         f"cannot decode the gray+alpha TIFF {where} ({exc}); save it as PNG"
                     ) from exc
                 if array.shape == (height, width, 2):
-                    return np.ascontiguousarray(array)
+                    return np.ascontiguousarray(array), meta
                 raise _damaged(where, ValueError(f"decoded shape {array.shape}"))
     except DipstopError:
         raise
@@ -444,7 +466,7 @@ def _decode_unidentified(data: bytes, where: str) -> np.ndarray:
             f"{where} is a TIFF layout dipstop cannot read ({samples} samples of {dtype}, "
             f"photometric {photometric}); save it as 8- or 16-bit PNG"
         )
-    return array
+    return array, meta
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -516,11 +538,13 @@ def check_writable(
     return p
 
 
-def encode_image(array: np.ndarray, suffix: str) -> bytes:
+def encode_image(array: np.ndarray, suffix: str, icc_profile: bytes | None = None) -> bytes:
     """An 8- or 16-bit (or float, written as 8-bit) array, RGB(A) order, as file bytes.
 
     JPEG, BMP and WebP get 8 bits; JPEG drops alpha; gray+alpha is written as such to PNG
-    and TIFF, and as RGBA with equal colour channels to BMP and WebP.
+    and TIFF, and as RGBA with equal colour channels to BMP and WebP. A TIFF carries
+    `icc_profile` (PNG and JPEG get theirs from `dipstop.metadata.attach`; other formats
+    ignore it).
     """
     ext = suffix.lower()
     if ext not in WRITABLE:
@@ -538,11 +562,11 @@ def encode_image(array: np.ndarray, suffix: str) -> bytes:
     if ext in {".jpg", ".jpeg"} and channels in (2, 4):
         array = array[:, :, :-1] if channels == 4 else array[:, :, 0]  # JPEG has no alpha
         channels -= 1
+    if ext in {".tif", ".tiff"}:
+        return _tiff(array, icc_profile)
     if channels == 2:
         if ext == ".png":
             return _png_gray_alpha(array)
-        if ext in {".tif", ".tiff"}:
-            return _tiff_gray_alpha(array)
         array, channels = array[:, :, [0, 0, 0, 1]], 4
     if channels >= 3:  # RGB(A) to OpenCV's BGR(A)
         array = array[:, :, [2, 1, 0, 3][:channels]]
@@ -574,14 +598,19 @@ def _png_gray_alpha(array: np.ndarray) -> bytes:
     )
 
 
-def _tiff_gray_alpha(array: np.ndarray) -> bytes:
-    """A gray+alpha TIFF (min-is-black plus unassociated alpha): OpenCV cannot write one."""
+def _tiff(array: np.ndarray, icc_profile: bytes | None) -> bytes:
+    """A TIFF written by tifffile (OpenCV can write neither gray+alpha nor an ICC profile):
+    gray or RGB, alpha as unassociated extra sample, deflate-compressed, the profile in
+    its tag (34675) when given."""
     import tifffile
 
+    channels = 1 if array.ndim == 2 else array.shape[2]
     buf = io.BytesIO()
     tifffile.imwrite(
-        buf, array, photometric="minisblack", extrasamples=["unassalpha"], metadata=None
-    )
+        buf, array, photometric="minisblack" if channels <= 2 else "rgb",
+        extrasamples=["unassalpha"] if channels in (2, 4) else None,
+        compression="zlib", iccprofile=icc_profile, metadata=None,
+    )  # fmt: skip
     return buf.getvalue()
 
 
@@ -603,8 +632,8 @@ def write_image(
     array : ndarray
         H x W or H x W x 1/2/3/4, uint8, uint16 or float in [0, 1] (written as 8-bit).
     meta : dict, optional
-        An ICC profile and EXIF to put in (`LoadedImage.meta`; PNG and JPEG keep them,
-        `dipstop.metadata`).
+        An ICC profile and EXIF to put in (`LoadedImage.meta`; PNG and JPEG keep both, TIFF
+        the profile, `dipstop.metadata`).
 
     Raises
     ------
@@ -621,7 +650,8 @@ def write_image(
     (dtype('uint8'), (32, 32, 1), 128)
     """
     p = Path(path)
-    data = attach(encode_image(array, p.suffix), p.suffix, meta or {})
+    meta = meta or {}
+    data = attach(encode_image(array, p.suffix, meta.get("icc_profile")), p.suffix, meta)
     target = Path(os.path.realpath(p))
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     try:

@@ -6,7 +6,8 @@ profile. dipstop denoises the pixels as stored; without the tag and the profile 
 would show rotated and with shifted colours. So `read_image` keeps both, as Pillow reads
 them, and `write_image` puts them into the encoded PNG (iCCP and eXIf chunks) or JPEG (APP1
 and APP2 segments) unchanged: the output shows as the input does, camera data included.
-TIFF, BMP and WebP outputs are written without them (`carried` says which are kept).
+A TIFF output keeps the profile (`dipstop.imageio.encode_image` writes it), not the EXIF;
+BMP and WebP outputs neither (`carried` says which are kept).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def carried(suffix: str, meta: dict[str, bytes]) -> list[str]:
         if exif is not None and len(EXIF_HEADER) + len(exif) <= SEGMENT_MOST:
             keep.append("exif")
         return keep
+    if ext in {".tif", ".tiff"}:
+        return ["icc_profile"] if meta.get("icc_profile") else []
     return []
 
 
@@ -63,7 +66,7 @@ def attach(data: bytes, suffix: str, meta: dict[str, bytes]) -> bytes:
     b'profile bytes'
     """
     keep = carried(suffix, meta)
-    if not keep:
+    if not keep or suffix.lower() not in {".png", ".jpg", ".jpeg"}:
         return data
     if suffix.lower() == ".png":
         return _png(data, meta, keep)
