@@ -185,6 +185,7 @@ def test_in_process_files_run_one_per_thread_with_the_pixels_of_one_at_a_time(
     rc, out, err = run(capsys, "denoise", photos, "-o", tmp_path / "two", *longer, "--threads", "2")
     assert rc == 2 and len(threads) == 2 and all(t.startswith("dipstop-file") for t in threads)
     assert "denoising 3 files, 2 at a time" in out
+    assert "dipstop: estimate for a.png: " in err and "dipstop: estimate for b.png: " in err
     assert "2 denoised, 0 skipped (output exists), 1 failed" in out
     assert len(errors(err)) == 1 and "bad.png" in errors(err)[0]
     for name in ("a_dipstop.png", "b_dipstop.png"):  # each a 1-thread fit, as with --threads 1

@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from PIL import Image
 
 from dipstop.api import DenoiseResult, TiledResult, denoise
 from dipstop.errors import DipstopError
+from dipstop.estimate import RunEstimate
 from dipstop.fitting import padding_for, resolve_device
 from dipstop.imageio import (
     IMAGE_SUFFIXES,
@@ -305,7 +306,8 @@ def run_jobs(
 
     In-process on a CPU `workers` at a time (default `file_workers`), each a single-thread
     fit on a thread of its own (two 1-thread fits get more done than one 2-thread fit:
-    docs/benchmarks.md), in the order they finish, without progress bars or estimates;
+    docs/benchmarks.md), in the order they finish, without progress bars, each estimate
+    naming its file;
     one after another, in order, when one worker is all there is. With `use_ray` as Ray
     tasks (`ray_map`), each a single-thread fit that writes its own output. A job that
     fails with a DipstopError (an unreadable or too small image, ...) gives its one-line
@@ -342,11 +344,17 @@ def run_jobs(
         return
     stop = threading.Event()  # ends the running fits (best so far, not written)
     threaded = {**quiet, "cancel": stop, "partial": False}
+    told = fit.get("on_estimate")  # each file's estimate, named (they come in any order)
     threads_before = torch.get_num_threads()
     set_threads(1)
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="dipstop-file") as pool:
-            futures = [pool.submit(_attempt, job, threaded, overwrite) for job in jobs]
+            futures = [
+                pool.submit(
+                    _attempt, job, {**threaded, "on_estimate": _named(told, job)}, overwrite
+                )  # fmt: skip
+                for job in jobs
+            ]
             try:
                 for future in as_completed(futures):
                     job, result, error = future.result()
@@ -358,6 +366,15 @@ def run_jobs(
                     future.cancel()
     finally:
         set_threads(threads_before)
+
+
+def _named(
+    tell: Callable[[RunEstimate], None] | None, job: Job
+) -> Callable[[RunEstimate], None] | None:
+    """`tell`, given each estimate with the job's file named in it."""
+    if tell is None:
+        return None
+    return lambda estimate: tell(replace(estimate, of=job.src.name))
 
 
 def file_workers(jobs: Sequence[Job], fit: dict[str, Any]) -> int:

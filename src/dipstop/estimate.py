@@ -48,6 +48,8 @@ class RunEstimate:
     parallel : int
         How many tiles are fitted at once (threads of this process on a CPU, or Ray tasks):
         the seconds are wall time, the memory is per fit.
+    of : str
+        What the estimate is of (a file's name when several run at once), or "".
     """
 
     seconds_per_iteration: float
@@ -61,6 +63,7 @@ class RunEstimate:
     budget_seconds: float | None = None
     tiles: int = 1
     parallel: int = 1
+    of: str = ""
 
     def for_tiles(
         self, tiles: int, max_minutes: float | None = None, parallel: int = 1
@@ -89,6 +92,9 @@ class RunEstimate:
         >>> RunEstimate(0.05, (2, 5), 3000, 1800, "lam table", 90.0, 150.0, 2**30).line()
         'estimate: 0.05 s/iteration (timed on iterations 2-5); 1800 iterations expected \
 (lam table), at most T=3000: 1.5 to 2.5 min in all; needs about 1.0 GiB'
+        >>> RunEstimate(0.05, (2, 5), 3000, 3000, "T", 150.0, 150.0, 2**30, of="a.png").line()
+        'estimate for a.png: 0.05 s/iteration (timed on iterations 2-5); up to T=3000 \
+iterations: about 2.5 min in all; needs about 1.0 GiB'
         """
         first, last = self.timed
         timed = f"iteration {first}" if first == last else f"iterations {first}-{last}"
@@ -107,7 +113,8 @@ class RunEstimate:
                 iters += f", {self.parallel} at a time"
         per = " (one tile at a time)" if self.parallel == 1 else " per fit"
         text = (
-            f"estimate: {self.seconds_per_iteration:.3g} s/iteration (timed on {timed}); "
+            f"estimate{f' for {self.of}' if self.of else ''}: "
+            f"{self.seconds_per_iteration:.3g} s/iteration (timed on {timed}); "
             f"{iters}: {span(self.seconds_low, self.seconds_high)} in all; needs about "
             f"{size(self.memory_bytes)}" + (per if self.tiles > 1 else "")
         )
