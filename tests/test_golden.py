@@ -1,10 +1,10 @@
 """What dipstop computes is unchanged: the golden commands give the recorded numbers.
 
-`tests/golden/golden_<ISA>.npz` was recorded by `python tests/golden/golden.py`, the AVX-512
-set before the library was restructured (issue 10). Series, stops, lams, table rows and
-denoised pixels must match the set of this CPU's instruction set; floats to 1e-9 relative
-(bit-identical where recorded), integers and stops exactly. A CPU with no set skips (its
-kernels round differently: golden.py says how to record one).
+`tests/golden/golden_<ISA>_<vendor>.npz` was recorded by `python tests/golden/golden.py`,
+the AVX-512 Intel set before the library was restructured (issue 10). Series, stops, lams,
+table rows and denoised pixels must match the set of this CPU's instruction set and
+vendor; floats to 1e-9 relative (bit-identical where recorded), integers and stops exactly.
+A CPU with no set skips (its kernels round differently: golden.py says how to record one).
 """
 
 from __future__ import annotations

@@ -4,17 +4,18 @@
 grid, a calibration with its lam search, a denoise run (estimated sigma, shipped table) and
 the report with its Fig. 4 refit. It returns every number they produced that does not depend
 on the clock: series, stops, lams, table rows, the denoised pixels, the refit's drift.
-`python tests/golden/golden.py` writes them to `tests/golden/golden_<ISA>.npz`; the test
-compares a fresh `produce` with that file. Series are matched by run (image, sigma), not by
-store key, so a new key schema does not hide a changed number.
+`python tests/golden/golden.py` writes them to `tests/golden/golden_<ISA>_<vendor>.npz`;
+the test compares a fresh `produce` with that file. Series are matched by run (image,
+sigma), not by store key, so a new key schema does not hide a changed number.
 
 One set per CPU instruction set that PyTorch dispatches to (`torch.backends.cpu.
-get_cpu_capability()`): its kernels round differently (randn's Box-Muller and the
-convolutions differ in the last bits between AVX2 and AVX-512), and a fit amplifies the last
-bits within tens of iterations. golden_AVX512.npz was recorded on an Intel CPU with AMX
-before the restructuring (issue 10) and re-recorded there as its commits say;
-golden_AVX2.npz on an AMD EPYC on 2026-11-28, from code whose AVX-512 output matched
-golden_AVX512.npz (CI of c178657), changed since only in what it records of the machine.
+get_cpu_capability()`) and CPU vendor (oneDNN picks kernels by both): kernels round
+differently (randn's Box-Muller and the convolutions differ in the last bits between AVX2
+and AVX-512), and a fit amplifies the last bits within tens of iterations.
+golden_AVX512_Intel.npz was recorded on an Intel CPU with AMX before the restructuring
+(issue 10) and re-recorded there as its commits say; golden_AVX2_AMD.npz on an AMD EPYC on
+2026-11-28, from code whose AVX-512 output matched the Intel set (CI of c178657), changed
+since only in what it records of the machine. A CPU with no set of its own skips the test.
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dipstop.runtime import cpu_name
+
 HERE = Path(__file__).resolve().parent
 ISA = torch.backends.cpu.get_cpu_capability()
-GOLDEN = HERE / f"golden_{ISA}.npz"
+VENDOR = next((v for v in ("Intel", "AMD") if v in cpu_name()), "other")
+GOLDEN = HERE / f"golden_{ISA}_{VENDOR}.npz"
 TINY = ["--width", "8", "--threads", "1", "--quiet"]
 CLOCK = {"seconds", "path", "time_split", "finished", "date", "command", "device", "cpu"}
 
