@@ -63,6 +63,12 @@ snapshot_all() {
     if [ -f "$work/$name/$name.json" ]; then
       mkdir -p "results/$name"
       cp "$work/$name"/*.json "$work/$name"/*.png "results/$name/"
+      # the finished tiles of the photo in progress (a few MB), so that a new machine
+      # resumes it; a finished photo's folder is gone from the work dir, and so from here
+      rm -rf "results/$name"/*.tiles
+      for tiles in "$work/$name"/*.tiles; do
+        [ -d "$tiles" ] && cp -r "$tiles" "results/$name/"
+      done
       echo "results/$name: $(ls "results/$name"/*.png | wc -l) images"
     fi
   done
@@ -74,7 +80,7 @@ fi
 resume $stores
 for name in fullsize_tiled tiling_768; do
   if [ ! -f "$work/$name/$name.json" ] && [ -d "results/$name" ]; then
-    mkdir -p "$work/$name" && cp "results/$name"/* "$work/$name/"
+    mkdir -p "$work/$name" && cp -r "results/$name"/* "$work/$name/"
   fi
 done
 precision=${PRECISION:-$("$py" -c "from dipstop.fitting import resolve_device as d, resolve_precision as p; print(p('auto', d(None)))")}
