@@ -303,26 +303,25 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    """A whole number of at least 1."""
+def _int_at_least(text: str, low: int) -> int:
+    """A whole number of at least `low`."""
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise DipstopError(f"{text!r} is not a whole number of at least 1")
+        value = low - 1
+    if value < low:
+        raise DipstopError(f"{text!r} is not a whole number of at least {low}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    """A whole number of at least 1."""
+    return _int_at_least(text, 1)
 
 
 def _non_negative_int(text: str) -> int:
     """A whole number of at least 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise DipstopError(f"{text!r} is not a whole number of at least 0")
-    return value
+    return _int_at_least(text, 0)
 
 
 def _pixels_or_auto(text: str) -> int | None:
