@@ -35,6 +35,8 @@
 # there (bf16 12x slower) and the times above do not hold (a sigma-25 tiled photo took about
 # 40 minutes). The 4 whole calibration runs in are bf16: `calibrate full fp32` would fit all
 # 12 again under other keys; on such a machine give it the 8 left by hand, or accept both.
+# On 2026-12-04 (session 14) it was an Intel CPU with AMX again: whole runs 1.05 s an
+# iteration on one core beside the other (about 55 min a run), sigma-25 tiled photos 12-24 min.
 #
 #   nohup bash benchmarks/size_grids.sh > /tmp/size_grids.log 2>&1 &   # run or resume
 #   bash benchmarks/size_grids.sh snapshot                               # copy into results/
