@@ -52,14 +52,14 @@ def main() -> None:
             outcome = evaluate(rule, run.series, run.summary["pixels"], run.table_lam(table))
             stops[crop][(run.spec["image"], float(run.spec["sigma"]))] = outcome.t_end
     base = min(stops)
+    base_plan = plan_tiles(height, width, base, args.overlap)
+    base_fitted = len(base_plan) * base_plan.tile_h * base_plan.tile_w
     rows = []
     print(f"{args.size}, overlap {args.overlap}: work relative to {base} x {base} tiles")
     print(f" tile  tiles  pixels fitted  sigma  runs  iterations (mean; {base} on the same)  work")
     for crop in sorted(stops):
         plan = plan_tiles(height, width, crop, args.overlap)
         fitted = len(plan) * plan.tile_h * plan.tile_w
-        base_plan = plan_tiles(height, width, base, args.overlap)
-        base_fitted = len(base_plan) * base_plan.tile_h * base_plan.tile_w
         for sigma in sorted({s for _, s in stops[crop]}):
             both = [k for k in stops[crop] if k[1] == sigma and k in stops[base]]
             if not both:
