@@ -141,7 +141,12 @@ def fit_result(out: np.ndarray, clean: np.ndarray, res: object) -> dict:
         "notes": res.notes,  # e.g. "resumed 8 of 20 tiles ...": its seconds are this run's
     }
     if tiled:
-        row.update(tiles=len(res.tiles), stop_iterations=res.stop_iterations)
+        fitted = [t.result.seconds for t in res.tiles if t.result is not None]
+        # the tiles' own fit times, resumed ones included: what a row cost in compute
+        # even when it ran over several sessions (its `seconds` are only the last one's)
+        row.update(
+            tiles=len(res.tiles), stop_iterations=res.stop_iterations, tile_seconds=sum(fitted)
+        )
     else:
         row.update(stop_iteration=res.stop_iteration, precision=res.settings["precision"])
     return row
@@ -284,9 +289,14 @@ def main() -> None:
     print(f"saved {result}")
 
 
+def resumed(row: dict) -> bool:
+    """Whether the row's tiled run resumed tiles kept by an earlier, interrupted one."""
+    return any(note.startswith("resumed") for note in row["tiled"].get("notes", []))
+
+
 def summarise(rows: list[dict]) -> None:
     """Per size (either orientation) and sigma, the mean PSNR (noisy, whole, tiled) over
-    images, and the tiled seconds per CPU they ran on."""
+    images, and the tiled seconds per CPU they ran on (rows run in one go only)."""
     groups: dict[tuple[str, float], list[dict]] = {}
     for row in rows:
         side, _, rest = row["size"].partition("_")
@@ -299,12 +309,16 @@ def summarise(rows: list[dict]) -> None:
         whole = [r["whole"]["psnr"] for r in group if "whole" in r]
         whole_mean = np.mean(whole) if len(whole) == len(group) else float("nan")
         tiled = np.mean([r["tiled"]["psnr"] for r in group])
-        cpus = sorted({r.get("cpu", "not recorded") for r in group})
-        seconds = "; ".join(
-            f"{np.mean([r['tiled']['seconds'] for r in group if r.get('cpu') == c]):.0f} "
-            f"({sum(r.get('cpu') == c for r in group)} on {c})"
+        timed = [r for r in group if not resumed(r)]  # a resumed row's wall time is partial
+        cpus = sorted({r.get("cpu", "not recorded") for r in timed})
+        parts = [
+            f"{np.mean([r['tiled']['seconds'] for r in timed if r.get('cpu') == c]):.0f} "
+            f"({sum(r.get('cpu') == c for r in timed)} on {c})"
             for c in cpus
-        )
+        ]
+        if len(timed) < len(group):
+            parts.append(f"{len(group) - len(timed)} resumed, not timed")
+        seconds = "; ".join(parts)
         print(
             f"       {size:17} {sigma:5g} {len(group):7} {noisy:6.2f} {whole_mean:6.2f} "
             f"{tiled:6.2f}  {seconds}"
