@@ -140,6 +140,8 @@ def fit_result(out: np.ndarray, clean: np.ndarray, res: object) -> dict:
         "lam": res.lam,
         "notes": res.notes,  # e.g. "resumed 8 of 20 tiles ...": its seconds are this run's
     }
+    if res.estimate is not None:  # what `denoise` printed before fitting (of the tiles left)
+        row["estimate_seconds"] = [res.estimate.seconds_low, res.estimate.seconds_high]
     if tiled:
         fitted = [t.result.seconds for t in res.tiles if t.result is not None]
         # the tiles' own fit times, resumed ones included: what a row cost in compute
