@@ -333,7 +333,9 @@ def test_by_default_only_images_near_a_calibrated_size_are_fitted_whole(tmp_path
     rule ("raw") keep whole images."""
     quick = dict(width=8, max_iters=2, patience=1, sigma=25.0, device="cpu")
     most = api.auto_tile_above(None, "since-best", None)
-    assert most == int(1.5 * table_sizes(load_table(output="since-best"))[-1])
+    largest = table_sizes(load_table(output="since-best"))[-1]
+    assert most == min(api.WHOLE_AT_MOST, int(1.5 * largest))
+    assert largest > api.WHOLE_AT_MOST  # the shipped table holds whole photos: the bound holds
     side = math.isqrt(most) + 1  # the smallest square the shipped table tiles
     big = np.random.default_rng(5).integers(0, 256, (side, side, 3), np.uint8)
     assert isinstance(denoise(big, **quick)[1], TiledResult)

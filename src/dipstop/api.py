@@ -215,9 +215,10 @@ def denoise(
         Least overlap of neighbouring tiles, blended by a raised cosine (default 32).
     tile_above : int, optional
         Tile images with more pixels than this (0 tiles every image). Default: beyond 1.5x
-        the largest size the lam table was calibrated at, at most 55,296 (`auto_tile_above`:
-        55,296 pixels with the shipped table, calibrated up to 192 x 192), so no fit runs at a
-        size whose lam is extrapolated; 1,000,000 with an explicit lam or output "raw".
+        the largest size the lam table was calibrated at, at most 55,296 (`auto_tile_above`;
+        the shipped table, calibrated up to whole 481 x 321 photos, gives 55,296: tiles beat
+        whole fits there), so no fit runs at a size whose lam is extrapolated; 1,000,000 with
+        an explicit lam or output "raw".
     tile_dir : path, optional
         A folder where a tiled run keeps each tile as it finishes (`dipstop.tiling.TileStore`):
         run again with the same image and settings after an interruption (Ctrl-C, a crash,
@@ -444,7 +445,7 @@ def auto_tile_above(table: str | dict | None, output: str, lam: float | None) ->
     (output "raw": the paper fits whole images), or with a table that names no size, it is
     `TILE_ABOVE`.
 
-    >>> auto_tile_above(None, "since-best", None)  # the shipped table: up to 192 x 192
+    >>> auto_tile_above(None, "since-best", None)  # the shipped table: WHOLE_AT_MOST
     55296
     >>> auto_tile_above(None, "raw", None), auto_tile_above(None, "since-best", 40.0)
     (1000000, 1000000)
