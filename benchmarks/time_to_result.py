@@ -55,6 +55,7 @@ def main() -> None:
     rows = []
     for run in ResultStore(args.store, readonly=True).runs():
         sec, T = run.series["seconds"], len(run.series["seconds"])
+        tiled_run = tiled.get((run.spec["image"], run.spec["sigma"], run.summary["pixels"]))
         for name, (policy, table) in rules.items():
             rule = Rule("cifs", policy, args.patience)
             out = evaluate(rule, run.series, run.summary["pixels"], run.table_lam(table))
@@ -78,9 +79,9 @@ def main() -> None:
                     if average in run.series
                     else None,
                     # the tiled default on the same photo and noise (same pixel count)
-                    "tiled_psnr": tiled.get(
-                        (run.spec["image"], run.spec["sigma"], run.summary["pixels"])
-                    ),
+                    "tiled_psnr": tiled_run[0] if tiled_run else None,
+                    "tiled_pixel_iterations": tiled_run[1] if tiled_run else None,
+                    "pixel_iterations": out.t_end * run.summary["pixels"],
                 }
             )
     if not rows:
@@ -124,11 +125,14 @@ def main() -> None:
     )  # fmt: skip
 
 
-def tiled_rows(path: str) -> dict[tuple[str, float, int], float]:
-    """(image, sigma, pixels) -> PSNR of the tiled default, from a tiling.py JSON."""
-    rows = json.loads(Path(path).read_text())["rows"]
-    return {(r["image"], r["sigma"], r["pixels"][0] * r["pixels"][1]): r["tiled"]["psnr"]
-            for r in rows}  # fmt: skip
+def tiled_rows(path: str) -> dict[tuple[str, float, int], tuple[float, int]]:
+    """(image, sigma, pixels) -> (PSNR, pixel-iterations fitted) of the tiled default, from a
+    tiling.py JSON (its tiles' iterations times the tile's pixels)."""
+    record = json.loads(Path(path).read_text())
+    tile = record["settings"]["tile"]
+    return {(r["image"], r["sigma"], r["pixels"][0] * r["pixels"][1]):
+            (r["tiled"]["psnr"], r["tiled"]["iterations_run"] * tile * tile)
+            for r in record["rows"]}  # fmt: skip
 
 
 def headline(rows: list[dict]) -> None:
@@ -168,14 +172,22 @@ def headline(rows: list[dict]) -> None:
                 and r["sigma"] == sigma]  # fmt: skip
         se = np.std(gaps, ddof=1) / np.sqrt(len(gaps)) if len(gaps) > 1 else float("nan")
         print(f"  sigma {sigma:g}: {np.mean(gaps):.2f} +- {se:.2f} dB ({len(gaps)} runs)")
-    if with_tiles:
-        print("\ntiled default minus the whole run's Peak, mean +- standard error over images:")
+    for key, what in (("peak", "the whole run's Peak"), ("psnr", "the whole run (`--tile 0`)")):
+        if not with_tiles:
+            break
+        print(f"\ntiled default minus {what}, mean +- standard error over images:")
         for sigma in sorted({r["sigma"] for r in rows}):
-            gaps = [r["tiled_psnr"] - r["peak"] for r in rows if r["rule"] == RULES[1]
-                    and r["sigma"] == sigma and r["tiled_psnr"] is not None]  # fmt: skip
-            if gaps:
+            rs = [r for r in rows if r["rule"] == RULES[1] and r["sigma"] == sigma
+                  and r["tiled_psnr"] is not None]  # fmt: skip
+            if rs:
+                gaps = [r["tiled_psnr"] - r[key] for r in rs]
                 se = np.std(gaps, ddof=1) / np.sqrt(len(gaps)) if len(gaps) > 1 else np.nan
-                print(f"  sigma {sigma:g}: {np.mean(gaps):+.2f} +- {se:.2f} dB ({len(gaps)} runs)")
+                extra = ""
+                if key == "psnr":  # what each fitted, in pixels x iterations
+                    ratio = mean(rs, "pixel_iterations") / mean(rs, "tiled_pixel_iterations")
+                    extra = f"; whole fits {ratio:.2f}x the tiles' pixel-iterations"
+                print(f"  sigma {sigma:g}: {np.mean(gaps):+.2f} +- {se:.2f} dB ({len(rs)} runs"
+                      f"{extra})")  # fmt: skip
 
 
 if __name__ == "__main__":
