@@ -1,4 +1,4 @@
-"""Shared helpers for benchmark scripts: machine description and result saving."""
+"""Shared helpers for benchmark scripts: machine description, result saving, tiled records."""
 
 from __future__ import annotations
 
@@ -40,3 +40,13 @@ def save(name: str, payload: dict) -> Path:
 
 # model files for BRISQUE/NIQE are read from ../shared/models unless the caller set a path
 os.environ.setdefault("DIPSTOP_MODELS", str(SHARED / "models"))
+
+
+def tiled_rows(path: str) -> dict[tuple[str, float, int], tuple[float, int]]:
+    """(image, sigma, pixels) -> (PSNR, pixel-iterations fitted) of the tiled default, from a
+    tiling.py JSON (its tiles' iterations times the tile's pixels)."""
+    record = json.loads(Path(path).read_text())
+    tile = record["settings"]["tile"]
+    return {(r["image"], r["sigma"], r["pixels"][0] * r["pixels"][1]):
+            (r["tiled"]["psnr"], r["tiled"]["iterations_run"] * tile * tile)
+            for r in record["rows"]}  # fmt: skip

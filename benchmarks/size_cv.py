@@ -5,10 +5,14 @@ size in the stores) from the other images, as the shipped table is searched, and
 left-out image's runs at each larger size three ways, lam at each run's estimated sigma:
 with the sized table (lam at the run's size), with the 128 x 128 table alone (what
 `denoise` uses without a sized table), and with the per-image best lam (an oracle). Reads
-the stores only (issue 12).
+the stores only (issue 12). With --tiled (a `benchmarks/tiling.py` JSON of the same images
+and noise at a size in the stores) it also prints the tiled default minus the held-out
+whole run, per sigma: whether a photo of that size is better fitted whole or in tiles,
+judged on calibration images.
 
     python benchmarks/size_cv.py --stores results/calibration2.sqlite \
-        results/size_calibration.sqlite [--name NAME]
+        results/size_calibration.sqlite [--name NAME] \
+        [--tiled results/tiled_cbsd432/tiled_cbsd432.json]
 
 Saves benchmarks/results/size_cv[_NAME].json.
 """
@@ -23,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
+from common import save, tiled_rows  # noqa: E402
 
 from dipstop.lab.calibration import LAM_GRID, calibrate_from_store  # noqa: E402
 from dipstop.lab.rules import Rule, evaluate  # noqa: E402
@@ -41,6 +45,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--lam-smooth", type=float, default=1.6, help="as the shipped table's")
     ap.add_argument("--name", default="", help="suffix of the saved record's name")
+    ap.add_argument("--tiled", default=None, help="tiling.py JSON: tiled minus whole")
     args = ap.parse_args()
     by_crop: dict[int, tuple[ResultStore, list]] = {}  # crop (0: whole image) -> its runs
     for path in args.stores:
@@ -52,6 +57,7 @@ def main() -> None:
     larger = sorted(c for c in by_crop if c != args.base_crop)
     held_out = sorted({r.spec["image"] for c in larger for r in by_crop[c][1]})
     rule = Rule("cifs", args.output_policy, args.patience)
+    tiled = tiled_rows(args.tiled) if args.tiled else {}
     scored: dict[tuple[int, float], list[dict]] = defaultdict(list)
     for image in held_out:
         tables: dict[int, list] = {}
@@ -70,6 +76,9 @@ def main() -> None:
                 series = {k: v[: args.max_iters] for k, v in series.items()}
                 lams = {"base": run.table_lam(base), "sized": run.table_lam(sized)}
                 psnr = {k: evaluate(rule, series, pixels, x).psnr for k, x in lams.items()}
+                if args.tiled:
+                    tiled_run = tiled.get((image, run.spec["sigma"], pixels))
+                    psnr["tiled"] = tiled_run[0] if tiled_run else None
                 best = max(evaluate(rule, series, pixels, float(x)).psnr for x in LAM_GRID)
                 scored[(crop, float(run.spec["sigma"]))].append(
                     {"image": image, "pixels": pixels, **psnr, "best": best,
@@ -85,6 +94,15 @@ def main() -> None:
         print(f" {got[0]['pixels']:9d}  {sigma:5g}  {len(got):4d}  {mean['base']:9.2f}"
               f"  {mean['sized']:12.2f}  {mean['sized'] - mean['base']:+5.2f}"
               f"  {mean['best']:19.2f}  {mean['sized'] - mean['best']:+5.2f}")  # fmt: skip
+    for row in rows if args.tiled else []:
+        gaps = [g["tiled"] - g["sized"] for g in row["runs"] if g["tiled"] is not None]
+        if gaps:
+            se = np.std(gaps, ddof=1) / np.sqrt(len(gaps)) if len(gaps) > 1 else np.nan
+            row["tiled_minus_sized"] = float(np.mean(gaps))
+            print(
+                f"tiled minus whole at the sized table, {row['runs'][0]['pixels']} px, sigma"
+                f" {row['sigma']:g}: {np.mean(gaps):+.2f} +- {se:.2f} dB ({len(gaps)} runs)"
+            )
     save(
         "size_cv" + (f"_{args.name}" if args.name else ""),
         {"stores": args.stores, "policy": args.output_policy, "lam_smooth": args.lam_smooth,

@@ -20,14 +20,13 @@ Saves benchmarks/results/time_to_result[_NAME].json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
+from common import save, tiled_rows  # noqa: E402
 
 from dipstop.lab.rules import Rule, evaluate  # noqa: E402
 from dipstop.lab.store import ResultStore  # noqa: E402
@@ -123,16 +122,6 @@ def main() -> None:
         {"store": args.store, "patience": args.patience, "default_output": DEFAULT_OUTPUT,
          "mean_time_fraction": overall, "by_rule_and_sigma": summary, "rows": rows},
     )  # fmt: skip
-
-
-def tiled_rows(path: str) -> dict[tuple[str, float, int], tuple[float, int]]:
-    """(image, sigma, pixels) -> (PSNR, pixel-iterations fitted) of the tiled default, from a
-    tiling.py JSON (its tiles' iterations times the tile's pixels)."""
-    record = json.loads(Path(path).read_text())
-    tile = record["settings"]["tile"]
-    return {(r["image"], r["sigma"], r["pixels"][0] * r["pixels"][1]):
-            (r["tiled"]["psnr"], r["tiled"]["iterations_run"] * tile * tile)
-            for r in record["rows"]}  # fmt: skip
 
 
 def headline(rows: list[dict]) -> None:
