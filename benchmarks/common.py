@@ -8,6 +8,7 @@ import os
 import platform
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dipstop.runtime import cpu_name
@@ -50,3 +51,9 @@ def tiled_rows(path: str) -> dict[tuple[str, float, int], tuple[float, int]]:
     return {(r["image"], r["sigma"], r["pixels"][0] * r["pixels"][1]):
             (r["tiled"]["psnr"], r["tiled"]["iterations_run"] * tile * tile)
             for r in record["rows"]}  # fmt: skip
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (nan for a single value)."""
+    se = np.std(values, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
+    return float(np.mean(values)), float(se)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save, tiled_rows  # noqa: E402
+from common import mean_se, save, tiled_rows  # noqa: E402
 
 from dipstop.lab.calibration import LAM_GRID, calibrate_from_store  # noqa: E402
 from dipstop.lab.rules import Rule, evaluate  # noqa: E402
@@ -76,7 +76,7 @@ def main() -> None:
                 series = {k: v[: args.max_iters] for k, v in series.items()}
                 lams = {"base": run.table_lam(base), "sized": run.table_lam(sized)}
                 psnr = {k: evaluate(rule, series, pixels, x).psnr for k, x in lams.items()}
-                if args.tiled:
+                if tiled:
                     tiled_run = tiled.get((image, run.spec["sigma"], pixels))
                     psnr["tiled"] = tiled_run[0] if tiled_run else None
                 best = max(evaluate(rule, series, pixels, float(x)).psnr for x in LAM_GRID)
@@ -94,15 +94,13 @@ def main() -> None:
         print(f" {got[0]['pixels']:9d}  {sigma:5g}  {len(got):4d}  {mean['base']:9.2f}"
               f"  {mean['sized']:12.2f}  {mean['sized'] - mean['base']:+5.2f}"
               f"  {mean['best']:19.2f}  {mean['sized'] - mean['best']:+5.2f}")  # fmt: skip
-    for row in rows if args.tiled else []:
-        gaps = [g["tiled"] - g["sized"] for g in row["runs"] if g["tiled"] is not None]
+    for row in rows:
+        gaps = [g["tiled"] - g["sized"] for g in row["runs"] if g.get("tiled") is not None]
         if gaps:
-            se = np.std(gaps, ddof=1) / np.sqrt(len(gaps)) if len(gaps) > 1 else np.nan
-            row["tiled_minus_sized"] = float(np.mean(gaps))
-            print(
-                f"tiled minus whole at the sized table, {row['runs'][0]['pixels']} px, sigma"
-                f" {row['sigma']:g}: {np.mean(gaps):+.2f} +- {se:.2f} dB ({len(gaps)} runs)"
-            )
+            gap, se = mean_se(gaps)
+            row["tiled_minus_sized"] = gap
+            print(f"tiled minus whole at the sized table, {row['runs'][0]['pixels']} px, sigma "
+                  f"{row['sigma']:g}: {gap:+.2f} +- {se:.2f} dB ({len(gaps)} runs)")  # fmt: skip
     save(
         "size_cv" + (f"_{args.name}" if args.name else ""),
         {"stores": args.stores, "policy": args.output_policy, "lam_smooth": args.lam_smooth,

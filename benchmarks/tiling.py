@@ -49,7 +49,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import HERE, SHARED, machine  # noqa: E402
 
-from dipstop import denoise, denoise_tiled  # noqa: E402
+from dipstop import DenoiseResult, denoise, denoise_tiled  # noqa: E402
 from dipstop.fitting import resolve_device, resolve_precision  # noqa: E402
 from dipstop.imageio import read_image, write_image  # noqa: E402
 from dipstop.lab.datasets import centre_crop, evenly_spaced, list_images, synthetic_pair  # noqa: E402
@@ -89,7 +89,7 @@ def sized_pair(
 
 def whole_fit(
     noisy: np.ndarray, clean: np.ndarray, fit: dict, folder: Path
-) -> tuple[np.ndarray, object]:
+) -> tuple[np.ndarray, DenoiseResult]:
     """The row's whole-image fit, kept in its tile folder (`folder`/whole.pkl) once done, so
     that a restart while the tiles run does not fit it again (over an hour at 768 x 512 on a
     CPU); keyed by the pixels, the settings and the lam table, so a changed table refits."""

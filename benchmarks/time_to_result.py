@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save, tiled_rows  # noqa: E402
+from common import mean_se, save, tiled_rows  # noqa: E402
 
 from dipstop.lab.rules import Rule, evaluate  # noqa: E402
 from dipstop.lab.store import ResultStore  # noqa: E402
@@ -159,24 +159,22 @@ def headline(rows: list[dict]) -> None:
     for sigma in sorted({r["sigma"] for r in rows}):
         gaps = [r["average_peak"] - r["psnr"] for r in rows if r["rule"] == RULES[1]
                 and r["sigma"] == sigma]  # fmt: skip
-        se = np.std(gaps, ddof=1) / np.sqrt(len(gaps)) if len(gaps) > 1 else float("nan")
-        print(f"  sigma {sigma:g}: {np.mean(gaps):.2f} +- {se:.2f} dB ({len(gaps)} runs)")
+        gap, se = mean_se(gaps)
+        print(f"  sigma {sigma:g}: {gap:.2f} +- {se:.2f} dB ({len(gaps)} runs)")
+    if not with_tiles:
+        return
     for key, what in (("peak", "the whole run's Peak"), ("psnr", "the whole run (`--tile 0`)")):
-        if not with_tiles:
-            break
         print(f"\ntiled default minus {what}, mean +- standard error over images:")
         for sigma in sorted({r["sigma"] for r in rows}):
             rs = [r for r in rows if r["rule"] == RULES[1] and r["sigma"] == sigma
                   and r["tiled_psnr"] is not None]  # fmt: skip
             if rs:
-                gaps = [r["tiled_psnr"] - r[key] for r in rs]
-                se = np.std(gaps, ddof=1) / np.sqrt(len(gaps)) if len(gaps) > 1 else np.nan
+                gap, se = mean_se([r["tiled_psnr"] - r[key] for r in rs])
                 extra = ""
                 if key == "psnr":  # what each fitted, in pixels x iterations
                     ratio = mean(rs, "pixel_iterations") / mean(rs, "tiled_pixel_iterations")
                     extra = f"; whole fits {ratio:.2f}x the tiles' pixel-iterations"
-                print(f"  sigma {sigma:g}: {np.mean(gaps):+.2f} +- {se:.2f} dB ({len(rs)} runs"
-                      f"{extra})")  # fmt: skip
+                print(f"  sigma {sigma:g}: {gap:+.2f} +- {se:.2f} dB ({len(rs)} runs{extra})")
 
 
 if __name__ == "__main__":
