@@ -92,7 +92,8 @@ def whole_fit(
 ) -> tuple[np.ndarray, DenoiseResult]:
     """The row's whole-image fit, kept in its tile folder (`folder`/whole.pkl) once done, so
     that a restart while the tiles run does not fit it again (over an hour at 768 x 512 on a
-    CPU); keyed by the pixels, the settings and the lam table, so a changed table refits."""
+    CPU); keyed by the pixels, the settings and the lam table, so a changed table refits.
+    Until then the fit checkpoints itself there about once a minute (`resume_dir`)."""
     key = run_key(noisy, clean, {**fit, "table": load_table(output=DEFAULT_OUTPUT)})
     kept = folder / "whole.pkl"
     if kept.exists():
@@ -101,7 +102,7 @@ def whole_fit(
         if old_key == key:
             print(f"whole-image fit resumed from {kept}")
             return output, result
-    output, result = denoise(noisy, clean=clean, tile=None, **fit)
+    output, result = denoise(noisy, clean=clean, tile=None, resume_dir=folder, **fit)
     folder.mkdir(parents=True, exist_ok=True)
     partial = kept.with_suffix(".tmp")
     with partial.open("wb") as f:
@@ -272,7 +273,7 @@ def main() -> None:
                         outputs["whole"] = whole_fit(noisy, clean, fit, tiles)
                     outputs["tiled"] = denoise_tiled(
                         noisy, clean=clean, tile=args.tile, overlap=args.overlap,
-                        ray="" if args.ray else None, tile_dir=tiles, **fit,
+                        ray="" if args.ray else None, resume_dir=tiles, **fit,
                     )  # fmt: skip
                     row = {
                         "image": path.name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 
@@ -156,16 +157,40 @@ def test_a_tiled_photo_cut_short_keeps_its_tiles_and_a_rerun_completes_it(capsys
     photos = tmp_path / "photos"
     photos.mkdir()
     cv2.imwrite(str(photos / "big.png"), rng.integers(0, 256, (100, 140, 3), dtype=np.uint8))
-    tiles = photos / "big_dipstop.png.tiles"
+    tiles = photos / "big_dipstop.png.partial"
     tiled = ["--tile", "64", "--overlap", "16", "--tile-above", "0", "--width", "8", "--lam", "50"]
     rc, out, err = run(capsys, "denoise", photos, *tiled, "-T", "100000", "-S", "100000",
                        "--max-minutes", "0.002")  # fmt: skip
     assert rc == 0 and (photos / "big_dipstop.png").exists() and tiles.is_dir()
-    assert f"the finished tiles are kept in {tiles}" in out + err
+    assert f"its progress is kept in {tiles}" in out + err
     rc, out, err = run(capsys, "denoise", photos, *tiled, "-T", "3", "-S", "3")
     assert rc == 0 and "1 denoised, 0 skipped" in out and not tiles.exists()
     rc, out, err = run(capsys, "denoise", photos, *tiled, "-T", "3", "-S", "3")
     assert rc == 0 and "0 denoised, 1 skipped" in out
+
+
+def test_a_whole_photo_cut_short_keeps_its_checkpoint_and_the_same_command_resumes_it(
+    capsys, tmp_path, monkeypatch
+):
+    """A photo fitted whole and cut short by its budget keeps a checkpoint of its fit in
+    OUTPUT.partial; the same command goes on from it (a fresh budget) and says so."""
+    from dipstop import checkpoints
+
+    monkeypatch.setattr(checkpoints, "STATE_EVERY", 2)
+    monkeypatch.setenv("DIPSTOP_CHECKPOINT_SECONDS", "0")
+    src = tmp_path / "photo.png"
+    cv2.imwrite(str(src), np.random.default_rng(6).integers(0, 256, (48, 48, 3), np.uint8))
+    partial = tmp_path / "photo_dipstop.png.partial"
+    args = ["denoise", src, "--tile", "0", "--width", "8", "--lam", "50", "-T", "100000",
+            "-S", "100000", "--precision", "fp32", "--max-minutes", "0.1"]  # fmt: skip
+    rc, out, err = run(capsys, *args)
+    assert rc == 0 and (tmp_path / "photo_dipstop.png").exists()
+    assert len(list(partial.glob("*.pt"))) == 1, out + err
+    assert f"its progress is kept in {partial}: the same command resumes it" in out
+    first = int(re.search(r"after (\d+) iterations", out).group(1))
+    rc, out, err = run(capsys, *args)
+    assert rc == 0 and f"resumed at iteration {first - first % 2}" in out
+    assert int(re.search(r"after (\d+) iterations", out).group(1)) > first
 
 
 def test_in_process_files_run_one_per_thread_with_the_pixels_of_one_at_a_time(

@@ -128,8 +128,7 @@ def test_a_non_database_file_is_refused(tmp_path):
 
 
 def test_an_interrupted_recording_resumes_as_if_never_stopped(tmp_path, image_folder, monkeypatch):
-    from dipstop import recording
-    from dipstop.lab import checkpoints
+    from dipstop import checkpoints, recording
     from dipstop.lab.runs import default_averages
     from dipstop.runtime import Switches
 

@@ -106,8 +106,7 @@ def test_a_criterion_defined_in_a_test_is_recorded_selected_and_reported(
 def test_a_test_criterion_resumes_from_a_checkpoint_bit_for_bit(
     registered, tmp_path, image_folder, monkeypatch
 ):
-    from dipstop import recording
-    from dipstop.lab import checkpoints
+    from dipstop import checkpoints, recording
     from dipstop.runtime import Switches
 
     monkeypatch.setattr(checkpoints, "STATE_EVERY", 4)

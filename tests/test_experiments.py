@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from dipstop import recording
+from dipstop import checkpoints, recording
 from dipstop.errors import DipstopError
 from dipstop.fitting import FitSettings, Fitter
-from dipstop.lab import checkpoints, runs
+from dipstop.lab import runs
 from dipstop.lab.calibration import record
 from dipstop.lab.datasets import list_images
 from dipstop.lab.executor import run_grid

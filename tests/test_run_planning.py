@@ -1,10 +1,11 @@
-"""Long runs a user can plan: the estimate printed once the first iterations are timed, and a
-wall-clock budget that ends a fit with the best output so far."""
+"""Long runs a user can plan: the estimate printed once the first iterations are timed, a
+wall-clock budget that ends a fit with the best output so far, and a fit that resumes."""
 
 from __future__ import annotations
 
 import math
 import re
+import threading
 
 import cv2
 import numpy as np
@@ -195,3 +196,36 @@ def test_an_image_far_from_the_tables_size_says_its_expected_stop_is_carried_ove
     assert res.estimate.expected_iterations == 5
     assert (", calibrated at another image size" in res.estimate.line()) == off
     assert any("not measured at this one" in n for n in res.notes) == off
+
+
+@pytest.mark.parametrize("output", ["since-best", "raw", "ema@best"])
+def test_a_whole_fit_cut_short_resumes_from_its_checkpoint_as_if_never_stopped(
+    tmp_path, noisy, monkeypatch, output
+):
+    """With `resume_dir` a whole-image fit saves its state (network, criteria, the output
+    policy's kept images) as it goes; cut short and run again with the same settings, it
+    goes on from the last save and returns the image, t* and series of a fit never stopped.
+    The checkpoint is deleted once the fit ends by its rule or T."""
+    from dipstop import checkpoints
+    from dipstop.runtime import Switches
+
+    monkeypatch.setattr(checkpoints, "STATE_EVERY", 4)
+    kw = dict(TINY, max_iters=40, patience=6, output=output, device="cpu", precision="fp32",
+              tile=None, switches=Switches(checkpoint_seconds=0.0))  # fmt: skip
+    full, res_full = denoise(noisy, **kw)
+    folder = tmp_path / "out.png.partial"
+    cancel = threading.Event()
+    _, cut = denoise(noisy, resume_dir=folder, cancel=cancel, on_estimate=lambda e: cancel.set(),
+                     **kw)  # fmt: skip
+    assert cut.interrupted and cut.iterations_run == 5 < res_full.iterations_run
+    assert len(list(folder.glob("*.pt"))) == 1  # saved at t = 4
+    out, res = denoise(noisy, resume_dir=folder, **kw)
+    assert f"resumed at iteration 4 from {folder}" in " ".join(res.notes)
+    np.testing.assert_array_equal(out, full)
+    assert (res.stop_iteration, res.iterations_run) == (res_full.stop_iteration,
+                                                        res_full.iterations_run)  # fmt: skip
+    for key in ("mse", "jpeg_bytes", "criterion"):
+        np.testing.assert_array_equal(res.series[key], res_full.series[key], err_msg=key)
+    assert not list(folder.glob("*.pt"))
+    _, other = denoise(noisy, resume_dir=folder, **{**kw, "seed": 1})  # another fit: not resumed
+    assert not any("resumed" in n for n in other.notes)

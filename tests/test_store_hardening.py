@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from dipstop import recording
+from dipstop import checkpoints, recording
 from dipstop.cli import main
 from dipstop.errors import DipstopError
 from dipstop.fitting import Fitter
-from dipstop.lab import checkpoints, runs
+from dipstop.lab import runs
 from dipstop.lab import store as store_module
 from dipstop.lab.calibration import specs as calibration_specs
 from dipstop.lab.datasets import list_images, synthetic_pair

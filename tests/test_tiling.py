@@ -272,16 +272,16 @@ def test_a_tiled_run_resumes_from_the_tiles_kept_in_its_folder(tmp_path):
     noisy = np.random.default_rng(4).random((100, 140, 3)).astype(np.float32)
     kw = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=4, patience=2, sigma=25.0)
     fresh, _ = denoise(noisy, device="cpu", **kw)
-    folder = tmp_path / "photo.png.tiles"
-    first, res = denoise(noisy, device="cpu", tile_dir=folder, **kw)
+    folder = tmp_path / "photo.png.partial"
+    first, res = denoise(noisy, device="cpu", resume_dir=folder, **kw)
     kept = sorted(folder.glob("tile_*.pkl"))
     assert len(kept) == len(res.tiles) == 6 and np.array_equal(first, fresh)
     for path in kept[1::2]:  # as if the run had been cut short after three tiles
         path.unlink()
-    again, res = denoise(noisy, device="cpu", tile_dir=folder, **kw)
+    again, res = denoise(noisy, device="cpu", resume_dir=folder, **kw)
     assert np.array_equal(again, fresh) and "resumed 3 of 6 tiles" in " ".join(res.notes)
     assert len(list(folder.glob("tile_*.pkl"))) == 6
-    other, res = denoise(noisy, device="cpu", tile_dir=folder, seed=1, **kw)
+    other, res = denoise(noisy, device="cpu", resume_dir=folder, seed=1, **kw)
     assert not any("resumed" in n for n in res.notes) and not np.array_equal(other, fresh)
 
 

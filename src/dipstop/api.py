@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dipstop.checkpoints import RunCheckpoint
 from dipstop.criteria import CifsCriterion, Context, paper_lambda
 from dipstop.errors import DipstopError
 from dipstop.estimate import TIMED, WARMUP, RunEstimate, estimate_run, expected_iterations
@@ -44,6 +45,7 @@ from dipstop.tiling import (
     TiledResult,
     denoise_tiled,
     fit_remotely,
+    run_key,
     run_tiles,
 )
 from dipstop.validate import check_denoise_options, check_tiling
@@ -147,7 +149,7 @@ def denoise(
     tile: int | None = TILE,
     overlap: int = OVERLAP,
     tile_above: int | None = None,
-    tile_dir: str | os.PathLike | None = None,
+    resume_dir: str | os.PathLike | None = None,
     ray: str | None = None,
 ) -> tuple[Any, DenoiseResult | TiledResult]:
     """Denoise `image` with a Deep Image Prior stopped by CIFS; no noise level needed.
@@ -219,11 +221,13 @@ def denoise(
         the shipped table, calibrated up to whole 481 x 321 photos, gives 55,296: tiles beat
         whole fits there), so no fit runs at a size whose lam is extrapolated; 1,000,000 with
         an explicit lam or output "raw".
-    tile_dir : path, optional
-        A folder where a tiled run keeps each tile as it finishes (`dipstop.tiling.TileStore`):
-        run again with the same image and settings after an interruption (Ctrl-C, a crash,
-        the time budget), it fits only the tiles not there. Not removed here; the CLI keeps
-        OUTPUT.tiles and removes it once the image is complete.
+    resume_dir : path, optional
+        A folder where the run keeps its progress, so that run again with the same image and
+        settings after an interruption (Ctrl-C, a crash, the time budget) it goes on from
+        there: a tiled run each tile as it finishes (`dipstop.tiling.TileStore`), a whole
+        image a checkpoint of its fit about once a minute (`dipstop.checkpoints`; not with
+        `ray`), deleted when the fit ends by its rule or T. The folder is not removed here;
+        the CLI keeps OUTPUT.partial and removes it once the image is complete.
     ray : str, optional
         Fit as Ray tasks (`dipstop.raytasks`): "" a local Ray, else a cluster's address. A
         tiled image's tiles run as single-thread tasks, as many at once as the Ray has CPUs
@@ -272,7 +276,7 @@ def denoise(
         return run_tiles(loaded, kind, image, tile=tile, overlap=overlap, sigma=sigma, lam=lam,
                          clean=clean, progress=progress, interruptible=interruptible,
                          switches=switches, max_minutes=max_minutes, on_estimate=on_estimate,
-                         cancel=cancel, ray=ray, tile_dir=tile_dir, **fit)  # fmt: skip
+                         cancel=cancel, ray=ray, tile_dir=resume_dir, **fit)  # fmt: skip
     if ray is not None:  # the one fit, as one Ray task
         clean_px = None if clean is None else _to_loaded(clean)[0].pixels
         ((_, out, result),) = fit_remotely(
@@ -343,8 +347,17 @@ def denoise(
 
     def on_row(it: Iteration, row: dict) -> None:
         show(it, row)
-        planner.row(row)
+        planner.row(it, row)
 
+    checkpoint = None
+    if resume_dir is not None and ray is None:
+        kept = {"sigma": float(sigma), "lam": float(lam), "protocol": proto.as_dict(),
+                "seed": seed, "output": policy.name, "precision": settings.precision}  # fmt: skip
+        checkpoint = RunCheckpoint(
+            resume_dir,
+            {"denoise": run_key(x, None if clean is None else clean_px, kept)},
+            switches.checkpoint_seconds,
+        )
     with bar:
         rec = record(
             fitter,
@@ -358,12 +371,18 @@ def denoise(
             on_row=on_row,
             max_seconds=budget,
             cancel=cancel,
+            checkpoint=checkpoint,
         )
     if rec.output is None:  # interrupted before the first iteration was scored
         raise KeyboardInterrupt
     planner.finish()
     stopper = stop.stopper
     t_star = stopper.best_index + 1
+    if checkpoint is not None:
+        if rec.resumed_at:
+            notes.append(f"resumed at iteration {rec.resumed_at} from {checkpoint.path}")
+        if not (rec.interrupted or rec.stopped_by_budget):
+            checkpoint.discard()  # the fit is over: nothing to resume
     if rec.interrupted:
         notes.append(
             f"interrupted after {rec.iterations} iterations, before the stopping rule fired: "
@@ -519,11 +538,14 @@ class _Planner:
         self.when = min(max_iters, WARMUP + TIMED)
         self.on_estimate = on_estimate
         self.seconds: list[float] = []
+        self.start = 0  # iterations done before this call's first row (a resumed fit)
         self.estimate: RunEstimate | None = None
 
-    def row(self, row: dict) -> None:
+    def row(self, it: Iteration, row: dict) -> None:
         if self.estimate is not None:
             return
+        if not self.seconds:
+            self.start = it.t - 1
         self.seconds.append(row["seconds"])
         if len(self.seconds) == self.when:
             self.finish()
@@ -532,7 +554,7 @@ class _Planner:
         """Make the estimate now if the run ended before it was due (a tile's share of a time
         budget can be a few iterations), from the rows it has."""
         if self.estimate is None and self.seconds:
-            self.estimate = estimate_run(self.seconds, *self.args)
+            self.estimate = estimate_run(self.seconds, *self.args, start=self.start)
             if self.on_estimate is not None:
                 self.on_estimate(self.estimate)
 

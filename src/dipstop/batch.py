@@ -68,14 +68,15 @@ def default_output(src: Path, folder: Path | None = None) -> Path:
     return (src.parent if folder is None else folder) / f"{src.stem}{OUTPUT_TAG}.png"
 
 
-def tile_folder(dst: str | os.PathLike) -> Path:
-    """Where `denoise_file` keeps a tiled run's finished tiles: beside the output.
+def partial_folder(dst: str | os.PathLike) -> Path:
+    """Where `denoise_file` keeps a run's progress (finished tiles, or a whole fit's
+    checkpoint) until its image is complete: beside the output.
 
-    >>> tile_folder("out/cat_dipstop.png").as_posix()
-    'out/cat_dipstop.png.tiles'
+    >>> partial_folder("out/cat_dipstop.png").as_posix()
+    'out/cat_dipstop.png.partial'
     """
     dst = Path(dst)
-    return dst.with_name(dst.name + ".tiles")
+    return dst.with_name(dst.name + ".partial")
 
 
 def denoise_file(
@@ -90,9 +91,10 @@ def denoise_file(
 ) -> DenoiseResult | TiledResult:
     """Denoise the image file `src` into `dst` (written atomically); a report if asked.
 
-    A tiled image keeps its finished tiles in `tile_folder(dst)` as they come (unless `fit`
-    names another `tile_dir`): a run cut short (Ctrl-C, a crash, the budget) resumes from
-    them when run again, and the folder is removed once every tile ended by its rule.
+    The run keeps its progress in `partial_folder(dst)` (unless `fit` names another
+    `resume_dir`): a tiled image its finished tiles, a whole one a checkpoint of its fit
+    about once a minute. A run cut short (Ctrl-C, a crash, the budget) resumes from there
+    when run again; the folder is removed once the image is complete.
 
     Parameters
     ----------
@@ -107,7 +109,7 @@ def denoise_file(
     partial : bool
         Write an output cut short (Ctrl-C, `cancel`, with the best so far and a note). A
         batch that is stopping passes False: a rerun skips existing outputs, so an unfinished
-        one must not be there (a tiled one keeps its finished tiles to resume).
+        one must not be there (its progress is kept to resume).
     **fit
         Options of `dipstop.api.denoise`.
 
@@ -129,7 +131,7 @@ def denoise_file(
     if clean is not None:
         clean_img = read_image(clean)
         clean_px = join_array(clean_img.pixels, clean_img)
-    fit.setdefault("tile_dir", tile_folder(dst))
+    fit.setdefault("resume_dir", partial_folder(dst))
     out, result = denoise(join_array(image.pixels, image), clean=clean_px, **fit)
     if result.interrupted and not partial:
         return result
@@ -140,13 +142,13 @@ def denoise_file(
             f"{' and '.join(lost)} of {src.name} not written to {dst.suffix} (PNG and JPEG "
             "keep them)"
         )
-    if isinstance(result, TiledResult):
-        if result.interrupted or result.stopped_by_budget:
+    if result.interrupted or result.stopped_by_budget:
+        if Path(fit["resume_dir"]).is_dir():  # none if a whole fit ended before its first save
             result.notes.append(
-                f"the finished tiles are kept in {fit['tile_dir']}: the same command resumes them"
+                f"its progress is kept in {fit['resume_dir']}: the same command resumes it"
             )
-        else:
-            shutil.rmtree(fit["tile_dir"], ignore_errors=True)
+    else:
+        shutil.rmtree(fit["resume_dir"], ignore_errors=True)
     if report is not None:
         from dipstop.report import write_run_report
 
@@ -208,8 +210,8 @@ def prepare_batch(
 
     Each output is NAME_dipstop.png in the folder `output` (created here, after every
     check) or beside its input; with `report`, each job's report goes to `report`/NAME.
-    Existing outputs are skipped unless `overwrite`, or unless their tiles folder
-    (`tile_folder`) says that run was cut short: it resumes.
+    Existing outputs are skipped unless `overwrite`, or unless their progress folder
+    (`partial_folder`) says that run was cut short: it resumes.
 
     Parameters
     ----------
@@ -275,7 +277,7 @@ a folder (it is created if missing), or one input
             raise DipstopError(
                 f"cannot create the output folder {folder} ({exc.strerror}); choose a writable -o"
             ) from exc
-    todo = [j for j in jobs if overwrite or not j.dst.exists() or tile_folder(j.dst).is_dir()]
+    todo = [j for j in jobs if overwrite or not j.dst.exists() or partial_folder(j.dst).is_dir()]
     for job in todo:
         check_writable(job.dst, protect=(job.src,), overwrite=overwrite)
     return todo, [j for j in jobs if j not in todo]

@@ -158,15 +158,19 @@ def estimate_run(
     expected_from: str,
     memory_bytes: int,
     budget_seconds: float | None = None,
+    start: int = 0,
 ) -> RunEstimate:
     """The estimate once `seconds` (the run's clock at rows 1..k) are known.
 
     Seconds per iteration are measured after the warm-up row (on row 1 alone when k = 1);
-    the run's time is what it took so far plus that rate for the rest.
+    the run's time is what it took so far plus that rate for the rest. `start`: the
+    iterations a resumed run had done before these rows (its clock counts their time).
 
     >>> est = estimate_run([2.0, 2.5, 3.0, 3.5, 4.0], 100, 50, "lam table", 2**29)
     >>> est.seconds_per_iteration, est.timed, est.seconds_low, est.seconds_high
     (0.5, (2, 5), 26.5, 51.5)
+    >>> estimate_run([2.0, 2.5, 3.0, 3.5, 4.0], 100, 50, "lam table", 2**29, start=20).seconds_low
+    16.5
     """
     k = len(seconds)
     if k > WARMUP:
@@ -176,8 +180,8 @@ def estimate_run(
         rate, timed = seconds[-1] / k, (1, k)
     rate = max(rate, 1e-9)
     elapsed = seconds[-1]
-    low = elapsed + rate * max(expected - k, 0)
-    high = elapsed + rate * max(max_iters - k, 0)
+    low = elapsed + rate * max(expected - start - k, 0)
+    high = elapsed + rate * max(max_iters - start - k, 0)
     return RunEstimate(
         seconds_per_iteration=rate,
         timed=timed,

@@ -47,6 +47,7 @@ class OutputPolicy:
 
     name: str
     stream: str = ""
+    _kept: torch.Tensor | None = None  # what `keep` kept, for the policies that keep one image
 
     def begin(self, max_iters: int, patience: int) -> None:
         """Told the run's budget T and the stop's patience S before the first iteration."""
@@ -72,6 +73,15 @@ class OutputPolicy:
     def averages(self) -> dict[str, RunningAverage]:
         """The running averages this policy needs the loop to keep."""
         return {}
+
+    def state_dict(self) -> dict:
+        """What `keep` has kept so far (tensors on the CPU), for a checkpoint; its running
+        averages are the loop's to save."""
+        return {"kept": _cpu(self._kept)}
+
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
+        """Continue from `state_dict()`, tensors on `device`."""
+        self._kept = _on(state["kept"], device)
 
     def recorded_psnr(
         self, series: Mapping[str, np.ndarray], t_star: int, t_end: int
@@ -202,6 +212,17 @@ class MeanSinceBest(OutputPolicy):
             return self._tail.mean()
         return self._best.mean()
 
+    def state_dict(self) -> dict:
+        # "count": the outputs kept, which the loop checks against its iteration; flat, so
+        # that it checks the sums' shapes too
+        return {"count": self._t, "best": _cpu(self._best.sum), "best_n": self._best.n,
+                "tail": _cpu(self._tail.sum), "tail_n": self._tail.n}  # fmt: skip
+
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
+        self._t = state["count"]
+        self._best.sum, self._best.n = _on(state["best"], device), state["best_n"]
+        self._tail.sum, self._tail.n = _on(state["tail"], device), state["tail_n"]
+
     def recorded_psnr(self, series, t_star, t_end):
         window = self._window or t_end - t_star + 1
         values = series.get(f"psnr_box{window}")  # average_name, once begun
@@ -225,6 +246,14 @@ class _Sum:
 
     def mean(self) -> torch.Tensor | None:
         return None if self.sum is None else (self.sum / self.n).float()
+
+
+def _cpu(value: torch.Tensor | None) -> torch.Tensor | None:
+    return None if value is None else value.to("cpu", copy=True)
+
+
+def _on(value: torch.Tensor | None, device: torch.device | str) -> torch.Tensor | None:
+    return None if value is None else value.to(device)
 
 
 def make_policy(name: str) -> OutputPolicy:

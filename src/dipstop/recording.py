@@ -42,7 +42,7 @@ from dipstop.validate import number
 
 
 class Checkpointer(Protocol):
-    """What the loop needs of a checkpoint file (`dipstop.lab.checkpoints.RunCheckpoint`)."""
+    """What the loop needs of a checkpoint file (`dipstop.checkpoints.RunCheckpoint`)."""
 
     @property
     def state_every(self) -> int: ...
@@ -91,7 +91,7 @@ class Recording:
     stopper: OnlineStopper | None = None
     output: torch.Tensor | None = None  # the output policy's image
     interrupted: bool = False  # Ctrl-C ended the loop (with `interruptible`)
-    stopped_by_budget: bool = False  # the run's clock passed `max_seconds`
+    stopped_by_budget: bool = False  # this call ran past `max_seconds`
     resumed_at: int | None = None  # the iteration a checkpoint resumed from
     seconds: float = 0.0
     fit_seconds: float = 0.0  # time spent inside the fitter (network and engine)
@@ -173,8 +173,8 @@ def record(
         `on_row(iteration, row)` sees every recorded row, in order (a progress bar, a refit
         keeping chosen outputs).
     max_seconds : float, optional
-        A wall-clock budget: the loop ends after the first row recorded once the run's clock
-        (the "seconds" series; a resumed run's counts its earlier time) has passed it, with
+        A wall-clock budget for this call (a resumed run's earlier time not counted): the
+        loop ends after the first row recorded once it has run this long, with
         `Recording.stopped_by_budget` set and the policy's image so far. Finite, above 0.
     cancel : threading.Event, optional
         Set from another thread, it ends the loop after the next row, as an interruption
@@ -217,13 +217,16 @@ def record(
         **{f"averages/{n}": a for n, a in averages.items()},
     }
 
+    if policy is not None:
+        stateful["policy/state"] = policy  # kept as rows arrive: saved with each checkpoint
+
     def apply(state: dict) -> None:
-        """Load the criteria's and averages' saved states, all or none."""
+        """Load the criteria's, averages' and policy's saved states, all or none."""
         before = {k: obj.state_dict() for k, obj in stateful.items()}
         try:
             for key, obj in stateful.items():
                 group, name = key.split("/")
-                saved = state[group][name]
+                saved = state[group][name] if group != "policy" else state.get(group)
                 _check_state(saved, fitter.t, tuple(fitter.x0.shape), key)
                 obj.load_state_dict(saved, fitter.device)
         except BaseException:
@@ -236,7 +239,11 @@ def record(
         for k in names:
             if k in saved["series"]:
                 series[k][: fitter.t] = saved["series"][k][: fitter.t]
-    start = time.perf_counter() - (saved["seconds"] if saved else 0.0)
+        if stopper is not None:  # the rule's state is the criterion values so far
+            for value in series["criterion"][: fitter.t]:
+                stopper.update(value)
+    began = time.perf_counter()
+    start = began - (saved["seconds"] if saved else 0.0)  # a resumed run's clock goes on
     fit_seconds = [0.0]
 
     def produce() -> Iterator[_Produced]:
@@ -307,11 +314,13 @@ def record(
                 count = item.it.t
                 if on_row is not None:
                     on_row(item.it, row)
-                if checkpoint is not None and item.extra is not None and checkpoint.due():
-                    checkpoint.save(item.it.state, series, row["seconds"], **item.extra)
+                # not once the rule fired: a resumed run would fit past its stop
+                if checkpoint and item.extra is not None and not done and checkpoint.due():
+                    kept = {"policy": policy.state_dict()} if policy is not None else {}
+                    checkpoint.save(item.it.state, series, row["seconds"], **item.extra, **kept)
                 if done:
                     break
-                if max_seconds is not None and row["seconds"] > max_seconds:
+                if max_seconds is not None and time.perf_counter() - began > max_seconds:
                     out_of_time = True
                     break
                 if cancel is not None and cancel.is_set():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import typing
 from collections.abc import Callable, Iterator, Sequence
 
-from dipstop.lab.checkpoints import RunCheckpoint, folder_for
+from dipstop.checkpoints import RunCheckpoint, folder_for
 from dipstop.lab.runs import run_one
 from dipstop.lab.store import ResultStore, run_key
 from dipstop.raytasks import ray_map

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from dipstop.averaging import make_average
+from dipstop.checkpoints import RunCheckpoint
 from dipstop.codecs import to_uint8
 from dipstop.criteria import make_criterion
 from dipstop.errors import DipstopError
 from dipstop.fitting import FitSettings, Fitter
-from dipstop.lab.checkpoints import RunCheckpoint
 from dipstop.lab.datasets import file_sha256, list_images, synthetic_pair
 from dipstop.metrics import psnr
 from dipstop.noise import estimate_sigma

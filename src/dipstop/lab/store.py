@@ -17,7 +17,6 @@ The report opens a store read-only (`readonly=True`), which changes nothing in a
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -35,6 +34,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from dipstop.checkpoints import run_key  # the store keys runs as checkpoints name them
 from dipstop.errors import DipstopError
 from dipstop.fitting import FitSettings
 from dipstop.lambda_table import lam_for_sigma
@@ -49,33 +49,6 @@ HEARTBEAT_SECONDS = 60.0  # a bench refreshes its claims this often
 STALE_SECONDS = 600.0  # a claim not refreshed for this long is taken over
 
 T = TypeVar("T")
-
-
-def run_key(spec: dict) -> str:
-    """sha256 of the canonical JSON of a run spec (sorted keys, no whitespace).
-
-    The store's key: the same spec always gives the same key, whatever its key order.
-    Values JSON cannot hold are written with `str`.
-
-    Parameters
-    ----------
-    spec : dict
-        Everything that determines a run (`dipstop.lab.runs.RunSpec.as_dict()`).
-
-    Returns
-    -------
-    str
-        64 hex digits.
-
-    Examples
-    --------
-    >>> run_key({"sigma": 25, "seed": 0}) == run_key({"seed": 0, "sigma": 25})
-    True
-    >>> run_key({"sigma": 25, "seed": 0}) == run_key({"sigma": 25, "seed": 1})
-    False
-    """
-    canon = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canon.encode()).hexdigest()
 
 
 @dataclass

@@ -1,11 +1,13 @@
 """Checkpoints of unfinished runs, so that a long run resumes where it was interrupted.
 
-A bench run of the paper protocol is 20,000 iterations (minutes on a GPU, hours on a CPU):
-restarting it from scratch after a Ctrl-C, a kill -9 or a time limit throws that away. A
-run keeps one file, named by its store key, in a folder beside the results store
-(`<store>.partial/`). It is written at most every `seconds`, atomically (a temporary file
-renamed over the old one, so a kill mid-write leaves the previous one), and deleted once
-the finished run is in the store. `Switches.checkpoint_seconds` sets the interval.
+A bench run of the paper protocol is 20,000 iterations (minutes on a GPU, hours on a CPU),
+a whole-photo `denoise` on a CPU can be an hour: restarting it from scratch after a Ctrl-C,
+a kill -9 or a time limit throws that away. A run keeps one file, named by `run_key` of its
+spec, in a folder: beside the results store for the lab (`<store>.partial/`), the
+`resume_dir` of `dipstop.denoise` (the CLI's `OUTPUT.partial/`). It is written at most
+every `seconds`, atomically (a temporary file renamed over the old one, so a kill mid-write
+leaves the previous one), and deleted once the run is finished (in the store, or the
+denoised image written). `Switches.checkpoint_seconds` sets the interval.
 
 A checkpoint is read with `torch.load(weights_only=True)`: only tensors and plain containers
 (dict, list, tuple, str, int, float, bool, None), never code, since a file planted in the
@@ -17,6 +19,8 @@ tensor of another shape) is ignored with a warning and the run starts over from 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import re
@@ -29,11 +33,37 @@ import numpy as np
 import torch
 
 from dipstop.fitting import Fitter
-from dipstop.lab.store import run_key
 
 CHECKPOINT_SECONDS = 60.0  # at most one write a minute: the paper run's window alone is 185 MB
 FORMAT = 2  # bumped when what a checkpoint holds changes; other formats are ignored
 STATE_EVERY = 100  # iterations between the fitter's state copies (6 ms each at width 128)
+
+
+def run_key(spec: dict) -> str:
+    """sha256 of the canonical JSON of a run spec (sorted keys, no whitespace).
+
+    The results store's key and a checkpoint's file name: the same spec always gives the
+    same key, whatever its key order. Values JSON cannot hold are written with `str`.
+
+    Parameters
+    ----------
+    spec : dict
+        Everything that determines a run (`dipstop.lab.runs.RunSpec.as_dict()`, a `denoise` fit's).
+
+    Returns
+    -------
+    str
+        64 hex digits.
+
+    Examples
+    --------
+    >>> run_key({"sigma": 25, "seed": 0}) == run_key({"seed": 0, "sigma": 25})
+    True
+    >>> run_key({"sigma": 25, "seed": 0}) == run_key({"sigma": 25, "seed": 1})
+    False
+    """
+    canon = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canon.encode()).hexdigest()
 
 
 def folder_for(store_path: str | Path) -> Path:
