@@ -267,20 +267,28 @@ def test_cancel_ends_a_fit_or_a_tiled_run_with_the_best_so_far():
 
 def test_a_tiled_run_resumes_from_the_tiles_kept_in_its_folder(tmp_path):
     """Each finished tile is kept in `tile_dir`; a run started again with the same image and
-    settings fits only the missing tiles and gives the image of one uninterrupted run; a
-    folder from other settings is emptied, not reused."""
+    settings fits only the missing tiles (and those it cannot read or that are not of this
+    run) and gives the image of one uninterrupted run; a folder from other settings is
+    emptied, not reused."""
     noisy = np.random.default_rng(4).random((100, 140, 3)).astype(np.float32)
     kw = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=4, patience=2, sigma=25.0)
     fresh, _ = denoise(noisy, device="cpu", **kw)
     folder = tmp_path / "photo.png.partial"
     first, res = denoise(noisy, device="cpu", resume_dir=folder, **kw)
-    kept = sorted(folder.glob("tile_*.pkl"))
+    kept = sorted(folder.glob("tile_*.pt"))
     assert len(kept) == len(res.tiles) == 6 and np.array_equal(first, fresh)
     for path in kept[1::2]:  # as if the run had been cut short after three tiles
         path.unlink()
     again, res = denoise(noisy, device="cpu", resume_dir=folder, **kw)
     assert np.array_equal(again, fresh) and "resumed 3 of 6 tiles" in " ".join(res.notes)
-    assert len(list(folder.glob("tile_*.pkl"))) == 6
+    assert len(list(folder.glob("tile_*.pt"))) == 6
+    kept = sorted(folder.glob("tile_*.pt"))
+    kept[0].write_bytes(b"not a tile")  # damaged: refitted, with a warning
+    torch.save({"out": torch.zeros(3, 3, 3), "result": {}}, kept[1])  # another run's shape
+    with pytest.warns(UserWarning, match="ignoring kept tile") as caught:
+        again, res = denoise(noisy, device="cpu", resume_dir=folder, **kw)
+    assert len(caught) == 2 and np.array_equal(again, fresh)
+    assert "resumed 4 of 6 tiles" in " ".join(res.notes)
     other, res = denoise(noisy, device="cpu", resume_dir=folder, seed=1, **kw)
     assert not any("resumed" in n for n in res.notes) and not np.array_equal(other, fresh)
 

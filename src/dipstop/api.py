@@ -122,6 +122,31 @@ class DenoiseResult:
         out["estimate"] = asdict(self.estimate) if self.estimate is not None else None
         return out
 
+    def state(self) -> dict:
+        """Every field as tensors and plain containers, for `torch.save` and a
+        `torch.load(weights_only=True)` that runs no code (`from_state` reads it back)."""
+        series = {k: torch.from_numpy(np.asarray(v)) for k, v in self.series.items()}
+        return {**self.summary(), "series": series}
+
+    @classmethod
+    def from_state(cls, state: dict) -> DenoiseResult:
+        """The result `state()` was taken of. TypeError or ValueError for anything else.
+
+        >>> r = DenoiseResult(3, 5, True, 25.0, True, 40.0, 1.0, {}, {"mse": np.ones(5)}, 1.0)
+        >>> back = DenoiseResult.from_state(r.state())
+        >>> back.summary() == r.summary(), np.array_equal(back.series["mse"], r.series["mse"])
+        (True, True)
+        """
+        state = dict(state)
+        series = state.pop("series")
+        if not isinstance(series, dict) or not all(torch.is_tensor(v) for v in series.values()):
+            raise ValueError("the series are not tensors")
+        estimate = state.pop("estimate", None)
+        if estimate is not None:
+            estimate = RunEstimate(**{**estimate, "timed": tuple(estimate["timed"])})
+        series = {k: v.numpy() for k, v in series.items()}
+        return cls(**state, series=series, estimate=estimate)
+
 
 def denoise(
     image: Any,

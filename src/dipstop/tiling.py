@@ -22,10 +22,10 @@ import hashlib
 import json
 import math
 import os
-import pickle
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -509,7 +509,8 @@ def run_tiles(
     if tile_dir is not None:
         kept = {**tile_fit, "tile": tile, "overlap": overlap}
         store = TileStore(tile_dir, run_key(x, clean_px, kept))
-    resumed = {} if store is None else store.load()
+    shapes = {i: (h, w, x.shape[2]) for i, (_, _, h, w) in enumerate(boxes)}
+    resumed = {} if store is None else store.load(shapes)
     todo = [i for i in range(len(boxes)) if i not in resumed]
     if resumed:
         notes.append(f"resumed {len(resumed)} of {len(boxes)} tiles kept in {store.folder}")
@@ -629,16 +630,21 @@ class TileStore:
     settings fits only the tiles not there.
 
     `key` names the run (`run_key`); a folder holding another run's tiles is emptied first.
-    Each tile is one pickle of (output, DenoiseResult), written to a temporary name and
-    renamed, so a tile is either whole or absent.
+    Each tile is one `torch.save` of its output and `DenoiseResult.state()`, written to a
+    temporary name and renamed, so a tile is either whole or absent; it is read back with
+    `torch.load(weights_only=True)`, so a file planted in the folder runs no code, and one
+    that is unreadable or not of this run (another shape) is refitted, with a warning.
 
     Examples
     --------
     >>> import tempfile
-    >>> folder = Path(tempfile.mkdtemp()) / "photo.png.tiles"
-    >>> TileStore(folder, "a").save(3, np.zeros((2, 2, 1), np.float32), None)
-    >>> sorted(TileStore(folder, "a").load()), TileStore(folder, "b").load()
-    ([3], {})
+    >>> from dipstop.api import DenoiseResult
+    >>> folder = Path(tempfile.mkdtemp()) / "photo.png.partial"
+    >>> r = DenoiseResult(3, 5, True, 25.0, True, 40.0, 1.0, {}, {"mse": np.ones(5)}, 1.0)
+    >>> TileStore(folder, "a").save(3, np.zeros((2, 2, 1), np.float32), r)
+    >>> kept = TileStore(folder, "a").load({3: (2, 2, 1)})
+    >>> sorted(kept), kept[3][1].stop_iteration, TileStore(folder, "b").load({3: (2, 2, 1)})
+    ([3], 3, {})
     """
 
     def __init__(self, folder: str | Path, key: str) -> None:
@@ -647,7 +653,7 @@ class TileStore:
             self.folder.mkdir(parents=True, exist_ok=True)
             manifest = self.folder / "run.json"
             if manifest.exists() and json.loads(manifest.read_text()).get("key") != key:
-                for old in self.folder.glob("tile_*.pkl"):
+                for old in self.folder.glob("tile_*.pt"):
                     old.unlink()
             manifest.write_text(json.dumps({"key": key}))
         except (OSError, ValueError) as exc:
@@ -656,20 +662,35 @@ class TileStore:
                 "tile folder, or remove that one"
             ) from exc
 
-    def load(self) -> dict[int, tuple[np.ndarray, DenoiseResult]]:
-        """The tiles already done: index -> (output, result)."""
+    def load(
+        self, shapes: dict[int, tuple[int, ...]]
+    ) -> dict[int, tuple[np.ndarray, DenoiseResult]]:
+        """The tiles already done, index -> (output, result), of those whose index and
+        output shape are in `shapes` (the run's tiles)."""
+        from dipstop.api import DenoiseResult
+
         done = {}
-        for path in sorted(self.folder.glob("tile_*.pkl")):
-            with path.open("rb") as f:
-                done[int(path.stem.split("_")[1])] = pickle.load(f)
+        for path in sorted(self.folder.glob("tile_*.pt")):
+            try:
+                index = int(path.stem.split("_")[1])
+                with warnings.catch_warnings():  # torch's own notes on the file are not for users
+                    warnings.simplefilter("ignore")
+                    state = torch.load(path, weights_only=True, map_location="cpu")
+                out = state["out"].numpy()
+                if tuple(out.shape) != shapes.get(index):
+                    raise ValueError(f"a tile of {tuple(out.shape)} pixels, not of this run")
+                done[index] = (out, DenoiseResult.from_state(state["result"]))
+            except Exception as exc:  # a damaged or foreign file: that tile is fitted again
+                warnings.warn(f"ignoring kept tile {path} ({type(exc).__name__}: {exc})",
+                              stacklevel=2)  # fmt: skip
         return done
 
-    def save(self, index: int, out: np.ndarray, result: DenoiseResult | None) -> None:
+    def save(self, index: int, out: np.ndarray, result: DenoiseResult) -> None:
         """Keep tile `index`'s output and result."""
-        path = self.folder / f"tile_{index:06d}.pkl"
+        path = self.folder / f"tile_{index:06d}.pt"
         partial = path.with_suffix(".tmp")
-        with partial.open("wb") as f:
-            pickle.dump((out, result), f, protocol=pickle.HIGHEST_PROTOCOL)
+        torch.save({"out": torch.from_numpy(np.ascontiguousarray(out)), "result": result.state()},
+                   partial)  # fmt: skip
         os.replace(partial, path)
 
 
