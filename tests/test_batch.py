@@ -169,6 +169,37 @@ def test_a_tiled_photo_cut_short_keeps_its_tiles_and_a_rerun_completes_it(capsys
     assert rc == 0 and "0 denoised, 1 skipped" in out
 
 
+def test_a_damaged_kept_tile_is_one_warning_line_and_fitted_again(capsys, tmp_path):
+    src = tmp_path / "photo.png"
+    cv2.imwrite(str(src), np.random.default_rng(7).integers(0, 256, (100, 140, 3), np.uint8))
+    partial = tmp_path / "photo_dipstop.png.partial"
+    partial.mkdir()
+    (partial / "tile_000000.pt").write_bytes(b"junk")
+    rc, out, err = run(
+        capsys,
+        "denoise",
+        src,
+        "--tile",
+        "64",
+        "--overlap",
+        "16",
+        "--tile-above",
+        "0",
+        "--width",
+        "8",
+        "-T",
+        "3",
+        "-S",
+        "3",
+        "--lam",
+        "50",
+    )
+    (line,) = [line for line in err.splitlines() if "ignoring kept tile" in line]
+    head = f"dipstop: warning: ignoring kept tile {partial / 'tile_000000.pt'} (unreadable: "
+    assert rc == 0 and line.startswith(head) and line.endswith("); it is fitted again")
+    assert "6 of 6 tiles" in out and "Warning" not in err and not partial.exists()
+
+
 def test_a_whole_photo_cut_short_keeps_its_checkpoint_and_the_same_command_resumes_it(
     capsys, tmp_path, monkeypatch
 ):

@@ -101,7 +101,7 @@ class RunCheckpoint:
                 warnings.simplefilter("ignore")
                 state = torch.load(self.path, weights_only=True, map_location="cpu")
         except Exception as exc:  # a truncated, foreign or malicious file: start over, say so
-            return self._ignore(f"unreadable ({_why(exc)})")
+            return self._ignore(f"unreadable ({why_unreadable(exc)})")
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             return self._ignore("of another dipstop version")
         if state.get("spec") != self.spec:
@@ -317,7 +317,7 @@ def _first_line(exc: BaseException) -> str:
     return lines[0][:200] if lines else ""
 
 
-def _why(exc: BaseException) -> str:
+def why_unreadable(exc: BaseException) -> str:
     """Why torch.load failed, in dipstop's words: torch's message advises loading the file
     with weights_only=False, which a checkpoint of dipstop never needs and must never get."""
     text = str(exc)

@@ -6,7 +6,9 @@ Every user-fixable problem surfaces as one line `dipstop: error: ...` and exit s
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -657,22 +659,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tune_allocator()
     set_threads(args.threads)
-    try:
-        SWITCHES = Switches.from_env()
-        return COMMANDS[args.command](args)
-    except DipstopError as exc:
-        message = str(exc).replace("\r", "\\r").replace("\n", "\\n")  # one line, always
-        print(f"dipstop: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        if args.command in ("bench", "calibrate"):
-            kept = (
-                "finished runs are kept; rerun to resume (the unfinished one from its checkpoint)"
-            )
-        else:
-            kept = "nothing was written"
-        print(f"dipstop: interrupted; {kept}", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():  # dipstop's own warnings, one line each
+        warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+        try:
+            SWITCHES = Switches.from_env()
+            return COMMANDS[args.command](args)
+        except DipstopError as exc:
+            message = str(exc).replace("\r", "\\r").replace("\n", "\\n")  # one line, always
+            print(f"dipstop: error: {message}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            if args.command in ("bench", "calibrate"):
+                kept = (
+                    "finished runs are kept; rerun to resume (the unfinished one from its "
+                    "checkpoint)"
+                )
+            else:
+                kept = "nothing was written"
+            print(f"dipstop: interrupted; {kept}", file=sys.stderr)
+            return 130
+
+
+def _show_warning(
+    shown: Callable[..., None], message: Warning | str, category: type[Warning], filename: str,
+    lineno: int, file: object = None, line: str | None = None,
+) -> None:  # fmt: skip
+    """`warnings.showwarning` for the CLI: a warning dipstop raises is one line,
+    "dipstop: warning: ..."; any other goes to `shown` (Python's own format)."""
+    if issubclass(category, UserWarning) and Path(filename).is_relative_to(Path(__file__).parent):
+        print(f"dipstop: warning: {message}", file=sys.stderr)
+    else:
+        shown(message, category, filename, lineno, file, line)
 
 
 if __name__ == "__main__":

@@ -668,21 +668,27 @@ class TileStore:
         """The tiles already done, index -> (output, result), of those whose index and
         output shape are in `shapes` (the run's tiles)."""
         from dipstop.api import DenoiseResult
+        from dipstop.checkpoints import why_unreadable
 
         done = {}
         for path in sorted(self.folder.glob("tile_*.pt")):
             try:
-                index = int(path.stem.split("_")[1])
                 with warnings.catch_warnings():  # torch's own notes on the file are not for users
                     warnings.simplefilter("ignore")
                     state = torch.load(path, weights_only=True, map_location="cpu")
+            except Exception as exc:  # a damaged or foreign file: that tile is fitted again
+                _ignore_tile(path, f"unreadable: {why_unreadable(exc)}")
+                continue
+            try:
+                index = int(path.stem.split("_")[1])
                 out = state["out"].numpy()
                 if tuple(out.shape) != shapes.get(index):
-                    raise ValueError(f"a tile of {tuple(out.shape)} pixels, not of this run")
+                    raise ValueError(
+                        f"a tile of {tuple(out.shape)}, this run's is {shapes.get(index)}"
+                    )
                 done[index] = (out, DenoiseResult.from_state(state["result"]))
-            except Exception as exc:  # a damaged or foreign file: that tile is fitted again
-                warnings.warn(f"ignoring kept tile {path} ({type(exc).__name__}: {exc})",
-                              stacklevel=2)  # fmt: skip
+            except Exception as exc:
+                _ignore_tile(path, f"not of this run: {type(exc).__name__}: {exc}")
         return done
 
     def save(self, index: int, out: np.ndarray, result: DenoiseResult) -> None:
@@ -692,6 +698,10 @@ class TileStore:
         torch.save({"out": torch.from_numpy(np.ascontiguousarray(out)), "result": result.state()},
                    partial)  # fmt: skip
         os.replace(partial, path)
+
+
+def _ignore_tile(path: Path, why: str) -> None:
+    warnings.warn(f"ignoring kept tile {path} ({why}); it is fitted again", stacklevel=3)
 
 
 def run_key(pixels: np.ndarray, clean: np.ndarray | None, settings: dict[str, Any]) -> str:
