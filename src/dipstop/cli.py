@@ -173,7 +173,8 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         type=_positive_float,
         default=None,
         metavar="M",
-        help="time budget per image: end the fit after M minutes with the best output so far",
+        help="time budget per image: end the fit after M minutes with the best output so far "
+        "(its progress kept in OUTPUT.partial/: the same command goes on from there)",
     )
     p.add_argument(
         "--report",
