@@ -266,7 +266,7 @@ def test_cancel_ends_a_fit_or_a_tiled_run_with_the_best_so_far():
 
 
 def test_a_tiled_run_resumes_from_the_tiles_kept_in_its_folder(tmp_path):
-    """Each finished tile is kept in `tile_dir`; a run started again with the same image and
+    """Each finished tile is kept in `resume_dir`; a run started again with the same image and
     settings fits only the missing tiles (and those it cannot read or that are not of this
     run) and gives the image of one uninterrupted run; a folder from other settings is
     emptied, not reused."""
