@@ -444,13 +444,28 @@ def test_ray_tiles_not_started_before_the_deadline_keep_the_noisy_pixels(local_r
     assert "6 of 6 tiles were not fitted" in res.notes[-1]
 
 
-def test_one_untiled_fit_as_a_ray_task_gives_the_in_process_pixels(local_ray):
+def test_one_untiled_fit_as_a_ray_task_gives_the_in_process_pixels(
+    local_ray, tmp_path, monkeypatch
+):
+    """An untiled Ray task fits as this process does, and resumes from `resume_dir`."""
     noisy = _ramp_rgb(5)
     opts = dict(width=8, max_iters=12, patience=3, lam=50.0, device="cpu")
     local, res_local = denoise(noisy, **opts)
     remote, res_ray = denoise(noisy, ray="", **opts)
     assert isinstance(res_ray, DenoiseResult) and res_ray.stop_iteration == res_local.stop_iteration
     np.testing.assert_allclose(remote.astype(int), local.astype(int), atol=1)
+    from dipstop import checkpoints
+    from dipstop.runtime import Switches
+
+    monkeypatch.setattr(checkpoints, "STATE_EVERY", 4)  # in this process: the cut fit
+    folder, cancel = tmp_path / "out.png.partial", threading.Event()
+    every = Switches(checkpoint_seconds=0.0)
+    denoise(noisy, resume_dir=folder, cancel=cancel, on_estimate=lambda e: cancel.set(),
+            switches=every, **opts)  # fmt: skip
+    resumed, res = denoise(noisy, ray="", resume_dir=folder, switches=every, **opts)
+    assert f"resumed at iteration 4 from {folder}" in " ".join(res.notes)
+    assert res.stop_iteration == res_local.stop_iteration and not list(folder.glob("*.pt"))
+    np.testing.assert_allclose(resumed.astype(int), local.astype(int), atol=1)
 
 
 def test_ray_map_reads_its_calls_lazily(local_ray):

@@ -250,9 +250,10 @@ def denoise(
         A folder where the run keeps its progress, so that run again with the same image and
         settings after an interruption (Ctrl-C, a crash, the time budget) it goes on from
         there: a tiled run each tile as it finishes (`dipstop.tiling.TileStore`), a whole
-        image a checkpoint of its fit about once a minute (`dipstop.checkpoints`; not with
-        `ray`), deleted when the fit ends by its rule or T. The folder is not removed here;
-        the CLI keeps OUTPUT.partial and removes it once the image is complete.
+        image a checkpoint of its fit about once a minute (`dipstop.checkpoints`; with `ray`
+        written by the task, so on a cluster the folder must be on a disk it can write),
+        deleted when the fit ends by its rule or T. The folder is not removed here; the CLI
+        keeps OUTPUT.partial and removes it once the image is complete.
     ray : str, optional
         Fit as Ray tasks (`dipstop.raytasks`): "" a local Ray, else a cluster's address. A
         tiled image's tiles run as single-thread tasks, as many at once as the Ray has CPUs
@@ -306,7 +307,7 @@ def denoise(
         clean_px = None if clean is None else _to_loaded(clean)[0].pixels
         ((_, out, result),) = fit_remotely(
             [(0, loaded.pixels, clean_px)], ray, threads=None, sigma=sigma, lam=lam,
-            switches=switches, max_minutes=max_minutes, tile=None, **fit,
+            switches=switches, max_minutes=max_minutes, tile=None, resume_dir=resume_dir, **fit,
         )  # fmt: skip
         return _from_array(join_array(out, loaded), kind, image), result
     proto = get_protocol(protocol).with_(
