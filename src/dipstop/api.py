@@ -376,7 +376,7 @@ def denoise(
         planner.row(it, row)
 
     checkpoint = None
-    if resume_dir is not None and ray is None:
+    if resume_dir is not None:  # (a Ray task was given it above)
         kept = {"sigma": float(sigma), "lam": float(lam), "protocol": proto.as_dict(),
                 "seed": seed, "output": policy.name, "precision": settings.precision}  # fmt: skip
         checkpoint = RunCheckpoint(
