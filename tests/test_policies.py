@@ -9,7 +9,7 @@ from dipstop.fitting import FitSettings, Fitter
 from dipstop.lab.rules import Rule, evaluate
 from dipstop.metrics import psnr
 from dipstop.noise import add_gaussian_noise
-from dipstop.policies import MeanSinceBest, make_policy
+from dipstop.policies import MeanSinceBest, make_policy, policy_names
 from dipstop.recording import OnlineStop, record
 
 T, S = 40, 6
@@ -58,3 +58,33 @@ def test_unknown_policy_is_one_line_with_the_choices():
         Exception, match="unknown output policy 'nope'; choose from raw, since-best"
     ):
         make_policy("nope")
+
+
+@pytest.mark.parametrize("name", policy_names())
+def test_a_policy_restored_from_its_state_returns_what_it_would_have(name):
+    """`load_state_dict(state_dict())` into a fresh policy mid-stream (as a resumed fit does,
+    its averages restored by the loop) ends with the image of the policy never stopped."""
+    gen = torch.Generator().manual_seed(1)
+    outputs = [torch.rand(1, 3, 8, 8, generator=gen) for _ in range(T)]
+    improved = [t < 5 or t % 7 == 0 for t in range(T)]
+
+    def feed(policy, averages, steps):
+        for t in steps:
+            current = {n: a.update(outputs[t]) for n, a in averages.items()}
+            policy.keep(policy.view(outputs[t], current), improved[t])
+
+    whole = make_policy(name)
+    whole.begin(T, S)
+    feed(whole, whole.averages(), range(T))
+    cut = make_policy(name)
+    cut.begin(T, S)
+    feed(cut, cut.averages(), range(T - 3))  # past T - S: since-best's tail sum has begun
+    state = cut.state_dict()
+    averages = {n: a.state_dict() for n, a in cut.averages().items()}
+    resumed = make_policy(name)
+    resumed.begin(T, S)
+    resumed.load_state_dict(state)
+    for n, a in resumed.averages().items():
+        a.load_state_dict(averages[n])
+    feed(resumed, resumed.averages(), range(T - 3, T))
+    torch.testing.assert_close(resumed.result(), whole.result(), rtol=0, atol=1e-6)
