@@ -15,7 +15,7 @@ import torch
 import dipstop.api
 from dipstop.api import denoise
 from dipstop.cli import main
-from dipstop.criteria import CifsCriterion
+from dipstop.criteria import CifsCriterion, Context
 from dipstop.errors import DipstopError
 from dipstop.estimate import RunEstimate
 from dipstop.fitting import FitSettings, Fitter
@@ -229,3 +229,30 @@ def test_a_whole_fit_cut_short_resumes_from_its_checkpoint_as_if_never_stopped(
     assert not list(folder.glob("*.pt"))
     _, other = denoise(noisy, resume_dir=folder, **{**kw, "seed": 1})  # another fit: not resumed
     assert not any("resumed" in n for n in other.notes)
+
+
+def test_no_checkpoint_is_saved_once_the_rule_has_fired(noisy):
+    """A checkpoint at t* + S would resume a fit past its stop: the loop saves none there."""
+    from dipstop.policies import make_policy
+    from dipstop.recording import OnlineStop
+
+    class Every:  # a Checkpointer that keeps the iteration of each save
+        state_every, saved = 1, []
+
+        def resume(self, fitter, apply, series):
+            return None
+
+        def due(self):
+            return True
+
+        def save(self, fitter, series, seconds, **extra):
+            self.saved.append((fitter["t"], sorted(extra)))
+
+    fitter = Fitter(torch.as_tensor(noisy).permute(2, 0, 1), FitSettings(width=8))
+    stop = OnlineStop(CifsCriterion(), Context(64 * 64, 1e9), patience=3)  # MSE rules: fires
+    ckpt = Every()
+    rec = record(fitter, 50, [CifsCriterion()], stop=stop, policy=make_policy("since-best"),
+                 checkpoint=ckpt)  # fmt: skip
+    assert rec.stopper.done and rec.iterations < 50
+    assert [t for t, _ in ckpt.saved] == list(range(1, rec.iterations))  # not t* + S
+    assert all(keys == ["averages", "criteria", "policy"] for _, keys in ckpt.saved)
