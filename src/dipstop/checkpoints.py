@@ -40,20 +40,12 @@ STATE_EVERY = 100  # iterations between the fitter's state copies (6 ms each at 
 
 
 def run_key(spec: dict) -> str:
-    """sha256 of the canonical JSON of a run spec (sorted keys, no whitespace).
+    """sha256 (64 hex digits) of the canonical JSON of `spec`, everything that determines a
+    run (`dipstop.lab.runs.RunSpec.as_dict()`, or a `denoise` fit's): sorted keys, no
+    whitespace, values JSON cannot hold written with `str`.
 
     The results store's key and a checkpoint's file name: the same spec always gives the
-    same key, whatever its key order. Values JSON cannot hold are written with `str`.
-
-    Parameters
-    ----------
-    spec : dict
-        Everything that determines a run (`dipstop.lab.runs.RunSpec.as_dict()`, a `denoise` fit's).
-
-    Returns
-    -------
-    str
-        64 hex digits.
+    same key, whatever its key order.
 
     Examples
     --------
