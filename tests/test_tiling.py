@@ -291,6 +291,10 @@ def test_a_tiled_run_resumes_from_the_tiles_kept_in_its_folder(tmp_path):
     assert "resumed 4 of 6 tiles" in " ".join(res.notes)
     other, res = denoise(noisy, device="cpu", resume_dir=folder, seed=1, **kw)
     assert not any("resumed" in n for n in res.notes) and not np.array_equal(other, fresh)
+    tiled_folder = tmp_path / "tiled.partial"  # denoise_tiled keeps its tiles the same way
+    opts = {k: v for k, v in kw.items() if k not in ("tile", "tile_above")}
+    denoise_tiled(noisy, tile=64, device="cpu", resume_dir=tiled_folder, **opts)
+    assert len(list(tiled_folder.glob("tile_*.pt"))) == 6
 
 
 def test_rgba_16_bit_keeps_alpha_and_depth_when_tiled():

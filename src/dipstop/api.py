@@ -302,7 +302,7 @@ def denoise(
         return run_tiles(loaded, kind, image, tile=tile, overlap=overlap, sigma=sigma, lam=lam,
                          clean=clean, progress=progress, interruptible=interruptible,
                          switches=switches, max_minutes=max_minutes, on_estimate=on_estimate,
-                         cancel=cancel, ray=ray, tile_dir=resume_dir, **fit)  # fmt: skip
+                         cancel=cancel, ray=ray, resume_dir=resume_dir, **fit)  # fmt: skip
     if ray is not None:  # the one fit, as one Ray task
         clean_px = None if clean is None else _to_loaded(clean)[0].pixels
         ((_, out, result),) = fit_remotely(

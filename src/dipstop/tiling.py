@@ -429,7 +429,7 @@ def run_tiles(
     on_estimate: Callable[[RunEstimate], None] | None = None,
     cancel: threading.Event | None = None,
     ray: str | None = None,
-    tile_dir: str | Path | None = None,
+    resume_dir: str | Path | None = None,
     **fit: Any,
 ) -> tuple[Any, TiledResult]:
     """The tiled run of an image already split by `dipstop.api._to_loaded` (options checked).
@@ -448,7 +448,7 @@ def run_tiles(
     2-thread fit), blended here as they finish; on a GPU one after another. With `ray` the
     tiles are Ray tasks (`fit_remotely`, one single-thread fit per core); the budget is then
     a deadline. Ctrl-C (with `interruptible`) or `cancel` ends the running tiles with their
-    best so far and fits no more. With `tile_dir` every tile that ends by its rule (or T) is
+    best so far and fits no more. With `resume_dir` every tile that ends by its rule (or T) is
     kept there as it finishes (`TileStore`), and the tiles found there from an earlier run
     of the same image and settings are blended, not fitted again.
     """
@@ -506,9 +506,9 @@ def run_tiles(
     done: dict[int, DenoiseResult | None] = {}  # tile index -> its fit (None: not fitted)
     interrupted = False
     store = None
-    if tile_dir is not None:
+    if resume_dir is not None:
         kept = {**tile_fit, "tile": tile, "overlap": overlap}
-        store = TileStore(tile_dir, run_key(x, clean_px, kept))
+        store = TileStore(resume_dir, run_key(x, clean_px, kept))
     shapes = {i: (h, w, x.shape[2]) for i, (_, _, h, w) in enumerate(boxes)}
     resumed = {} if store is None else store.load(shapes)
     todo = [i for i in range(len(boxes)) if i not in resumed]
