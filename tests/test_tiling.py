@@ -4,6 +4,7 @@ are bounded by one tile's memory, and the result keeps the input's form."""
 import json
 import math
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -295,6 +296,23 @@ def test_a_tiled_run_resumes_from_the_tiles_kept_in_its_folder(tmp_path):
     opts = {k: v for k, v in kw.items() if k not in ("tile", "tile_above")}
     denoise_tiled(noisy, tile=64, device="cpu", resume_dir=tiled_folder, **opts)
     assert len(list(tiled_folder.glob("tile_*.pt"))) == 6
+
+
+def test_keeping_a_read_only_tile_warns_of_nothing(tmp_path):
+    """A Ray task hands back read-only arrays (output and series): keeping them must not
+    print torch's non-writable-array warning to the user, and they read back equal."""
+    from dipstop.tiling import TileStore
+
+    out = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
+    mse = np.ones(5)
+    for array in (out, mse):
+        array.setflags(write=False)
+    r = DenoiseResult(3, 5, True, 25.0, True, 40.0, 1.0, {}, {"mse": mse}, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TileStore(tmp_path, "a").save(0, out, r)
+        ((back, res),) = TileStore(tmp_path, "a").load({0: (2, 2, 3)}).values()
+    assert np.array_equal(back, out) and np.array_equal(res.series["mse"], mse)
 
 
 def test_rgba_16_bit_keeps_alpha_and_depth_when_tiled():

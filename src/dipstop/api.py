@@ -125,7 +125,7 @@ class DenoiseResult:
     def state(self) -> dict:
         """Every field as tensors and plain containers, for `torch.save` and a
         `torch.load(weights_only=True)` that runs no code (`from_state` reads it back)."""
-        series = {k: torch.from_numpy(np.asarray(v)) for k, v in self.series.items()}
+        series = {k: torch.tensor(np.asarray(v)) for k, v in self.series.items()}  # copies
         return {**self.summary(), "series": series}
 
     @classmethod

@@ -695,8 +695,8 @@ class TileStore:
         """Keep tile `index`'s output and result."""
         path = self.folder / f"tile_{index:06d}.pt"
         partial = path.with_suffix(".tmp")
-        torch.save({"out": torch.from_numpy(np.ascontiguousarray(out)), "result": result.state()},
-                   partial)  # fmt: skip
+        # torch.tensor copies: a Ray task's output is read-only, which from_numpy warns of
+        torch.save({"out": torch.tensor(out), "result": result.state()}, partial)
         os.replace(partial, path)
 
 
