@@ -121,7 +121,9 @@ calibrate full "$precision"
   --out "$work/tiled_cbsd432" --name tiled_cbsd432
 snapshot_all
 # issue 12's other size for tiled against whole: 768 x 512 (CBSD68 101085, a portrait photo,
-# upscaled to 512 x 768; whole and tiled, sigma 25, default settings; about 3 h)
+# upscaled to 512 x 768; whole and tiled, sigma 25, default settings; about 3 h). The row gets
+# whichever fit it lacks: on 2026-12-05 (session 21) its whole fit of session 20 was lost with
+# /tmp, so the tiles were fitted first (--tiled-only, 40 min) and this adds the whole fit
 "$py" benchmarks/tiling.py --data "$data/cbsd68" --names 101085.png --sizes 768x512 --sigmas 25 \
   --precision "$precision" --ray --out "$work/tiling_768" --name tiling_768
 snapshot_all

@@ -5,7 +5,8 @@ in --sizes and each sigma in --sigmas, with synthetic Gaussian noise
 (`dipstop.lab.datasets.synthetic_pair`: the same noise as `bench` for the same image, sigma
 and seed), runs `dipstop.denoise` twice with default settings (sigma estimated, lam from the
 table, the protocol's width, T and S): on the whole image (`tile=None`; skipped with
---tiled-only) and in tiles (`dipstop.denoise_tiled`, --tile / --overlap). A size is turned
+--tiled-only) and in tiles (`dipstop.denoise_tiled`, --tile / --overlap; skipped with
+--whole-only). A size is turned
 to the image's orientation (481x321 is 321 x 481 for a portrait photo, labelled 321x481);
 a size other than the file's own is the image resized (bicubic, rounded to 8 bits) before
 the noise is added: CBSD68 has no larger photos, so 768 x 512 is an upscale, smoother than
@@ -15,9 +16,10 @@ centre-crops every size afterwards (for a quick check that the script works).
 
 Prints one row per image, size and sigma: PSNR of the noisy input, of each run, the
 difference and seconds; saves OUT/NAME.json (the machine, the settings, every row; rewritten
-after every row, and resumed: rows already in it are skipped; the row being fitted keeps its
+after every row, and resumed: a row gets only the fits it lacks, so a --tiled-only row is
+completed by a later run without it, or with --whole-only; the row being fitted keeps its
 finished tiles, and its finished whole-image fit, in OUT/NAME_<image>_<size>_s<sigma>.tiles
-until it is saved) and, per row,
+until it is saved) and, per row whose tiles this run fitted,
 OUT/NAME_seam_<image>_<size>_s<sigma>.png: clean | noisy | whole | tiled around the first
 point where four tiles meet (tick marks: the crossfade bands), 3x enlarged.
 
@@ -26,7 +28,8 @@ Hours on a 2-core CPU at full size (a whole 768 x 512 fit is ~2.5 s an iteration
 single-thread fit per core), the whole image in this process on all cores:
 
     python benchmarks/tiling.py [--images 2 | --names A.png,B.png] [--sizes 481x321,768x512]
-                                [--sigmas 25] [--tile 128] [--overlap 32] [--tiled-only]
+                                [--sigmas 25] [--tile 128] [--overlap 32]
+                                [--tiled-only | --whole-only]
                                 [--device cuda] [--ray] [--out DIR] [--name tiling]
                                 [--precision auto|fp32|bf16]
     python benchmarks/tiling.py --images 1 --crop 160 --width 8 -T 10 --out /tmp/tiling
@@ -195,7 +198,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tile", type=int, default=TILE)
     ap.add_argument("--overlap", type=int, default=OVERLAP)
-    ap.add_argument("--tiled-only", action="store_true", help="skip the whole-image fits")
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument("--tiled-only", action="store_true", help="skip the whole-image fits")
+    only.add_argument("--whole-only", action="store_true", help="skip the tiled fits")
     ap.add_argument("--width", type=int, default=None, help="network width (default: cpu's)")
     ap.add_argument("-T", "--max-iters", type=int, default=None)
     ap.add_argument("-S", "--patience", type=int, default=None)
@@ -226,7 +231,9 @@ def main() -> None:
         width=args.width, max_iters=args.max_iters, patience=args.patience, device=args.device,
         precision=args.precision,
     )  # fmt: skip
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "data", "name", "threads")}
+    skip = ("out", "data", "name", "threads", "tiled_only", "whole_only")  # rows say what ran
+    settings = {k: v for k, v in vars(args).items() if k not in skip}
+    kinds = ["whole"] * (not args.tiled_only) + ["tiled"] * (not args.whole_only)
     settings["protocol"] = "cpu"
     precision = resolve_precision(args.precision, resolve_device(args.device))
     result = out / f"{args.name}.json"
@@ -255,7 +262,7 @@ def main() -> None:
         if squashed:  # a portrait photo resized to a landscape size, before the fix
             print(f"dropped {len(squashed)} rows fitted on a portrait photo made landscape")
             rows = [r for r in rows if r not in squashed]
-    done = {row_key(r) for r in rows}
+    by_key = {row_key(r): r for r in rows}
     print("image    size              sigma  noisy  whole  tiled  tiled-whole  s whole  s tiled")
     with tempfile.TemporaryDirectory() as tmp:
         for sigma in sigmas:  # a sigma for every image first: means by sigma come soonest
@@ -264,50 +271,59 @@ def main() -> None:
                     own = file_size(path)
                     target = oriented(size, own)
                     label = f"{target[0]}x{target[1]}" + (f"_crop{args.crop}" if args.crop else "")
-                    if (path.name, label, sigma) in done:
+                    row = by_key.get((path.name, label, sigma))
+                    missing = [k for k in kinds if row is None or k not in row]
+                    if not missing:
                         continue
                     clean, noisy = sized_pair(path, target, args.crop, sigma, args.seed, Path(tmp))
                     outputs = {}
                     tiles = out / f"{args.name}_{path.stem}_{label}_s{sigma:g}.tiles"
-                    if not args.tiled_only:
+                    if "whole" in missing:
                         outputs["whole"] = whole_fit(noisy, clean, fit, tiles)
-                    outputs["tiled"] = denoise_tiled(
-                        noisy, clean=clean, tile=args.tile, overlap=args.overlap,
-                        ray="" if args.ray else None, resume_dir=tiles, **fit,
-                    )  # fmt: skip
-                    row = {
-                        "image": path.name,
-                        "size": label,
-                        "sigma": sigma,
-                        "pixels": list(clean.shape[:2]),
-                        "resized_from": None if target == own else f"{own[0]}x{own[1]}",
-                        "noisy_psnr": psnr(noisy, clean),
-                        "precision": precision,
-                        "cpu": cpu_name(),
-                    }
+                    if "tiled" in missing:
+                        outputs["tiled"] = denoise_tiled(
+                            noisy, clean=clean, tile=args.tile, overlap=args.overlap,
+                            ray="" if args.ray else None, resume_dir=tiles, **fit,
+                        )  # fmt: skip
+                    added = row is not None  # a half added to a row an earlier run wrote
+                    if row is None:
+                        row = {
+                            "image": path.name,
+                            "size": label,
+                            "sigma": sigma,
+                            "pixels": list(clean.shape[:2]),
+                            "resized_from": None if target == own else f"{own[0]}x{own[1]}",
+                            "noisy_psnr": psnr(noisy, clean),
+                            "precision": precision,
+                            "cpu": cpu_name(),
+                        }
+                        rows.append(row)
+                        by_key[row_key(row)] = row
                     for kind, (img, res) in outputs.items():
                         row[kind] = fit_result(img, clean, res)
-                    whole = row.get("whole", {})
-                    if whole:
-                        row["tiled_minus_whole_db"] = row["tiled"]["psnr"] - whole["psnr"]
+                        if added:  # the row's cpu and precision are its first run's
+                            row[kind].update(cpu=cpu_name(), run_precision=precision)
+                    nan = {"psnr": float("nan"), "seconds": float("nan")}
+                    whole, tiled = row.get("whole", nan), row.get("tiled", nan)
+                    if "whole" in row and "tiled" in row:
+                        row["tiled_minus_whole_db"] = tiled["psnr"] - whole["psnr"]
                     print(
                         f"{path.stem:8} {label:17} {sigma:5g} {row['noisy_psnr']:6.2f} "
-                        f"{whole.get('psnr', float('nan')):6.2f} {row['tiled']['psnr']:6.2f} "
+                        f"{whole['psnr']:6.2f} {tiled['psnr']:6.2f} "
                         f"{row.get('tiled_minus_whole_db', float('nan')):+11.2f} "
-                        f"{whole.get('seconds', float('nan')):8.0f} "
-                        f"{row['tiled']['seconds']:8.0f}"
+                        f"{whole['seconds']:8.0f} {tiled['seconds']:8.0f}"
                     )
-                    png = out / f"{args.name}_seam_{path.stem}_{label}_s{sigma:g}.png"
-                    pictures = {"clean": clean, f"noisy {row['noisy_psnr']:.2f} dB": noisy}
-                    for kind, (img, _) in outputs.items():
-                        pictures[f"{kind} {row[kind]['psnr']:.2f} dB"] = img
-                    seam_figure(
-                        pictures, args.tile, args.overlap, png,
-                        f"{path.name} at {label}, sigma {sigma:g}: tiles of {args.tile} "
-                        f"px, overlap {args.overlap} (ticks: crossfade bands)",
-                    )  # fmt: skip
-                    row["seam_png"] = png.name
-                    rows.append(row)
+                    if "tiled" in outputs:  # the seams are the tiled output's
+                        png = out / f"{args.name}_seam_{path.stem}_{label}_s{sigma:g}.png"
+                        pictures = {"clean": clean, f"noisy {row['noisy_psnr']:.2f} dB": noisy}
+                        for kind, (img, _) in outputs.items():
+                            pictures[f"{kind} {row[kind]['psnr']:.2f} dB"] = img
+                        seam_figure(
+                            pictures, args.tile, args.overlap, png,
+                            f"{path.name} at {label}, sigma {sigma:g}: tiles of {args.tile} "
+                            f"px, overlap {args.overlap} (ticks: crossfade bands)",
+                        )  # fmt: skip
+                        row["seam_png"] = png.name
                     settings["torch_threads"] = torch.get_num_threads()
                     payload = {"machine": machine(), "settings": settings, "rows": rows}
                     partial = result.with_suffix(".json.tmp")
@@ -318,14 +334,15 @@ def main() -> None:
     print(f"saved {result}")
 
 
-def resumed(row: dict) -> bool:
-    """Whether the row's tiled run resumed tiles kept by an earlier, interrupted one."""
-    return any(note.startswith("resumed") for note in row["tiled"].get("notes", []))
+def resumed(half: dict) -> bool:
+    """Whether a row's tiled fit resumed tiles kept by an earlier, interrupted one."""
+    return any(note.startswith("resumed") for note in half.get("notes", []))
 
 
 def summarise(rows: list[dict]) -> None:
     """Per size (either orientation) and sigma, the mean PSNR (noisy, whole, tiled) over
-    images, and the tiled seconds per CPU they ran on (rows run in one go only)."""
+    images (nan until every image has that fit), and the tiled seconds per CPU they ran on
+    (fits run in one go only)."""
     groups: dict[tuple[str, float], list[dict]] = {}
     for row in rows:
         side, _, rest = row["size"].partition("_")
@@ -335,22 +352,27 @@ def summarise(rows: list[dict]) -> None:
     print("\nmeans: size              sigma  images  noisy  whole  tiled  s tiled")
     for (size, sigma), group in sorted(groups.items()):
         noisy = np.mean([r["noisy_psnr"] for r in group])
-        whole = [r["whole"]["psnr"] for r in group if "whole" in r]
-        whole_mean = np.mean(whole) if len(whole) == len(group) else float("nan")
-        tiled = np.mean([r["tiled"]["psnr"] for r in group])
-        timed = [r for r in group if not resumed(r)]  # a resumed row's wall time is partial
-        cpus = sorted({r.get("cpu", "not recorded") for r in timed})
-        parts = [
-            f"{np.mean([r['tiled']['seconds'] for r in timed if r.get('cpu') == c]):.0f} "
-            f"({sum(r.get('cpu') == c for r in timed)} on {c})"
-            for c in cpus
+        means = {}
+        for kind in ("whole", "tiled"):
+            got = [r[kind]["psnr"] for r in group if kind in r]
+            means[kind] = np.mean(got) if len(got) == len(group) else float("nan")
+        # (cpu, seconds) of each tiled fit run in one go (a resumed one's wall time is partial)
+        timed = [
+            (r["tiled"].get("cpu", r.get("cpu", "not recorded")), r["tiled"]["seconds"])
+            for r in group
+            if "tiled" in r and not resumed(r["tiled"])
         ]
-        if len(timed) < len(group):
-            parts.append(f"{len(group) - len(timed)} resumed, not timed")
-        seconds = "; ".join(parts)
+        parts = [
+            f"{np.mean([t for c, t in timed if c == cpu]):.0f} "
+            f"({sum(c == cpu for c, _ in timed)} on {cpu})"
+            for cpu in sorted({c for c, _ in timed})
+        ]
+        untimed = sum("tiled" in r for r in group) - len(timed)
+        if untimed:
+            parts.append(f"{untimed} resumed, not timed")
         print(
-            f"       {size:17} {sigma:5g} {len(group):7} {noisy:6.2f} {whole_mean:6.2f} "
-            f"{tiled:6.2f}  {seconds}"
+            f"       {size:17} {sigma:5g} {len(group):7} {noisy:6.2f} {means['whole']:6.2f} "
+            f"{means['tiled']:6.2f}  {'; '.join(parts)}"
         )
 
 
