@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import HERE, SHARED, machine  # noqa: E402
 
 from dipstop import DenoiseResult, denoise, denoise_tiled  # noqa: E402
+from dipstop.checkpoints import image_spec, run_key  # noqa: E402
 from dipstop.fitting import resolve_device, resolve_precision  # noqa: E402
 from dipstop.imageio import read_image, write_image  # noqa: E402
 from dipstop.lab.datasets import centre_crop, evenly_spaced, list_images, synthetic_pair  # noqa: E402
@@ -60,7 +61,7 @@ from dipstop.lambda_table import load_table  # noqa: E402
 from dipstop.metrics import psnr  # noqa: E402
 from dipstop.policies import DEFAULT_OUTPUT  # noqa: E402
 from dipstop.runtime import cpu_name, set_threads, tune_allocator  # noqa: E402
-from dipstop.tiling import OVERLAP, TILE, axis_starts, run_key  # noqa: E402
+from dipstop.tiling import OVERLAP, TILE, axis_starts  # noqa: E402
 
 
 def file_size(path: Path) -> tuple[int, int]:
@@ -97,7 +98,7 @@ def whole_fit(
     that a restart while the tiles run does not fit it again (over an hour at 768 x 512 on a
     CPU); keyed by the pixels, the settings and the lam table, so a changed table refits.
     Until then the fit checkpoints itself there about once a minute (`resume_dir`)."""
-    key = run_key(noisy, clean, {**fit, "table": load_table(output=DEFAULT_OUTPUT)})
+    key = run_key(image_spec(noisy, clean, {**fit, "table": load_table(output=DEFAULT_OUTPUT)}))
     kept = folder / "whole.pkl"
     if kept.exists():
         with kept.open("rb") as f:

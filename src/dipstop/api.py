@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dipstop.checkpoints import RunCheckpoint
+from dipstop.checkpoints import RunCheckpoint, image_spec
 from dipstop.criteria import CifsCriterion, Context, paper_lambda
 from dipstop.errors import DipstopError
 from dipstop.estimate import TIMED, WARMUP, RunEstimate, estimate_run, expected_iterations
@@ -45,7 +45,6 @@ from dipstop.tiling import (
     TiledResult,
     denoise_tiled,
     fit_remotely,
-    run_key,
     run_tiles,
 )
 from dipstop.validate import check_denoise_options, check_tiling
@@ -381,7 +380,7 @@ def denoise(
                 "seed": seed, "output": policy.name, "precision": settings.precision}  # fmt: skip
         checkpoint = RunCheckpoint(
             resume_dir,
-            {"denoise": run_key(x, None if clean is None else clean_px, kept)},
+            image_spec(x, None if clean is None else clean_px, kept),
             switches.checkpoint_seconds,
         )
     with bar:

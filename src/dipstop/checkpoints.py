@@ -28,6 +28,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,6 +57,31 @@ def run_key(spec: dict) -> str:
     """
     canon = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def image_spec(
+    pixels: np.ndarray, clean: np.ndarray | None, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """The spec of a `denoise` fit, for `run_key`: digests of its pixels and clean image, and
+    every setting that changes its result (device and engine switches excepted: they change
+    how, not what). Names a whole image's checkpoint and a tiled run's kept tiles.
+
+    >>> a = np.zeros((2, 2), np.float32)
+    >>> image_spec(a, None, {"seed": 0}) == image_spec(a.copy(), None, {"seed": 0})
+    True
+    >>> image_spec(a, None, {})["pixels"] == image_spec(a.reshape(4, 1), None, {})["pixels"]
+    False
+    """
+
+    def digest(array: np.ndarray | None) -> str | None:
+        if array is None:
+            return None
+        h = hashlib.sha256(str(array.shape).encode())
+        h.update(np.ascontiguousarray(array).tobytes())
+        return h.hexdigest()
+
+    kept = {k: v for k, v in settings.items() if k not in ("device", "switches")}
+    return {"pixels": digest(pixels), "clean": digest(clean), **kept}
 
 
 def folder_for(store_path: str | Path) -> Path:

@@ -18,7 +18,6 @@ The default tile is 128 px: the lam table is calibrated on 128 x 128 crops.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 import os
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from dipstop.checkpoints import image_spec, run_key
 from dipstop.errors import DipstopError
 from dipstop.memory import available_bytes, estimate_bytes
 from dipstop.validate import check_denoise_options, check_tiling
@@ -508,7 +508,7 @@ def run_tiles(
     store = None
     if resume_dir is not None:
         kept = {**tile_fit, "tile": tile, "overlap": overlap}
-        store = TileStore(resume_dir, run_key(x, clean_px, kept))
+        store = TileStore(resume_dir, run_key(image_spec(x, clean_px, kept)))
     shapes = {i: (h, w, x.shape[2]) for i, (_, _, h, w) in enumerate(boxes)}
     resumed = {} if store is None else store.load(shapes)
     todo = [i for i in range(len(boxes)) if i not in resumed]
@@ -629,11 +629,12 @@ class TileStore:
     interrupted (Ctrl-C, a crash, the time budget) and started again with the same image and
     settings fits only the tiles not there.
 
-    `key` names the run (`run_key`); a folder holding another run's tiles is emptied first.
-    Each tile is one `torch.save` of its output and `DenoiseResult.state()`, written to a
-    temporary name and renamed, so a tile is either whole or absent; it is read back with
-    `torch.load(weights_only=True)`, so a file planted in the folder runs no code, and one
-    that is unreadable or not of this run (another shape) is refitted, with a warning.
+    `key` names the run (`run_key` of its `image_spec`); a folder holding another run's
+    tiles is emptied first. Each tile is one `torch.save` of its output and
+    `DenoiseResult.state()`, written to a temporary name and renamed, so a tile is either
+    whole or absent; it is read back with `torch.load(weights_only=True)`, so a file planted
+    in the folder runs no code, and one that is unreadable or not of this run (another
+    shape) is refitted, with a warning.
 
     Examples
     --------
@@ -702,18 +703,6 @@ class TileStore:
 
 def _ignore_tile(path: Path, why: str) -> None:
     warnings.warn(f"ignoring kept tile {path} ({why}); it is fitted again", stacklevel=3)
-
-
-def run_key(pixels: np.ndarray, clean: np.ndarray | None, settings: dict[str, Any]) -> str:
-    """A name for a tiled run: its pixels, clean image and every setting that changes a
-    tile's result (device and engine switches excepted: they change how, not what)."""
-    h = hashlib.sha256()
-    for array in (pixels, clean):
-        if array is not None:
-            h.update(str(array.shape).encode() + np.ascontiguousarray(array).tobytes())
-    kept = {k: v for k, v in settings.items() if k not in ("device", "switches")}
-    h.update(json.dumps(kept, sort_keys=True, default=str).encode())
-    return h.hexdigest()
 
 
 def tile_workers(tiles: int, need: int) -> int:
