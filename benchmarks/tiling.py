@@ -170,6 +170,7 @@ def fit_result(out: np.ndarray, clean: np.ndarray, res: object) -> dict:
         "iterations_run": res.iterations_run,
         "sigma": res.sigma,
         "lam": res.lam,
+        "precision": res.settings.get("precision"),
         "notes": res.notes,  # e.g. "resumed 8 of 20 tiles ...": its seconds are this run's
     }
     if res.estimate is not None:  # what `denoise` printed before fitting (of the tiles left)
@@ -182,7 +183,7 @@ def fit_result(out: np.ndarray, clean: np.ndarray, res: object) -> dict:
             tiles=len(res.tiles), stop_iterations=res.stop_iterations, tile_seconds=sum(fitted)
         )
     else:
-        row.update(stop_iteration=res.stop_iteration, precision=res.settings["precision"])
+        row.update(stop_iteration=res.stop_iteration)
     return row
 
 
@@ -302,8 +303,8 @@ def main() -> None:
                         by_key[row_key(row)] = row
                     for kind, (img, res) in outputs.items():
                         row[kind] = fit_result(img, clean, res)
-                        if added:  # the row's cpu and precision are its first run's
-                            row[kind].update(cpu=cpu_name(), run_precision=precision)
+                        if added:  # the row's cpu is its first run's
+                            row[kind]["cpu"] = cpu_name()
                     nan = {"psnr": float("nan"), "seconds": float("nan")}
                     whole, tiled = row.get("whole", nan), row.get("tiled", nan)
                     if "whole" in row and "tiled" in row:
