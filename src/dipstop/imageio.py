@@ -4,15 +4,20 @@ Reading: Pillow opens the header first (format, mode, declared size), so an over
 unsupported image is refused before anything is decoded; Pillow then loads it, which notices
 a truncated file (OpenCV silently returns a half-gray picture for a truncated JPEG). OpenCV
 decodes, because it keeps 16-bit colour (Pillow reduces it to 8 bits); where OpenCV's channels
-disagree with the file's mode (a gray+alpha PNG comes out as RGBA, a gray+alpha TIFF loses its
-alpha), Pillow's decoding is used instead. TIFFs Pillow cannot identify (16-bit gray+alpha,
-float RGB) go through tifffile's header. Any file gives an image or a DipstopError.
+disagree with the file's mode (a gray+alpha PNG comes out as RGBA), Pillow's decoding is used
+instead. Gray and RGB TIFFs are read as stored by tifffile (with imagecodecs for LZW, JPEG and
+other compressions): OpenCV goes through libtiff's RGBA interface, which premultiplies alpha,
+and misreads planar files. A PNG's colour key (tRNS) becomes an alpha channel. Reading never
+changes colours silently: what it cannot keep it refuses, and what it leaves out (the further
+frames of an animation, a TIFF's extra channels of unknown meaning) it names in a warning.
+Any file gives an image or a DipstopError.
 
 A file's ICC profile and EXIF are kept beside the pixels (`LoadedImage.meta`) and put into a
 PNG or JPEG output (`dipstop.metadata`), so a denoised photo shows as the input did.
 
 Writing: encoded in memory, then written to a temporary file in the destination's folder and
-renamed over it (`os.replace`), so an interrupted write never leaves a truncated image.
+renamed over it (`os.replace`), so an interrupted write never leaves a truncated image. What
+the format cannot hold (alpha in JPEG, 16 bits in JPEG, BMP and WebP) is named in a warning.
 
 Pixels travel inside dipstop as float32 in [0, 1] (H x W x C, RGB order).
 """
@@ -212,8 +217,15 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
 def read_image(path: str | os.PathLike) -> LoadedImage:
     """Load an image file for denoising; raise DipstopError naming the problem and the fix.
 
-    Keeps the file's bit depth (8 or 16), alpha, ICC profile and EXIF; see the module's
-    notes on decoding.
+    Keeps the file's bit depth (8 or 16), alpha (a PNG's colour key included), ICC profile
+    and EXIF; see the module's notes on decoding.
+
+    An animated GIF, PNG or WebP, or a multi-page TIFF, gives its first frame, with a
+    warning that names how many it has: the first frame is what viewers show and what a
+    still-image tool is expected to read, and refusing would make every such file need a
+    conversion; the warning tells who wanted the others to split the file. A TIFF's
+    reduced-resolution pages (thumbnails) and an MPO's further images (a preview, a stereo
+    pair's other half) are not frames and pass without a warning.
 
     Parameters
     ----------
@@ -228,7 +240,14 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     Raises
     ------
     DipstopError
-        For a missing, unreadable, oversized, damaged or unsupported file.
+        For a missing, unreadable, oversized, damaged or unsupported file, or one whose
+        colours cannot be read as stored (premultiplied alpha; a TIFF compression without
+        its codec).
+
+    Warns
+    -----
+    UserWarning
+        Naming what is left out: further frames or pages, extra TIFF channels.
 
     Examples
     --------
@@ -257,7 +276,9 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
         data = p.read_bytes()
     except OSError as exc:
         raise DipstopError(f"cannot read {p} ({exc.strerror}); check its permissions") from exc
-    array, meta = _decode(data, str(p))
+    array, meta, notes = _decode(data, str(p))
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
     loaded = split_array(array)
     loaded.meta = meta
     return loaded
@@ -272,13 +293,18 @@ def decode_image(data: bytes, where: str = "the image") -> np.ndarray:
     """Image file bytes as H x W (gray) or H x W x 2/3/4 uint8/uint16, RGB(A) order.
 
     The declared size is checked against the pixel limit before decoding (`max_pixels`).
-    `where` names the file in error messages.
+    `where` names the file in error messages and warnings (`read_image` says which).
     """
-    return _decode(data, where)[0]
+    array, _, notes = _decode(data, where)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return array
 
 
-def _decode(data: bytes, where: str) -> tuple[np.ndarray, dict[str, bytes]]:
-    """`decode_image`'s array, and the file's ICC profile and EXIF (`read_metadata`)."""
+def _decode(data: bytes, where: str) -> tuple[np.ndarray, dict[str, bytes], list[str]]:
+    """`decode_image`'s array, the file's ICC profile and EXIF (`read_metadata`), and notes
+    on what was left out, for the caller to warn with (the decoders' own warnings are
+    silenced here)."""
     if not data:
         raise DipstopError(f"{where} is empty (0 bytes); give an image file")
     with _own_pixel_limit(), _quiet_decoders():
@@ -290,19 +316,33 @@ def _decode(data: bytes, where: str) -> tuple[np.ndarray, dict[str, bytes]]:
             raise _damaged(where, exc) from exc
         with im:
             check_pixel_count(im.width, im.height, where)
+            array, notes = None, []
+            if im.format == "TIFF":  # tifffile notices a truncated file itself
+                array, notes = _tiff_as_stored(data, where)
+                if array is not None:
+                    return array, read_metadata(im), notes
             channels = _channels_of(im, data, where)
             try:
                 im.load()
             except Exception as exc:
                 raise _damaged(where, exc) from exc
-            array = None
-            if im.format == "TIFF" and channels in (2, 4):
-                array = _tiff_with_alpha(data, channels, im.size)
-            if array is None:
-                array = _decode_opencv(data, channels, im.size)
+            if im.format in _ANIMATED and getattr(im, "n_frames", 1) > 1:
+                notes.append(f"{where} has {im.n_frames} frames; dipstop denoises the first")
+            key = _png_colour_key(data) if im.format == "PNG" else None
+            if key is not None:  # gray or RGB with a colour key: the key's pixels become alpha
+                colour = _decode_opencv(data, channels, im.size, _ANY_DEPTH_NO_ALPHA)
+                if colour is None and channels == 3 and data[24] == 16:
+                    raise DipstopError(  # Pillow decodes 8 bits, its key matches no pixel
+                        f"cannot decode {where}, a 16-bit RGB PNG with a colour key (tRNS), "
+                        "keeping its transparency; save it with an alpha channel"
+                    )
+                array = None if colour is None else _keyed(colour, key)
+                channels += 1
+            if array is None and not (im.format == "TIFF" and channels in (2, 4)):
+                array = _decode_opencv(data, channels, im.size)  # libtiff's would premultiply
             if array is None:
                 array = _pillow_array(im, channels, where)
-            return array, read_metadata(im)
+            return array, read_metadata(im), notes
 
 
 _PIL_LIMIT = threading.Lock()
@@ -353,6 +393,10 @@ def _refuse_kind(where: str, kind: str) -> DipstopError:
     )
 
 
+_ANIMATED = {"GIF", "PNG", "WEBP"}  # formats whose further frames are an animation's
+_ANY_DEPTH_NO_ALPHA = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+
+
 def _channels_of(im: Image.Image, data: bytes, where: str) -> int:
     """How many channels the image has for dipstop: 1, 2 (gray+alpha), 3 or 4."""
     if _png_colour_type(data) == 4:
@@ -370,25 +414,136 @@ def _png_colour_type(data: bytes) -> int | None:
     return None
 
 
-def _tiff_with_alpha(data: bytes, channels: int, size: tuple[int, int]) -> np.ndarray | None:
-    """A TIFF with alpha as stored, by tifffile: OpenCV decodes it through libtiff's RGBA
-    interface, which premultiplies unassociated alpha (a Pillow-written RGBA TIFF's red 200
-    at alpha 60 came back 47). None where tifffile cannot (LZW needs imagecodecs)."""
+def _png_colour_key(data: bytes) -> tuple[int, ...] | None:
+    """A gray or RGB PNG's colour key (tRNS chunk): the value whose pixels are transparent,
+    on the scale the decoders give (a 1-, 2- or 4-bit gray key scaled to 8 bits as its
+    pixels are); None without one.
+
+    >>> def chunk(kind, body):  # a chunk's CRC is not checked here
+    ...     return struct.pack(">I", len(body)) + kind + body + bytes(4)
+    >>> head = PNG_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 4, 0, 0, 0, 0))
+    >>> _png_colour_key(head + chunk(b"tRNS", bytes([0, 3]))), _png_colour_key(head)
+    ((51,), None)
+    """
+    colour_type = _png_colour_type(data)
+    if colour_type not in (0, 2):
+        return None
+    depth, n, at = data[24], 1 if colour_type == 0 else 3, 8
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        if kind in (b"IDAT", b"IEND"):  # tRNS comes before the image data
+            return None
+        if kind == b"tRNS":
+            body = data[at + 8 : at + 8 + length]
+            if len(body) < 2 * n:
+                return None
+            key = struct.unpack(f">{n}H", body[: 2 * n])
+            if depth < 8:
+                most = 2**depth - 1
+                key = tuple((v & most) * (255 // most) for v in key)
+            return key
+        at += 12 + length
+    return None
+
+
+def _keyed(array: np.ndarray, key: tuple[int, ...]) -> np.ndarray:
+    """Gray or RGB `array` with an alpha channel: transparent where the pixel equals `key`,
+    opaque elsewhere."""
+    colour = array[:, :, None] if array.ndim == 2 else array
+    match = np.all(colour == np.asarray(key, np.int64), axis=2)
+    most = np.iinfo(array.dtype).max
+    alpha = np.where(match, 0, most).astype(array.dtype)
+    return np.ascontiguousarray(np.concatenate([colour, alpha[:, :, None]], axis=2))
+
+
+_TIFF_GRAY_OR_RGB = {0: 1, 1: 1, 2: 3}  # photometric: min-is-white, min-is-black, RGB
+_REDUCED_OR_MASK = 1 | 4  # NewSubfileType bits of a thumbnail page and a transparency mask
+
+
+def _tiff_as_stored(data: bytes, where: str) -> tuple[np.ndarray | None, list[str]]:
+    """A gray or RGB 8- or 16-bit TIFF's first page as stored, by tifffile, and notes on
+    what is left out (further pages, extra channels of unspecified meaning).
+
+    OpenCV decodes an 8-bit TIFF with alpha through libtiff's RGBA interface, which
+    premultiplies unassociated alpha (a Pillow-written RGBA TIFF's red 200 at alpha 60 came
+    back 47), and misreads a planar one (a plane per channel); Pillow keeps 8 bits. So a TIFF
+    with extra channels or planes is read here or refused: associated (premultiplied) alpha,
+    which dipstop would write back as unassociated, darkened; a compression tifffile has no
+    codec for. The array is None for other TIFFs (palette, YCbCr, CMYK, 1-bit, float), and
+    for plain gray or RGB ones tifffile cannot decode: OpenCV and Pillow read those right.
+    Min-is-white gray comes back inverted to min-is-black, as the other decoders give it.
+    """
     import tifffile
 
     try:
-        array = tifffile.imread(io.BytesIO(data), key=0)
-    except Exception:  # a compression it lacks, or a layout it does not read
-        return None
-    if array.dtype not in (np.uint8, np.uint16) or array.shape != (size[1], size[0], channels):
-        return None
-    return np.ascontiguousarray(array)
+        tif = tifffile.TiffFile(io.BytesIO(data))
+    except Exception:  # not a TIFF tifffile can parse: the others decide
+        return None, []
+    with tif:
+        try:
+            page = tif.pages[0]
+            photometric, extras = int(page.photometric), [int(e) for e in page.extrasamples]
+            samples, planar = int(page.samplesperpixel), int(page.planarconfig) == 2
+            height, width = int(page.imagelength), int(page.imagewidth)
+            dtype = np.dtype(page.dtype) if page.dtype is not None else None
+        except Exception:
+            return None, []
+        try:  # a damaged later page leaves the first readable
+            frames = sum(
+                1 for p in tif.pages if not getattr(p, "subfiletype", 0) & _REDUCED_OR_MASK
+            )
+        except Exception:
+            frames = 1
+        notes = [f"{where} has {frames} pages; dipstop denoises the first"] if frames > 1 else []
+        colour = _TIFF_GRAY_OR_RGB.get(photometric)
+        if colour is None or dtype not in (np.uint8, np.uint16) or samples != colour + len(extras):
+            return None, notes
+        if 1 in extras:
+            raise DipstopError(
+                f"{where} has premultiplied (associated) alpha, which dipstop would write back "
+                "as unassociated, darkened; save it with unassociated alpha, or as PNG"
+            )
+        check_pixel_count(width, height, where)
+        try:
+            array = page.asarray()
+        except Exception as exc:
+            if not extras and not planar:
+                return None, notes
+            if "imagecodecs" not in str(exc):  # a codec it has failed: damaged or truncated
+                raise _damaged(where, exc) from exc
+            raise DipstopError(
+                f"cannot read {where} without the imagecodecs package, and other decoders "
+                "would change its colours (premultiplied by alpha); pip install imagecodecs, "
+                "or save it as PNG"
+            ) from exc
+    if planar and array.ndim == 3 and array.shape[0] == samples:
+        array = np.moveaxis(array, 0, 2)
+    if array.shape != ((height, width) if samples == 1 else (height, width, samples)):
+        raise _damaged(where, ValueError(f"decoded shape {array.shape}"))
+    if samples > 1:
+        alpha = [colour + extras.index(2)] if 2 in extras else []
+        dropped = len(extras) - len(alpha)
+        if dropped:
+            notes.append(
+                f"{where} has {dropped} extra channel{'s' * (dropped > 1)} of unspecified "
+                f"meaning; dipstop leaves {'them' if dropped > 1 else 'it'} out"
+            )
+        array = array[:, :, list(range(colour)) + alpha]
+        if array.shape[2] == 1:
+            array = array[:, :, 0]
+    if photometric == 0:  # min-is-white
+        array = array.copy()
+        gray = array if array.ndim == 2 else array[:, :, 0]
+        gray[...] = np.iinfo(dtype).max - gray
+    return np.ascontiguousarray(array), notes
 
 
-def _decode_opencv(data: bytes, channels: int, size: tuple[int, int]) -> np.ndarray | None:
+def _decode_opencv(
+    data: bytes, channels: int, size: tuple[int, int], flags: int = cv2.IMREAD_UNCHANGED
+) -> np.ndarray | None:
     """OpenCV's decoding in RGB(A) order, if it has the expected size and channels."""
     try:
-        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     except cv2.error:
         return None
     if array is None or array.dtype not in (np.uint8, np.uint16):
@@ -410,21 +565,24 @@ def _decode_opencv(data: bytes, channels: int, size: tuple[int, int]) -> np.ndar
 
 
 def _pillow_array(im: Image.Image, channels: int, where: str) -> np.ndarray:
-    """Pillow's decoding (8 bits, or 16 for I;16 gray) with `channels` channels."""
+    """Pillow's decoding (8 bits, or 16 for I;16 gray) with `channels` channels; Pillow's
+    conversion turns a colour key (`transparency`) into alpha, dipstop's for 16-bit gray."""
     if im.mode == "I":
         raise _refuse_kind(where, "32-bit integer")
     try:
         if im.mode.startswith("I;16"):
-            return np.asarray(im).astype(np.uint16)
+            gray = np.asarray(im).astype(np.uint16)
+            key = im.info.get("transparency")
+            return _keyed(gray, (key,)) if channels == 2 and isinstance(key, int) else gray
         target = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
         return np.array(im if im.mode == target else im.convert(target))
     except Exception as exc:
         raise _damaged(where, exc) from exc
 
 
-def _decode_unidentified(data: bytes, where: str) -> tuple[np.ndarray, dict[str, bytes]]:
-    """Files Pillow cannot identify: TIFFs are read through tifffile's header (and their ICC
-    profile with them), others refused."""
+def _decode_unidentified(data: bytes, where: str) -> tuple[np.ndarray, dict[str, bytes], list[str]]:
+    """Files Pillow cannot identify: TIFFs are read through tifffile (and their ICC profile
+    with them; `_tiff_as_stored`), others refused."""
     not_image = DipstopError(
         f"{where} is not an image dipstop can read; convert it to PNG, TIFF or JPEG"
     )
@@ -432,7 +590,7 @@ def _decode_unidentified(data: bytes, where: str) -> tuple[np.ndarray, dict[str,
         raise not_image
     try:
         import tifffile
-    except ImportError:  # pragma: no cover - scikit-image depends on tifffile
+    except ImportError:  # pragma: no cover - a dependency of dipstop
         raise not_image from None
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
@@ -446,27 +604,19 @@ def _decode_unidentified(data: bytes, where: str) -> tuple[np.ndarray, dict[str,
             photometric = int(page.photometric)
             icc = page.tags.get(34675)  # InterColorProfile
             meta = {"icc_profile": bytes(icc.value)} if icc is not None and icc.value else {}
-            if samples == 2 and photometric in (0, 1):  # gray+alpha (min-is-white/black)
-                try:
-                    array = page.asarray()
-                except Exception as exc:
-                    raise DipstopError(
-                        f"cannot decode the gray+alpha TIFF {where} ({exc}); save it as PNG"
-                    ) from exc
-                if array.shape == (height, width, 2):
-                    return np.ascontiguousarray(array), meta
-                raise _damaged(where, ValueError(f"decoded shape {array.shape}"))
     except DipstopError:
         raise
     except Exception as exc:
         raise _damaged(where, exc) from exc
-    array = _decode_opencv(data, samples, (width, height)) if samples in (1, 3, 4) else None
+    array, notes = _tiff_as_stored(data, where)
+    if array is None and samples in (1, 3):  # no alpha: OpenCV's decoding is as stored
+        array = _decode_opencv(data, samples, (width, height))
     if array is None:
         raise DipstopError(
             f"{where} is a TIFF layout dipstop cannot read ({samples} samples of {dtype}, "
             f"photometric {photometric}); save it as 8- or 16-bit PNG"
         )
-    return array, meta
+    return array, meta, notes
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -614,6 +764,20 @@ def _tiff(array: np.ndarray, icc_profile: bytes | None) -> bytes:
     return buf.getvalue()
 
 
+def _lost_in(array: np.ndarray, ext: str) -> list[str]:
+    """What writing an (encodable) array as `ext` loses: its alpha, its 16 bits.
+
+    >>> _lost_in(np.zeros((2, 2, 4), np.uint16), ".jpg"), _lost_in(np.zeros((2, 2)), ".bmp")
+    (['its alpha', 'its 16 bits (written with 8)'], [])
+    """
+    lost = []
+    if ext in {".jpg", ".jpeg"} and array.ndim == 3 and array.shape[2] in (2, 4):
+        lost.append("its alpha")
+    if array.dtype == np.uint16 and ext not in SIXTEEN_BIT_OK:
+        lost.append("its 16 bits (written with 8)")
+    return lost
+
+
 def write_image(
     path: str | os.PathLike, array: np.ndarray, meta: dict[str, bytes] | None = None
 ) -> None:
@@ -628,7 +792,7 @@ def write_image(
     ----------
     path : str or path-like
         The file; its suffix picks the format. PNG and TIFF keep 16 bits; JPEG, BMP and
-        WebP get 8; JPEG drops alpha.
+        WebP get 8; JPEG drops alpha (a warning says which of these a write loses).
     array : ndarray
         H x W or H x W x 1/2/3/4, uint8, uint16 or float in [0, 1] (written as 8-bit).
     meta : dict, optional
@@ -639,6 +803,11 @@ def write_image(
     ------
     DipstopError
         For an unwritable format or array, or when the file cannot be written.
+
+    Warns
+    -----
+    UserWarning
+        When the format cannot hold the array's alpha or 16 bits, naming what is lost.
 
     Examples
     --------
@@ -652,6 +821,14 @@ def write_image(
     p = Path(path)
     meta = meta or {}
     data = attach(encode_image(array, p.suffix, meta.get("icc_profile")), p.suffix, meta)
+    lost = _lost_in(np.asarray(array), p.suffix.lower())
+    if lost:
+        them = "them" if len(lost) > 1 else "it"
+        warnings.warn(
+            f"{p} cannot keep {' or '.join(lost)} as {p.suffix.lower()}; write .png or .tif "
+            f"to keep {them}",
+            stacklevel=2,
+        )
     target = Path(os.path.realpath(p))
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     try:
