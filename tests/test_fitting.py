@@ -98,7 +98,11 @@ def spiked_fit(monkeypatch, db: float, at: int, n: int = 30):
 
     monkeypatch.setattr(fitter, "_forward", forward_after_the_spike)
     monkeypatch.setattr(fitting, "F", SimpleNamespace(mse_loss=mse_loss))
-    yielded = [(it.t, it.loss) for it in fitter.run(n)]
+    yielded, seen["taken"] = [], {}
+    for it in fitter.run(n):
+        yielded.append((it.t, it.loss))
+        if it.t not in seen["taken"] and it.t % TINY.snapshot_every == 0:  # the guard's
+            seen["taken"][it.t] = [v.clone() for v in fitter.snapshot]  # snapshot at t
     return fitter, yielded, seen
 
 
@@ -112,8 +116,10 @@ def test_divergence_guard_restores_after_a_finite_jump_of_more_than_5_db(monkeyp
     assert loss[13] <= loss[12] * 10 ** (5.0 / 10)  # the retry passed the guard
     # the retry started from the snapshot (taken at t = 10, snapshot_every = 5), not from
     # the weights that produced the jump: network, BatchNorm buffers and Adam's moments
-    assert len(seen["after"]) == len(seen["snapshot"])
+    assert len(seen["after"]) == len(seen["snapshot"]) == len(seen["taken"][10])
     assert all(torch.equal(a, b) for a, b in zip(seen["after"], seen["snapshot"], strict=True))
+    assert all(map(torch.equal, seen["snapshot"], seen["taken"][10]))
+    assert not all(map(torch.equal, seen["taken"][10], seen["taken"][5]))  # not a stale one
     assert all(math.isfinite(v) for v in loss.values())
     assert np.mean([loss[t] for t in range(26, 31)]) < np.mean([loss[t] for t in range(9, 14)])
 
@@ -131,7 +137,8 @@ def test_divergence_guard_keeps_a_jump_just_under_5_db(monkeypatch):
 
 def test_a_fit_resumed_from_its_saved_state_continues_exactly(tmp_path):
     """Including the divergence guard: a NaN injected after the resume is restored from
-    the snapshot that was saved, as in the uninterrupted fit."""
+    the snapshot that was saved (taken at t = 10, saved with the state at t = 12; the NaN
+    at t = 13 comes before the next snapshot at t = 15), as in the uninterrupted fit."""
     noisy = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
 
     def poison_at(fitter, t, it):
@@ -143,7 +150,7 @@ def test_a_fit_resumed_from_its_saved_state_continues_exactly(tmp_path):
     expected = []
     for it in whole.run(30):
         expected.append(it.loss)
-        poison_at(whole, 17, it)
+        poison_at(whole, 13, it)
     first = Fitter(noisy, TINY)
     states = [it.state for it in first.run(12, state_every=6) if it.state is not None]
     assert [s["t"] for s in states] == [6, 12]
@@ -153,8 +160,9 @@ def test_a_fit_resumed_from_its_saved_state_continues_exactly(tmp_path):
     rest = []
     for it in resumed.run(30):
         rest.append(it.loss)
-        poison_at(resumed, 17, it)
+        poison_at(resumed, 13, it)
     assert whole.restores == resumed.restores == 1
+    assert states[-1]["snapshot"] is not None and states[-1]["snapshot_loss"] == expected[9]
     assert rest == expected[12:]
     with pytest.raises(RuntimeError, match="not run yet"):
         resumed.load_state_dict(states[0])
