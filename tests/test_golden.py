@@ -1,10 +1,13 @@
 """What dipstop computes is unchanged: the golden commands give the recorded numbers.
 
 `tests/golden/golden_<ISA>_<vendor>.npz` was recorded by `python tests/golden/golden.py`,
-the AVX-512 Intel set before the library was restructured (issue 10). Series, stops, lams,
-table rows and denoised pixels must match the set of this CPU's instruction set and
-vendor; floats to 1e-9 relative (bit-identical where recorded), integers and stops exactly.
-A CPU with no set skips (its kernels round differently: golden.py says how to record one).
+the AVX-512 Intel set before the library was restructured. Series, stops, lams, table rows
+and denoised pixels must match the set of this CPU's instruction set and vendor (or its
+vendor's AVX2 set, produced with the kernels held to AVX2: `golden.golden_for`); floats to
+1e-9 relative (bit-identical where recorded), integers and stops exactly. A CPU with no set
+to compare fails, never skips: golden.py says how to record one. The set must hold the
+default path (tiles, since-best, the shipped table at the estimated sigma), not only the
+paper's output.
 
 BRISQUE is OpenCV's (its quality module), and OpenCV releases compute it slightly
 differently: on the golden inputs 4.12, 4.13, 4.14 and 5.1 each differ from the 5.0 the
@@ -16,6 +19,9 @@ dipstop's own (its gray conversion, its clamp) moves them by far more.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -33,7 +39,7 @@ def _load_golden_module():
 
 
 _golden = _load_golden_module()
-GOLDEN, produce = _golden.GOLDEN, _golden.produce
+produce, golden_for = _golden.produce, _golden.golden_for
 
 
 RENAMED = {"loss": "mse"}  # the denoise series' "loss" is the one schema's "mse"
@@ -69,11 +75,32 @@ def _same(a: object, b: object, tol: dict[str, float] = STRICT) -> bool:
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory, shared, monkeypatch_module):
-    if not GOLDEN.is_file():
-        pytest.skip(f"no golden set {GOLDEN.name} for this CPU: tests/golden/golden.py records one")
+def golden_set():
+    chosen = golden_for()
+    if chosen is None:
+        pytest.fail(
+            f"no golden set for this CPU ({_golden.ISA}, {_golden.VENDOR}) nor its vendor's "
+            "AVX2 set: record one with python tests/golden/golden.py"
+        )
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def fresh(golden_set, tmp_path_factory, shared, monkeypatch_module):
+    """What the golden commands compute now, in this process or, with the kernels held to
+    a recorded instruction set, in a child process started with that environment."""
     monkeypatch_module.setenv("DIPSTOP_MODELS", str(shared / "models"))
-    return produce(tmp_path_factory.mktemp("golden"))
+    work = tmp_path_factory.mktemp("golden")
+    _, env = golden_set
+    if not env:
+        return produce(work)
+    out = work / "fresh.npz"
+    script = _golden.__file__
+    subprocess.run(
+        [sys.executable, script, "--produce", str(out)], env={**os.environ, **env}, check=True
+    )
+    with np.load(out) as arrays:
+        return {k: arrays[k] for k in arrays.files}
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +109,27 @@ def monkeypatch_module():
         yield mp
 
 
-def test_golden_commands_compute_the_recorded_numbers(fresh):
-    golden = np.load(GOLDEN)
+def test_golden_set_is_chosen_by_cpu_and_falls_back_to_forced_avx2(tmp_path):
+    (tmp_path / "golden_AVX2_AMD.npz").write_bytes(b"")
+    (tmp_path / "golden_AVX512_Intel.npz").write_bytes(b"")
+    assert golden_for("AVX512", "Intel", tmp_path) == (tmp_path / "golden_AVX512_Intel.npz", {})
+    path, env = golden_for("AVX512", "AMD", tmp_path)
+    assert path.name == "golden_AVX2_AMD.npz" and env["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert golden_for("AVX2", "Intel", tmp_path) is None  # nothing to force down to
+    assert golden_for("AVX512", "other", tmp_path) is None
+
+
+def test_the_golden_set_pins_the_default_path(golden_set):
+    with np.load(golden_set[0]) as golden:
+        missing = sorted(set(_golden.DEFAULT_PATH) - set(golden.files))
+    assert not missing, (
+        f"{golden_set[0].name} lacks {missing}: record them on this CPU with "
+        "python tests/golden/golden.py --add-missing"
+    )
+
+
+def test_golden_commands_compute_the_recorded_numbers(golden_set, fresh):
+    golden = np.load(golden_set[0])
     missing = sorted(set(golden.files) - set(fresh))
     assert not missing, f"no longer produced: {missing}"
     changed = []
