@@ -10,6 +10,7 @@ linearly in log(pixels); outside, the nearest end is used.
 
 from __future__ import annotations
 
+import functools
 import json
 from importlib import resources
 from pathlib import Path
@@ -28,9 +29,10 @@ MAX_TABLE_BYTES = 16 * 2**20  # tables are a few KB
 def load_table(path: str | Path | None = None, output: str = "raw") -> dict:
     """Load a lam(sigma) table: a shipped one, or one written by `dipstop calibrate -o`.
 
-    A table that is not valid JSON, not an object with non-empty "entries", or whose
-    entries lack a finite positive sigma and lam, or repeat a sigma, is refused here, before
-    any fitting (`dipstop.validate.check_table`).
+    A table that is not valid JSON, repeats a key in an object, is not an object with
+    non-empty "entries", or whose entries lack a finite positive sigma and lam, or repeat a
+    sigma, or any of whose fields (entries, protocol, provenance) has the wrong type, is
+    refused here, before any fitting (`dipstop.validate.check_table`).
 
     Parameters
     ----------
@@ -80,7 +82,7 @@ table's JSON file
                     "check the path"
                 )
             text = Path(path).read_text()
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=functools.partial(_no_repeats, where))
     except (OSError, ValueError, RecursionError) as exc:
         why = " ".join(str(getattr(exc, "strerror", None) or exc).split())[:120]
         raise DipstopError(
@@ -88,6 +90,19 @@ table's JSON file
             "calibrate --table"
         ) from exc
     return check_table(doc, where)
+
+
+def _no_repeats(where: str, pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object of a table as a dict; a key given twice (JSON keeps the last one
+    silently) is refused."""
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        twice = next(k for k in keys if keys.count(k) > 1)
+        raise DipstopError(
+            f"lambda table {where} gives {twice!r} twice in one object; keep one, or rerun "
+            "dipstop calibrate --table"
+        )
+    return dict(pairs)
 
 
 def table_output(table: dict) -> str:

@@ -542,14 +542,123 @@ def _megapixels(pixels: int) -> str:
 # -- lam tables ------------------------------------------------------------------------------
 
 
+MAX_TABLE_PIXELS = 10**12  # a calibrated image size beyond this is a typo, not a photo
+
+_Field = tuple[Callable[[Any], bool], str]  # (test of a value, what it must be)
+
+
+def _a_number(above: float | None = None, at_least: float | None = None) -> _Field:
+    """A finite real number (not a bool) above / at least a bound."""
+    want = "a finite number"
+    if above is not None:
+        want += f" above {above:g}"
+    elif at_least is not None:
+        want += f" >= {at_least:g}"
+    return _passes(lambda v: number(v, "", above=above, at_least=at_least)), want
+
+
+def _a_whole(at_least: int, at_most: int | None = None) -> _Field:
+    """A whole number (not 3.0, not a bool) in [at_least, at_most]."""
+    want = f"a whole number >= {at_least}" + (f" (at most {at_most:,})" if at_most else "")
+    return _passes(lambda v: whole(v, "", at_least=at_least, at_most=at_most)), want
+
+
+def _passes(check: Callable[[Any], Any]) -> Callable[[Any], bool]:
+    """`check` (which raises DipstopError) as a test that returns True or False."""
+
+    def ok(value: Any) -> bool:
+        try:
+            check(value)
+        except DipstopError:
+            return False
+        return True
+
+    return ok
+
+
+def _a_list_of(field: _Field) -> _Field:
+    """A JSON list whose items all pass `field`."""
+    ok, want = field
+    return (lambda v: isinstance(v, list) and all(ok(x) for x in v)), f"a list of: {want}"
+
+
+def _an_output(value: Any) -> bool:
+    """Whether `value` names an output policy (`dipstop.policies.policy_names`)."""
+    from dipstop.policies import policy_names  # imports torch: only for a table that says
+
+    return isinstance(value, str) and value in policy_names()
+
+
+STRING: _Field = (lambda v: isinstance(v, str), "a string")
+STRINGS = _a_list_of(STRING)
+
+# Every field of a lam table that dipstop reads or `dipstop calibrate` writes, per part:
+# key -> (field, required, null allowed). Other keys are kept unchecked.
+TABLE_FIELDS: dict[str, dict[str, tuple[_Field, bool, bool]]] = {
+    "entry": {
+        "sigma": (_a_number(above=0), True, False),
+        "lam": (_a_number(above=0), True, False),
+        "n_runs": (_a_whole(0), False, False),
+        "mean_iterations": (_a_number(at_least=1), False, True),  # null: not recorded
+        "pixels": (_a_whole(1, MAX_TABLE_PIXELS), False, False),
+        "mean_psnr": (_a_number(), False, True),
+        "mean_psnr_eq4": (_a_number(), False, True),
+        "mean_peak_psnr": (_a_number(), False, True),
+        "images": (STRINGS, False, False),
+    },
+    "protocol": {
+        "name": (STRING, False, False),
+        "width": (_a_whole(1), False, False),
+        "max_iters": (_a_whole(1), False, False),
+        "patience": (_a_whole(1), False, False),
+        "crop": (_a_whole(1), False, True),  # null: whole images
+        "lr": (_a_number(above=0), False, False),
+        "z_noise_std": (_a_number(at_least=0), False, False),
+    },
+    "provenance": {
+        "command": (STRING, False, False),
+        "date": (STRING, False, False),
+        "images": (STRINGS, False, False),
+        "planned_images": (STRINGS, False, False),
+        "image_folder": (STRING, False, True),
+        "sigmas": (_a_list_of(_a_number(above=0)), False, False),
+        "sizes": (_a_list_of(_a_whole(1, MAX_TABLE_PIXELS)), False, False),
+        "iters": (_a_whole(1), False, False),
+        "output": ((_an_output, "an output policy such as 'raw' or 'since-best'"), False, False),
+        "selection": (STRING, False, False),
+    },
+}
+
+
+def _check_fields(part: dict, kind: str, label: str, bad: Callable[[str], DipstopError]) -> None:
+    """Check the fields of one object of a table (an entry, the protocol, the provenance)
+    against `TABLE_FIELDS[kind]`; `label` names it in the message ("entry 3", "protocol")."""
+    for key, ((ok, want), required, nullable) in TABLE_FIELDS[kind].items():
+        if key not in part:
+            if required:
+                raise bad(f"{label} has no {key!r}")
+            continue
+        value = part[key]
+        if nullable and value is None:
+            continue
+        if not ok(value):
+            field = f"{label} has {key}" if kind == "entry" else f"has {label}.{key}"
+            null = " or null" if nullable else ""
+            raise bad(f"{field} {_show(value)}, not {want}{null}")
+
+
 def check_table(doc: Any, where: str) -> dict:
-    """A lam(sigma) table checked and normalised: entries sorted by sigma, `protocol` a dict.
+    """A lam(sigma) table checked and normalised: entries sorted by sigma, `protocol` and
+    `provenance` dicts.
 
     Entries need finite `sigma` and `lam` above 0 and, where present, an `n_runs` that is a
     whole number >= 0, a `mean_iterations` (the iterations the Eq. 4 rule ran on average at
     that lam; null means not recorded) that is a finite number >= 1, and a `pixels` (the
     image size calibrated) that is a whole number >= 1: on every entry or on none, each
-    (pixels, sigma) once. Returns a new dict; `doc` is not changed.
+    (pixels, sigma) once. The other fields `dipstop calibrate` writes, in the entries, the
+    `protocol` and the `provenance`, must have its types where present (`TABLE_FIELDS`);
+    the provenance's `output` must name an output policy. Returns a new dict; `doc` is not
+    changed.
 
     Parameters
     ----------
@@ -561,23 +670,29 @@ def check_table(doc: Any, where: str) -> dict:
     Returns
     -------
     dict
-        `doc` with float sigmas and lams, entries sorted by pixels then sigma and a
-        "protocol" dict ({} when absent).
+        `doc` with float sigmas and lams, entries sorted by pixels then sigma, and
+        "protocol" and "provenance" dicts ({} when absent).
 
     Raises
     ------
     DipstopError
-        Naming what is wrong with the table.
+        Naming what is wrong with the table: the field, its value and what it must be.
 
     Examples
     --------
     >>> check_table({"entries": [{"sigma": 30, "lam": 1}, {"sigma": 10, "lam": 2}]}, "given")
-    {'entries': [{'sigma': 10.0, 'lam': 2.0}, {'sigma': 30.0, 'lam': 1.0}], 'protocol': {}}
+    {'entries': [{'sigma': 10.0, 'lam': 2.0}, {'sigma': 30.0, 'lam': 1.0}], 'protocol': {}, \
+'provenance': {}}
     >>> check_table({"entries": [{"sigma": 10, "lam": 0}]}, "t.json")
     Traceback (most recent call last):
     ...
     dipstop.errors.DipstopError: lambda table t.json entry 0 has lam 0, not a finite number \
 above 0; rerun dipstop calibrate --table, or fix the file
+    >>> check_table({"entries": [{"sigma": 10, "lam": 1}], "protocol": {"crop": "x"}}, "t.json")
+    Traceback (most recent call last):
+    ...
+    dipstop.errors.DipstopError: lambda table t.json has protocol.crop 'x', not a whole number \
+>= 1 or null; rerun dipstop calibrate --table, or fix the file
     """
     fix = "rerun dipstop calibrate --table, or fix the file"
 
@@ -595,26 +710,7 @@ above 0; rerun dipstop calibrate --table, or fix the file
     for i, e in enumerate(entries):
         if not isinstance(e, dict):
             raise bad(f"entry {i} is a JSON {_json_kind(e)}, not an object with sigma and lam")
-        for key in ("sigma", "lam"):
-            if key not in e:
-                raise bad(f"entry {i} has no {key!r}")
-            try:
-                number(e[key], key, above=0)
-            except DipstopError:
-                raise bad(
-                    f"entry {i} has {key} {_show(e[key])}, not a finite number above 0"
-                ) from None
-        for key, check, least, kind, nullable in (
-            ("n_runs", whole, 0, "a whole number", False),
-            ("mean_iterations", number, 1, "a finite number", True),  # null: not recorded
-            ("pixels", whole, 1, "a whole number", False),
-        ):
-            if key not in e or (nullable and e[key] is None):
-                continue
-            try:
-                check(e[key], key, at_least=least)
-            except DipstopError:
-                raise bad(f"entry {i} has {key} {_show(e[key])}, not {kind} >= {least}") from None
+        _check_fields(e, "entry", f"entry {i}", bad)
         clean.append({**e, "sigma": float(e["sigma"]), "lam": float(e["lam"])})
     sized = ["pixels" in e for e in clean]
     if any(sized) and not all(sized):
@@ -624,11 +720,17 @@ above 0; rerun dipstop calibrate --table, or fix the file
         pixels, sigma = sorted({k for k in keys if keys.count(k) > 1})[0]
         at = f" at {pixels} pixels" if pixels else ""
         raise bad(f"lists sigma {sigma:g}{at} more than once")
-    protocol = doc.get("protocol", {})
-    if not isinstance(protocol, dict):
-        raise bad(f'has a "protocol" that is a JSON {_json_kind(protocol)}, not an object')
+    parts = {}
+    for part in ("protocol", "provenance"):
+        value = doc.get(part, {})
+        if not isinstance(value, dict):
+            raise bad(f'has a "{part}" that is a JSON {_json_kind(value)}, not an object')
+        _check_fields(value, part, part, bad)
+        parts[part] = value
+    if "units" in doc and not isinstance(doc["units"], str):
+        raise bad(f'has "units" {_show(doc["units"])}, not a string')
     entries = sorted(clean, key=lambda e: (e.get("pixels", 0), e["sigma"]))
-    return {**doc, "protocol": protocol, "entries": entries}
+    return {**doc, **parts, "entries": entries}
 
 
 def _json_kind(value: Any) -> str:
