@@ -40,7 +40,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="named settings (width, T, S, crop); options below override them",
     )
     p.add_argument(
-        "--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)"
+        "--device", default=None, help="cpu, cuda[:N], mps or xpu[:N] (default: cuda if available)"
     )
     p.add_argument(
         "--threads",
@@ -59,8 +59,8 @@ def _add_ray(p: argparse.ArgumentParser, what: str = "one run per task") -> None
         const="",
         default=None,
         metavar="ADDRESS",
-        help=f"run as Ray tasks ({what}): a local Ray (one 1-thread task per core), or the "
-        "cluster at ADDRESS",
+        help=f"run as Ray tasks ({what}): a fresh local Ray (one 1-thread task per core; "
+        "RAY_ADDRESS when set), or the cluster at ADDRESS (host:port, ray://host:port, auto)",
     )
 
 
@@ -506,10 +506,22 @@ def _check_fit_options(args: argparse.Namespace) -> None:
     check_tiling(args.tile or None, args.overlap, args.tile_above)
     if args.table is not None:
         load_table(args.table)
-    if args.ray is None:  # a cluster may have devices this machine lacks
+    _check_device_and_ray(args)
+
+
+def _check_device_and_ray(args: argparse.Namespace) -> None:
+    """--device and --ray, checked before any work: a device this machine has (with --ray
+    only its name: a cluster may have devices this machine lacks), and a Ray to join (a
+    cluster's address must take a connection; none means a fresh local Ray)."""
+    ray = getattr(args, "ray", None)
+    if getattr(args, "device", None) is not None:
         from dipstop.fitting import resolve_device
 
-        resolve_device(args.device)
+        resolve_device(args.device, here=ray is None)
+    if ray is not None:
+        from dipstop.raytasks import check_ray_address
+
+        check_ray_address(ray)
 
 
 def cmd_denoise(args: argparse.Namespace) -> int:
@@ -664,6 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
         try:
             SWITCHES = Switches.from_env()
+            _check_device_and_ray(args)
             return COMMANDS[args.command](args)
         except DipstopError as exc:
             message = str(exc).replace("\r", "\\r").replace("\n", "\\n")  # one line, always

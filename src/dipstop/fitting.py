@@ -134,13 +134,21 @@ class Iteration:
     state: dict | None = None  # the fit's state after step t, when `run` was asked for it
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
+def resolve_device(device: str | torch.device | None, here: bool = True) -> torch.device:
     """The torch device to fit on: CUDA when available and nothing was asked for, else CPU.
+
+    A device asked for must be one this machine has (`available_devices`): torch knows more
+    names ("meta", "hpu", "mps" on a build without it, ...) than it can fit on here, and
+    would fail later with a traceback.
 
     Parameters
     ----------
     device : str, torch.device or None
-        "cpu", "cuda", "cuda:N", a torch.device, or None / "auto" for the default.
+        "cpu", "cuda", "cuda:N", "mps", "xpu", "xpu:N", a torch.device, or None / "auto"
+        for the default.
+    here : bool
+        False checks only that dipstop can fit on such a device somewhere, not that this
+        machine has it (a Ray cluster's machines may have devices this one lacks).
 
     Returns
     -------
@@ -149,26 +157,72 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     Raises
     ------
     DipstopError
-        For a device name torch does not know, or CUDA asked for without a CUDA GPU.
+        For a device name torch does not know, or a device this machine does not have,
+        naming the ones it has.
 
     Examples
     --------
     >>> resolve_device("cpu")
     device(type='cpu')
-    >>> resolve_device("tpu")
+    >>> resolve_device("tpu")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    dipstop.errors.DipstopError: unknown device 'tpu'; use 'cpu', 'cuda' or 'cuda:N'
+    dipstop.errors.DipstopError: unknown device 'tpu'; use ...
     """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    have = available_devices()
+    use = f"use {have[0]}" if len(have) == 1 else f"use one of {', '.join(have)}"
     try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise DipstopError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DipstopError("device 'cuda' asked for but no CUDA GPU is available; use --device cpu")
+        with warnings.catch_warnings():  # "mkldnn": a deprecation warning, then refused
+            warnings.simplefilter("ignore")
+            dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DipstopError(f"unknown device {str(device)!r}; {use}") from None
+    count = _device_count(dev.type)
+    if count is None:
+        raise DipstopError(f"dipstop cannot fit on device {str(device)!r}; {use}")
+    if not here:
+        return dev
+    if count == 0:
+        name = {"cuda": "CUDA GPU", "mps": "Apple MPS device", "xpu": "Intel XPU"}[dev.type]
+        raise DipstopError(f"device {str(device)!r} asked for but no {name} is available; {use}")
+    if dev.index is not None and dev.index >= count:
+        raise DipstopError(
+            f"device {str(device)!r} asked for but this machine has {count} {dev.type} "
+            f"device{'s' if count > 1 else ''}; {use}"
+        )
     return dev
+
+
+def available_devices() -> list[str]:
+    """The devices dipstop can fit on here, as `resolve_device` takes them.
+
+    >>> available_devices()[0]
+    'cpu'
+    """
+    have = ["cpu"]
+    for kind in ("cuda", "xpu"):
+        have += [f"{kind}:{i}" for i in range(_device_count(kind) or 0)]
+    if _device_count("mps"):
+        have.append("mps")
+    return have
+
+
+def _device_count(kind: str) -> int | None:
+    """How many devices of a type torch can use here (0 when this build or machine has
+    none); None for a type dipstop does not fit on."""
+    if kind == "cpu":
+        return 1
+    if kind == "cuda":
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if kind == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        return int(bool(mps is not None and mps.is_available()))
+    if kind == "xpu":
+        xpu = getattr(torch, "xpu", None)
+        return xpu.device_count() if xpu is not None and xpu.is_available() else 0
+    return None
 
 
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -12,9 +12,10 @@ import typing
 from collections.abc import Callable, Iterator, Sequence
 
 from dipstop.checkpoints import RunCheckpoint, folder_for
+from dipstop.fitting import resolve_device
 from dipstop.lab.runs import run_one
 from dipstop.lab.store import ResultStore, run_key
-from dipstop.raytasks import ray_map
+from dipstop.raytasks import check_ray_address, ray_map
 from dipstop.runtime import Switches
 
 
@@ -81,7 +82,9 @@ def run_grid(
     Raises
     ------
     DipstopError
-        With `use_ray` when Ray is not installed.
+        For a device this machine lacks (without `use_ray`) or that dipstop cannot fit on;
+        with `use_ray` when Ray is not installed or the cluster cannot be reached. Before
+        any run is claimed.
 
     Examples
     --------
@@ -108,6 +111,9 @@ def run_grid(
     (0, '2 runs in the grid, 2 already stored, 0 to run')
     >>> store.close()
     """
+    resolve_device(device, here=not use_ray)  # a bad device or Ray fails before any claim
+    if use_ray:
+        check_ray_address(ray_address)
     todo = pending(specs, store)
     log(
         f"{len(specs)} runs in the grid, {len(specs) - len(todo)} already stored, "
