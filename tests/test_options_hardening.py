@@ -324,7 +324,8 @@ def test_cli_refuses_an_unreachable_ray_in_one_line(capsys, tmp_path):
 
 
 def test_ray_starts_fresh_after_a_local_head_died():
-    """A dead head's record in Ray's temp folder: --ray alone starts a local Ray anyway.
+    """A dead head's record in Ray's temp folder: --ray alone starts a local Ray anyway,
+    and a DipstopError raised in a task reaches the caller as itself.
 
     Writes the record a `ray start --head` leaves (its GCS port now closed) in a private
     RAY_TMPDIR, and joins from a child process, killed with its group if it hangs."""
@@ -338,8 +339,14 @@ def test_ray_starts_fresh_after_a_local_head_died():
     code = textwrap.dedent(
         """
         import ray
-        from dipstop.raytasks import ray_slots
+        from dipstop.errors import DipstopError
+        from dipstop.fitting import resolve_device
+        from dipstop.raytasks import ray_map, ray_slots
         print("slots", ray_slots(""), flush=True)
+        try:  # a DipstopError in a task comes back as itself: one line, no remote traceback
+            list(ray_map(resolve_device, [("meta",)]))
+        except DipstopError as exc:
+            print("task error:", type(exc).__name__, repr(str(exc)), flush=True)
         ray.shutdown()
         """
     )
@@ -357,6 +364,7 @@ def test_ray_starts_fresh_after_a_local_head_died():
         child.wait()
         shutil.rmtree(folder, ignore_errors=True)
     assert "slots" in out, out[-2000:]
+    assert "task error: DipstopError \"dipstop cannot fit on device 'meta'; use" in out, out[-2000:]
 
 
 # -- helpers ---------------------------------------------------------------------------------

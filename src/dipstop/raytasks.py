@@ -31,7 +31,8 @@ def ray_map(
     and at most two tasks per slot (CPU or GPU) are in flight, so the arguments held at once
     are bounded by the cluster, not by the number of calls (the 1302 tiles of a 12 MP
     photo). Results come in the order the tasks finish, not the order
-    of `calls`; a task that raises re-raises here (as Ray's wrapper of the exception).
+    of `calls`; a task that raises re-raises here (as Ray's wrapper of the exception; a
+    DipstopError as itself, so its message stays one line).
     Closing the generator early (Ctrl-C, an error) cancels the tasks not finished yet.
 
     Parameters
@@ -64,11 +65,23 @@ def ray_map(
         while futures:
             ready, futures = ray.wait(futures, num_returns=1)
             futures += [task.remote(*args) for args in itertools.islice(pending, 1)]
-            yield ray.get(ready[0])
+            yield _get(ray, ready[0])
     finally:  # abandoned (Ctrl-C, an error): the tasks not finished are cancelled
         for future in futures:
             with contextlib.suppress(Exception):
                 ray.cancel(future)
+
+
+def _get(ray: Any, future: Any) -> Any:
+    """A task's result; a DipstopError the task raised is raised here as itself, its
+    one-line message, not as Ray's wrapper (whose message is the remote traceback)."""
+    try:
+        return ray.get(future)
+    except DipstopError as exc:  # Ray's wrapper subclasses the exception it wraps
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, DipstopError):
+            raise cause from None
+        raise
 
 
 def ray_slots(address: str | None = None) -> int:
