@@ -109,3 +109,14 @@ def test_a_graphed_fit_resumes_from_a_state_saved_without_graphs(tmp_path):
     assert rest[:2] == pytest.approx(losses[40:42], rel=1e-4)
     assert len(rest) == 40 and resumed.use_graph  # then captured again, no eager fallback
     assert np.mean(rest[-10:]) < np.mean(rest[:5])
+
+
+def test_a_cuda_index_beyond_the_gpus_is_refused_naming_them():
+    from dipstop.errors import DipstopError
+    from dipstop.fitting import resolve_device
+
+    n = torch.cuda.device_count()
+    assert resolve_device(f"cuda:{n - 1}") == torch.device("cuda", n - 1)
+    assert resolve_device(None).type == "cuda"
+    with pytest.raises(DipstopError, match=rf"has {n} cuda device.*; use one of cpu, cuda:0"):
+        resolve_device(f"cuda:{n}")
