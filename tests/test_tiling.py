@@ -285,7 +285,8 @@ def test_a_tiled_run_resumes_from_the_tiles_kept_in_its_folder(tmp_path):
     assert len(list(folder.glob("tile_*.pt"))) == 6
     kept = sorted(folder.glob("tile_*.pt"))
     kept[0].write_bytes(b"not a tile")  # damaged: refitted, with a warning
-    torch.save({"out": torch.zeros(3, 3, 3), "result": {}}, kept[1])  # another run's shape
+    key = torch.load(kept[2], weights_only=True)["key"]  # this run's, of another shape:
+    torch.save({"key": key, "out": torch.zeros(3, 3, 3), "result": {}}, kept[1])
     with pytest.warns(UserWarning, match="ignoring kept tile") as caught:
         again, res = denoise(noisy, device="cpu", resume_dir=folder, **kw)
     assert len(caught) == 2 and np.array_equal(again, fresh)

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from dipstop.api import DenoiseResult, TiledResult, denoise
+from dipstop.checkpoints import hold
 from dipstop.errors import DipstopError
 from dipstop.estimate import RunEstimate
 from dipstop.fitting import padding_for, resolve_device
@@ -126,12 +127,42 @@ def denoise_file(
     """
     src, dst = Path(src), Path(dst)
     check_writable(dst, protect=(src, clean), overwrite=overwrite)
+    lock = lock_file(dst)
+    busy = (
+        f"another dipstop run is writing {shown(dst)} (lock {shown(lock)}); wait for it or "
+        "choose another -o"
+    )
+    with hold(lock, busy):
+        return _denoise_file(src, dst, clean, report, partial, fit)
+
+
+def lock_file(dst: str | os.PathLike) -> Path:
+    """The lock a run writing `dst` holds (`checkpoints.hold`), beside it; removed after.
+
+    >>> lock_file("out/cat_dipstop.png").as_posix()
+    'out/cat_dipstop.png.lock'
+    """
+    dst = Path(dst)
+    return dst.with_name(dst.name + ".lock")
+
+
+def _denoise_file(
+    src: Path,
+    dst: Path,
+    clean: str | os.PathLike | None,
+    report: str | os.PathLike | None,
+    partial: bool,
+    fit: dict[str, Any],
+) -> DenoiseResult | TiledResult:
+    """`denoise_file`, its output's lock held."""
     image = read_image(src)
     clean_px = None
     if clean is not None:
         clean_img = read_image(clean)
         clean_px = join_array(clean_img.pixels, clean_img)
     fit.setdefault("resume_dir", partial_folder(dst))
+    folder = Path(fit["resume_dir"])
+    before = _progress_files(folder)
     out, result = denoise(join_array(image.pixels, image), clean=clean_px, **fit)
     if result.interrupted and not partial:
         return result
@@ -139,22 +170,53 @@ def denoise_file(
     lost = [NAMES[k] for k in image.meta if k not in carried(dst.suffix, image.meta)]
     if lost:
         result.notes.append(
-            f"{' and '.join(lost)} of {src.name} not written to {dst.suffix} (PNG and JPEG "
-            "keep them)"
+            f"{' and '.join(lost)} of {shown(src.name)} not written to {dst.suffix} (PNG and "
+            "JPEG keep them)"
         )
     if result.interrupted or result.stopped_by_budget:
-        if Path(fit["resume_dir"]).is_dir():  # none if a whole fit ended before its first save
+        after = _progress_files(folder)
+        kept = any(p.name.startswith("tile_") for p in after)
+        if kept or any(after[p] != before.get(p) for p in after):
             result.notes.append(
-                f"its progress is kept in {fit['resume_dir']}: the same command resumes it"
+                f"its progress is kept in {shown(folder)}: the same command resumes it"
+            )
+        else:  # the folder, even empty, tells a batch rerun that this output is unfinished
+            folder.mkdir(parents=True, exist_ok=True)
+            result.notes.append(
+                "nothing of its fit was kept to resume (a tile is kept when it is done, a "
+                "whole image's fit about once a minute): the same command starts it over"
             )
     else:
-        shutil.rmtree(fit["resume_dir"], ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
     if report is not None:
         from dipstop.report import write_run_report
 
         write_run_report(result, report, {"noisy": image.pixels, "denoised": out,
                                           "clean": clean_px})  # fmt: skip
     return result
+
+
+def _progress_files(folder: Path) -> dict[Path, int]:
+    """The kept tiles and checkpoints in a run's progress folder, with their mtimes (ns).
+
+    After a run, a tile there is this run's (`TileStore` deletes others' tiles), and a
+    checkpoint new or touched since the run began is this run's (saved, or resumed from).
+    """
+    try:
+        return {p: p.stat().st_mtime_ns for p in folder.glob("*.pt")}
+    except OSError:
+        return {}
+
+
+def shown(path: str | os.PathLike) -> str:
+    """A path as a one-line message shows it: as it is, or quoted with escapes when it
+    holds a newline or another character that is not printable.
+
+    >>> shown("photos/cat.png"), shown("photos/cat\\n2.png")
+    ('photos/cat.png', "'photos/cat\\\\n2.png'")
+    """
+    text = os.fspath(path)
+    return text if text.isprintable() else repr(text)
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -399,6 +461,8 @@ def _padded_pixels(path: Path) -> int:
     """The pixels a whole fit of the image at `path` runs on; 0 when it cannot be read (its
     job fails with the reason when it runs)."""
     try:
+        if not path.is_file():  # opening a FIFO would wait for a writer: forever
+            return 0
         with Image.open(path) as img:
             w, h = img.size
         left, right, top, bottom = padding_for(max(h, 32), max(w, 32))
@@ -413,7 +477,8 @@ def _attempt(job: Job, fit: dict[str, Any], overwrite: bool) -> Outcome:
             job.src, job.dst, clean=job.clean, report=job.report, overwrite=overwrite, **fit
         )
     except DipstopError as exc:
-        return job, None, " ".join(str(exc).split())  # one line, always
+        text = str(exc).replace(os.fspath(job.src), shown(job.src))
+        return job, None, " ".join(text.split())  # one line, always
     return job, result, None
 
 

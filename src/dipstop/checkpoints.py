@@ -19,20 +19,24 @@ tensor of another shape) is ignored with a warning and the run starts over from 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import re
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 
+from dipstop.errors import DipstopError
 from dipstop.fitting import Fitter
 
 CHECKPOINT_SECONDS = 60.0  # at most one write a minute: the paper run's window alone is 185 MB
@@ -144,11 +148,14 @@ class RunCheckpoint:
         caller's own state (a criterion's window, a moving average). None, with `fitter` as
         it was, when there is no usable checkpoint: the run starts over.
 
-        `series` is the run's fresh record (name -> array of its T iterations): the saved one
-        must hold the same names and lengths. The fit's state is checked against `fitter`
-        before any of it is applied; should loading or `apply` fail anyway, `fitter` is reset
-        to its fresh state. `apply` must raise before changing anything of the caller's, or
-        the caller must discard what it changed when None comes back.
+        `series` is the run's record (name -> an array as long as its T iterations, or a
+        broadcast view standing for one): the saved series must be those, each with a value
+        for every iteration up to the saved one, which must not be past T. The fit's state
+        is checked against `fitter` before any of it is applied; should loading or `apply`
+        fail anyway, `fitter` is reset to its fresh state. `apply` must raise before changing
+        anything of the caller's, or the caller must discard what it changed when None comes
+        back. The file resumed from is touched, so that its folder shows it is this run's
+        (`batch.denoise_file` tells whether a run cut short kept progress).
         """
         state = self.load()
         if state is None:
@@ -170,6 +177,8 @@ class RunCheckpoint:
             fitter.load_state_dict(fresh)
             fitter.snapshot = None  # the fresh state has none; load_state_dict keeps the old
             return self._ignore(f"not of this run ({type(exc).__name__}: {_first_line(exc)})")
+        with contextlib.suppress(OSError):
+            os.utime(self.path)
         return state
 
     @property
@@ -184,7 +193,8 @@ class RunCheckpoint:
     def save(
         self, fitter: dict, series: dict[str, np.ndarray], seconds: float, **extra: object
     ) -> None:
-        """Write a fitter's state, the series recorded so far and the run's clock, atomically.
+        """Write a fitter's state, the series recorded so far (a value per iteration up to
+        the fitter's) and the run's clock, atomically (`write_atomically`).
 
         A failed write (a full disk) warns and leaves the previous checkpoint: the run goes on.
         """
@@ -198,13 +208,9 @@ class RunCheckpoint:
             "seconds": float(seconds),
             **extra,
         }
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(state, tmp)
-            os.replace(tmp, self.path)
+            write_atomically(self.path, lambda tmp: torch.save(state, tmp))
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             warnings.warn(f"could not write checkpoint {self.path} ({exc})", stacklevel=2)
         self._last = time.monotonic()
 
@@ -311,19 +317,68 @@ def _check_like(value: object, own: object, what: str) -> None:
         raise ValueError(f"the {what} is {value!r}")
 
 
-def _check_series(saved: dict, fresh: dict[str, np.ndarray], t: int) -> None:
-    """ValueError unless `saved` has every series of `fresh`, each as long (and T >= t)."""
+def _check_series(saved: dict[str, np.ndarray], fresh: dict[str, np.ndarray], t: int) -> None:
+    """ValueError unless `saved` has every series of `fresh`, each of its dtype with a value
+    for each of the t iterations run (one of an earlier version holds all T), and T >= t."""
     if set(saved) != set(fresh):
         names = ", ".join(sorted(set(saved) ^ set(fresh)))
         raise ValueError(f"the series differ from this run's in {names}")
     for name, own in fresh.items():
         value = saved[name]
-        if value.shape != own.shape or value.dtype != own.dtype:
+        if value.ndim != 1 or len(value) < t or value.dtype != own.dtype:
             raise ValueError(
-                f"series {name} is {value.dtype} {value.shape}, this run's {own.dtype} {own.shape}"
+                f"series {name} is {value.dtype} {value.shape}, not {own.dtype} of {t} iterations"
             )
     if t > min((len(v) for v in fresh.values()), default=0):
         raise ValueError(f"it is at iteration {t}, past this run's end")
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """`write(tmp)` to a temporary file beside `path`, then rename it over `path`, so a kill
+    mid-write leaves the previous file (or none), never a truncated one. The temporary name
+    is unique to this process and thread (two runs, or two fits of one process, never write
+    the same one); it is removed if the write fails, and the OSError raised.
+    """
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def hold(lock: Path, busy: str) -> Iterator[None]:
+    """Hold the lock file `lock` (a `filelock.FileLock`) while the block runs; DipstopError
+    `busy` at once if another run, or another thread of this one, holds it.
+
+    Refuse rather than wait: the other run is most likely the same command started twice
+    (a second terminal, a cron job), and waiting would fit the image again once it is done,
+    or hang for the hours a photo's fit can take without a word of why; refusing says at
+    once what is going on, and a batch goes on with its other files. The file is removed
+    before the lock is released, so none is left beside the output: filelock checks after
+    locking that its file still has a name, so a run that opened the removed file retries
+    on the new one instead of sharing the lock.
+    """
+    lock = Path(lock)
+    held = FileLock(lock, timeout=0)
+    try:
+        held.acquire()
+    except Timeout:
+        raise DipstopError(busy) from None
+    except OSError as exc:
+        raise DipstopError(
+            f"cannot create the lock file {lock} ({exc.strerror or exc}); choose a writable "
+            "location"
+        ) from exc
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        held.release()
 
 
 def _is_real(value: object) -> bool:

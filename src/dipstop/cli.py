@@ -446,7 +446,7 @@ def _denoise_file(args: argparse.Namespace, src: Path, dst: Path, clean: Path | 
     return 130 if result.interrupted else 0  # 130: the shell's code for an interrupt
 
 
-def _result_lines(result: DenoiseResult | TiledResult, dst: Path) -> list[str]:
+def _result_lines(result: DenoiseResult | TiledResult, dst: Path | str) -> list[str]:
     """What a finished file says: where it stopped and why, PSNR if known, notes."""
     from dipstop.tiling import TiledResult
 
@@ -540,7 +540,7 @@ def _denoise_batch(args: argparse.Namespace) -> int:
     A file that fails is reported at the end and the others go on (exit 2 if any failed);
     Ctrl-C ends the batch, keeping the finished outputs (exit 130).
     """
-    from dipstop.batch import file_workers, prepare_batch, run_jobs
+    from dipstop.batch import file_workers, prepare_batch, run_jobs, shown
 
     if args.clean:
         raise DipstopError(
@@ -553,7 +553,7 @@ def _denoise_batch(args: argparse.Namespace) -> int:
     todo, skipped = prepare_batch(args.input, args.output, args.report, args.overwrite)
     log = _log(args)
     for job in skipped:
-        log(f"skipping {job.src}: {job.dst} exists (pass --overwrite to redo it)")
+        log(f"skipping {shown(job.src)}: {shown(job.dst)} exists (pass --overwrite to redo it)")
     fit = _fit_kwargs(args, interruptible=False)  # Ctrl-C ends the batch, not just one fit
     workers = None if args.ray is not None else file_workers(todo, fit)
     if workers is not None and workers > 1:
@@ -565,13 +565,13 @@ def _denoise_batch(args: argparse.Namespace) -> int:
     done, failed, interrupted = 0, [], False
     try:
         for job, result, error in outcomes:
-            step = f"[{done + len(failed) + 1}/{len(todo)}] {job.src}"
+            step = f"[{done + len(failed) + 1}/{len(todo)}] {shown(job.src)}"
             if result is None:
                 failed.append((job, error))
                 log(f"{step}: failed (reported at the end)")
             else:
                 done += 1
-                first, *rest = _result_lines(result, job.dst)
+                first, *rest = _result_lines(result, shown(job.dst))
                 log("\n".join([f"{step}: {first}", *(f"  {line}" for line in rest)]))
     except KeyboardInterrupt:
         interrupted = True
@@ -582,7 +582,7 @@ def _denoise_batch(args: argparse.Namespace) -> int:
         + (f", {len(todo) - done - len(failed)} not run (interrupted)" if interrupted else "")
     )
     for job, error in failed:
-        print(f"dipstop: error: {job.src}: {error}", file=sys.stderr)
+        print(f"dipstop: error: {shown(job.src)}: {error}", file=sys.stderr)
     if interrupted:
         print(
             f"dipstop: interrupted; the {done} finished outputs are kept; rerun the same "

@@ -109,6 +109,38 @@ class _Produced:
     extra: dict | None  # criteria and averages state, for a checkpoint at this iteration
 
 
+class _Series:
+    """The named float64 series of a recording, NaN until written: arrays that grow with the
+    run (doubling, up to T), so a huge T costs nothing until it is run.
+
+    >>> s = _Series(["mse"], 10**12)
+    >>> s.reserve(3); s.arrays["mse"][2] = 1.0
+    >>> len(s.arrays["mse"]) < 10**4, s.first(3)["mse"].tolist()
+    (True, [nan, nan, 1.0])
+    """
+
+    START = 1024  # rows held at first: most runs (T of 3000 and less) grow once or twice
+
+    def __init__(self, names: Sequence[str], max_iters: int) -> None:
+        self.max_iters = max_iters
+        size = min(max_iters, self.START)
+        self.arrays = {k: np.full(size, np.nan) for k in names}
+
+    def reserve(self, rows: int) -> None:
+        """Room for at least `rows` rows (and at most T, unless more are asked)."""
+        size = len(next(iter(self.arrays.values()), ()))
+        if rows <= size:
+            return
+        size = max(rows, min(2 * size, self.max_iters))
+        for k, old in self.arrays.items():
+            self.arrays[k] = np.full(size, np.nan)
+            self.arrays[k][: len(old)] = old
+
+    def first(self, rows: int) -> dict[str, np.ndarray]:
+        """Each series' first `rows` rows (views)."""
+        return {k: v[:rows] for k, v in self.arrays.items()}
+
+
 def series_names(
     criteria: Sequence[Criterion],
     averages: Collection[str],
@@ -201,7 +233,7 @@ def record(
             raise ValueError("an output policy needs an online stop")
         averages = {**policy.averages(), **averages}
     names = series_names(criteria, averages, clean is not None, ssim_of, stop is not None)
-    series = {k: np.full(max_iters, np.nan) for k in names}
+    series = _Series(names, max_iters)
     device = [c for c in criteria if not c.on_host]
     host = [c for c in criteria if c.on_host]
     need_images = bool(host or averages)
@@ -234,13 +266,16 @@ def record(
                 obj.load_state_dict(before[key], fitter.device)
             raise
 
-    saved = checkpoint.resume(fitter, apply, series) if checkpoint is not None else None
+    saved = None
+    if checkpoint is not None:  # the record it expects: T values a series (views, no memory)
+        whole = {k: np.broadcast_to(np.float64(np.nan), (max_iters,)) for k in names}
+        saved = checkpoint.resume(fitter, apply, whole)
     if saved is not None:
+        series.reserve(fitter.t)
         for k in names:
-            if k in saved["series"]:
-                series[k][: fitter.t] = saved["series"][k][: fitter.t]
+            series.arrays[k][: fitter.t] = saved["series"][k][: fitter.t]
         if stopper is not None:  # the rule's state is the criterion values so far
-            for value in series["criterion"][: fitter.t]:
+            for value in series.arrays["criterion"][: fitter.t]:
                 stopper.update(value)
     began = time.perf_counter()
     start = began - (saved["seconds"] if saved else 0.0)  # a resumed run's clock goes on
@@ -309,15 +344,17 @@ def record(
                 else:
                     done = False
                 row["seconds"] = time.perf_counter() - start
+                series.reserve(i + 1)
                 for k, v in row.items():
-                    series[k][i] = v
+                    series.arrays[k][i] = v
                 count = item.it.t
                 if on_row is not None:
                     on_row(item.it, row)
                 # not once the rule fired: a resumed run would fit past its stop
                 if checkpoint and item.extra is not None and not done and checkpoint.due():
                     kept = {"policy": policy.state_dict()} if policy is not None else {}
-                    checkpoint.save(item.it.state, series, row["seconds"], **item.extra, **kept)
+                    rows = series.first(count)
+                    checkpoint.save(item.it.state, rows, row["seconds"], **item.extra, **kept)
                 if done:
                     break
                 if max_seconds is not None and time.perf_counter() - began > max_seconds:
@@ -331,7 +368,7 @@ def record(
                 raise
             interrupted = True
     return Recording(
-        series={k: v[:count] for k, v in series.items()},
+        series=series.first(count),
         iterations=count,
         stopper=stopper,
         output=policy.result() if policy else None,

@@ -18,9 +18,7 @@ The default tile is 128 px: the lam table is calibrated on 128 x 128 crops.
 from __future__ import annotations
 
 import functools
-import json
 import math
-import os
 import queue
 import threading
 import time
@@ -33,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from dipstop.checkpoints import image_spec, run_key
+from dipstop.checkpoints import hold, image_spec, run_key, why_unreadable, write_atomically
 from dipstop.errors import DipstopError
 from dipstop.memory import available_bytes, estimate_bytes
 from dipstop.validate import check_denoise_options, check_tiling
@@ -418,6 +416,31 @@ def run_tiles(
     kind: str,
     original: Any,
     *,
+    resume_dir: str | Path | None = None,
+    **options: Any,
+) -> tuple[Any, TiledResult]:
+    """`_run_tiles`, holding `<resume_dir>.lock` while it runs when it keeps tiles.
+
+    Two runs keeping tiles in one folder would each empty it of the other's tiles (their
+    keys differ) or write the same files: the second is refused in one line
+    (`checkpoints.hold`).
+    """
+    if resume_dir is None:
+        return _run_tiles(loaded, kind, original, **options)
+    lock = Path(f"{resume_dir}.lock")
+    busy = (
+        f"another dipstop run is keeping its tiles in {resume_dir} (lock {lock}); wait for "
+        "it, or give this one another folder"
+    )
+    with hold(lock, busy):
+        return _run_tiles(loaded, kind, original, resume_dir=resume_dir, **options)
+
+
+def _run_tiles(
+    loaded: LoadedImage,
+    kind: str,
+    original: Any,
+    *,
     tile: int,
     overlap: int,
     sigma: float | None = None,
@@ -455,8 +478,9 @@ def run_tiles(
     from tqdm import tqdm
 
     from dipstop import api
-    from dipstop.fitting import padding_for, resolve_device
+    from dipstop.fitting import padding_for, resolve_device, resolve_precision
     from dipstop.imageio import join_array
+    from dipstop.lambda_table import load_table
     from dipstop.memory import check_fits
     from dipstop.metrics import psnr
     from dipstop.noise import estimate_sigma
@@ -489,9 +513,11 @@ def run_tiles(
         sigma = estimate_sigma(x)
     notes: list[str] = []
     tile_lam = lam  # what each tile's fit is given
+    table = None  # the lam table read, when lam comes from one
     if lam is None:
         tile_pixels = plan.tile_h * plan.tile_w  # each tile is fitted, and stopped, alone
-        lam, notes = api.lam_from_table(sigma, fit.get("table"), proto.width, output, tile_pixels)
+        table = load_table(fit.get("table"), output=output)
+        lam, notes = api.lam_from_table(sigma, table, proto.width, output, tile_pixels)
         # a tile given sigma looks the same lam up itself, and the table's expected stop with
         # it (for the run's estimate); a tile's own sigma estimate would differ from tile to tile
         tile_lam = None if sigma > 0 else lam
@@ -507,8 +533,12 @@ def run_tiles(
     interrupted = False
     store = None
     if resume_dir is not None:
-        kept = {**tile_fit, "tile": tile, "overlap": overlap}
-        store = TileStore(resume_dir, run_key(image_spec(x, clean_px, kept)))
+        precision = fit.get("precision", "auto")
+        if ray is None and precision == "auto":  # as each tile's `denoise` resolves it
+            precision = "fp32" if output == "raw" else resolve_precision(precision, device)
+        kept = tiles_spec(x, clean_px, sigma, lam, table, proto.as_dict(), output, precision,
+                          tile, overlap, fit)  # fmt: skip
+        store = TileStore(resume_dir, run_key(kept))
     shapes = {i: (h, w, x.shape[2]) for i, (_, _, h, w) in enumerate(boxes)}
     resumed = {} if store is None else store.load(shapes)
     todo = [i for i in range(len(boxes)) if i not in resumed]
@@ -624,17 +654,58 @@ def run_tiles(
     return api._from_array(pixels, kind, original), result
 
 
+def tiles_spec(
+    pixels: np.ndarray,
+    clean: np.ndarray | None,
+    sigma: float,
+    lam: float,
+    table: dict | None,
+    protocol: dict[str, Any],
+    output: str,
+    precision: str,
+    tile: int,
+    overlap: int,
+    fit: dict[str, Any],
+) -> dict[str, Any]:
+    """The spec of a tiled run (`checkpoints.image_spec`) that names its kept tiles: what its
+    tiles' results are made of, as resolved (the lam, the lam table's content, not its path,
+    whose lam the tiles look up again; the protocol with its overrides; the precision), and
+    any other fit setting as given. What changes how, not what (device, engine switches,
+    threads, progress, the time budget, where the files are) is not in it.
+
+    >>> a = np.zeros((2, 2, 1), np.float32)
+    >>> spec = tiles_spec(a, None, 25.0, 0.5, None, {"width": 8}, "raw", "fp32", 64, 16, {})
+    >>> spec["lam"], spec["table"], spec["tile"]
+    (0.5, None, 64)
+    """
+    settings = {k: v for k, v in fit.items() if k not in ("protocol", "output", "precision")}
+    for name in ("table", "width", "max_iters", "patience", "lr", "z_noise_std"):
+        settings.pop(name, None)  # in `protocol`, or read into `table`
+    settings |= {
+        "sigma": float(sigma),
+        "lam": float(lam),
+        "table": None if table is None else run_key(table),
+        "protocol": protocol,
+        "output": output,
+        "precision": precision,
+        "tile": tile,
+        "overlap": overlap,
+    }
+    return image_spec(pixels, clean, settings)
+
+
 class TileStore:
     """The finished tiles of one tiled run, kept in a folder as they finish, so that a run
     interrupted (Ctrl-C, a crash, the time budget) and started again with the same image and
     settings fits only the tiles not there.
 
-    `key` names the run (`run_key` of its `image_spec`); a folder holding another run's
-    tiles is emptied first. Each tile is one `torch.save` of its output and
-    `DenoiseResult.state()`, written to a temporary name and renamed, so a tile is either
-    whole or absent; it is read back with `torch.load(weights_only=True)`, so a file planted
-    in the folder runs no code, and one that is unreadable or not of this run (another
-    shape) is refitted, with a warning.
+    `key` names the run (`run_key` of its `tiles_spec`) and is kept in each tile's file, so
+    no manifest can be damaged or disagree with the tiles. Each tile is one `torch.save` of
+    the key, its output and `DenoiseResult.state()`, written atomically
+    (`checkpoints.write_atomically`), so a tile is whole or absent. It is read back with
+    `torch.load(weights_only=True)`, so a file planted in the folder runs no code. A tile of
+    another run (another key, or none: an earlier version) is deleted as stale; one that is
+    unreadable or not of this run's shape is deleted with a warning, and refitted.
 
     Examples
     --------
@@ -649,27 +720,22 @@ class TileStore:
     """
 
     def __init__(self, folder: str | Path, key: str) -> None:
-        self.folder = Path(folder)
+        self.folder, self.key = Path(folder), key
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            manifest = self.folder / "run.json"
-            if manifest.exists() and json.loads(manifest.read_text()).get("key") != key:
-                for old in self.folder.glob("tile_*.pt"):
-                    old.unlink()
-            manifest.write_text(json.dumps({"key": key}))
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             raise DipstopError(
-                f"cannot keep the finished tiles in {self.folder} ({exc}); pass a writable "
-                "tile folder, or remove that one"
+                f"cannot keep the finished tiles in {self.folder} ({exc.strerror or exc}); "
+                "pass a writable tile folder"
             ) from exc
 
     def load(
         self, shapes: dict[int, tuple[int, ...]]
     ) -> dict[int, tuple[np.ndarray, DenoiseResult]]:
         """The tiles already done, index -> (output, result), of those whose index and
-        output shape are in `shapes` (the run's tiles)."""
+        output shape are in `shapes` (the run's tiles); the folder's other tiles are
+        deleted (they would never be used)."""
         from dipstop.api import DenoiseResult
-        from dipstop.checkpoints import why_unreadable
 
         done = {}
         for path in sorted(self.folder.glob("tile_*.pt")):
@@ -679,6 +745,9 @@ class TileStore:
                     state = torch.load(path, weights_only=True, map_location="cpu")
             except Exception as exc:  # a damaged or foreign file: that tile is fitted again
                 _ignore_tile(path, f"unreadable: {why_unreadable(exc)}")
+                continue
+            if not isinstance(state, dict) or state.get("key") != self.key:
+                path.unlink(missing_ok=True)  # another run's (other settings, or an old dipstop)
                 continue
             try:
                 index = int(path.stem.split("_")[1])
@@ -693,16 +762,24 @@ class TileStore:
         return done
 
     def save(self, index: int, out: np.ndarray, result: DenoiseResult) -> None:
-        """Keep tile `index`'s output and result."""
+        """Keep tile `index`'s output and result; a failed write (a full disk, the folder
+        gone) warns and the run goes on without it."""
         path = self.folder / f"tile_{index:06d}.pt"
-        partial = path.with_suffix(".tmp")
         # torch.tensor copies: a Ray task's output is read-only, which from_numpy warns of
-        torch.save({"out": torch.tensor(out), "result": result.state()}, partial)
-        os.replace(partial, path)
+        state = {"key": self.key, "out": torch.tensor(out), "result": result.state()}
+        try:
+            write_atomically(path, lambda tmp: torch.save(state, tmp))
+        except OSError as exc:
+            warnings.warn(
+                f"could not keep tile {path} ({exc.strerror or exc}); a rerun fits it again",
+                stacklevel=2,
+            )
 
 
 def _ignore_tile(path: Path, why: str) -> None:
+    """Warn of a kept tile that cannot be used, and delete it (it is fitted again)."""
     warnings.warn(f"ignoring kept tile {path} ({why}); it is fitted again", stacklevel=3)
+    path.unlink(missing_ok=True)
 
 
 def tile_workers(tiles: int, need: int) -> int:
