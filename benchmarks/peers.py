@@ -1,0 +1,154 @@
+"""dipstop beside what a user would use instead, on identical noisy whole photos, one run.
+
+For each CBSD68 photo and sigma the noisy input is `synthetic_pair(path, None, sigma, 0)`,
+and every method denoises those same pixels, timed in this process, one after the other:
+
+- `bm3d-known`: BM3D at the true sigma; `bm3d-est`: BM3D at dipstop's blind estimate;
+- `nlmeans`: scikit-image's non-local means with its own estimate;
+- `zsn2n`: zero-shot Noise2Noise (Mansour & Heckel 2023, `dipstop.lab.peers`);
+- `dipstop`: `dipstop.denoise` with its defaults (`--dipstop-options` adds keywords).
+
+Rows (PSNR, SSIM, wall and CPU seconds, the CPU and threads) go to a SQLite store as each
+finishes; a rerun skips them. `--summary` prints the per-sigma means with standard errors
+and each method's time as a ratio to dipstop's on the same photos. BM3D needs the optional
+extra: `pip install -e '.[peers]'`. The photos: the 6 fixed ones of the whole-photo
+validation (every 10th of the sorted CBSD68 folder) and, with `--photos 12`, the 6 halfway
+between them (every 10th from the 6th), chosen before any result was seen.
+
+    python benchmarks/peers.py --sigmas 15,25,50 --photos 12
+    python benchmarks/peers.py --summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dipstop import denoise
+from dipstop.lab.datasets import list_images, synthetic_pair
+from dipstop.lab.peers import bm3d_denoise, nlmeans_denoise, zsn2n_denoise
+from dipstop.metrics import psnr, ssim
+from dipstop.noise import estimate_sigma
+from dipstop.runtime import cpu_name
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DIPSTOP_SHARED", ROOT.parent / "shared"))
+METHODS = ("bm3d-known", "bm3d-est", "nlmeans", "zsn2n", "dipstop")
+SCHEMA = """CREATE TABLE IF NOT EXISTS peers (
+    photo TEXT, sigma REAL, method TEXT, psnr REAL, ssim REAL, wall_s REAL, cpu_s REAL,
+    threads INTEGER, cpu TEXT, torch TEXT, options TEXT, date TEXT,
+    PRIMARY KEY (photo, sigma, method, options))"""
+
+
+def validation_photos(folder: Path, n: int) -> list[Path]:
+    """The fixed 6 photos (every 10th), then up to 6 more (every 10th from the 6th)."""
+    files = list_images(folder)
+    return (files[0::10][:6] + files[5::10][:6])[:n]
+
+
+def methods(sigma: float, options: dict) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """Each method as a function of the noisy image."""
+    return {
+        "bm3d-known": lambda x: bm3d_denoise(x, sigma),
+        "bm3d-est": lambda x: bm3d_denoise(x, estimate_sigma(x)),
+        "nlmeans": nlmeans_denoise,
+        "zsn2n": zsn2n_denoise,
+        "dipstop": lambda x: denoise(x, **options)[0],
+    }
+
+
+def timed(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The output, wall seconds and this process's CPU seconds (all its threads)."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    out = fn(x)
+    return out, time.perf_counter() - w0, time.process_time() - c0
+
+
+def run(args: argparse.Namespace, db: sqlite3.Connection) -> None:
+    """Every missing (photo, sigma, method) row, stored as it finishes."""
+    options = json.loads(args.dipstop_options)
+    tag = json.dumps(options, sort_keys=True)
+    for path in validation_photos(Path(args.data), args.photos):
+        for sigma in args.sigmas:
+            clean, noisy = synthetic_pair(path, None, sigma, 0)
+            for name, fn in methods(sigma, options).items():
+                if name not in args.methods:
+                    continue
+                opts = tag if name == "dipstop" else ""
+                key = (path.name, sigma, name, opts)
+                if db.execute(
+                    "SELECT 1 FROM peers WHERE photo=? AND sigma=? AND method=? AND options=?", key
+                ).fetchone():
+                    continue
+                out, wall, cpu = timed(fn, noisy)
+                row = (*key[:3], psnr(out, clean), ssim(out, clean), wall, cpu,
+                       torch.get_num_threads(), cpu_name(), torch.__version__, opts,
+                       time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
+                with db:
+                    db.execute(
+                        "INSERT INTO peers (photo, sigma, method, psnr, ssim, wall_s, cpu_s, "
+                        "threads, cpu, torch, options, date) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        row,
+                    )
+                print(f"{path.name} sigma {sigma:g} {name}: {row[3]:.2f} dB, {wall:.0f} s wall, "
+                      f"{cpu:.0f} s cpu", flush=True)  # fmt: skip
+
+
+def summary(db: sqlite3.Connection) -> dict:
+    """Per sigma and method: mean PSNR +- standard error, and the time as a ratio to dipstop's
+    on the photos both ran (wall and CPU)."""
+    rows = db.execute("SELECT photo, sigma, method, psnr, wall_s, cpu_s FROM peers").fetchall()
+    by: dict[tuple[float, str], dict[str, tuple[float, float, float]]] = {}
+    for photo, sigma, method, p, wall, cpu in rows:
+        by.setdefault((sigma, method), {})[photo] = (p, wall, cpu)
+    out = {}
+    print("| sigma | method | photos | PSNR (dB) | wall / dipstop | CPU / dipstop |")
+    print("|---|---|---|---|---|---|")
+    for sigma, method in sorted(by, key=lambda k: (k[0], METHODS.index(k[1]))):
+        got, ref = by[(sigma, method)], by.get((sigma, "dipstop"), {})
+        ps = np.array([v[0] for v in got.values()])
+        se = ps.std(ddof=1) / np.sqrt(len(ps)) if len(ps) > 1 else float("nan")
+        both = sorted(set(got) & set(ref))
+        wall = sum(got[p][1] for p in both) / sum(ref[p][1] for p in both) if both else None
+        cpu = sum(got[p][2] for p in both) / sum(ref[p][2] for p in both) if both else None
+        out[f"{sigma:g}/{method}"] = {"n": len(ps), "psnr": ps.mean(), "se": se,
+                                      "wall_ratio": wall, "cpu_ratio": cpu}  # fmt: skip
+        fmt = (lambda r: "-" if r is None else f"{r:.3f}")  # noqa: E731
+        print(f"| {sigma:g} | {method} | {len(ps)} | {ps.mean():.2f} +- {se:.2f} | {fmt(wall)} | "
+              f"{fmt(cpu)} |")  # fmt: skip
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(SHARED / "data" / "cbsd68"))
+    p.add_argument("--photos", type=int, default=6, help="6 fixed photos, up to 12")
+    p.add_argument("--sigmas", type=lambda s: [float(v) for v in s.split(",")],
+                   default=[15.0, 25.0, 50.0])  # fmt: skip
+    p.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS))
+    p.add_argument("--dipstop-options", default="{}", help="JSON keywords for denoise")
+    p.add_argument("--store", default=str(ROOT / "results" / "peers.sqlite"))
+    p.add_argument("--summary", action="store_true")
+    args = p.parse_args(argv)
+    unknown = set(args.methods) - set(METHODS)
+    if unknown:
+        p.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    db = sqlite3.connect(args.store, timeout=60)
+    db.execute(SCHEMA)
+    if not args.summary:
+        run(args, db)
+    summary(db)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

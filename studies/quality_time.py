@@ -1,0 +1,385 @@
+"""Quality per CPU-second of a tile's fit: which settings buy the most PSNR per second.
+
+A study (issue 32), not a benchmark: it records, on tile-sized crops of CBSD432 photos
+(calibration images only), one fit per (photo, sigma, network setting, seed) and evaluates
+offline every output the run could return: for each CIFS weight (the table's lam at the
+photo's estimated sigma, times a scale) and each patience S, the stop, t*, the raw output at
+t* and dipstop's default (the mean of the outputs from t* to the stop), with the CPU seconds
+spent up to the stop. Seeds fitted for one setting are also averaged (an ensemble costs the
+sum of its fits). One fit thus serves 3 lams x 7 patiences x {raw, mean}, and pairs of seeds.
+
+The noise is drawn on the whole photo and sigma estimated there, as in a tiled run; the
+crop is the photo's centre. Rows go to a SQLite store as each (photo, sigma, setting) job
+finishes; a rerun skips finished jobs. Run two single-threaded workers on two cores:
+
+    python studies/quality_time.py --worker 0 --workers 2 &
+    python studies/quality_time.py --worker 1 --workers 2 &
+    python studies/quality_time.py --summary          # the table and the fronts (plots)
+
+CPU seconds are the fitting thread's own (`time.thread_time`, torch on one thread): the
+network steps and the JPEG encodes, not the study's bookkeeping, and not the wait for a
+core another process holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import sqlite3
+import sys
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dipstop.codecs import jpeg_bytes
+from dipstop.criteria.cifs import cifs_value, output_to_uint8
+from dipstop.fitting import FitSettings, Fitter, resolve_precision
+from dipstop.lab.datasets import centre_crop, evenly_spaced, list_images, synthetic_pair
+from dipstop.lambda_table import lam_for_sigma, load_table
+from dipstop.metrics import psnr
+from dipstop.noise import estimate_sigma
+from dipstop.stopping import OnlineStopper
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "cbsd432_jpg"
+STORE = ROOT / "results" / "quality_time.sqlite"
+TILE = 128
+MAX_ITERS = 3000
+LAM_SCALES = (0.7, 1.0, 1.4)
+PATIENCES = (50, 100, 200, 300, 500, 700, 1000)
+SEEDS = (0, 1)
+SIGMAS = (25, 50, 15)
+N_PHOTOS = 6
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The network and optimiser settings one job fits with."""
+
+    width: int = 64
+    lr: float = 0.01
+    z_noise_std: float = 1.0 / 30.0
+
+    @property
+    def name(self) -> str:
+        z = "" if self.z_noise_std == FitSettings.z_noise_std else f"-z{self.z_noise_std:g}"
+        return f"w{self.width}-lr{self.lr:g}{z}"
+
+
+SETTINGS = (
+    Setting(64, 0.01),  # today's tiles
+    Setting(32, 0.01),
+    Setting(64, 0.02),
+    Setting(32, 0.02),
+    Setting(16, 0.01),
+    Setting(16, 0.02),
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS fits (
+    photo TEXT, sigma REAL, setting TEXT, seed INTEGER,
+    sigma_est REAL, lam REAL, iterations INTEGER, cpu_s REAL, peak_psnr REAL, peak_t INTEGER,
+    series BLOB, cpu_model TEXT, precision TEXT, torch TEXT, date TEXT,
+    PRIMARY KEY (photo, sigma, setting, seed));
+CREATE TABLE IF NOT EXISTS outcomes (
+    photo TEXT, sigma REAL, setting TEXT, seeds TEXT, lam_scale REAL, patience INTEGER,
+    t_star TEXT, stop TEXT, cpu_s REAL, psnr_raw REAL, psnr_mean REAL,
+    PRIMARY KEY (photo, sigma, setting, seeds, lam_scale, patience));
+CREATE TABLE IF NOT EXISTS jobs (
+    photo TEXT, sigma REAL, setting TEXT, settings_json TEXT, date TEXT,
+    PRIMARY KEY (photo, sigma, setting));
+"""
+
+
+def connect(path: Path = STORE) -> sqlite3.Connection:
+    """The study's store, created if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=60)
+    db.executescript(SCHEMA)
+    return db
+
+
+def cpu_model() -> str:
+    """The CPU's model name (what every figure is recorded beside)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def photos(n: int = N_PHOTOS) -> list[Path]:
+    """The study's calibration photos: n evenly spaced CBSD432 files."""
+    return evenly_spaced(list_images(DATA), n)
+
+
+def tile_pair(path: Path, sigma: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(clean tile, noisy tile, sigma estimated on the whole noisy photo)."""
+    clean, noisy = synthetic_pair(path, None, sigma, 0)
+    sigma_est = estimate_sigma(noisy)
+    return centre_crop(clean, TILE).copy(), centre_crop(noisy, TILE).copy(), sigma_est
+
+
+def fit(noisy: np.ndarray, clean: np.ndarray, setting: Setting, seed: int, lam: float) -> dict:
+    """One fit, run until every (lam scale, S) rule has fired or T; every output kept.
+
+    Returns the series (mse, jpeg bytes, psnr, cumulative CPU seconds) and the outputs as
+    a float16 T x H x W x C array.
+    """
+    x = torch.from_numpy(noisy).permute(2, 0, 1).contiguous()
+    precision = resolve_precision("auto", torch.device("cpu"))
+    settings = FitSettings(
+        width=setting.width, lr=setting.lr, z_noise_std=setting.z_noise_std, seed=seed
+    ).with_precision(precision)
+    fitter = Fitter(x, settings, "cpu")
+    pixels = noisy.shape[0] * noisy.shape[1]
+    rules = {(a, s): OnlineStopper(s) for a in LAM_SCALES for s in PATIENCES}
+    mse, nbytes, psnrs, cpu = [], [], [], []
+    outputs = np.empty((MAX_ITERS, *noisy.shape), np.float16)
+    clock = 0.0
+    steps = fitter.run(MAX_ITERS)
+    while True:
+        t0 = time.thread_time()
+        it = next(steps, None)
+        if it is None:
+            break
+        q = output_to_uint8(it.output)
+        b = jpeg_bytes(q)
+        clock += time.thread_time() - t0
+        y = it.output[0].permute(1, 2, 0).float().numpy()
+        outputs[it.t - 1] = y
+        mse.append(it.loss)
+        nbytes.append(b)
+        psnrs.append(psnr(np.clip(y, 0, 1), clean))
+        cpu.append(clock)
+        done = True
+        for (scale, _), rule in rules.items():
+            done &= rule.update(cifs_value(it.loss, b, pixels, lam * scale))
+        if done:
+            break
+    steps.close()
+    n = len(mse)
+    return {
+        "mse": np.array(mse),
+        "bytes": np.array(nbytes, float),
+        "psnr": np.array(psnrs),
+        "cpu": np.array(cpu),
+        "outputs": outputs[:n],
+        "precision": precision,
+    }
+
+
+def outcomes(run: dict, lam: float, pixels: int) -> dict[tuple[float, int], dict]:
+    """Every (lam scale, S) candidate of one fit: t*, stop, CPU seconds, raw and mean image."""
+    found = {}
+    n = len(run["mse"])
+    for scale, patience in itertools.product(LAM_SCALES, PATIENCES):
+        e = cifs_value(run["mse"], run["bytes"], pixels, lam * scale)
+        rule = OnlineStopper(patience)
+        for v in e:
+            if rule.update(v):
+                break
+        stop = rule.count  # iterations taken (n when T came first)
+        best = rule.best_index
+        # T first: the mean of the last S + 1 outputs, as denoise does
+        first = best if rule.done else max(0, n - patience - 1)
+        window = run["outputs"][first:stop].astype(np.float32)
+        found[(scale, patience)] = {
+            "t_star": best + 1,
+            "stop": stop,
+            "cpu_s": float(run["cpu"][stop - 1]),
+            "raw": run["outputs"][best].astype(np.float32),
+            "mean": window.mean(axis=0),
+        }
+    return found
+
+
+def _pack(run: dict) -> bytes:
+    arrays = {k: run[k].astype(np.float32).tolist() for k in ("mse", "bytes", "psnr", "cpu")}
+    return zlib.compress(json.dumps(arrays).encode())
+
+
+def run_job(db: sqlite3.Connection, path: Path, sigma: float, setting: Setting) -> None:
+    """Fit every seed of one (photo, sigma, setting), store fits, outcomes and ensembles."""
+    clean, noisy, sigma_est = tile_pair(path, sigma)
+    pixels = TILE * TILE
+    lam = lam_for_sigma(sigma_est, load_table(None, output="since-best"), pixels)
+    per_seed = {}
+    fit_rows = []
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for seed in SEEDS:
+        run = fit(noisy, clean, setting, seed, lam)
+        per_seed[seed] = outcomes(run, lam, pixels)
+        peak = int(np.argmax(run["psnr"]))
+        fit_rows.append((
+            path.name, sigma, setting.name, seed, sigma_est, lam, len(run["mse"]),
+            float(run["cpu"][-1]), float(run["psnr"][peak]), peak + 1, _pack(run),
+            cpu_model(), run["precision"], torch.__version__, date,
+        ))
+        del run
+    rows = []
+    for k in range(1, len(SEEDS) + 1):
+        for group in itertools.combinations(SEEDS, k):
+            for cand in per_seed[group[0]]:
+                parts = [per_seed[s][cand] for s in group]
+                raw = np.mean([p["raw"] for p in parts], axis=0)
+                mean = np.mean([p["mean"] for p in parts], axis=0)
+                rows.append((
+                    path.name, sigma, setting.name, "+".join(map(str, group)), cand[0], cand[1],
+                    ",".join(str(p["t_star"]) for p in parts),
+                    ",".join(str(p["stop"]) for p in parts),
+                    sum(p["cpu_s"] for p in parts),
+                    psnr(np.clip(raw, 0, 1), clean), psnr(np.clip(mean, 0, 1), clean),
+                ))
+    with db:
+        db.executemany(f"INSERT OR REPLACE INTO fits VALUES ({','.join('?' * 15)})", fit_rows)
+        db.executemany(f"INSERT OR REPLACE INTO outcomes VALUES ({','.join('?' * 11)})", rows)
+        db.execute(
+            "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?)",
+            (path.name, sigma, setting.name, json.dumps(asdict(setting)), date),
+        )
+
+
+def jobs() -> list[tuple[Path, float, Setting]]:
+    """Every job in the order they run: sigma 25 first, photo by photo, each setting."""
+    return [(p, s, st) for s in SIGMAS for p in photos() for st in SETTINGS]
+
+
+def work(worker: int, workers: int) -> None:
+    """Run this worker's share of the unfinished jobs (every `workers`-th, from `worker`)."""
+    torch.set_num_threads(1)
+    db = connect()
+    for i, (path, sigma, setting) in enumerate(jobs()):
+        if i % workers != worker:
+            continue
+        done = db.execute(  # done with this list of patiences (a longer list refits)
+            "SELECT 1 FROM outcomes WHERE photo=? AND sigma=? AND setting=? AND patience=?",
+            (path.name, sigma, setting.name, max(PATIENCES)),
+        ).fetchone()
+        if done:
+            continue
+        t0 = time.time()
+        run_job(db, path, sigma, setting)
+        print(f"{path.name} sigma {sigma:g} {setting.name}: {time.time() - t0:.0f} s", flush=True)
+
+
+Candidate = tuple[str, str, float, int, str]  # setting, seeds ("1" or "2"), lam scale, S, output
+DEFAULT: Candidate = ("w64-lr0.01", "1", 1.0, 500, "mean")  # what a tile fits today
+
+
+def candidates(db: sqlite3.Connection, sigma: float) -> tuple[dict[Candidate, tuple], int]:
+    """Mean PSNR and CPU seconds of every candidate over the photos every setting finished.
+
+    A single fit's figure for a photo is the mean over its seeds (each seed a sample of the
+    same candidate); "2" is the average of two seeds' images at the cost of both fits.
+    """
+    rows = db.execute(
+        "SELECT photo, setting, seeds, lam_scale, patience, cpu_s, psnr_raw, psnr_mean "
+        "FROM outcomes WHERE sigma=?",
+        (sigma,),
+    ).fetchall()
+    names = {st.name for st in SETTINGS}
+    per_photo: dict[str, set[str]] = {}
+    for photo, setting, *_ in rows:
+        per_photo.setdefault(photo, set()).add(setting)
+    complete = {p for p, got in per_photo.items() if names <= got}
+    acc: dict[Candidate, dict[str, list]] = {}
+    for photo, setting, seeds, scale, patience, cpu, raw, mean in rows:
+        if photo not in complete or setting not in names:
+            continue
+        k = "2" if "+" in seeds else "1"
+        for output, value in (("raw", raw), ("mean", mean)):
+            cell = acc.setdefault((setting, k, scale, patience, output), {})
+            cell.setdefault(photo, []).append((value, cpu))
+    found = {}
+    for cand, by_photo in acc.items():
+        psnrs = [np.mean([v for v, _ in vals]) for vals in by_photo.values()]
+        cpus = [np.mean([c for _, c in vals]) for vals in by_photo.values()]
+        se = np.std(psnrs, ddof=1) / np.sqrt(len(psnrs)) if len(psnrs) > 1 else float("nan")
+        found[cand] = (float(np.mean(psnrs)), float(se), float(np.mean(cpus)))
+    return found, len(complete)
+
+
+def front(found: dict[Candidate, tuple]) -> list[Candidate]:
+    """The Pareto front: candidates no cheaper candidate beats in mean PSNR."""
+    best, kept = -np.inf, []
+    for cand in sorted(found, key=lambda c: (found[c][2], -found[c][0])):
+        if found[cand][0] > best:
+            best = found[cand][0]
+            kept.append(cand)
+    return kept
+
+
+def summarise(db: sqlite3.Connection, figures: Path = ROOT / "docs" / "figures") -> int:
+    """Print each sigma's front beside today's default, draw it, save the summary JSON."""
+    import matplotlib  # noqa: PLC0415 - plotting only here
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    figures.mkdir(parents=True, exist_ok=True)
+    summary = {"cpu": cpu_model(), "sigmas": {}}
+    for sigma in SIGMAS:
+        found, n = candidates(db, sigma)
+        if not found:
+            continue
+        kept = front(found)
+        print(f"\nsigma {sigma:g}: {n} photos with every setting; front (CPU s per tile):")
+        print("| setting | seeds | lam x | S | output | PSNR (dB) | CPU s |")
+        print("|---|---|---|---|---|---|---|")
+        for cand in [*kept, DEFAULT] if DEFAULT in found else kept:
+            p, se, c = found[cand]
+            mark = " (default)" if cand == DEFAULT else ""
+            print(f"| {cand[0]}{mark} | {cand[1]} | {cand[2]:g} | {cand[3]} | {cand[4]} | "
+                  f"{p:.2f} +- {se:.2f} | {c:.0f} |")  # fmt: skip
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for name in sorted({c[0] for c in found}):
+            pts = [found[c] for c in found if c[0] == name and c[4] == "mean" and c[2] == 1.0]
+            ax.scatter([q[2] for q in pts], [q[0] for q in pts], s=12, label=name)
+        ax.plot([found[c][2] for c in kept], [found[c][0] for c in kept], "k-", lw=1,
+                label="front (all candidates)")  # fmt: skip
+        if DEFAULT in found:
+            ax.scatter([found[DEFAULT][2]], [found[DEFAULT][0]], marker="*", s=150, c="k",
+                       label="today's tile default")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("CPU seconds per 128 x 128 tile (one thread)")
+        ax.set_ylabel("mean PSNR (dB)")
+        ax.set_title(f"sigma {sigma:g}: {n} CBSD432 tiles, lam x 1 shown, front over all")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(figures / f"quality_time_sigma{sigma:g}.png", dpi=110)
+        plt.close(fig)
+        summary["sigmas"][f"{sigma:g}"] = {
+            "photos": n,
+            "front": [[*c, *found[c]] for c in kept],
+            "default": [*DEFAULT, *found[DEFAULT]] if DEFAULT in found else None,
+        }
+    out = ROOT / "results" / "quality_time_summary.json"
+    out.write_text(json.dumps(summary, indent=1))
+    print(f"saved {out.relative_to(ROOT)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--worker", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--summary", action="store_true", help="print the table, draw the fronts")
+    args = p.parse_args(argv)
+    if args.summary:
+        return summarise(connect())
+    work(args.worker, args.workers)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

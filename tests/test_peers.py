@@ -1,0 +1,64 @@
+"""The peer denoisers of benchmarks/peers.py: each denoises, on the pixels it is given."""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+import pytest
+import torch
+
+from dipstop.errors import DipstopError
+from dipstop.lab.peers import bm3d_denoise, nlmeans_denoise, pair_downsample, zsn2n_denoise
+from dipstop.metrics import psnr
+from dipstop.noise import add_gaussian_noise
+
+
+@pytest.fixture(scope="module")
+def pair(smooth_rgb):
+    clean = smooth_rgb / 255.0
+    return clean, add_gaussian_noise(clean, 25, seed=5)
+
+
+def test_pair_downsample_averages_each_blocks_two_diagonals():
+    x = torch.rand(1, 3, 6, 8)
+    a, b = pair_downsample(x)
+    assert a.shape == b.shape == (1, 3, 3, 4)
+    assert torch.allclose(a, (x[..., 0::2, 1::2] + x[..., 1::2, 0::2]) / 2)
+    assert torch.allclose(b, (x[..., 0::2, 0::2] + x[..., 1::2, 1::2]) / 2)
+
+
+def test_zsn2n_learns_to_denoise_without_a_noise_level(pair):
+    clean, noisy = pair
+    short, longer = zsn2n_denoise(noisy, steps=1), zsn2n_denoise(noisy, steps=300)
+    assert longer.shape == noisy.shape and longer.dtype == np.float32
+    assert psnr(longer, clean) > psnr(noisy, clean) + 2.0
+    assert psnr(longer, clean) > psnr(short, clean) + 1.0  # it is the training that helps
+    gray = zsn2n_denoise(noisy[:, :, 0], steps=2)
+    assert gray.shape == noisy.shape[:2]
+
+
+def test_nlmeans_denoises_with_its_own_sigma_estimate(pair):
+    clean, noisy = pair
+    out = nlmeans_denoise(noisy)
+    assert out.shape == noisy.shape and psnr(out, clean) > psnr(noisy, clean) + 2.0
+
+
+def test_bm3d_denoises_at_the_given_sigma(pair):
+    clean, noisy = pair
+    right, wrong = bm3d_denoise(noisy, 25), bm3d_denoise(noisy, 2)
+    assert psnr(right, clean) > psnr(noisy, clean) + 3.0
+    assert psnr(right, clean) > psnr(wrong, clean) + 2.0  # sigma is used, and in 0-255 units
+
+
+def test_bm3d_without_its_package_names_the_extra(pair, monkeypatch):
+    real = builtins.__import__
+
+    def no_bm3d(name, *args, **kwargs):
+        if name == "bm3d":
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_bm3d)
+    with pytest.raises(DipstopError, match=r"pip install 'dipstop\[peers\]'"):
+        bm3d_denoise(pair[1], 25)
