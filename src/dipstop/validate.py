@@ -610,7 +610,7 @@ TABLE_FIELDS: dict[str, dict[str, tuple[_Field, bool, bool]]] = {
         "name": (STRING, False, False),
         "width": (_a_whole(1), False, False),
         "max_iters": (_a_whole(1), False, False),
-        "patience": (_a_whole(1), False, False),
+        "patience": (_a_whole(1), False, True),  # null: S not recorded (expect T)
         "crop": (_a_whole(1), False, True),  # null: whole images
         "lr": (_a_number(above=0), False, False),
         "z_noise_std": (_a_number(at_least=0), False, False),
