@@ -130,7 +130,7 @@ def test_ray_tasks_write_the_same_pixels_as_in_process(capsys, photos, tmp_path)
     longer = [*TINY, "-T", "20", "-S", "20"]  # enough steps for float sums to show in the pixels
     rc, _, _ = run(capsys, "denoise", photos, "-o", tmp_path / "local", *longer)
     assert rc == 2
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         rc, out, err = run(capsys, "denoise", photos, "-o", tmp_path / "ray", "--ray", *longer)
         one = tmp_path / "one.png"  # one file keeps -o as a file, as one Ray task

@@ -224,7 +224,7 @@ def test_ray_executor_matches_in_process_runs_for_bench_and_calibration(tmp_path
         record(images, [25], proto, stores["cl"], **QUIET)
     finally:
         torch.set_num_threads(threads)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         assert run_grid(specs, stores["br"], use_ray=True, **QUIET) == 2
         assert record(images, [25], proto, stores["cr"], use_ray=True, **QUIET) == 2

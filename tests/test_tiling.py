@@ -426,7 +426,7 @@ def test_a_flat_image_whose_estimated_sigma_is_zero_tiles_without_error():
 def local_ray():
     """A local Ray of two CPUs, shared by the tests that run tiles as Ray tasks."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
