@@ -118,19 +118,22 @@ def test_integer_images_read_as_value_over_the_types_maximum():
 
 @pytest.fixture(scope="module")
 def fitted(smooth_rgb):
-    """A tiny denoise with a clean image, so that its result has a PSNR series."""
+    """A tiny denoise with a "clean" image, so that its result has a PSNR series: a flat one
+    at the photo's mean, whose PSNR peaks before the end as the outputs gain detail."""
     from dipstop import denoise
 
-    clean = smooth_rgb[:48, :48]
-    noisy = np.rint(add_gaussian_noise(clean / 255, 25, seed=0) * 255).astype(np.uint8)
+    photo = smooth_rgb[:48, :48]
+    noisy = np.rint(add_gaussian_noise(photo / 255, 25, seed=0) * 255).astype(np.uint8)
+    flat = np.full_like(photo, int(photo.mean()))
     _, res = denoise(noisy, sigma=25.0, lam=0.01, width=8, max_iters=24, patience=3,
-                     clean=clean, precision="fp32")  # fmt: skip
+                     clean=flat, precision="fp32")  # fmt: skip
     return res
 
 
 def test_summary_peak_iteration_is_1_based_and_exact(fitted):
     psnr = fitted.series["psnr"]
     assert len(psnr) == fitted.iterations_run
+    assert 1 < int(np.argmax(psnr)) + 1 < fitted.iterations_run  # a peak inside the run
     assert fitted.peak_iteration == int(np.argmax(psnr)) + 1
     assert fitted.peak_psnr == float(psnr[fitted.peak_iteration - 1]) == float(psnr.max())
     assert fitted.summary()["peak_iteration"] == fitted.peak_iteration
@@ -172,3 +175,48 @@ def test_sigma_of_an_8_bit_image_is_that_of_its_float_values():
     rng = np.random.default_rng(3)
     noisy = np.clip(128 + rng.normal(0, 15, (96, 96, 3)), 0, 255).astype(np.uint8)
     assert estimate_sigma(noisy) == pytest.approx(estimate_sigma(noisy / 255.0), abs=1e-9)
+
+
+def test_crossfade_is_a_raised_cosine_centred_in_the_overlap():
+    """Tiles at 0 and 32 of side 64 share 32 pixels; the 16-pixel crossfade sits at 40..56."""
+    from dipstop.tiling import axis_weights
+
+    first, second = axis_weights(96, [0, 32], 64, 16)
+    rise = 0.5 - 0.5 * np.cos(np.pi * (np.arange(16) + 0.5) / 16)
+    np.testing.assert_allclose(second[8:24], rise, atol=1e-12)
+    np.testing.assert_allclose(first[40:56], 1 - rise, atol=1e-12)
+    assert (first[:40] == 1).all() and (first[56:] == 0).all()
+    assert (second[:8] == 0).all() and (second[24:] == 1).all()
+
+
+def test_identity_tiles_of_a_strip_lower_than_a_tile_give_the_input_back(monkeypatch):
+    """Tiles of 48 x 64 (the image is lower than a tile): each region is as high as the
+    image and as wide as a tile."""
+    from dipstop import api
+    from dipstop.api import DenoiseResult
+    from dipstop.tiling import denoise_tiled
+
+    shapes = []
+
+    def identity(image, **kw):
+        shapes.append(image.shape)
+        result = DenoiseResult(stop_iteration=3, iterations_run=5, stopped_early=True,
+                               sigma=kw["sigma"], sigma_estimated=False, lam=kw["lam"],
+                               paper_lambda=0.0, settings={"width": 8}, series={},
+                               seconds=0.01)  # fmt: skip
+        return image, result
+
+    monkeypatch.setattr(api, "denoise", identity)
+    strip = np.random.default_rng(0).random((48, 150), dtype=np.float32)
+    out, res = denoise_tiled(strip, tile=64, overlap=16, sigma=20.0, lam=30.0)
+    assert len(res.tiles) == 3 and set(shapes) == {(48, 64, 1)}
+    np.testing.assert_allclose(out, strip, atol=1e-6)
+
+
+def test_lam_without_a_size_is_the_smallest_calibrated_sizes():
+    from dipstop.lambda_table import lam_for_sigma
+
+    table = {"entries": [{"sigma": 10, "lam": 10.0, "pixels": 10_000},
+                         {"sigma": 10, "lam": 40.0, "pixels": 160_000}]}  # fmt: skip
+    assert lam_for_sigma(10, table) == pytest.approx(10.0)
+    assert lam_for_sigma(10, table, pixels=160_000) == pytest.approx(40.0)

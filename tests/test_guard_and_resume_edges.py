@@ -144,8 +144,14 @@ def same(a: object, b: object) -> bool:
 
 
 def test_a_loaded_state_reads_back_as_saved_guard_snapshot_included(noisy):
-    state = saved_at(noisy, 7)
-    assert state["snapshot"] is not None and state["previous_loss"] < math.inf
+    """Saved at t = 7 after a restore at t = 4: count, reference loss and snapshot read back."""
+    fitter = Fitter(noisy, SETTINGS)
+    for it in fitter.run(7, state_every=7):
+        if it.t == 3:
+            poison(fitter)
+    state = it.state
+    assert state["restores"] == 1 and state["snapshot"] is not None
+    assert state["previous_loss"] < math.inf and state["snapshot_loss"] < math.inf
     resumed = Fitter(noisy, SETTINGS)
     resumed.load_state_dict(state)
     assert same(resumed.state_dict(), state)

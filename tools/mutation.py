@@ -79,8 +79,12 @@ CIFS = (
     '-k "cifs or codecs or selection"'
 )
 POLICY = 'tests/test_boundaries.py tests/test_policies.py -k "since_best or averages or policies"'
-TILING = 'tests/test_tiling.py -k "plan_covers or weights_sum or identity_tiles or constant_per"'
+TILING = (
+    "tests/test_boundaries.py tests/test_tiling.py "
+    '-k "crossfade or strip or plan_covers or weights_sum or identity_tiles or constant_per"'
+)
 LAM = (
+    "tests/test_boundaries.py::test_lam_without_a_size_is_the_smallest_calibrated_sizes "
     "tests/test_lambda_sizes.py "
     "tests/test_default_path.py::test_default_lam_is_the_since_best_tables_at_the_estimated_sigma"
 )
