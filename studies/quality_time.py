@@ -289,8 +289,9 @@ def candidates(db: sqlite3.Connection, sigma: float) -> tuple[dict[Candidate, tu
     ).fetchall()
     names = {st.name for st in SETTINGS}
     per_photo: dict[str, set[str]] = {}
-    for photo, setting, *_ in rows:
-        per_photo.setdefault(photo, set()).add(setting)
+    for photo, setting, _, _, patience, *_ in rows:
+        if patience == max(PATIENCES):  # fitted with the whole list of patiences
+            per_photo.setdefault(photo, set()).add(setting)
     complete = {p for p, got in per_photo.items() if names <= got}
     acc: dict[Candidate, dict[str, list]] = {}
     for photo, setting, seeds, scale, patience, cpu, raw, mean in rows:
@@ -302,6 +303,8 @@ def candidates(db: sqlite3.Connection, sigma: float) -> tuple[dict[Candidate, tu
             cell.setdefault(photo, []).append((value, cpu))
     found = {}
     for cand, by_photo in acc.items():
+        if set(by_photo) != complete:  # every candidate on the same photos
+            continue
         psnrs = [np.mean([v for v, _ in vals]) for vals in by_photo.values()]
         cpus = [np.mean([c for _, c in vals]) for vals in by_photo.values()]
         se = np.std(psnrs, ddof=1) / np.sqrt(len(psnrs)) if len(psnrs) > 1 else float("nan")
@@ -342,9 +345,13 @@ def summarise(db: sqlite3.Connection, figures: Path = ROOT / "docs" / "figures")
             print(f"| {cand[0]}{mark} | {cand[1]} | {cand[2]:g} | {cand[3]} | {cand[4]} | "
                   f"{p:.2f} +- {se:.2f} | {c:.0f} |")  # fmt: skip
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for name in sorted({c[0] for c in found}):
-            pts = [found[c] for c in found if c[0] == name and c[4] == "mean" and c[2] == 1.0]
-            ax.scatter([q[2] for q in pts], [q[0] for q in pts], s=12, label=name)
+        colours = dict(zip(sorted({c[0] for c in found}), plt.cm.tab10.colors, strict=False))
+        for name, seeds in itertools.product(colours, (("1", "o"), ("2", "x"))):
+            pts = [found[c] for c in found
+                   if c[:3] == (name, seeds[0], 1.0) and c[4] == "mean"]  # fmt: skip
+            label = f"{name}, {'one fit' if seeds[0] == '1' else 'two seeds averaged'}"
+            ax.scatter([q[2] for q in pts], [q[0] for q in pts], s=14, marker=seeds[1],
+                       color=colours[name], label=label)  # fmt: skip
         ax.plot([found[c][2] for c in kept], [found[c][0] for c in kept], "k-", lw=1,
                 label="front (all candidates)")  # fmt: skip
         if DEFAULT in found:
