@@ -307,6 +307,23 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--data", default=None, help="folder of the clean images (default: where bench read them)"
     )
+    fig4 = rep.add_mutually_exclusive_group()
+    fig4.add_argument(
+        "--refit-fig4",
+        dest="fig4",
+        action="store_const",
+        const="refit",
+        default="reuse",
+        help="refit Fig. 4's run even if the report folder keeps a refit of the same key "
+        "(default: reuse it)",
+    )
+    fig4.add_argument(
+        "--no-fig4",
+        dest="fig4",
+        action="store_const",
+        const="skip",
+        help="leave out Fig. 4 (its refit is the slow part of a report)",
+    )
     _add_common(rep)
     return parser
 
@@ -649,6 +666,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         Path(args.data) if args.data else None,
         args.device,
         load_table(output=DEFAULT_OUTPUT),
+        fig4=args.fig4,
+        log=_log(args),
     )
     if not args.quiet:
         print(f"wrote {report}")
