@@ -153,8 +153,12 @@ def test_state_is_written_under_a_temporary_name_of_this_process_and_thread(tmp_
     monkeypatch.setattr(os, "replace", lambda a, b: (seen.append(str(a)), real(a, b)))
     names = []
 
+    both = threading.Barrier(2)  # both threads alive while they write: distinct thread ids
+
     def write():
+        both.wait()
         checkpoints.write_atomically(tmp_path / "x.pt", lambda tmp: tmp.write_bytes(b"x"))
+        both.wait()
 
     threads = [threading.Thread(target=write) for _ in range(2)]
     for t in threads:

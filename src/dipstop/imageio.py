@@ -496,6 +496,8 @@ def _tiff_as_stored(data: bytes, where: str) -> tuple[np.ndarray | None, list[st
             frames = 1
         notes = [f"{where} has {frames} pages; dipstop denoises the first"] if frames > 1 else []
         colour = _TIFF_GRAY_OR_RGB.get(photometric)
+        if colour is not None and not extras and samples == colour + 1:
+            extras = [2]  # no ExtraSamples tag (OpenCV writes RGBA so): alpha, as OpenCV reads it
         if colour is None or dtype not in (np.uint8, np.uint16) or samples != colour + len(extras):
             return None, notes
         if 1 in extras:
