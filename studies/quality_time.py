@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import sqlite3
 import sys
 import time
@@ -45,6 +44,7 @@ from dipstop.lab.datasets import centre_crop, evenly_spaced, list_images, synthe
 from dipstop.lambda_table import lam_for_sigma, load_table
 from dipstop.metrics import psnr
 from dipstop.noise import estimate_sigma
+from dipstop.runtime import cpu_name
 from dipstop.stopping import OnlineStopper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,17 +104,6 @@ def connect(path: Path = STORE) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=60)
     db.executescript(SCHEMA)
     return db
-
-
-def cpu_model() -> str:
-    """The CPU's model name (what every figure is recorded beside)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def photos(n: int = N_PHOTOS) -> list[Path]:
@@ -223,7 +212,7 @@ def run_job(db: sqlite3.Connection, path: Path, sigma: float, setting: Setting) 
         fit_rows.append((
             path.name, sigma, setting.name, seed, sigma_est, lam, len(run["mse"]),
             float(run["cpu"][-1]), float(run["psnr"][peak]), peak + 1, _pack(run),
-            cpu_model(), run["precision"], torch.__version__, date,
+            cpu_name(), run["precision"], torch.__version__, date,
         ))
         del run
     rows = []
@@ -330,7 +319,7 @@ def summarise(db: sqlite3.Connection, figures: Path = ROOT / "docs" / "figures")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     figures.mkdir(parents=True, exist_ok=True)
-    summary = {"cpu": cpu_model(), "sigmas": {}}
+    summary = {"cpu": cpu_name(), "sigmas": {}}
     for sigma in SIGMAS:
         found, n = candidates(db, sigma)
         if not found:

@@ -38,7 +38,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -47,6 +46,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from dipstop.runtime import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -344,17 +345,6 @@ def baseline(area: str, timeout: float) -> tuple[bool, str]:
             if status != "survived":
                 return False, f"{' '.join(tests)}: {status}\n{tail}"
     return True, ""
-
-
-def cpu_name() -> str:
-    """The CPU's model name, for the record."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def score(results: list[dict]) -> tuple[int, int, int, float]:
