@@ -12,8 +12,8 @@ The noise is drawn on the whole photo and sigma estimated there, as in a tiled r
 crop is the photo's centre. Rows go to a SQLite store as each (photo, sigma, setting) job
 finishes; a rerun skips finished jobs. Run two single-threaded workers on two cores:
 
-    python studies/quality_time.py --worker 0 --workers 2 &
-    python studies/quality_time.py --worker 1 --workers 2 &
+    python studies/quality_time.py &   # each worker claims the next unfinished job
+    python studies/quality_time.py &
     python studies/quality_time.py --summary          # the table and the fronts (plots)
 
 CPU seconds are the fitting thread's own (`time.thread_time`, torch on one thread): the
@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import socket
 import sqlite3
 import sys
 import time
@@ -94,6 +96,9 @@ CREATE TABLE IF NOT EXISTS outcomes (
     PRIMARY KEY (photo, sigma, setting, seeds, lam_scale, patience));
 CREATE TABLE IF NOT EXISTS jobs (
     photo TEXT, sigma REAL, setting TEXT, settings_json TEXT, date TEXT,
+    PRIMARY KEY (photo, sigma, setting));
+CREATE TABLE IF NOT EXISTS claims (
+    photo TEXT, sigma REAL, setting TEXT, host TEXT, pid INTEGER,
     PRIMARY KEY (photo, sigma, setting));
 """
 
@@ -243,19 +248,51 @@ def jobs() -> list[tuple[Path, float, Setting]]:
     return [(p, s, st) for s in SIGMAS for p in photos() for st in SETTINGS]
 
 
-def work(worker: int, workers: int) -> None:
-    """Run this worker's share of the unfinished jobs (every `workers`-th, from `worker`)."""
+def _alive(host: str, pid: int) -> bool:
+    """Whether a claim's process still runs (a claim from another host counts as alive)."""
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(db: sqlite3.Connection) -> tuple[Path, float, Setting] | None:
+    """The first job in order that is neither done nor held by a live worker, claimed for
+    this process (one transaction, so two workers never take the same job); None when none
+    is left. Claims of dead processes are taken over: a rerun resumes where work stopped."""
+    me = (socket.gethostname(), os.getpid())
+    with db:
+        db.execute("BEGIN IMMEDIATE")
+        for path, sigma, setting in jobs():
+            key = (path.name, sigma, setting.name)
+            done = db.execute(  # done with this list of patiences (a longer list refits)
+                "SELECT 1 FROM outcomes WHERE photo=? AND sigma=? AND setting=? AND patience=?",
+                (*key, max(PATIENCES)),
+            ).fetchone()
+            if done:
+                continue
+            held = db.execute(
+                "SELECT host, pid FROM claims WHERE photo=? AND sigma=? AND setting=?", key
+            ).fetchone()
+            if held and tuple(held) != me and _alive(*held):
+                continue
+            db.execute("INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?)", (*key, *me))
+            return path, sigma, setting
+    return None
+
+
+def work() -> None:
+    """Claim and run unfinished jobs until none is left (start one such worker per core)."""
     torch.set_num_threads(1)
-    db = connect()
-    for i, (path, sigma, setting) in enumerate(jobs()):
-        if i % workers != worker:
-            continue
-        done = db.execute(  # done with this list of patiences (a longer list refits)
-            "SELECT 1 FROM outcomes WHERE photo=? AND sigma=? AND setting=? AND patience=?",
-            (path.name, sigma, setting.name, max(PATIENCES)),
-        ).fetchone()
-        if done:
-            continue
+    db, claims = connect(), connect()
+    claims.isolation_level = None  # claim opens its own transaction
+    while (job := claim(claims)) is not None:
+        path, sigma, setting = job
         t0 = time.time()
         run_job(db, path, sigma, setting)
         print(f"{path.name} sigma {sigma:g} {setting.name}: {time.time() - t0:.0f} s", flush=True)
@@ -367,13 +404,11 @@ def summarise(db: sqlite3.Connection, figures: Path = ROOT / "docs" / "figures")
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--worker", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1)
     p.add_argument("--summary", action="store_true", help="print the table, draw the fronts")
     args = p.parse_args(argv)
     if args.summary:
         return summarise(connect())
-    work(args.worker, args.workers)
+    work()
     return 0
 
 
