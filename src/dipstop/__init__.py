@@ -2,7 +2,8 @@
 
 - `denoise`: denoise an image (array, PIL image or tensor); returns the image in the same
   form and a `DenoiseResult` (where it stopped, why, the series and the settings); images
-  above 1 megapixel are denoised in overlapping tiles (a `TiledResult`);
+  above the size the lam table serves whole (55,296 pixels with the shipped table) are
+  denoised in overlapping 128 x 128 tiles (a `TiledResult`);
 - `denoise_tiled`: denoise in overlapping tiles, each fitted and stopped on its own, at any
   size (memory bounded by a tile's fit per core);
 - `estimate_sigma`: the blind noise-level estimate `denoise` uses when no sigma is given;
