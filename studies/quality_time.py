@@ -305,7 +305,8 @@ DEFAULT: Candidate = ("w64-lr0.01", "1", 1.0, 500, "mean")  # what a tile fits t
 
 
 def candidates(db: sqlite3.Connection, sigma: float) -> tuple[dict[Candidate, tuple], int]:
-    """Mean PSNR and CPU seconds of every candidate over the photos every setting finished.
+    """Mean PSNR and CPU seconds of every candidate over the photos that every setting
+    fitted so far at this sigma has finished.
 
     A single fit's figure for a photo is the mean over its seeds (each seed a sample of the
     same candidate); "2" is the average of two seeds' images at the cost of both fits.
@@ -315,11 +316,11 @@ def candidates(db: sqlite3.Connection, sigma: float) -> tuple[dict[Candidate, tu
         "FROM outcomes WHERE sigma=?",
         (sigma,),
     ).fetchall()
-    names = {st.name for st in SETTINGS}
     per_photo: dict[str, set[str]] = {}
     for photo, setting, _, _, patience, *_ in rows:
         if patience == max(PATIENCES):  # fitted with the whole list of patiences
             per_photo.setdefault(photo, set()).add(setting)
+    names = set().union(*per_photo.values()) if per_photo else set()  # every setting fitted
     complete = {p for p, got in per_photo.items() if names <= got}
     acc: dict[Candidate, dict[str, list]] = {}
     for photo, setting, seeds, scale, patience, cpu, raw, mean in rows:
