@@ -10,11 +10,11 @@
 # so runs match the ones recorded on the CPU). Results go to $OUT (fetched back).
 # The carry limit is 64 MiB in all: with site.tar.xz (48 MB) and the tree (~10 MB), keep
 # cbsd68/ to a few images; for `verify`, the 4 of .dev/paper_order (one file name a line).
-# Session 3 ran `bench 560` with channels_last/bf16 variants and 12 grid workers, no CUDA graphs
+# On 2026-11-25 the GPU machine ran `bench 560` with channels_last/bf16 variants and 12 grid workers, no CUDA graphs
 # (no grid run finished); then `bench 555` (graph capture failed); then `final 530`.
 # PHASE: bench (GPU tests, engine benchmarks, then the CPU-protocol CBSD68 grid until
 # SECONDS have passed), grid (only the grid), paper (the paper protocol on a few images),
-# verify (what session 4 built or changed without a GPU: the CUDA tests, the overlapped
+# verify (what was built or changed without a GPU since: the CUDA tests, the overlapped
 # host scoring and the criteria cost, then the paper slice of .dev/paper_order, alone).
 set -u
 phase=${1:?phase}

@@ -20,10 +20,10 @@
 # then both at sigma 15 (the slowest: tiles and whole fits run most of T there), the whole
 # calibration images (they serve `--tile 0` only: the default tiles photos, design.md),
 # the whole calibration photos tiled at sigma 50 and 25 (is a whole fit better at high noise?
-# chosen on CBSD432, not on the judging photos; added 2026-12-05, session 19), 768 x 512
+# chosen on CBSD432, not on the judging photos; added 2026-12-05), 768 x 512
 # tiled against whole (its whole fit is kept once done, its tiles as they finish), then 288
 # (a point between 192 and the whole image).
-# (Reordered 2026-11-28, session 12, so that whole sigma rows of the validation come first.)
+# (Reordered 2026-11-28, so that whole sigma rows of the validation come first.)
 # Whole images ran 1.26 s an iteration on one thread beside another fit, about 63 minutes a
 # run; a tiled 481 x 321 photo about 8 (sigma 50), 15 (25) and 70 minutes (15:
 # many 128 x 128 tiles run all of T there) on both cores. Cost estimates on this 2-core
@@ -34,11 +34,11 @@
 # the whole images, the validation and 288 in what `denoise` runs here by default
 # (precision "auto": bf16 on a CPU with AMX, fp32 elsewhere; PRECISION=fp32|bf16 overrides).
 # bf16 and fp32 fits score alike (docs/benchmarks.md), and a run's key records its precision.
-# On 2026-11-28 (session 13) the project moved to an AMD EPYC without AMX: "auto" is fp32
+# On 2026-11-28 the project moved to an AMD EPYC without AMX: "auto" is fp32
 # there (bf16 12x slower) and the times above do not hold (a sigma-25 tiled photo took about
 # 40 minutes). The 4 whole calibration runs in are bf16: `calibrate full fp32` would fit all
 # 12 again under other keys; on such a machine give it the 8 left by hand, or accept both.
-# On 2026-12-04 (session 14) it was an Intel CPU with AMX again: whole runs 1.05 s an
+# On 2026-12-04 it was an Intel CPU with AMX again: whole runs 1.05 s an
 # iteration on one core beside the other (about 55 min a run), sigma-25 tiled photos 12-24 min.
 #
 #   nohup bash benchmarks/size_grids.sh > /tmp/size_grids.log 2>&1 &   # run or resume
@@ -122,7 +122,7 @@ calibrate full "$precision"
 snapshot_all
 # issue 12's other size for tiled against whole: 768 x 512 (CBSD68 101085, a portrait photo,
 # upscaled to 512 x 768; whole and tiled, sigma 25, default settings; about 3 h). The row gets
-# whichever fit it lacks: on 2026-12-05 (session 21) its whole fit of session 20 was lost with
+# whichever fit it lacks: on 2026-12-05 its earlier whole fit was lost with
 # /tmp, so the tiles were fitted first (--tiled-only, 40 min) and this adds the whole fit
 "$py" benchmarks/tiling.py --data "$data/cbsd68" --names 101085.png --sizes 768x512 --sigmas 25 \
   --precision "$precision" --ray --out "$work/tiling_768" --name tiling_768

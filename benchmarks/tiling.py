@@ -10,7 +10,7 @@ table, the protocol's width, T and S): on the whole image (`tile=None`; skipped 
 to the image's orientation (481x321 is 321 x 481 for a portrait photo, labelled 321x481);
 a size other than the file's own is the image resized (bicubic, rounded to 8 bits) before
 the noise is added: CBSD68 has no larger photos, so 768 x 512 is an upscale, smoother than
-a native photo of that size. (Before 2026-11-28, session 12, a portrait photo was squashed
+a native photo of that size. (Before 2026-11-28, a portrait photo was squashed
 to the landscape size; rows made so are dropped when a JSON is resumed.) --crop
 centre-crops every size afterwards (for a quick check that the script works).
 
