@@ -10,7 +10,7 @@ ratio batched / one-by-one. Checks first that both give the same outputs. On CUD
 one-by-one steps launch eagerly (dipstop's engine replays CUDA graphs), so there the ratio
 flatters batching. Saves benchmarks/results/batched_fit[_DEVICE].json.
 
-    python benchmarks/batched_fit.py [--device cpu] [--sides 64,128] [--width 64] [--n 2,4]
+    python -m benchmarks.batched_fit [--device cpu] [--sides 64,128] [--width 64] [--n 2,4]
 """
 
 from __future__ import annotations
@@ -18,20 +18,16 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
-
-from dipstop.fitting import make_adam  # noqa: E402
-from dipstop.network import skip_network  # noqa: E402
+from benchmarks.common import save
+from dipstop.fitting import make_adam
+from dipstop.network import skip_network
 
 
 def make_steps(side: int, width: int, n: int, device: str) -> dict[str, Callable[[], None]]:

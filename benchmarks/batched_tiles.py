@@ -15,11 +15,11 @@ benchmarks/results/batched_tiles[_DEVICE][_TAG].json.
 On the CPU batching was measured slower (benchmarks/batched_fit.py); a launch-bound GPU is
 where it should pay. A small CPU check:
 
-    python benchmarks/batched_tiles.py --device cpu --k 2,4 --side 64 --width 8 --tag check
+    python -m benchmarks.batched_tiles --device cpu --k 2,4 --side 64 --width 8 --tag check
 
 The GPU measurement:
 
-    python benchmarks/batched_tiles.py --device cuda --k 4,8,16,40 --width 64 --side 128 \\
+    python -m benchmarks.batched_tiles --device cuda --k 4,8,16,40 --width 64 --side 128 \\
         --loop 20
 """
 
@@ -27,21 +27,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
-
-from dipstop.batched import BatchedFitter, fit_tiles_batched  # noqa: E402
-from dipstop.criteria import CifsCriterion, Context  # noqa: E402
-from dipstop.fitting import FitSettings, Fitter  # noqa: E402
-from dipstop.policies import make_policy  # noqa: E402
-from dipstop.recording import OnlineStop, record  # noqa: E402
+from benchmarks.common import save
+from dipstop.batched import BatchedFitter, fit_tiles_batched
+from dipstop.criteria import CifsCriterion, Context
+from dipstop.fitting import FitSettings, Fitter
+from dipstop.policies import make_policy
+from dipstop.recording import OnlineStop, record
 
 FOREVER = 10**9  # a budget no timing reaches: the fits never end on their own
 

@@ -7,25 +7,21 @@ run's estimate, the budget ends the run with the tiles done so far denoised and 
 left noisy. Prints and saves (benchmarks/results/big_photo.json) the estimate, the tiles
 done, the wall time and the process's peak resident memory.
 
-    python benchmarks/big_photo.py [--minutes 2] [--size 4000x3000] [--device cuda]
+    python -m benchmarks.big_photo [--minutes 2] [--size 4000x3000] [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, save  # noqa: E402
-
-from dipstop import denoise  # noqa: E402
-from dipstop.noise import add_gaussian_noise  # noqa: E402
+from benchmarks.common import SHARED, save
+from dipstop import denoise
+from dipstop.noise import add_gaussian_noise
 
 
 def main() -> None:

@@ -7,27 +7,23 @@ benchmarks/results/checkpoint_cost.json: the file's size, the median save time, 
 seconds per iteration of the same fit, and the share of the fit's time a save once a minute
 (`Switches.checkpoint_seconds`, the default) takes.
 
-    python benchmarks/checkpoint_cost.py [--sizes 481x321,128x128] [-T 20]
+    python -m benchmarks.checkpoint_cost [--sizes 481x321,128x128] [-T 20]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, save  # noqa: E402
-
-from dipstop import checkpoints  # noqa: E402
-from dipstop.api import denoise  # noqa: E402
-from dipstop.noise import add_gaussian_noise  # noqa: E402
-from dipstop.runtime import Switches  # noqa: E402
+from benchmarks.common import SHARED, save
+from dipstop import checkpoints
+from dipstop.api import denoise
+from dipstop.noise import add_gaussian_noise
+from dipstop.runtime import Switches
 
 
 def main() -> None:

@@ -11,24 +11,20 @@ one iteration's network work (perturbation, forward, backward, Adam), measured i
   The total overhead adds CIFS's per-call cost to those two, wherever the encode ran.
   Timed directly rather than as the difference of two noisy medians.
 
-    python benchmarks/criteria_cost.py [--sizes 128x128,481x321] [--width 64] [--iters 200]
+    python -m benchmarks.criteria_cost [--sizes 128x128,481x321] [--width 64] [--iters 200]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
-
-from dipstop.api import denoise  # noqa: E402
-from dipstop.criteria import (  # noqa: E402
+from benchmarks.common import save
+from dipstop.api import denoise
+from dipstop.criteria import (
     BrisqueCriterion,
     CifsCriterion,
     Context,
@@ -37,7 +33,7 @@ from dipstop.criteria import (  # noqa: E402
     WmvCriterion,
     output_to_uint8,
 )
-from dipstop.runtime import tune_allocator  # noqa: E402
+from dipstop.runtime import tune_allocator
 
 
 def per_call(fn, n: int) -> float:

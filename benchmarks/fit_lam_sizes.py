@@ -7,7 +7,7 @@ with the slope of log lam over log pixels between neighbouring sizes, and with `
 a table whose entries carry "pixels", which `dipstop.lambda_table.lam_for_sigma`
 interpolates in log(pixels) (issue 12).
 
-    python benchmarks/fit_lam_sizes.py --stores results/calibration2.sqlite \
+    python -m benchmarks.fit_lam_sizes --stores results/calibration2.sqlite \
         results/size_calibration.sqlite --sigmas 15,25,50 [-o TABLE.json]
         [--images 100007.jpg,16068.jpg,24063.jpg,384022.jpg] [--lam-smooth 1.6]
 
@@ -24,17 +24,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
-
-from dipstop.lab.calibration import calibrate_from_store, write_lambda_table  # noqa: E402
-from dipstop.lab.store import ResultStore  # noqa: E402
-from dipstop.policies import DEFAULT_OUTPUT  # noqa: E402
-from dipstop.protocols import get_protocol  # noqa: E402
+from benchmarks.common import save
+from dipstop.lab.calibration import calibrate_from_store, write_lambda_table
+from dipstop.lab.store import ResultStore
+from dipstop.policies import DEFAULT_OUTPUT
+from dipstop.protocols import get_protocol
 
 
 def main() -> None:
@@ -91,7 +88,7 @@ def main() -> None:
         protocol = get_protocol("cpu").with_(
             width=args.width, max_iters=args.max_iters, patience=args.patience
         )
-        command = "python benchmarks/fit_lam_sizes.py " + " ".join(sys.argv[1:])
+        command = "python -m benchmarks.fit_lam_sizes " + " ".join(sys.argv[1:])
         write_lambda_table(
             args.output, choices, protocol, command, policy=args.output_policy,
             folder=folders.pop() if len(folders) == 1 else None, smooth=args.lam_smooth,

@@ -2,7 +2,7 @@
 
 Writes src/dipstop/data/sigma_correction.json with its provenance.
 
-    python benchmarks/fit_sigma_correction.py [--images DIR] [--every 4]
+    python -m benchmarks.fit_sigma_correction [--images DIR] [--every 4]
 """
 
 from __future__ import annotations
@@ -13,12 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED  # noqa: E402
-
-from dipstop.imageio import read_image  # noqa: E402
-from dipstop.lab.datasets import list_images  # noqa: E402
-from dipstop.noise import CORRECTION_FILE, fit_sigma_correction  # noqa: E402
+from benchmarks.common import SHARED
+from dipstop.imageio import read_image
+from dipstop.lab.datasets import list_images
+from dipstop.noise import CORRECTION_FILE, fit_sigma_correction
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "dipstop" / "data" / CORRECTION_FILE
 
@@ -36,7 +34,7 @@ def main() -> None:
         "images": f"{Path(args.images).name}, every {args.every}th: {len(files)} images",
         "noise": "Gaussian, clipped to [0,255], quantised to 8 bits",
         "estimator": "skimage.restoration.estimate_sigma (wavelet MAD), channel-averaged",
-        "command": "python benchmarks/fit_sigma_correction.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.fit_sigma_correction " + " ".join(sys.argv[1:]),
         "date": datetime.date.today().isoformat(),
     }
     OUT.write_text(json.dumps(fit, indent=1) + "\n")

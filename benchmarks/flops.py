@@ -4,24 +4,20 @@ FLOPs of one iteration (forward + backward) are counted by torch.utils.flop_coun
 peak is the best of a few large 3x3 convolutions (128 -> 128 channels) forward + backward,
 the op that dominates DIP. Saves benchmarks/results/flops.json.
 
-    python benchmarks/flops.py [--sizes 128x128,481x321] [--widths 64,128] [--iters 5]
+    python -m benchmarks.flops [--sizes 128x128,481x321] [--widths 64,128] [--iters 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
-
-from dipstop.fitting import FitSettings, Fitter  # noqa: E402
-from dipstop.runtime import tune_allocator  # noqa: E402
+from benchmarks.common import save
+from dipstop.fitting import FitSettings, Fitter
+from dipstop.runtime import tune_allocator
 
 
 def conv_peak(side: int = 128, channels: int = 128, reps: int = 5) -> float:

@@ -9,27 +9,24 @@ images (--size, sigma 25 noise, written as PNGs) are denoised both ways, every f
 ratio is measured under the same load. Prints the
 times and their ratio, saves benchmarks/results/folder_parallel.json.
 
-    python benchmarks/folder_parallel.py [--files 4] [--size 128] [-T 40] [--repeats 3]
+    python -m benchmarks.folder_parallel [--files 4] [--size 128] [-T 40] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, save  # noqa: E402
-
-from dipstop.batch import file_workers, prepare_batch, run_jobs  # noqa: E402
-from dipstop.imageio import write_image  # noqa: E402
-from dipstop.lab.datasets import centre_crop, evenly_spaced, list_images, synthetic_pair  # noqa: E402
-from dipstop.runtime import set_threads  # noqa: E402
+from benchmarks.common import SHARED, save
+from dipstop.batch import file_workers, prepare_batch, run_jobs
+from dipstop.imageio import write_image
+from dipstop.lab.datasets import centre_crop, evenly_spaced, list_images, synthetic_pair
+from dipstop.runtime import set_threads
 
 
 def main() -> None:

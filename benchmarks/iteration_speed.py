@@ -8,7 +8,7 @@ the CIFS criterion (8-bit quantisation, JPEG encode). Both run in this process, 
 clock is read after a device synchronise, and `--variants` adds engine settings to compare
 (no CUDA graph, channels_last, bf16 autocast, both), each timed interleaved with the others.
 
-    python benchmarks/iteration_speed.py [--sizes 64x64,128x128,256x256,481x321]
+    python -m benchmarks.iteration_speed [--sizes 64x64,128x128,256x256,481x321]
         [--widths 64,128] [--iters 10] [--repeats 3] [--device cuda]
         [--variants fp32,no_graph,channels_last,bf16,channels_last+bf16] [--threads N]
         [--name SUFFIX]
@@ -21,20 +21,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
-
-from dipstop.criteria import CifsCriterion, Context, Sample, output_to_uint8  # noqa: E402
-from dipstop.fitting import FitSettings, Fitter  # noqa: E402
-from dipstop.network import skip_network  # noqa: E402
-from dipstop.runtime import tune_allocator  # noqa: E402
+from benchmarks.common import save
+from dipstop.criteria import CifsCriterion, Context, Sample, output_to_uint8
+from dipstop.fitting import FitSettings, Fitter
+from dipstop.network import skip_network
+from dipstop.runtime import tune_allocator
 
 VARIANTS = {
     "fp32": {},  # the default: on CUDA each step is a replayed CUDA graph

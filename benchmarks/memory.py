@@ -4,7 +4,7 @@ Each (size, width) runs in a fresh subprocess for a few iterations; the script p
 peak and the bytes per padded pixel per channel of width, and saves
 benchmarks/results/memory.json. dipstop's memory guard (dipstop.memory) uses these figures.
 
-    python benchmarks/memory.py [--sizes 128x128,256x256,481x321,768x512] [--widths 64,128]
+    python -m benchmarks.memory [--sizes 128x128,256x256,481x321,768x512] [--widths 64,128]
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ import argparse
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
+from benchmarks.common import save
 
 CHILD = """
 import json, resource, sys, torch

@@ -10,8 +10,8 @@ read from it at each run's estimated sigma, as a user runs it: the way to valida
 rule on other images (CBSD68); each run the default never stopped is then listed with the
 best image any lam that does stop it would have given (could stopping have done better?).
 
-    python benchmarks/output_rules.py --store results/calibration2.sqlite --cv
-    python benchmarks/output_rules.py --store results/bench2.sqlite --lams TABLE.json
+    python -m benchmarks.output_rules --store results/calibration2.sqlite --cv
+    python -m benchmarks.output_rules --store results/bench2.sqlite --lams TABLE.json
 
 Prints a table per sigma and saves benchmarks/results/output_rules[_NAME].json.
 """
@@ -19,20 +19,16 @@ Prints a table per sigma and saves benchmarks/results/output_rules[_NAME].json.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
-
-from dipstop.lab.calibration import LAM_GRID  # noqa: E402
-from dipstop.lab.rules import Rule, evaluate, search_lam  # noqa: E402
-from dipstop.lab.store import ResultStore  # noqa: E402
-from dipstop.lambda_table import load_table  # noqa: E402
-from dipstop.policies import DEFAULT_OUTPUT, make_policy  # noqa: E402
+from benchmarks.common import save
+from dipstop.lab.calibration import LAM_GRID
+from dipstop.lab.rules import Rule, evaluate, search_lam
+from dipstop.lab.store import ResultStore
+from dipstop.lambda_table import load_table
+from dipstop.policies import DEFAULT_OUTPUT, make_policy
 
 POLICIES = ("raw", "since-best", "ema@stop", "ema998@stop", "box100@stop", "ema@best",
             "ema998@best", "box100@best")  # fmt: skip

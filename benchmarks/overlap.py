@@ -16,9 +16,9 @@ through `dipstop.overlap.overlapped` (the outputs quantised on the main thread f
 This is an emulation of the device, not a GPU measurement.
 Saves benchmarks/results/overlap[_DEVICE|_emulated].json.
 
-    python benchmarks/overlap.py [--device cpu] [--crops 128,full] [--every 10,1]
+    python -m benchmarks.overlap [--device cpu] [--crops 128,full] [--every 10,1]
                                  [--iters 40] [--repeats 3] [--threads 2]
-    python benchmarks/overlap.py --emulate 128:2.87,full:11.62 [--depths 0,1,2,4,8]
+    python -m benchmarks.overlap --emulate 128:2.87,full:11.62 [--depths 0,1,2,4,8]
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import argparse
 import dataclasses
 import math
 import statistics
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,12 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, save  # noqa: E402
-
-from dipstop import denoise  # noqa: E402
-from dipstop.codecs import jpeg_bytes  # noqa: E402
-from dipstop.criteria import (  # noqa: E402
+from benchmarks.common import SHARED, save
+from dipstop import denoise
+from dipstop.codecs import jpeg_bytes
+from dipstop.criteria import (
     BrisqueCriterion,
     CifsCriterion,
     Context,
@@ -48,12 +45,12 @@ from dipstop.criteria import (  # noqa: E402
     Sample,
     output_to_uint8,
 )
-from dipstop.fitting import Iteration  # noqa: E402
-from dipstop.lab.datasets import list_images, synthetic_pair  # noqa: E402
-from dipstop.lab.runs import bench_criteria, grid, run_one  # noqa: E402
-from dipstop.overlap import overlapped  # noqa: E402
-from dipstop.protocols import get_protocol  # noqa: E402
-from dipstop.runtime import Switches, tune_allocator  # noqa: E402
+from dipstop.fitting import Iteration
+from dipstop.lab.datasets import list_images, synthetic_pair
+from dipstop.lab.runs import bench_criteria, grid, run_one
+from dipstop.overlap import overlapped
+from dipstop.protocols import get_protocol
+from dipstop.runtime import Switches, tune_allocator
 
 # the bench recorder's running averages when the saved results were measured: the EMA alone
 EMA_ONLY = {"ema": {"kind": "ema", "weight": 0.99}}

@@ -15,8 +15,8 @@ extra: `pip install -e '.[peers]'`. The photos: the 6 fixed ones of the whole-ph
 validation (every 10th of the sorted CBSD68 folder) and, with `--photos 12`, the 6 halfway
 between them (every 10th from the 6th), chosen before any result was seen.
 
-    python benchmarks/peers.py --sigmas 15,25,50 --photos 12
-    python benchmarks/peers.py --summary
+    python -m benchmarks.peers --sigmas 15,25,50 --photos 12
+    python -m benchmarks.peers --summary
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def summary(db: sqlite3.Connection) -> dict:
         cpu = sum(got[p][2] for p in both) / sum(ref[p][2] for p in both) if both else None
         out[f"{sigma:g}/{method}"] = {"n": len(ps), "psnr": ps.mean(), "se": se,
                                       "wall_ratio": wall, "cpu_ratio": cpu}  # fmt: skip
-        fmt = (lambda r: "-" if r is None else f"{r:.3f}")  # noqa: E731
+        fmt = lambda r: "-" if r is None else f"{r:.3f}"  # noqa: E731
         print(f"| {sigma:g} | {method} | {len(ps)} | {ps.mean():.2f} +- {se:.2f} | {fmt(wall)} | "
               f"{fmt(cpu)} |")  # fmt: skip
     return out

@@ -4,22 +4,19 @@ Each clean image gets Gaussian noise, is clipped and quantised to 8 bits (as a u
 file would be), and sigma is estimated from it. Prints bias, mean absolute error and the
 95th percentile of the absolute error per sigma; saves benchmarks/results/sigma_estimation.json.
 
-    python benchmarks/sigma_estimation.py [--images DIR]
+    python -m benchmarks.sigma_estimation [--images DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from common import SHARED, save  # noqa: E402
-
-from dipstop.imageio import read_image  # noqa: E402
-from dipstop.lab.datasets import list_images  # noqa: E402
-from dipstop.noise import add_gaussian_noise, estimate_sigma  # noqa: E402
+from benchmarks.common import SHARED, save
+from dipstop.imageio import read_image
+from dipstop.lab.datasets import list_images
+from dipstop.noise import add_gaussian_noise, estimate_sigma
 
 
 def main() -> None:

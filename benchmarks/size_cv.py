@@ -10,7 +10,7 @@ and noise at a size in the stores) it also prints the tiled default minus the he
 whole run, per sigma: whether a photo of that size is better fitted whole or in tiles,
 judged on calibration images.
 
-    python benchmarks/size_cv.py --stores results/calibration2.sqlite \
+    python -m benchmarks.size_cv --stores results/calibration2.sqlite \
         results/size_calibration.sqlite [--name NAME] \
         [--tiled results/tiled_cbsd432/tiled_cbsd432.json]
 
@@ -20,19 +20,15 @@ Saves benchmarks/results/size_cv[_NAME].json.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import mean_se, save, tiled_rows  # noqa: E402
-
-from dipstop.lab.calibration import LAM_GRID, calibrate_from_store  # noqa: E402
-from dipstop.lab.rules import Rule, evaluate  # noqa: E402
-from dipstop.lab.store import ResultStore  # noqa: E402
-from dipstop.policies import DEFAULT_OUTPUT  # noqa: E402
+from benchmarks.common import mean_se, save, tiled_rows
+from dipstop.lab.calibration import LAM_GRID, calibrate_from_store
+from dipstop.lab.rules import Rule, evaluate
+from dipstop.lab.store import ResultStore
+from dipstop.policies import DEFAULT_OUTPUT
 
 
 def main() -> None:

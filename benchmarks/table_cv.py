@@ -7,7 +7,7 @@ with the lam that table gives at its *estimated* sigma (log-lam interpolation be
 sigmas, as `dipstop denoise` reads it). `--scale` multiplies every estimate, to ask what an
 estimator that is off by that factor would cost (mean PSNR, runs that never stop, time).
 
-    python benchmarks/table_cv.py --store results/calibration2.sqlite --scale 0.88,1,1.12
+    python -m benchmarks.table_cv --store results/calibration2.sqlite --scale 0.88,1,1.12
 
 Prints one line per scale and sigma; saves benchmarks/results/table_cv[_NAME].json.
 """
@@ -15,18 +15,14 @@ Prints one line per scale and sigma; saves benchmarks/results/table_cv[_NAME].js
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
-
-from dipstop.lab.calibration import LAM_GRID  # noqa: E402
-from dipstop.lab.rules import Rule, evaluate, search_lam  # noqa: E402
-from dipstop.lab.store import ResultStore  # noqa: E402
+from benchmarks.common import save
+from dipstop.lab.calibration import LAM_GRID
+from dipstop.lab.rules import Rule, evaluate, search_lam
+from dipstop.lab.store import ResultStore
 
 
 def main() -> None:

@@ -13,27 +13,24 @@ under the same load; the Ray is started, and its workers warmed up by an untimed
 one-iteration run, before the first timing. Prints the times and each mode's time over
 `one_at_a_time`'s, saves benchmarks/results/tile_parallel.json.
 
-    python benchmarks/tile_parallel.py [--size 256] [--tile 128] [-T 40] [--repeats 3]
-    python benchmarks/tile_parallel.py --size 160 --tile 96 -T 3 --width 8 --repeats 1  # a check
+    python -m benchmarks.tile_parallel [--size 256] [--tile 128] [-T 40] [--repeats 3]
+    python -m benchmarks.tile_parallel --size 160 --tile 96 -T 3 --width 8 --repeats 1  # a check
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, save  # noqa: E402
-
-from dipstop import denoise, denoise_tiled  # noqa: E402
-from dipstop.lab.datasets import centre_crop, list_images, synthetic_pair  # noqa: E402
-from dipstop.runtime import set_threads  # noqa: E402
-from dipstop.tiling import plan_tiles  # noqa: E402
+from benchmarks.common import SHARED, save
+from dipstop import denoise, denoise_tiled
+from dipstop.lab.datasets import centre_crop, list_images, synthetic_pair
+from dipstop.runtime import set_threads
+from dipstop.tiling import plan_tiles
 
 
 def one_at_a_time(noisy: np.ndarray, tile: int, overlap: int, **fit: object) -> int:

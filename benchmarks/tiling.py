@@ -27,12 +27,12 @@ Hours on a 2-core CPU at full size (a whole 768 x 512 fit is ~2.5 s an iteration
 64); run it on a quiet machine or a GPU. With --ray the tiles run as local Ray tasks (one
 single-thread fit per core), the whole image in this process on all cores:
 
-    python benchmarks/tiling.py [--images 2 | --names A.png,B.png] [--sizes 481x321,768x512]
+    python -m benchmarks.tiling [--images 2 | --names A.png,B.png] [--sizes 481x321,768x512]
                                 [--sigmas 25] [--tile 128] [--overlap 32]
                                 [--tiled-only | --whole-only]
                                 [--device cuda] [--ray] [--out DIR] [--name tiling]
                                 [--precision auto|fp32|bf16]
-    python benchmarks/tiling.py --images 1 --crop 160 --width 8 -T 10 --out /tmp/tiling
+    python -m benchmarks.tiling --images 1 --crop 160 --width 8 -T 10 --out /tmp/tiling
 """
 
 from __future__ import annotations
@@ -49,19 +49,17 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import HERE, SHARED, machine  # noqa: E402
-
-from dipstop import DenoiseResult, denoise, denoise_tiled  # noqa: E402
-from dipstop.checkpoints import image_spec, run_key  # noqa: E402
-from dipstop.fitting import resolve_device, resolve_precision  # noqa: E402
-from dipstop.imageio import read_image, write_image  # noqa: E402
-from dipstop.lab.datasets import centre_crop, evenly_spaced, list_images, synthetic_pair  # noqa: E402
-from dipstop.lambda_table import load_table  # noqa: E402
-from dipstop.metrics import psnr  # noqa: E402
-from dipstop.policies import DEFAULT_OUTPUT  # noqa: E402
-from dipstop.runtime import cpu_name, set_threads, tune_allocator  # noqa: E402
-from dipstop.tiling import OVERLAP, TILE, axis_starts  # noqa: E402
+from benchmarks.common import HERE, SHARED, machine
+from dipstop import DenoiseResult, denoise, denoise_tiled
+from dipstop.checkpoints import image_spec, run_key
+from dipstop.fitting import resolve_device, resolve_precision
+from dipstop.imageio import read_image, write_image
+from dipstop.lab.datasets import centre_crop, evenly_spaced, list_images, synthetic_pair
+from dipstop.lambda_table import load_table
+from dipstop.metrics import psnr
+from dipstop.policies import DEFAULT_OUTPUT
+from dipstop.runtime import cpu_name, set_threads, tune_allocator
+from dipstop.tiling import OVERLAP, TILE, axis_starts
 
 
 def file_size(path: Path) -> tuple[int, int]:

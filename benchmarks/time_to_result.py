@@ -12,8 +12,8 @@ With --tiled (a `benchmarks/tiling.py` JSON of the same images, noise and size) 
 adds the default as `denoise` runs a photo, in tiles, and its gap to the whole run's Peak.
 Saves benchmarks/results/time_to_result[_NAME].json.
 
-    python benchmarks/time_to_result.py --store results/bench2.sqlite --name bench2
-    python benchmarks/time_to_result.py --store results/fullsize_bench.sqlite --name fullsize \
+    python -m benchmarks.time_to_result --store results/bench2.sqlite --name bench2
+    python -m benchmarks.time_to_result --store results/fullsize_bench.sqlite --name fullsize \
         --tiled results/fullsize_tiled/fullsize_tiled.json
 """
 
@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import mean_se, save, tiled_rows  # noqa: E402
-
-from dipstop.lab.rules import Rule, evaluate  # noqa: E402
-from dipstop.lab.store import ResultStore  # noqa: E402
-from dipstop.lambda_table import load_table  # noqa: E402
-from dipstop.policies import DEFAULT_OUTPUT, make_policy  # noqa: E402
+from benchmarks.common import mean_se, save, tiled_rows
+from dipstop.lab.rules import Rule, evaluate
+from dipstop.lab.store import ResultStore
+from dipstop.lambda_table import load_table
+from dipstop.policies import DEFAULT_OUTPUT, make_policy
 
 RULES = ("paper", "dipstop")
 

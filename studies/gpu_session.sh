@@ -2,7 +2,7 @@
 # What ran on the lent GPU machine (the `device` tool; a bare image with CUDA PyTorch and no
 # network), kept so every GPU number in the README can be traced to a command.
 #
-#   bash benchmarks/gpu_session.sh PHASE SECONDS
+#   bash studies/gpu_session.sh PHASE SECONDS
 #
 # The carried, git-ignored folder .dev holds what that machine lacks: site.tar.xz
 # (opencv-contrib-python-headless 5.0.0.93 and PyWavelets 1.10.0 wheels, unpacked), models/
@@ -46,9 +46,9 @@ from dipstop.cli import main; sys.exit(main())' bench --data .dev/cbsd68 --image
 case $phase in
   bench)
     python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -3
-    python3 benchmarks/iteration_speed.py --device cuda --sizes 128x128,256x256,481x321,768x512 \
+    python3 -m benchmarks.iteration_speed --device cuda --sizes 128x128,256x256,481x321,768x512 \
       --widths 64,128 --iters 30 --repeats 3 --variants fp32,no_graph
-    python3 benchmarks/criteria_cost.py --sizes 128x128,481x321 --width 64 --iters 300 \
+    python3 -m benchmarks.criteria_cost --sizes 128x128,481x321 --width 64 --iters 300 \
       --device cuda
     cp benchmarks/results/*cuda*.json "$OUT"/
     grid 4 15,25,50 cpu "$OUT/bench.sqlite"
@@ -61,11 +61,11 @@ case $phase in
     ;;
   verify)
     python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tail -3
-    python3 benchmarks/overlap.py --device cuda --data .dev/cbsd68 --crops 128,full \
+    python3 -m benchmarks.overlap --device cuda --data .dev/cbsd68 --crops 128,full \
       --every 10 --iters 300 --repeats 3
-    python3 benchmarks/criteria_cost.py --sizes 128x128,481x321 --width 64 --iters 300 \
+    python3 -m benchmarks.criteria_cost --sizes 128x128,481x321 --width 64 --iters 300 \
       --device cuda 2>&1 | grep -v "it/s"
-    python3 benchmarks/batched_fit.py --device cuda --sides 128,256 --n 2,4 --iters 20
+    python3 -m benchmarks.batched_fit --device cuda --sides 128,256 --n 2,4 --iters 20
     cp benchmarks/results/*cuda*.json "$OUT"/
     # outside the tree and $OUT: a run cut off by the call's time limit leaves its checkpoint
     # (<store>.partial/) on the still-warm machine, and the next call resumes it
@@ -74,9 +74,9 @@ case $phase in
     cp /tmp/dipstop_paper/bench_paper.sqlite "$OUT"/
     ;;
   final)  # the last call: graphs against eager, then the grid, a paper slice and the tests at once
-    python3 benchmarks/iteration_speed.py --device cuda --sizes 128x128,481x321,768x512 \
+    python3 -m benchmarks.iteration_speed --device cuda --sizes 128x128,481x321,768x512 \
       --widths 64,128 --iters 20 --repeats 3 --variants fp32,no_graph
-    python3 benchmarks/criteria_cost.py --sizes 128x128,481x321 --width 64 --iters 300 \
+    python3 -m benchmarks.criteria_cost --sizes 128x128,481x321 --width 64 --iters 300 \
       --device cuda 2>&1 | grep -v "it/s"
     cp benchmarks/results/*cuda*.json "$OUT"/
     head -2 .dev/grid_order > .dev/paper_order

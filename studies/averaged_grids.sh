@@ -6,8 +6,8 @@
 # (local Ray). Resumable: runs are stored as they finish, an unfinished one resumes from its
 # checkpoint in the work folder, and `snapshot` copies the stores into results/ for a commit.
 #
-#   nohup bash benchmarks/averaged_grids.sh > /tmp/grids.log 2>&1 &   # run or resume
-#   bash benchmarks/averaged_grids.sh snapshot                           # copy into results/
+#   nohup bash studies/averaged_grids.sh > /tmp/grids.log 2>&1 &   # run or resume
+#   bash studies/averaged_grids.sh snapshot                           # copy into results/
 #
 # WORK (default /tmp/dipstop-grids) holds the live stores and checkpoints; a new session
 # starts from the committed results/calibration2.sqlite and results/bench2.sqlite.
@@ -18,7 +18,7 @@ py=${PYTHON:-.venv/bin/python}
 data=${DIPSTOP_DATA:-../shared/data}
 mkdir -p "$work"
 
-. benchmarks/grid_stores.sh
+. studies/grid_stores.sh
 
 if [ "${1:-}" = snapshot ]; then
   snapshot calibration2 bench2

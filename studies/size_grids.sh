@@ -41,8 +41,8 @@
 # On 2026-12-04 it was an Intel CPU with AMX again: whole runs 1.05 s an
 # iteration on one core beside the other (about 55 min a run), sigma-25 tiled photos 12-24 min.
 #
-#   nohup bash benchmarks/size_grids.sh > /tmp/size_grids.log 2>&1 &   # run or resume
-#   bash benchmarks/size_grids.sh snapshot                               # copy into results/
+#   nohup bash studies/size_grids.sh > /tmp/size_grids.log 2>&1 &   # run or resume
+#   bash studies/size_grids.sh snapshot                               # copy into results/
 #
 # To free the cores for a while, kill the script and its `dipstop.cli calibrate` (or bench)
 # process and start it again later: each run resumes from its last checkpoint. Do not
@@ -61,7 +61,7 @@ fixed6=101085.png,119082.png,148026.png,175032.png,216081.png,253027.png
 export DIPSTOP_CHECKPOINT_SECONDS=${DIPSTOP_CHECKPOINT_SECONDS:-600}
 mkdir -p "$work"
 
-. benchmarks/grid_stores.sh
+. studies/grid_stores.sh
 
 snapshot_all() {
   snapshot $stores
@@ -98,7 +98,7 @@ calibrate() {
 }
 calibrate 192 fp32
 tiled() {
-  "$py" benchmarks/tiling.py --data "$data/cbsd68" --names "$fixed6" --sizes 481x321 \
+  "$py" -m benchmarks.tiling --data "$data/cbsd68" --names "$fixed6" --sizes 481x321 \
     --sigmas "$1" --tiled-only --precision "$precision" \
     --out "$work/fullsize_tiled" --name fullsize_tiled
   snapshot_all
@@ -116,7 +116,7 @@ bench 15
 calibrate full "$precision"
 # the 4 whole calibration photos tiled as `denoise` does by default, the same noise as their
 # whole runs in size_calibration (sigma 50, then 25): tiled against whole on CBSD432
-"$py" benchmarks/tiling.py --data "$data/cbsd432_jpg" --names 100007.jpg,16068.jpg,24063.jpg,384022.jpg \
+"$py" -m benchmarks.tiling --data "$data/cbsd432_jpg" --names 100007.jpg,16068.jpg,24063.jpg,384022.jpg \
   --sizes 481x321 --sigmas 50,25 --tiled-only --precision "$precision" \
   --out "$work/tiled_cbsd432" --name tiled_cbsd432
 snapshot_all
@@ -124,7 +124,7 @@ snapshot_all
 # upscaled to 512 x 768; whole and tiled, sigma 25, default settings; about 3 h). The row gets
 # whichever fit it lacks: on 2026-12-05 its earlier whole fit was lost with
 # /tmp, so the tiles were fitted first (--tiled-only, 40 min) and this adds the whole fit
-"$py" benchmarks/tiling.py --data "$data/cbsd68" --names 101085.png --sizes 768x512 --sigmas 25 \
+"$py" -m benchmarks.tiling --data "$data/cbsd68" --names 101085.png --sizes 768x512 --sigmas 25 \
   --precision "$precision" --ray --out "$work/tiling_768" --name tiling_768
 snapshot_all
 calibrate 288 "$precision"

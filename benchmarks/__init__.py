@@ -1,0 +1,3 @@
+"""Durable benchmarks of dipstop, each run from the project root as
+`python -m benchmarks.NAME` (benchmarks/README.md lists them). The drivers of the recorded
+grids and of the lent GPU machine are in `studies/`."""
