@@ -8,7 +8,7 @@ is the same N fits). BatchNorm keeps no running statistics in either (DIP uses b
 statistics only: train mode throughout). Reports time per step of all N fits and the
 ratio batched / one-by-one. Checks first that both give the same outputs. On CUDA the
 one-by-one steps launch eagerly (dipstop's engine replays CUDA graphs), so there the ratio
-flatters batching. Saves benchmarks/results/batched_fit[_DEVICE].json.
+flatters batching. Saves results/benchmarks/batched_fit[_DEVICE].json.
 
     python -m benchmarks.batched_fit [--device cpu] [--sides 64,128] [--width 64] [--n 2,4]
 """

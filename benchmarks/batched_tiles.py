@@ -10,7 +10,7 @@ Times one iteration of all K tiles two ways, interleaved, several repeats, in on
 `--loop N` also times N whole iterations with CIFS scoring, stop and policy:
 K x `record` (one by one) against `fit_tiles_batched` (its patience above N, so no tile
 stops and both do N iterations of every tile). Prints a table and saves
-benchmarks/results/batched_tiles[_DEVICE][_TAG].json.
+results/benchmarks/batched_tiles[_DEVICE][_TAG].json.
 
 On the CPU batching was measured slower (benchmarks/batched_fit.py); a launch-bound GPU is
 where it should pay. A small CPU check:

@@ -4,7 +4,7 @@ Makes a 4000 x 3000 photo by enlarging a CBSD68 image (bicubic; CBSD68 has no ph
 large) and adding Gaussian noise, then runs `dipstop.denoise` on it with default settings
 (tiled, since it is above 1 MP) and `max_minutes`: the first tile's timing gives the whole
 run's estimate, the budget ends the run with the tiles done so far denoised and the rest
-left noisy. Prints and saves (benchmarks/results/big_photo.json) the estimate, the tiles
+left noisy. Prints and saves (results/benchmarks/big_photo.json) the estimate, the tiles
 done, the wall time and the process's peak resident memory.
 
     python -m benchmarks.big_photo [--minutes 2] [--size 4000x3000] [--device cuda]

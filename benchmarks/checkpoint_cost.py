@@ -3,7 +3,7 @@
 For each size, a whole-image `denoise` (default settings but T; sigma 25 synthetic noise on a
 CBSD68 photo resized) saves a checkpoint at every 5th iteration (`STATE_EVERY` 5, interval 0);
 each `RunCheckpoint.save` is timed in the fit's own process. Prints and saves
-benchmarks/results/checkpoint_cost.json: the file's size, the median save time, the median
+results/benchmarks/checkpoint_cost.json: the file's size, the median save time, the median
 seconds per iteration of the same fit, and the share of the fit's time a save once a minute
 (`Switches.checkpoint_seconds`, the default) takes.
 

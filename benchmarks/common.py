@@ -14,7 +14,10 @@ import torch
 from dipstop.runtime import cpu_name
 
 HERE = Path(__file__).resolve().parent
-SHARED = Path(os.environ.get("DIPSTOP_SHARED", HERE.parent.parent / "shared"))
+ROOT = HERE.parent
+# every benchmark's JSON record; results/MANIFEST.md describes them and the stores beside
+RESULTS = ROOT / "results" / "benchmarks"
+SHARED = Path(os.environ.get("DIPSTOP_SHARED", ROOT.parent / "shared"))
 
 
 def machine() -> dict:
@@ -31,11 +34,11 @@ def machine() -> dict:
 
 
 def save(name: str, payload: dict) -> Path:
-    """Write benchmarks/results/NAME.json with the machine description added."""
-    out = HERE / "results" / f"{name}.json"
-    out.parent.mkdir(exist_ok=True)
+    """Write results/benchmarks/NAME.json with the machine description added."""
+    out = RESULTS / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), **payload}, indent=1))
-    print(f"saved {out.relative_to(HERE.parent)}")
+    print(f"saved {out.relative_to(ROOT)}")
     return out
 
 

@@ -17,7 +17,7 @@ is the shipped table's (`--lam-smooth 1.6`). `--images` keeps only those images'
 runs at every size, so the slopes compare lams found on the same images (the 128 x 128
 runs hold 8 images, the other sizes the 4 of `benchmarks/size_grids.sh`).
 
-Saves benchmarks/results/fit_lam_sizes.json.
+Saves results/benchmarks/fit_lam_sizes.json.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 FLOPs of one iteration (forward + backward) are counted by torch.utils.flop_counter; the
 peak is the best of a few large 3x3 convolutions (128 -> 128 channels) forward + backward,
-the op that dominates DIP. Saves benchmarks/results/flops.json.
+the op that dominates DIP. Saves results/benchmarks/flops.json.
 
     python -m benchmarks.flops [--sizes 128x128,481x321] [--widths 64,128] [--iters 5]
 """

@@ -7,7 +7,7 @@ images (--size, sigma 25 noise, written as PNGs) are denoised both ways, every f
 -T iterations (patience above T: the same work each way), the two ways alternating
 --repeats times in one process (after an untimed one-iteration warm-up of each), so the
 ratio is measured under the same load. Prints the
-times and their ratio, saves benchmarks/results/folder_parallel.json.
+times and their ratio, saves results/benchmarks/folder_parallel.json.
 
     python -m benchmarks.folder_parallel [--files 4] [--size 128] [-T 40] [--repeats 3]
 """

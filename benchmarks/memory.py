@@ -2,7 +2,7 @@
 
 Each (size, width) runs in a fresh subprocess for a few iterations; the script prints the
 peak and the bytes per padded pixel per channel of width, and saves
-benchmarks/results/memory.json. dipstop's memory guard (dipstop.memory) uses these figures.
+results/benchmarks/memory.json. dipstop's memory guard (dipstop.memory) uses these figures.
 
     python -m benchmarks.memory [--sizes 128x128,256x256,481x321,768x512] [--widths 64,128]
 """

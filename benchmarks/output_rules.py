@@ -13,7 +13,7 @@ best image any lam that does stop it would have given (could stopping have done 
     python -m benchmarks.output_rules --store results/calibration2.sqlite --cv
     python -m benchmarks.output_rules --store results/bench2.sqlite --lams TABLE.json
 
-Prints a table per sigma and saves benchmarks/results/output_rules[_NAME].json.
+Prints a table per sigma and saves results/benchmarks/output_rules[_NAME].json.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ device: each step is a GIL-free wait of MS milliseconds (as the main thread wait
 the host work is the real JPEG / BRISQUE / NIQE work at that size, at each `--depths`, run
 through `dipstop.overlap.overlapped` (the outputs quantised on the main thread first).
 This is an emulation of the device, not a GPU measurement.
-Saves benchmarks/results/overlap[_DEVICE|_emulated].json.
+Saves results/benchmarks/overlap[_DEVICE|_emulated].json.
 
     python -m benchmarks.overlap [--device cpu] [--crops 128,full] [--every 10,1]
                                  [--iters 40] [--repeats 3] [--threads 2]

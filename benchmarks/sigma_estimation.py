@@ -2,7 +2,7 @@
 
 Each clean image gets Gaussian noise, is clipped and quantised to 8 bits (as a user's noisy
 file would be), and sigma is estimated from it. Prints bias, mean absolute error and the
-95th percentile of the absolute error per sigma; saves benchmarks/results/sigma_estimation.json.
+95th percentile of the absolute error per sigma; saves results/benchmarks/sigma_estimation.json.
 
     python -m benchmarks.sigma_estimation [--images DIR]
 """

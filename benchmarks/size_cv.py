@@ -14,7 +14,7 @@ judged on calibration images.
         results/size_calibration.sqlite [--name NAME] \
         [--tiled results/tiled_cbsd432/tiled_cbsd432.json]
 
-Saves benchmarks/results/size_cv[_NAME].json.
+Saves results/benchmarks/size_cv[_NAME].json.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ estimator that is off by that factor would cost (mean PSNR, runs that never stop
 
     python -m benchmarks.table_cv --store results/calibration2.sqlite --scale 0.88,1,1.12
 
-Prints one line per scale and sigma; saves benchmarks/results/table_cv[_NAME].json.
+Prints one line per scale and sigma; saves results/benchmarks/table_cv[_NAME].json.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ runs exactly -T iterations (the patience is set above T so no stop fires: the sa
 every mode). The modes alternate --repeats times in one process, so the ratios are measured
 under the same load; the Ray is started, and its workers warmed up by an untimed
 one-iteration run, before the first timing. Prints the times and each mode's time over
-`one_at_a_time`'s, saves benchmarks/results/tile_parallel.json.
+`one_at_a_time`'s, saves results/benchmarks/tile_parallel.json.
 
     python -m benchmarks.tile_parallel [--size 256] [--tile 128] [-T 40] [--repeats 3]
     python -m benchmarks.tile_parallel --size 160 --tile 96 -T 3 --width 8 --repeats 1  # a check

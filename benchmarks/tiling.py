@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 import torch
 
-from benchmarks.common import HERE, SHARED, machine
+from benchmarks.common import RESULTS, SHARED, machine
 from dipstop import DenoiseResult, denoise, denoise_tiled
 from dipstop.checkpoints import image_spec, run_key
 from dipstop.fitting import resolve_device, resolve_precision
@@ -210,7 +210,7 @@ def main() -> None:
     ap.add_argument(
         "--ray", action="store_true", help="tiles as local Ray tasks (one 1-thread fit per core)"
     )
-    ap.add_argument("--out", default=str(HERE / "results"), help="folder for JSON and PNGs")
+    ap.add_argument("--out", default=str(RESULTS), help="folder for JSON and PNGs")
     ap.add_argument("--name", default="tiling", help="OUT/NAME.json (resumed if it exists)")
     args = ap.parse_args()
     tune_allocator()

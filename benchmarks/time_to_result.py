@@ -10,7 +10,7 @@ that policy's series. Ends with the README's headline table (markdown): per sigm
 rules' mean PSNR beside the raw outputs' Peak and the default average's own peak (oracles).
 With --tiled (a `benchmarks/tiling.py` JSON of the same images, noise and size) the table
 adds the default as `denoise` runs a photo, in tiles, and its gap to the whole run's Peak.
-Saves benchmarks/results/time_to_result[_NAME].json.
+Saves results/benchmarks/time_to_result[_NAME].json.
 
     python -m benchmarks.time_to_result --store results/bench2.sqlite --name bench2
     python -m benchmarks.time_to_result --store results/fullsize_bench.sqlite --name fullsize \

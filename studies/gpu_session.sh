@@ -50,7 +50,7 @@ case $phase in
       --widths 64,128 --iters 30 --repeats 3 --variants fp32,no_graph
     python3 -m benchmarks.criteria_cost --sizes 128x128,481x321 --width 64 --iters 300 \
       --device cuda
-    cp benchmarks/results/*cuda*.json "$OUT"/
+    cp results/benchmarks/*cuda*.json "$OUT"/
     grid 4 15,25,50 cpu "$OUT/bench.sqlite"
     ;;
   grid)
@@ -66,7 +66,7 @@ case $phase in
     python3 -m benchmarks.criteria_cost --sizes 128x128,481x321 --width 64 --iters 300 \
       --device cuda 2>&1 | grep -v "it/s"
     python3 -m benchmarks.batched_fit --device cuda --sides 128,256 --n 2,4 --iters 20
-    cp benchmarks/results/*cuda*.json "$OUT"/
+    cp results/benchmarks/*cuda*.json "$OUT"/
     # outside the tree and $OUT: a run cut off by the call's time limit leaves its checkpoint
     # (<store>.partial/) on the still-warm machine, and the next call resumes it
     mkdir -p /tmp/dipstop_paper
@@ -78,7 +78,7 @@ case $phase in
       --widths 64,128 --iters 20 --repeats 3 --variants fp32,no_graph
     python3 -m benchmarks.criteria_cost --sizes 128x128,481x321 --width 64 --iters 300 \
       --device cuda 2>&1 | grep -v "it/s"
-    cp benchmarks/results/*cuda*.json "$OUT"/
+    cp results/benchmarks/*cuda*.json "$OUT"/
     head -2 .dev/grid_order > .dev/paper_order
     grid 2 25 paper "$OUT/bench_paper.sqlite" .dev/paper_order &
     grid 4 15,25,50 cpu "$OUT/bench.sqlite" &
