@@ -15,7 +15,7 @@ To write the table to ship, leave out `--sigmas`: the 128 x 128 entries then cov
 5-75, the base whose sigma curve the other sizes' ratios scale (`lam_for_sigma`). The search
 is the shipped table's (`--lam-smooth 1.6`). `--images` keeps only those images'
 runs at every size, so the slopes compare lams found on the same images (the 128 x 128
-runs hold 8 images, the other sizes the 4 of `benchmarks/size_grids.sh`).
+runs hold 8 images, the other sizes the 4 of `studies/size_grids.sh`).
 
 Saves results/benchmarks/fit_lam_sizes.json.
 """
