@@ -14,6 +14,7 @@ import torch
 import dipstop.batch
 from dipstop.cli import main
 from dipstop.noise import add_gaussian_noise
+from dipstop.options import DenoiseOptions
 
 TINY = ["--width", "8", "-T", "3", "-S", "3", "--lam", "50", "--threads", "1"]
 
@@ -259,15 +260,15 @@ def test_closing_a_threaded_batch_ends_the_running_fits_without_writing_them(
     a = cv2.imread(str(photos / "a.png"))[:, :, ::-1]
     real, results = dipstop.batch.denoise, {}
 
-    def quick_a(image, **kwargs):  # a is done in 3 steps; the others would run 5000
+    def quick_a(image, options, **kwargs):  # a is done in 3 steps; the others would run 5000
         quick = np.array_equal(image, a)
-        out, result = real(image, **{**kwargs, "max_iters": 3 if quick else 5000})
+        out, result = real(image, options.replace(max_iters=3 if quick else 5000), **kwargs)
         results[len(results)] = result
         return out, result
 
     monkeypatch.setattr(dipstop.batch, "denoise", quick_a)
     todo, _ = dipstop.batch.prepare_batch([photos / n for n in ("a.png", "b.png", "c.png")])
-    fit = {"width": 8, "lam": 50.0, "patience": 5000, "device": "cpu"}
+    fit = DenoiseOptions(width=8, lam=50.0, patience=5000, device="cpu")
     outcomes = dipstop.batch.run_jobs(todo, fit, workers=2)
     job, result, error = next(outcomes)
     assert error is None and result.iterations_run == 3

@@ -192,13 +192,13 @@ def test_crossfade_is_a_raised_cosine_centred_in_the_overlap():
 def test_identity_tiles_of_a_strip_lower_than_a_tile_give_the_input_back(monkeypatch):
     """Tiles of 48 x 64 (the image is lower than a tile): each region is as high as the
     image and as wide as a tile."""
-    from dipstop import api
-    from dipstop.api import DenoiseResult
-    from dipstop.tiling import denoise_tiled
+    from dipstop import tiled_run
+    from dipstop.api import DenoiseResult, denoise_tiled
 
     shapes = []
 
-    def identity(image, **kw):
+    def identity(image, clean, options):
+        kw = vars(options)
         shapes.append(image.shape)
         result = DenoiseResult(stop_iteration=3, iterations_run=5, stopped_early=True,
                                sigma=kw["sigma"], sigma_estimated=False, lam=kw["lam"],
@@ -206,7 +206,7 @@ def test_identity_tiles_of_a_strip_lower_than_a_tile_give_the_input_back(monkeyp
                                seconds=0.01)  # fmt: skip
         return image, result
 
-    monkeypatch.setattr(api, "denoise", identity)
+    monkeypatch.setattr(tiled_run, "fit_one", identity)
     strip = np.random.default_rng(0).random((48, 150), dtype=np.float32)
     out, res = denoise_tiled(strip, tile=64, overlap=16, sigma=20.0, lam=30.0)
     assert len(res.tiles) == 3 and set(shapes) == {(48, 64, 1)}

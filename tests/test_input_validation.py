@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import dipstop.api
 import dipstop.imageio
+import dipstop.single
 from dipstop.api import denoise
 from dipstop.cli import main
 from dipstop.errors import DipstopError
@@ -39,7 +39,8 @@ from dipstop.imageio import (
     write_image,
 )
 from dipstop.lambda_table import lam_for_sigma, load_table
-from dipstop.validate import check_denoise_options, check_table, sigma_list
+from dipstop.options import DenoiseOptions
+from dipstop.validate import check_table, sigma_list
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TINY = dict(width=8, max_iters=3, patience=2, lam=50.0)
@@ -457,7 +458,7 @@ def no_fitting(monkeypatch):
     def fitter(*args, **kwargs):
         raise AssertionError("a fit started")
 
-    monkeypatch.setattr(dipstop.api, "Fitter", fitter)
+    monkeypatch.setattr(dipstop.single, "Fitter", fitter)
 
 
 BAD_OPTIONS = [
@@ -517,7 +518,7 @@ OPTION = st.sampled_from(
 @given(name=OPTION, value=SETTING_VALUES)
 def test_option_checks_accept_only_sane_values(name, value):
     try:
-        check_denoise_options(**{name: value})
+        DenoiseOptions(**{name: value}).check()
     except DipstopError as exc:
         one_line(exc)
         return

@@ -15,7 +15,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dipstop import tiling
+from dipstop import tiled_run
 from dipstop.api import denoise
 from dipstop.batch import denoise_file
 from dipstop.imageio import write_image
@@ -40,6 +40,8 @@ CHANGING = {
     "overlap": [16, 0, 32],
     "sigma": [25.0, 15.0, None],
     "lam": [None, 50.0, 0.5],
+    "ensemble": [1, 2, 3],
+    "quality": ["default", "fast", "best"],
 }
 BASE = {k: v[0] for k, v in CHANGING.items()}
 
@@ -53,7 +55,7 @@ def _catch_the_key(monkeypatch):
     def store(folder, key):
         raise _Key(key)
 
-    monkeypatch.setattr(tiling, "TileStore", store)
+    monkeypatch.setattr(tiled_run, "TileStore", store)
 
 
 def key_of(folder, pixels=PIXELS, **options) -> str:

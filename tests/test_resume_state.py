@@ -23,7 +23,7 @@ from dipstop.errors import DipstopError
 from dipstop.fitting import FitSettings, Fitter
 from dipstop.lambda_table import load_table
 from dipstop.recording import record
-from dipstop.tiling import TileStore
+from dipstop.tile_store import TileStore
 
 TINY = ["--width", "8", "-T", "3", "-S", "3", "--lam", "50", "--threads", "1"]
 TILED = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=4, patience=2, device="cpu")

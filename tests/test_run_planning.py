@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-import dipstop.api
+import dipstop.single
 from dipstop.api import denoise
 from dipstop.cli import main
 from dipstop.criteria import CifsCriterion, Context
@@ -136,7 +136,7 @@ def test_the_budget_is_checked_before_fitting(noisy, monkeypatch, bad):
     def no_fitting(*args, **kwargs):
         raise AssertionError("fitted before the check")
 
-    monkeypatch.setattr(dipstop.api, "Fitter", no_fitting)
+    monkeypatch.setattr(dipstop.single, "Fitter", no_fitting)
     with pytest.raises(DipstopError, match="max_minutes must be a finite number above 0"):
         denoise(noisy, max_minutes=bad, **TINY)
 

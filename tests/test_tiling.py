@@ -11,14 +11,21 @@ import pytest
 import torch
 from PIL import Image
 
-from dipstop import api, memory
-from dipstop.api import DenoiseResult, denoise
+from dipstop import memory, tiled_run
+from dipstop.api import DenoiseResult, denoise, denoise_tiled
 from dipstop.cli import main
 from dipstop.errors import DipstopError
 from dipstop.imageio import split_array
-from dipstop.lambda_table import load_table, table_sizes, write_table
+from dipstop.lambda_table import (
+    WHOLE_AT_MOST,
+    auto_tile_above,
+    load_table,
+    table_sizes,
+    write_table,
+)
 from dipstop.noise import estimate_sigma
-from dipstop.tiling import TiledResult, denoise_tiled, plan_tiles
+from dipstop.results import TiledResult
+from dipstop.tiling import plan_tiles
 
 # (height, width, tile, overlap): awkward sizes, an image smaller than a tile, one tile
 # plus a pixel, no overlap, many tiles
@@ -57,13 +64,14 @@ def _fake_result(**kw) -> DenoiseResult:
 
 
 class Stub:
-    """Stands in for `api.denoise` on each tile: returns the tile plus `add(k)` for tile k."""
+    """Stands in for `fit_one` on each tile: returns the tile plus `add(k)` for tile k."""
 
     def __init__(self, add=lambda k: 0.0, interrupt_at=None):
         self.add, self.interrupt_at, self.calls = add, interrupt_at, []
 
-    def __call__(self, image, **kw):
+    def __call__(self, image, clean, options):
         k = len(self.calls)
+        kw = {**vars(options), "clean": clean}
         self.calls.append({"shape": image.shape, **kw})
         if k == self.interrupt_at:
             raise KeyboardInterrupt
@@ -102,7 +110,7 @@ def test_identity_tiles_give_the_input_back_exactly(monkeypatch):
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (97, 130, 3), dtype=np.uint8)
     stub = Stub()
-    monkeypatch.setattr(api, "denoise", stub)
+    monkeypatch.setattr(tiled_run, "fit_one", stub)
     out, res = denoise_tiled(rgb, tile=64, overlap=16, width=8, max_iters=5)
     assert out.dtype == np.uint8 and np.array_equal(out, rgb)  # lossless and seamless
     assert len(stub.calls) == len(res.tiles) == 6
@@ -128,7 +136,7 @@ def test_identity_tiles_give_the_input_back_exactly(monkeypatch):
 def test_a_constant_per_tile_is_spread_smoothly_across_the_seams(monkeypatch):
     flat = np.full((97, 130), 0.3, np.float32)
     consts = [0.0, 0.4, 0.1, 0.3, 0.05, 0.5]  # one per tile, 2 rows x 3 columns
-    monkeypatch.setattr(api, "denoise", Stub(lambda k: consts[k]))
+    monkeypatch.setattr(tiled_run, "fit_one", Stub(lambda k: consts[k]))
     out, res = denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0)
     spread = max(consts) - min(consts)
     # a raised cosine over 16 px moves at most sin(pi / 32) of the difference per pixel
@@ -139,7 +147,7 @@ def test_a_constant_per_tile_is_spread_smoothly_across_the_seams(monkeypatch):
         assert out[t.top + 32, t.left + 32] == pytest.approx(0.3 + c, abs=1e-6)
 
     # without overlap the seams are hard: a neighbour's whole difference in one pixel
-    monkeypatch.setattr(api, "denoise", Stub(lambda k: consts[k]))
+    monkeypatch.setattr(tiled_run, "fit_one", Stub(lambda k: consts[k]))
     hard, _ = denoise_tiled(flat, tile=64, overlap=0, sigma=25.0, lam=50.0)
     hard_jump = np.abs(np.diff(hard, axis=1)).max()
     assert hard_jump == pytest.approx(0.45) and hard_jump > 8 * jumps  # tiles 4 and 5
@@ -147,12 +155,12 @@ def test_a_constant_per_tile_is_spread_smoothly_across_the_seams(monkeypatch):
 
 def test_interrupted_tiled_run_keeps_the_noisy_pixels_of_the_tiles_not_fitted(monkeypatch):
     flat = np.full((70, 100), 0.3, np.float32)
-    monkeypatch.setattr(api, "denoise", Stub(lambda k: 0.2, interrupt_at=2))
+    monkeypatch.setattr(tiled_run, "fit_one", Stub(lambda k: 0.2, interrupt_at=2))
     out, res = denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0, interruptible=True)
     assert res.interrupted and [t.result is not None for t in res.tiles] == [1, 1, 0, 0]
     assert out[5, 5] == pytest.approx(0.5) and out[-5, -5] == pytest.approx(0.3)
     assert "2 of 4 tiles were not fitted" in res.notes[-1]
-    monkeypatch.setattr(api, "denoise", Stub(interrupt_at=1))
+    monkeypatch.setattr(tiled_run, "fit_one", Stub(interrupt_at=1))
     with pytest.raises(KeyboardInterrupt):  # without interruptible, Ctrl-C is Ctrl-C
         denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0)
 
@@ -160,10 +168,10 @@ def test_interrupted_tiled_run_keeps_the_noisy_pixels_of_the_tiles_not_fitted(mo
 def test_an_error_in_a_tile_thread_is_raised_here_and_torch_threads_come_back(monkeypatch):
     flat = np.full((70, 100), 0.3, np.float32)
 
-    def broken(image, **kw):
+    def broken(image, clean, options):
         raise ValueError("tile fit failed")
 
-    monkeypatch.setattr(api, "denoise", broken)
+    monkeypatch.setattr(tiled_run, "fit_one", broken)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -177,22 +185,19 @@ def test_an_error_in_a_tile_thread_is_raised_here_and_torch_threads_come_back(mo
 def test_ray_tiles_are_blended_in_any_order_and_ctrl_c_keeps_those_done(monkeypatch):
     """The Ray branch without Ray: tiles come back out of order, then Ctrl-C; the tiles
     done are blended where they belong, the others keep the noisy pixels."""
-    import dipstop.raytasks
-    import dipstop.tiling
-
     flat = np.full((70, 100), 0.3, np.float32)
     calls = []
 
-    def finished_out_of_order(tiles, ray, *, threads, max_minutes=None, **fit):
+    def finished_out_of_order(tiles, fit, *, ray, threads, max_minutes=None):
         tiles = list(tiles)
-        calls.append((ray, threads, max_minutes, fit["lam"]))
+        calls.append((ray, threads, max_minutes, tiles[0][3].lam))
         for k in (3, 0):  # tile 3 finishes first
-            _, pixels, _ = tiles[k]
-            yield k, pixels + np.float32(0.1 * (k + 1)), _fake_result(**fit)
+            _, pixels, _, options = tiles[k]
+            yield k, pixels + np.float32(0.1 * (k + 1)), _fake_result(**vars(options))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dipstop.tiling, "fit_remotely", finished_out_of_order)
-    monkeypatch.setattr(dipstop.raytasks, "ray_slots", lambda address=None: 2)
+    monkeypatch.setattr(tiled_run, "fit_remotely", finished_out_of_order)
+    monkeypatch.setattr(tiled_run, "ray_slots", lambda address=None: 2)
     out, res = denoise_tiled(
         flat, tile=64, overlap=16, sigma=25.0, lam=50.0, interruptible=True, ray="addr",
         max_minutes=5,
@@ -202,7 +207,7 @@ def test_ray_tiles_are_blended_in_any_order_and_ctrl_c_keeps_those_done(monkeypa
     assert out[5, 5] == pytest.approx(0.4) and out[-5, -5] == pytest.approx(0.7)
     assert out[-5, 5] == pytest.approx(0.3) and out[5, -5] == pytest.approx(0.3)
     assert any("interrupted: 2 of 4 tiles were not fitted" in n for n in res.notes)
-    monkeypatch.setattr(dipstop.tiling, "fit_remotely", finished_out_of_order)
+    monkeypatch.setattr(tiled_run, "fit_remotely", finished_out_of_order)
     with pytest.raises(KeyboardInterrupt):  # without interruptible, Ctrl-C is Ctrl-C
         denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0, ray="")
 
@@ -302,7 +307,7 @@ def test_a_tiled_run_resumes_from_the_tiles_kept_in_its_folder(tmp_path):
 def test_keeping_a_read_only_tile_warns_of_nothing(tmp_path):
     """A Ray task hands back read-only arrays (output and series): keeping them must not
     print torch's non-writable-array warning to the user, and they read back equal."""
-    from dipstop.tiling import TileStore
+    from dipstop.tile_store import TileStore
 
     out = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
     mse = np.ones(5)
@@ -340,7 +345,7 @@ def test_memory_guard_sees_the_tile_not_the_photo(monkeypatch):
     # not even one tile fits: refused before any tile is fitted
     monkeypatch.setattr(memory, "available_bytes", lambda device: memory.FIXED_BYTES)
     stub = Stub()
-    monkeypatch.setattr(api, "denoise", stub)
+    monkeypatch.setattr(tiled_run, "fit_one", stub)
     with pytest.raises(DipstopError, match="needs about"):
         denoise_tiled(image, tile=64, overlap=16, **quick)
     assert stub.calls == []
@@ -363,10 +368,10 @@ def test_by_default_only_images_near_a_calibrated_size_are_fitted_whole(tmp_path
     WHOLE_AT_MOST), so no fit runs with an extrapolated lam; an explicit lam and the paper's
     rule ("raw") keep whole images."""
     quick = dict(width=8, max_iters=2, patience=1, sigma=25.0, device="cpu")
-    most = api.auto_tile_above(None, "since-best", None)
+    most = auto_tile_above(None, "since-best", None)
     largest = table_sizes(load_table(output="since-best"))[-1]
-    assert most == min(api.WHOLE_AT_MOST, int(1.5 * largest))
-    assert largest > api.WHOLE_AT_MOST  # the shipped table holds whole photos: the bound holds
+    assert most == min(WHOLE_AT_MOST, int(1.5 * largest))
+    assert largest > WHOLE_AT_MOST  # the shipped table holds whole photos: the bound holds
     side = math.isqrt(most) + 1  # the smallest square the shipped table tiles
     big = np.random.default_rng(5).integers(0, 256, (side, side, 3), np.uint8)
     assert isinstance(denoise(big, **quick)[1], TiledResult)
@@ -377,11 +382,11 @@ def test_by_default_only_images_near_a_calibrated_size_are_fitted_whole(tmp_path
     entries = [{"sigma": 25, "lam": 40.0, "pixels": 64 * 48}, {"sigma": 25, "lam": 50.0,
                                                                  "pixels": 64 * 64}]  # fmt: skip
     write_table(path, entries, {"width": 8}, {"output": "since-best"})
-    assert api.auto_tile_above(str(path), "since-best", None) == 6144
+    assert auto_tile_above(str(path), "since-best", None) == 6144
     whole = tmp_path / "whole.json"  # calibrated on whole photos: still tiled above 55296
     write_table(whole, [{"sigma": 25, "lam": 60.0, "pixels": 481 * 321}], {"width": 8},
                 {"output": "since-best"})  # fmt: skip
-    assert api.auto_tile_above(str(whole), "since-best", None) == api.WHOLE_AT_MOST < 481 * 321
+    assert auto_tile_above(str(whole), "since-best", None) == WHOLE_AT_MOST < 481 * 321
     assert isinstance(denoise(big[:70, :80], table=str(path), **quick)[1], DenoiseResult)
     assert isinstance(denoise(big[:70, :90], table=str(path), **quick)[1], TiledResult)
     src = tmp_path / "in.png"

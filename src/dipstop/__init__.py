@@ -4,6 +4,8 @@
   form and a `DenoiseResult` (where it stopped, why, the series and the settings); images
   above the size the lam table serves whole (55,296 pixels with the shipped table) are
   denoised in overlapping 128 x 128 tiles (a `TiledResult`);
+- `DenoiseOptions`: every setting of a run, its default and its check, in one frozen object
+  (`denoise(image, options)`, or its fields as keywords);
 - `denoise_tiled`: denoise in overlapping tiles, each fitted and stopped on its own, at any
   size (memory bounded by a tile's fit per core);
 - `estimate_sigma`: the blind noise-level estimate `denoise` uses when no sigma is given;
@@ -23,12 +25,14 @@ True
 ((64, 64), dtype('float32'), True)
 """
 
-from dipstop.api import DenoiseResult, denoise
+from dipstop.api import denoise, denoise_tiled
 from dipstop.errors import DipstopError
 from dipstop.noise import estimate_sigma
-from dipstop.tiling import TiledResult, denoise_tiled
+from dipstop.options import DenoiseOptions
+from dipstop.results import DenoiseResult, TiledResult
 
 __all__ = [
+    "DenoiseOptions",
     "DenoiseResult",
     "DipstopError",
     "TiledResult",

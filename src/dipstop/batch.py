@@ -14,15 +14,13 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from PIL import Image
 
-from dipstop.api import DenoiseResult, TiledResult, denoise
+from dipstop.api import denoise
 from dipstop.checkpoints import hold
 from dipstop.errors import DipstopError
 from dipstop.estimate import RunEstimate
@@ -38,10 +36,13 @@ from dipstop.imageio import (
 )
 from dipstop.memory import estimate_bytes
 from dipstop.metadata import NAMES, carried
+from dipstop.options import DenoiseOptions
 from dipstop.protocols import get_protocol
 from dipstop.raytasks import ray_map
+from dipstop.report import write_run_report
+from dipstop.results import DenoiseResult, TiledResult
 from dipstop.runtime import set_threads
-from dipstop.tiling import tile_workers
+from dipstop.workers import WorkerThreads, tile_workers
 
 OUTPUT_TAG = "_dipstop"  # NAME.ext -> NAME_dipstop.png
 
@@ -83,16 +84,17 @@ def partial_folder(dst: str | os.PathLike) -> Path:
 def denoise_file(
     src: str | os.PathLike,
     dst: str | os.PathLike,
+    options: DenoiseOptions | None = None,
     *,
     clean: str | os.PathLike | None = None,
     report: str | os.PathLike | None = None,
     overwrite: bool = False,
     partial: bool = True,
-    **fit: Any,
+    **overrides: Any,
 ) -> DenoiseResult | TiledResult:
     """Denoise the image file `src` into `dst` (written atomically); a report if asked.
 
-    The run keeps its progress in `partial_folder(dst)` (unless `fit` names another
+    The run keeps its progress in `partial_folder(dst)` (unless the options name another
     `resume_dir`): a tiled image its finished tiles, a whole one a checkpoint of its fit
     about once a minute. A run cut short (Ctrl-C, a crash, the budget) resumes from there
     when run again; the folder is removed once the image is complete.
@@ -101,6 +103,8 @@ def denoise_file(
     ----------
     src, dst : path
         The noisy image and the output (its suffix picks the format).
+    options : DenoiseOptions, optional
+        The run's settings (`dipstop.denoise`'s); `overrides` change its fields.
     clean : path, optional
         A clean reference image: adds PSNR to the result and report.
     report : path, optional
@@ -111,8 +115,8 @@ def denoise_file(
         Write an output cut short (Ctrl-C, `cancel`, with the best so far and a note). A
         batch that is stopping passes False: a rerun skips existing outputs, so an unfinished
         one must not be there (its progress is kept to resume).
-    **fit
-        Options of `dipstop.api.denoise`.
+    **overrides
+        Fields of `DenoiseOptions`.
 
     Returns
     -------
@@ -126,6 +130,7 @@ def denoise_file(
         before anything is read or fitted.
     """
     src, dst = Path(src), Path(dst)
+    options = (options or DenoiseOptions()).replace(**overrides)
     check_writable(dst, protect=(src, clean), overwrite=overwrite)
     lock = lock_file(dst)
     busy = (
@@ -133,7 +138,7 @@ def denoise_file(
         "choose another -o"
     )
     with hold(lock, busy):
-        return _denoise_file(src, dst, clean, report, partial, fit)
+        return _denoise_file(src, dst, clean, report, partial, options)
 
 
 def lock_file(dst: str | os.PathLike) -> Path:
@@ -152,7 +157,7 @@ def _denoise_file(
     clean: str | os.PathLike | None,
     report: str | os.PathLike | None,
     partial: bool,
-    fit: dict[str, Any],
+    options: DenoiseOptions,
 ) -> DenoiseResult | TiledResult:
     """`denoise_file`, its output's lock held."""
     image = read_image(src)
@@ -160,10 +165,11 @@ def _denoise_file(
     if clean is not None:
         clean_img = read_image(clean)
         clean_px = join_array(clean_img.pixels, clean_img)
-    fit.setdefault("resume_dir", partial_folder(dst))
-    folder = Path(fit["resume_dir"])
+    if options.resume_dir is None:
+        options = options.replace(resume_dir=partial_folder(dst))
+    folder = Path(options.resume_dir)
     before = _progress_files(folder)
-    out, result = denoise(join_array(image.pixels, image), clean=clean_px, **fit)
+    out, result = denoise(join_array(image.pixels, image), options, clean=clean_px)
     if result.interrupted and not partial:
         return result
     write_image(dst, out, image.meta)  # the photo's colour profile and EXIF go with it
@@ -189,7 +195,6 @@ def _denoise_file(
     else:
         shutil.rmtree(folder, ignore_errors=True)
     if report is not None:
-        from dipstop.report import write_run_report
 
         write_run_report(result, report, {"noisy": image.pixels, "denoised": out,
                                           "clean": clean_px})  # fmt: skip
@@ -295,8 +300,7 @@ def prepare_batch(
     ------
     DipstopError
         For a missing input, a folder without images, an output folder that is a file, two
-        inputs that would write the same output or report, or an unwritable output; nothing
-        has been fitted or written then.
+        inputs writing one output or report, or an unwritable output (nothing written yet).
 
     Examples
     --------
@@ -359,10 +363,8 @@ def _refuse_clashes(jobs: Sequence[Job], field: str, what: str) -> None:
 
 def run_jobs(
     jobs: Sequence[Job],
-    fit: dict[str, Any],
+    options: DenoiseOptions,
     *,
-    use_ray: bool = False,
-    ray_address: str | None = None,
     overwrite: bool = False,
     workers: int | None = None,
 ) -> Iterator[Outcome]:
@@ -372,7 +374,7 @@ def run_jobs(
     fit on a thread of its own (two 1-thread fits get more done than one 2-thread fit:
     docs/benchmarks.md), in the order they finish, without progress bars, each estimate
     naming its file;
-    one after another, in order, when one worker is all there is. With `use_ray` as Ray
+    one after another, in order, when one worker is all there is. With `options.ray` as Ray
     tasks (`ray_map`), each a single-thread fit that writes its own output. A job that
     fails with a DipstopError (an unreadable or too small image, ...) gives its one-line
     reason; the others go on. Closing the iterator early (Ctrl-C in the caller) ends the
@@ -381,55 +383,44 @@ def run_jobs(
     Parameters
     ----------
     jobs : sequence of Job
-    fit : dict
-        Options of `dipstop.api.denoise`; as Ray tasks, without progress bar, Ctrl-C
-        handling or estimate callback (they run elsewhere).
-    use_ray : bool
-        Run as Ray tasks.
-    ray_address : str, optional
-        The Ray cluster (a local Ray by default).
+    options : DenoiseOptions
+        The runs' settings; `ray` not None runs the files as Ray tasks on that cluster
+        ("" a local Ray), without progress bar, Ctrl-C handling or estimate callback (they
+        run elsewhere).
     overwrite : bool
         Passed to `denoise_file`.
     workers : int, optional
-        Fits at once in this process (not with `use_ray`).
+        Fits at once in this process (not with Ray).
 
     Yields
     ------
     Outcome
     """
-    quiet = {**fit, "progress": False, "interruptible": False, "on_estimate": None}
-    if use_ray:
-        yield from ray_map(_task, [(job, quiet, overwrite) for job in jobs], ray_address)
+    quiet = options.replace(progress=False, interruptible=False, on_estimate=None, ray=None)
+    if options.ray is not None:
+        calls = [(job, quiet, overwrite, True) for job in jobs]
+        yield from ray_map(_task, calls, options.ray)
         return
-    workers = file_workers(jobs, fit) if workers is None else min(workers, len(jobs))
+    workers = file_workers(jobs, options) if workers is None else min(workers, len(jobs))
     if workers <= 1:
         for job in jobs:
-            yield _attempt(job, fit, overwrite)
+            yield _attempt(job, options, overwrite)
         return
-    stop = threading.Event()  # ends the running fits (best so far, not written)
-    threaded = {**quiet, "cancel": stop, "partial": False}
-    told = fit.get("on_estimate")  # each file's estimate, named (they come in any order)
-    threads_before = torch.get_num_threads()
-    set_threads(1)
+    told = options.on_estimate  # each file's estimate, named (they come in any order)
+
+    def run(job: Job, _: float | None, stop: threading.Event) -> Outcome:
+        named = quiet.replace(cancel=stop, on_estimate=_named(told, job))
+        return _attempt(job, named, overwrite, partial=False)
+
+    # closing the pool ends the running fits, their outputs unwritten
+    pool = WorkerThreads(jobs, workers, run, name="dipstop-file")
     try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="dipstop-file") as pool:
-            futures = [
-                pool.submit(
-                    _attempt, job, {**threaded, "on_estimate": _named(told, job)}, overwrite
-                )  # fmt: skip
-                for job in jobs
-            ]
-            try:
-                for future in as_completed(futures):
-                    job, result, error = future.result()
-                    if result is None or not result.interrupted:  # not the ones stopped
-                        yield job, result, error
-            finally:  # closed early: cancel what has not started, end what runs
-                stop.set()
-                for future in futures:
-                    future.cancel()
+        while pool.running:
+            outcome = pool.get(timeout=0.2)
+            if outcome is not None and (outcome[1] is None or not outcome[1].interrupted):
+                yield outcome  # not the ones stopped
     finally:
-        set_threads(threads_before)
+        pool.close()
 
 
 def _named(
@@ -441,18 +432,18 @@ def _named(
     return lambda estimate: tell(replace(estimate, of=job.src.name))
 
 
-def file_workers(jobs: Sequence[Job], fit: dict[str, Any]) -> int:
+def file_workers(jobs: Sequence[Job], options: DenoiseOptions) -> int:
     """How many files a CPU fits at once in this process: as many as `tile_workers` gives
     for the largest file fitted whole (a photo that is tiled needs less), so a batch with a
     photo too big for two whole fits runs one file at a time, each photo's tiles in
     parallel instead; 1 on a GPU.
 
-    >>> file_workers([], {})
+    >>> file_workers([], DenoiseOptions())
     1
     """
-    if len(jobs) < 2 or resolve_device(fit.get("device")).type != "cpu":
+    if len(jobs) < 2 or resolve_device(options.device).type != "cpu":
         return 1
-    width = fit.get("width") or get_protocol(fit.get("protocol") or "cpu").width
+    width = options.width or get_protocol(options.protocol).width
     need = max(estimate_bytes(_padded_pixels(job.src), width) for job in jobs)
     return tile_workers(len(jobs), need)
 
@@ -471,18 +462,21 @@ def _padded_pixels(path: Path) -> int:
     return (h + top + bottom) * (w + left + right)
 
 
-def _attempt(job: Job, fit: dict[str, Any], overwrite: bool) -> Outcome:
+def _attempt(
+    job: Job, options: DenoiseOptions, overwrite: bool, partial: bool = True
+) -> Outcome:
     try:
         result = denoise_file(
-            job.src, job.dst, clean=job.clean, report=job.report, overwrite=overwrite, **fit
-        )
+            job.src, job.dst, options, clean=job.clean, report=job.report, overwrite=overwrite,
+            partial=partial,
+        )  # fmt: skip
     except DipstopError as exc:
         text = str(exc).replace(os.fspath(job.src), shown(job.src))
         return job, None, " ".join(text.split())  # one line, always
     return job, result, None
 
 
-def _task(job: Job, fit: dict[str, Any], overwrite: bool) -> Outcome:
+def _task(job: Job, options: DenoiseOptions, overwrite: bool, partial: bool) -> Outcome:
     """One job as a Ray task: a single-thread fit (one task per core)."""
     set_threads(1)
-    return _attempt(job, fit, overwrite)
+    return _attempt(job, options, overwrite, partial)

@@ -18,15 +18,20 @@ from pathlib import Path
 import numpy as np
 
 from dipstop.errors import DipstopError
+from dipstop.options import TILE_ABOVE
 from dipstop.validate import check_table, number
 
 TABLE_NAME = "lambda_table.json"  # the paper's rule: the raw output at t*
 # the tables shipped per output policy (`dipstop.policies`); others use the raw one's lams
 SHIPPED = {"raw": TABLE_NAME, "since-best": "lambda_table_since-best.json"}
+# the tables shipped for a network width other than the protocol's (the quality presets')
+SHIPPED_FOR_WIDTH = {("since-best", 16): "lambda_table_since-best_w16.json"}
 MAX_TABLE_BYTES = 16 * 2**20  # tables are a few KB
 
 
-def load_table(path: str | Path | None = None, output: str = "raw") -> dict:
+def load_table(
+    path: str | Path | None = None, output: str = "raw", width: int | None = None
+) -> dict:
     """Load a lam(sigma) table: a shipped one, or one written by `dipstop calibrate -o`.
 
     A table that is not valid JSON, repeats a key in an object, is not an object with
@@ -41,6 +46,9 @@ def load_table(path: str | Path | None = None, output: str = "raw") -> dict:
     output : str
         The output policy whose shipped table `path=None` loads (`SHIPPED`; a policy without
         its own table gets the paper rule's, "raw").
+    width : int, optional
+        The network width of the fit: a shipped table for this output and width
+        (`SHIPPED_FOR_WIDTH`) is taken when there is one.
 
     Returns
     -------
@@ -67,7 +75,7 @@ def load_table(path: str | Path | None = None, output: str = "raw") -> dict:
     dipstop.errors.DipstopError: lambda table no_such_table.json is not a file; give the \
 table's JSON file
     """
-    name = SHIPPED.get(output, TABLE_NAME)
+    name = SHIPPED_FOR_WIDTH.get((output, width)) or SHIPPED.get(output, TABLE_NAME)
     where = str(path) if path is not None else f"the package's {name}"
     try:
         if path is None:
@@ -279,3 +287,92 @@ def write_table(path: str | Path, entries: list[dict], protocol: dict, provenanc
         "entries": entries,
     }
     Path(path).write_text(json.dumps(doc, indent=1) + "\n")
+
+
+# -- the policy: which sizes a table covers, the lam of a run and how far to trust it -------
+
+NEAR_SIZE = 1.5  # an image within this factor of a calibrated size counts as calibrated
+# the most pixels fitted whole by default, whatever sizes the table holds (1.5 x 192 x 192): at
+# 481 x 321 tiles gave the whole image's PSNR in 0.6-0.7 of its time (docs/benchmarks.md)
+WHOLE_AT_MOST = 55_296
+MIN_RUNS = 4  # a table entry from fewer runs (images) is provisional (the size grids have 4)
+
+
+def calibrated_sizes(tab: dict) -> list[int]:
+    """The image sizes (pixels) a table was calibrated at: its entries' sizes, else its
+    protocol's crop squared; empty when it says neither."""
+    sizes = table_sizes(tab)
+    if not sizes and tab["protocol"].get("crop"):  # a one-size table: its protocol's crop
+        sizes = [tab["protocol"]["crop"] ** 2]
+    return sizes
+
+
+def off_size(tab: dict, pixels: int) -> bool:
+    """Whether an image of `pixels` is more than `NEAR_SIZE` times away from every size of
+    the table: its lam and expected stop are then carried over, not measured."""
+    sizes = calibrated_sizes(tab)
+    return bool(sizes) and not sizes[0] / NEAR_SIZE <= pixels <= sizes[-1] * NEAR_SIZE
+
+
+def auto_tile_above(table: str | dict | None, output: str, lam: float | None) -> int:
+    """The default `tile_above`: the most pixels a fit of the whole image may have.
+
+    Images beyond `NEAR_SIZE` times the largest size the lam table was calibrated at are
+    tiled, so that every fit, whole image or tile, runs at a size whose lam was measured, not
+    extrapolated; at most `WHOLE_AT_MOST`, where tiles were measured to be as good and faster,
+    even for a table calibrated on whole photos. With an explicit lam, for the paper's rule
+    (output "raw": the paper fits whole images), or with a table that names no size, it is
+    `TILE_ABOVE`.
+
+    >>> auto_tile_above(None, "since-best", None)  # the shipped table: WHOLE_AT_MOST
+    55296
+    >>> auto_tile_above(None, "raw", None), auto_tile_above(None, "since-best", 40.0)
+    (1000000, 1000000)
+    """
+    if lam is not None or output == "raw":
+        return TILE_ABOVE
+    sizes = calibrated_sizes(table if isinstance(table, dict) else load_table(table, output))
+    return min(WHOLE_AT_MOST, int(sizes[-1] * NEAR_SIZE)) if sizes else TILE_ABOVE
+
+
+def lam_from_table(
+    sigma: float,
+    table: str | dict | None,
+    width: int,
+    output: str = "raw",
+    pixels: int | None = None,
+) -> tuple[float, list[str]]:
+    """lam for a noise level (and an image of `pixels` pixels) from a lam(sigma) table (a
+    path, None for the one shipped for the output policy, or a table `load_table` returned),
+    with notes on how far to trust it."""
+    tab = table if isinstance(table, dict) else load_table(table, output=output)
+    lam = lam_for_sigma(sigma, tab, pixels)
+    notes = []
+    if pixels is not None and off_size(tab, pixels):
+        notes.append(
+            f"lam table calibrated at {_sizes_text(calibrated_sizes(tab))} pixels, the image "
+            f"has {pixels}: lam taken from the nearest size, not measured at this one (pass "
+            "lam to override)"
+        )
+    if table_output(tab) != output:
+        notes.append(
+            f"lam table calibrated for output {table_output(tab)!r}, run with {output!r}: "
+            "its lams may stop early or late for this output"
+        )
+    thin = [e for e in tab["entries"] if e.get("n_runs", MIN_RUNS) < MIN_RUNS]
+    if thin:
+        notes.append(
+            "lam table is provisional: "
+            + ", ".join(f"sigma {e['sigma']:g} from {e['n_runs']} run(s)" for e in thin)
+        )
+    if tab["protocol"].get("width") != width:
+        notes.append(
+            f"lam table calibrated at width {tab['protocol'].get('width')}, run at "
+            f"width {width}: pass lam to override"
+        )
+    return lam, notes
+
+
+def _sizes_text(sizes: list[int]) -> str:
+    """ "16384" or "16384 to 154401"."""
+    return str(sizes[0]) if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"

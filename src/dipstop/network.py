@@ -5,6 +5,10 @@ resolution, recurses and upsamples back. Reflection padding, LeakyReLU(0.2), Bat
 train mode, sigmoid output. Any size of at least 33 pixels a side runs as it is: a stride-2
 conv of an odd side n gives (n + 1) / 2, its upsampling n + 1, and the join crops that to
 the skip branch's n (as the original DIP's concat does). Pure: builds modules, does no I/O.
+
+References
+----------
+Ulyanov, Vedaldi, Lempitsky, "Deep image prior", CVPR 2018; IJCV 2020.
 """
 
 from __future__ import annotations

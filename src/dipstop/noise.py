@@ -8,6 +8,11 @@ at low sigma and, because noisy pixels are clipped to [0, 255], underestimates h
 a monotone curve fitted on the training images (`fit_sigma_correction`, shipped as
 data/sigma_correction.json); the error on CBSD68 is measured by
 `benchmarks/sigma_estimation.py` and reported in the README.
+
+References
+----------
+Donoho, Johnstone, "Ideal spatial adaptation by wavelet shrinkage", Biometrika 81(3),
+1994 (the MAD estimator).
 """
 
 from __future__ import annotations

@@ -14,10 +14,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from dipstop.api import DenoiseResult
 from dipstop.errors import DipstopError
 from dipstop.metrics import psnr
-from dipstop.tiling import TiledResult
+from dipstop.results import DenoiseResult, TiledResult
 
 _PLOTTING = threading.Lock()
 

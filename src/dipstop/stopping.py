@@ -8,6 +8,11 @@ offline (the paper leaves this case open; its code returns the last iteration).
 NaN means "no value" (ES-WMV before its window fills, a NR-IQA score not computed at this
 iteration): it is never selected and counts as +inf in a window. Both forms agree exactly
 (tests/test_stopping.py checks it on random series).
+
+References
+----------
+Takagi, Ishizaki, Maeda, "JPEG information regularized deep image prior for denoising"
+(the paper dipstop reproduces; ../shared/seed/000_a6d9ecbf0bb99931.txt). Eq. 4.
 """
 
 from __future__ import annotations

@@ -152,119 +152,6 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-# -- options of a fit ------------------------------------------------------------------------
-
-
-def check_denoise_options(
-    *,
-    sigma: Any = None,
-    lam: Any = None,
-    protocol: Any = "cpu",
-    width: Any = None,
-    max_iters: Any = None,
-    patience: Any = None,
-    lr: Any = None,
-    z_noise_std: Any = None,
-    seed: Any = 0,
-    table: Any = None,
-    device: Any = None,
-    max_minutes: Any = None,
-    precision: Any = "auto",
-) -> None:
-    """Refuse a bad setting of `dipstop.api.denoise` before anything is computed.
-
-    None means "the default" for every option but seed. Numbers must be finite: sigma, lam,
-    lr and max_minutes above 0, z_noise_std at least 0; width, max_iters and patience integers >= 1,
-    seed an integer in [0, 2**63 - 2]; protocol a name, table a path, device a name or a
-    torch.device, precision "auto", "fp32" or "bf16". Whether a protocol name or device
-    exists is checked later, by the code that uses it.
-
-    Parameters
-    ----------
-    sigma, lam, protocol, width, max_iters, patience, lr, z_noise_std, seed, table, device,
-    max_minutes, precision
-        The options of `dipstop.denoise`, as given.
-
-    Raises
-    ------
-    DipstopError
-        Naming the first bad option and its fix.
-
-    Examples
-    --------
-    >>> check_denoise_options(sigma=25, width=8, seed=3)
-    >>> check_denoise_options(max_iters=2.5)
-    Traceback (most recent call last):
-    ...
-    dipstop.errors.DipstopError: max_iters must be a whole number of at least 1, got 2.5; give \
-max_iters as a whole number
-    """
-    if sigma is not None:
-        fix = "give the noise std on the 0-255 scale, e.g. 25, or leave it out to estimate it"
-        number(sigma, "sigma", above=0, fix=fix)
-    if lam is not None:
-        number(lam, "lam", above=0, fix="give e.g. 50, or leave it out to take it from the table")
-    if not isinstance(protocol, str):
-        raise DipstopError(f"protocol must be a name, got {_show(protocol)}; use e.g. 'cpu'")
-    for name, value in (("width", width), ("max_iters", max_iters), ("patience", patience)):
-        if value is not None:
-            whole(value, name)
-    if lr is not None:
-        number(lr, "lr", above=0, fix="give the Adam learning rate, e.g. 0.01")
-    if z_noise_std is not None:
-        number(z_noise_std, "z_noise_std", at_least=0, fix="give e.g. 0.033 (0 turns it off)")
-    whole(seed, "seed", at_least=0, at_most=MAX_SEED)
-    if max_minutes is not None:
-        number(max_minutes, "max_minutes", above=0, fix="give the time budget in minutes, e.g. 30")
-    if table is not None and not isinstance(table, (str, os.PathLike)):
-        raise DipstopError(
-            f"table must be a path to a lam table JSON, got {type(table).__name__}; "
-            "pass the file name (or leave it out for the shipped table)"
-        )
-    if precision not in ("auto", "fp32", "bf16"):
-        raise DipstopError(
-            f"precision must be 'auto', 'fp32' or 'bf16', got {_show(precision)}; "
-            "leave it out for the fastest that keeps the image (auto)"
-        )
-    if device is not None and not isinstance(device, str):
-        import torch
-
-        if not isinstance(device, torch.device):
-            raise DipstopError(
-                f"device must be a name like 'cpu' or 'cuda:0', got {type(device).__name__}; "
-                "pass a string or a torch.device"
-            )
-
-
-def check_tiling(tile: Any, overlap: Any = 0, tile_above: Any = 0) -> None:
-    """Refuse bad tiling options of `dipstop.denoise` / `denoise_tiled` before any work.
-
-    `tile` None (whole image) or a whole number of at least 64 (the network pads anything
-    smaller to 64); `overlap` a whole number from 0 to tile // 2; `tile_above` a whole
-    number of at least 0, or None (chosen from the lam table).
-
-    Examples
-    --------
-    >>> check_tiling(128, 32, 10**6)
-    >>> check_tiling(128, 80)
-    Traceback (most recent call last):
-    ...
-    dipstop.errors.DipstopError: overlap must be a whole number from 0 to 64, got 80; give \
-an overlap of at most half the tile
-    """
-    if tile is not None:
-        tile = whole(tile, "tile", at_least=64, fix="give a tile side of 64 or more, e.g. 128")
-        whole(
-            overlap,
-            "overlap",
-            at_least=0,
-            at_most=tile // 2,
-            fix="give an overlap of at most half the tile",
-        )
-    if tile_above is not None:
-        whole(tile_above, "tile_above", at_least=0, fix="give a number of pixels, e.g. 1000000")
-
-
 # -- command-line argument types (argparse wants ArgumentTypeError, not DipstopError) --------
 
 
@@ -660,23 +547,10 @@ def check_table(doc: Any, where: str) -> dict:
     the provenance's `output` must name an output policy. Returns a new dict; `doc` is not
     changed.
 
-    Parameters
-    ----------
-    doc
-        The parsed JSON of a table.
-    where : str
-        The table's name in messages (its path, or "given").
-
-    Returns
-    -------
-    dict
-        `doc` with float sigmas and lams, entries sorted by pixels then sigma, and
-        "protocol" and "provenance" dicts ({} when absent).
-
-    Raises
-    ------
-    DipstopError
-        Naming what is wrong with the table: the field, its value and what it must be.
+    `doc` is the parsed JSON, `where` its name in messages (a path, or "given"). Returns
+    `doc` with float sigmas and lams, entries sorted by pixels then sigma, and "protocol"
+    and "provenance" dicts ({} when absent); raises DipstopError naming the field, its value
+    and what it must be.
 
     Examples
     --------

@@ -70,7 +70,9 @@ class Criterion:
     """Base class: a per-iteration number from a DIP fit; the stop is Eq. 4 on its values.
 
     Subclasses set `name` (registry key), `label` (the method's name in tables), `recorded`
-    (the series `measure` fills), `on_host`, and implement `measure`. `every` scores only
+    (the series `measure` fills), `on_host`, `scores_one_image` (a no-reference quality
+    score of one picture, which the lab also takes of the noisy input), and implement
+    `measure`. `every` scores only
     iterations t with t % every == 0 (NaN between), for expensive criteria; the stopping
     rule then runs on that sub-sampled series with patience S / every.
 
@@ -101,6 +103,7 @@ class Criterion:
     recorded: ClassVar[tuple[str, ...]]
     on_host: ClassVar[bool] = True
     lower_is_better: ClassVar[bool] = True
+    scores_one_image: ClassVar[bool] = False  # BRISQUE, NIQE: callable on a uint8 image
 
     def __init__(self, every: int = 1) -> None:
         if not isinstance(every, int) or every < 1:

@@ -13,6 +13,11 @@ would swap the red and blue weights.
 A flat image (all pixels equal) has no defined BRISQUE: its MSCN coefficients are all zero, the
 features are NaN, and OpenCV's SVM returns a huge negative number that is clamped to 0, the
 "best" score. We return NaN instead, which the stopping rule treats as +inf (never a minimum).
+
+References
+----------
+Mittal, Moorthy, Bovik, "No-reference image quality assessment in the spatial
+domain", IEEE TIP 21(12), 2012.
 """
 
 from __future__ import annotations
@@ -82,6 +87,7 @@ class BrisqueCriterion(Criterion):
     """
 
     name, label, recorded = "brisque", "BRISQUE", ("brisque",)
+    scores_one_image = True
 
     def __init__(
         self,

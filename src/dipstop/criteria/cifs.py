@@ -7,6 +7,11 @@ and the JPEG size as bytes per pixel b = L / (H W),
 
 which is the paper's lambda * MSE + L^2 / (H W) divided by H W, so lam = lambda_paper / (H W)
 and both pick the same iteration. Lambda tuned on one image size then serves every size.
+
+References
+----------
+Takagi, Ishizaki, Maeda, "JPEG information regularized deep image prior for denoising"
+(the paper dipstop reproduces; ../shared/seed/000_a6d9ecbf0bb99931.txt).
 """
 
 from __future__ import annotations

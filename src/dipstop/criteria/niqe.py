@@ -14,6 +14,11 @@ statistics of an image's 96x96 blocks and the same model fitted to pristine imag
 - score sqrt(d pinv((cov_p + cov_d) / 2) d^T), d = mu_p - nanmean(features), cov_d the
   covariance of the blocks without NaN features (MATLAB's `nancov`).
 
+References
+----------
+Mittal, Soundararajan, Bovik, "Making a 'completely blind' image quality analyzer",
+IEEE SPL 20(3), 2013.
+
 Why float32 in places: with few blocks per image the score is touchy. A handful of pixels one
 grey level off, or one alpha one 0.001 step off, can move a noisy image's score by 0.02. So the
 image takes the float32 steps that BasicSR takes (its float32 pipeline gives the shared
@@ -291,6 +296,7 @@ class NiqeCriterion(Criterion):
     """
 
     name, label, recorded = "niqe", "NIQE", ("niqe",)
+    scores_one_image = True
 
     def __init__(self, every: int = 1) -> None:
         super().__init__(every)

@@ -25,6 +25,10 @@ mild, and drift cannot build up over a 20k-iteration run. The resync costs O(W p
 All arithmetic stays on the outputs' device; the only host synchronisation is turning v_t into a
 Python float. The window is a ring buffer of W outputs on that device (at W = 100 and 3 x 481 x
 321 float32, about 185 MB).
+
+References
+----------
+Wang, Li, Zhuang, Chen, Liang, Sun, "Early stopping for deep image prior", 2023.
 """
 
 from __future__ import annotations

@@ -334,7 +334,7 @@ def run_one(
     averages = {k: make_average(v) for k, v in spec.average_settings.items()}
     noisy_u8 = to_uint8(noisy)
     noisy_scores = {
-        f"noisy_{c.name}": c(noisy_u8) for c in criteria if c.name in ("brisque", "niqe")
+        f"noisy_{c.name}": c(noisy_u8) for c in criteria if c.scores_one_image
     }
     ckpt = RunCheckpoint(checkpoints, spec.as_dict(), switches.checkpoint_seconds)
     rec = record(

@@ -1,0 +1,439 @@
+"""`DenoiseOptions`: every setting of a denoising run, its default, its check and its flag.
+
+One frozen object owns the options of `dipstop.denoise`, the tiled runner and the CLI: each
+option is one field here, with its default, the check that refuses a bad value in one line
+(`dipstop.validate`), its group, and (for the ones users set from the shell) its command-line
+flag and help text, from which `add_arguments` builds the CLI's fit options. A new option is
+one field.
+
+The groups: method (what is computed: sigma, lam, the network and the stop), tiling (how a big
+image is cut), execution (where and how long it runs: device, Ray, budget, resume folder,
+engine switches) and hooks (what the caller sees: progress bar, Ctrl-C, estimate callback,
+cancel event). Only the method and tiling groups can change the image.
+
+Stdlib dataclasses rather than pydantic or attrs: the checks already exist as one-line
+messages that name the fix (`validate.number`, `validate.whole`), which a validation
+library's own multi-line errors would have to be translated back into; a dependency would
+buy nothing else here.
+
+Examples
+--------
+>>> opts = DenoiseOptions(width=16).replace(seed=3)
+>>> opts.width, opts.seed, opts.tile, opts.output
+(16, 3, 128, 'since-best')
+>>> DenoiseOptions(overlap=80).check()
+Traceback (most recent call last):
+...
+dipstop.errors.DipstopError: overlap must be a whole number from 0 to 64, got 80; give \
+an overlap of at most half the tile
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from dipstop import validate
+from dipstop.errors import DipstopError
+from dipstop.fitting import PRECISIONS
+from dipstop.policies import DEFAULT_OUTPUT, policy_names
+from dipstop.protocols import PROTOCOLS, Protocol, get_protocol
+from dipstop.runtime import Switches
+
+TILE = 128  # the side of the crops the lam table is calibrated on
+OVERLAP = 32  # pixels two neighbouring tiles share (at least; the plan spreads any slack)
+TILE_ABOVE = 1_000_000  # the most pixels fitted whole with an explicit lam (memory bound)
+
+METHOD, TILING, EXECUTION, HOOKS = "method", "tiling", "execution", "hooks"
+
+
+def _option(default: Any, group: str, check: Callable[[Any], Any] | None = None,
+            **cli: Any) -> Any:  # fmt: skip
+    """A field of `DenoiseOptions`: its default, group, check (of a value that is not None)
+    and command-line flag (`cli`: "flags", argparse's keywords, "hidden" aliases, "dest",
+    "zero_is_none"; none: not on the CLI)."""
+    return field(default=default, metadata={"group": group, "check": check, "cli": cli or None})
+
+
+def _sigma(v: Any) -> None:
+    fix = "give the noise std on the 0-255 scale, e.g. 25, or leave it out to estimate it"
+    validate.number(v, "sigma", above=0, fix=fix)
+
+
+def _lam(v: Any) -> None:
+    fix = "give e.g. 50, or leave it out to take it from the table"
+    validate.number(v, "lam", above=0, fix=fix)
+
+
+def _name(what: str, example: str) -> Callable[[Any], None]:
+    def check(v: Any) -> None:
+        if not isinstance(v, str):
+            shown = validate._show(v)
+            raise DipstopError(f"{what} must be a name, got {shown}; use e.g. {example!r}")
+
+    return check
+
+
+def _whole(name: str) -> Callable[[Any], None]:
+    return lambda v: validate.whole(v, name)
+
+
+def _lr(v: Any) -> None:
+    validate.number(v, "lr", above=0, fix="give the Adam learning rate, e.g. 0.01")
+
+
+def _z_noise(v: Any) -> None:
+    validate.number(v, "z_noise_std", at_least=0, fix="give e.g. 0.033 (0 turns it off)")
+
+
+def _seed(v: Any) -> None:
+    validate.whole(v, "seed", at_least=0, at_most=validate.MAX_SEED)
+
+
+def _table(v: Any) -> None:
+    if not isinstance(v, (str, os.PathLike)):
+        raise DipstopError(
+            f"table must be a path to a lam table JSON, got {type(v).__name__}; "
+            "pass the file name (or leave it out for the shipped table)"
+        )
+
+
+def _precision(v: Any) -> None:
+    if v not in PRECISIONS:
+        raise DipstopError(
+            f"precision must be 'auto', 'fp32' or 'bf16', got {validate._show(v)}; "
+            "leave it out for the fastest that keeps the image (auto)"
+        )
+
+
+def _device(v: Any) -> None:
+    if isinstance(v, str):
+        return
+    import torch  # noqa: PLC0415 - only for a device given as an object
+
+    if not isinstance(v, torch.device):
+        raise DipstopError(
+            f"device must be a name like 'cpu' or 'cuda:0', got {type(v).__name__}; "
+            "pass a string or a torch.device"
+        )
+
+
+def _minutes(v: Any) -> None:
+    validate.number(v, "max_minutes", above=0, fix="give the time budget in minutes, e.g. 30")
+
+
+def _tile(v: Any) -> None:
+    validate.whole(v, "tile", at_least=64, fix="give a tile side of 64 or more, e.g. 128")
+
+
+def _tile_above(v: Any) -> None:
+    validate.whole(v, "tile_above", at_least=0, fix="give a number of pixels, e.g. 1000000")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named point on the quality-per-time front: the method settings it fills in.
+
+    Measured on CBSD432 tiles (docs/quality_time.md): narrower networks averaged over a
+    longer patience window give more PSNR per CPU second than today's width 64, and two
+    fits averaged (an ensemble of seeds) more again.
+    """
+
+    width: int
+    patience: int
+    ensemble: int
+
+
+PRESETS = {
+    "fast": Preset(width=16, patience=500, ensemble=1),
+    "default": Preset(width=64, patience=500, ensemble=1),
+    "best": Preset(width=16, patience=1000, ensemble=2),
+}
+
+
+def _quality(v: Any) -> None:
+    if v not in PRESETS:
+        raise DipstopError(
+            f"quality must be one of {', '.join(PRESETS)}, got {validate._show(v)}; "
+            "leave it out for the default"
+        )
+
+
+_POSITIVE_INT = validate.arg_positive_int
+_POSITIVE_FLOAT = validate.arg_positive_float
+
+
+@dataclass(frozen=True)
+class DenoiseOptions:
+    """Every option of `dipstop.denoise`, with its default (see the module's docstring).
+
+    Attributes
+    ----------
+    sigma : float, optional
+        Noise standard deviation on the 0-255 scale; estimated from the image when not given.
+    lam : float, optional
+        CIFS weight (dipstop's size-invariant lam = the paper's lambda / (H W), MSE on
+        [0, 1]); from the lam(sigma) table when not given.
+    protocol : str
+        Named settings ("cpu" or "paper"); `width`, `max_iters` (T), `patience` (S), `lr` and
+        `z_noise_std` override them.
+    seed : int
+        Seed of the network, its input and the input's perturbation.
+    output : str
+        Output policy (`dipstop.policies`). The default, "since-best", returns the mean of
+        the last S + 1 outputs, y_{t*} .. y_{t*+S} when the rule fires (dipstop's, measured
+        in docs/calibration.md); "raw" the output at the criterion's minimum, the paper's
+        rule exactly; "ema@stop" the moving average when the fit stops; "ema@best" stops on
+        CIFS of that average and returns it there. The shipped lam table of the policy is
+        used ("raw"'s for a policy that has none).
+    device : str, optional
+        "cpu", "cuda" or "cuda:N"; CUDA when available by default.
+    precision : str
+        "fp32", "bf16" (bfloat16 forward pass, channels_last), or "auto": bf16 on a CPU with
+        AMX, where it is 1.5-1.6x faster at the same PSNR, fp32 elsewhere
+        (`dipstop.fitting.resolve_precision`) and with `output="raw"`, which stays the
+        paper's rule exactly.
+    table : str, optional
+        Path of a lam(sigma) table (default: the one shipped for `output`).
+    progress : bool
+        Show a progress bar on stderr.
+    interruptible : bool
+        Ctrl-C ends the fit and returns the output policy's image so far, with
+        `result.interrupted` set (the CLI does this).
+    switches : Switches, optional
+        Engine switches (CUDA graphs, scoring overlap): how the fit runs, not what it
+        computes; `dipstop.runtime.Switches()` by default.
+    max_minutes : float, optional
+        A wall-clock budget: the fit ends once it has run this long and returns the output
+        policy's image so far, with `result.stopped_by_budget` set and a note. Finite, above 0.
+        A tiled image shares it out: each tile gets what is left over the tiles left.
+    on_estimate : callable, optional
+        Called once with the run's `RunEstimate`, when its first iterations have been timed
+        (after 5 iterations, or T if fewer); the estimate is also `result.estimate`. A tiled
+        image is estimated on its first tile, for all its tiles.
+    cancel : threading.Event, optional
+        Set from another thread (a GUI's cancel button), it ends the fit as Ctrl-C would with
+        `interruptible`: the output policy's image so far, `result.interrupted` set. A tiled
+        run ends its running tiles so and fits no more; with `ray` it stops waiting for the
+        tasks between tiles (an untiled Ray task runs to its end).
+    tile : int or None
+        Images of more than `tile_above` pixels are denoised in overlapping tiles of this
+        side (`dipstop.tiling`; default 128, the lam table's calibration size), each fitted
+        and stopped on its own; None fits the whole image, whatever its size.
+    overlap : int
+        Least overlap of neighbouring tiles, blended by a raised cosine (default 32).
+    tile_above : int, optional
+        Tile images with more pixels than this (0 tiles every image). Default: beyond 1.5x
+        the largest size the lam table was calibrated at, at most 55,296 (`auto_tile_above`;
+        the shipped table, calibrated up to whole 481 x 321 photos, gives 55,296: tiles beat
+        whole fits there), so no fit runs at a size whose lam is extrapolated; 1,000,000 with
+        an explicit lam or output "raw".
+    resume_dir : path, optional
+        A folder where the run keeps its progress, so that run again with the same image and
+        settings after an interruption (Ctrl-C, a crash, the time budget) it goes on from
+        there: a tiled run each tile as it finishes (`dipstop.tiling.TileStore`), a whole
+        image a checkpoint of its fit about once a minute (`dipstop.checkpoints`; with `ray`
+        written by the task, so on a cluster the folder must be on a disk it can write),
+        deleted when the fit ends by its rule or T. The folder is not removed here; the CLI
+        keeps OUTPUT.partial and removes it once the image is complete.
+    ray : str, optional
+        Fit as Ray tasks (`dipstop.raytasks`): "" a local Ray, else a cluster's address. A
+        tiled image's tiles run as single-thread tasks, as many at once as the Ray has CPUs
+        (or GPUs), blended here as they finish; an image that is not tiled is one task. The
+        fits' progress, estimate and Ctrl-C stay in the tasks: a tiled run's estimate comes
+        when its first tile is done, and with `interruptible` Ctrl-C keeps the tiles done so
+        far; `max_minutes` is a deadline for each task (tiles not started by then keep the
+        noisy pixels).
+
+    Examples
+    --------
+    >>> DenoiseOptions(protocol="paper").replace(max_iters=100).max_iters
+    100
+    """
+
+    # fmt: off
+    # -- method: what is computed
+    sigma: float | None = _option(None, METHOD, _sigma,
+        flags=("--sigma",), type=_POSITIVE_FLOAT,
+        help="noise std on the 0-255 scale (default: estimated from the image)")
+    lam: float | None = _option(None, METHOD, _lam,
+        flags=("--lam",), type=_POSITIVE_FLOAT,
+        help="CIFS weight lam = paper lambda / (H*W), MSE on [0,1] (default: from sigma)")
+    protocol: str = _option("cpu", METHOD, _name("protocol", "cpu"),
+        flags=("--protocol",), choices=sorted(PROTOCOLS),
+        help="named settings (width, T, S, crop); options below override them")
+    width: int | None = _option(None, METHOD, _whole("width"),
+        flags=("--width",), type=_POSITIVE_INT, help="network width (channels)")
+    max_iters: int | None = _option(None, METHOD, _whole("max_iters"),
+        flags=("-T", "--max-iters"), type=_POSITIVE_INT, hidden=("--iters",),
+        help="iteration budget T")
+    patience: int | None = _option(None, METHOD, _whole("patience"),
+        flags=("-S", "--patience"), type=_POSITIVE_INT, help="patience S of the stop rule")
+    lr: float | None = _option(None, METHOD, _lr,
+        flags=("--lr",), type=_POSITIVE_FLOAT, help="Adam learning rate")
+    z_noise_std: float | None = _option(None, METHOD, _z_noise,
+        flags=("--z-noise-std",), type=validate.arg_non_negative_float,
+        help="std of the z perturbation")
+    seed: int = _option(0, METHOD, _seed,
+        flags=("--seed",), type=validate.arg_seed, help="seed for network, input and noise")
+    quality: str = _option("default", METHOD, _quality,
+        flags=("--quality",), choices=tuple(PRESETS),
+        help="a point on the quality-per-time front (docs/quality_time.md): fast, default or "
+        "best; sets the width, S and fits per tile that -S, --width and --ensemble do not "
+        "(not for --protocol paper or --output-policy raw, the paper's settings)")
+    ensemble: int | None = _option(None, METHOD, _whole("ensemble"),
+        flags=("--ensemble",), type=_POSITIVE_INT, metavar="N",
+        help="average N fits of each tile (seeds SEED, SEED+1, ...), N times the work "
+        "(default: the quality preset's)")
+    output: str = _option(DEFAULT_OUTPUT, METHOD, _name("output", DEFAULT_OUTPUT),
+        flags=("--output-policy",), dest="output_policy", choices=policy_names(),
+        help=f"which image is returned (default {DEFAULT_OUTPUT}): since-best = the mean of "
+        "the outputs from t* to the stop; raw = the output at the criterion's minimum (the "
+        "paper's rule); NAME@stop / NAME@best = a running average at the end or at t*")
+    table: str | os.PathLike | None = _option(None, METHOD, _table,
+        flags=("--table",), help="lam(sigma) table JSON (default: shipped one)")
+    precision: str = _option("auto", METHOD, _precision,
+        flags=("--precision",), choices=PRECISIONS,
+        help="fit arithmetic (default auto: bf16 on a CPU with AMX, where it is faster at the "
+        "same PSNR; fp32 elsewhere)")
+    # -- tiling: how a big image is cut
+    tile: int | None = _option(TILE, TILING, _tile,
+        flags=("--tile",), type=validate.arg_non_negative_int, metavar="N", zero_is_none=True,
+        help="images above --tile-above pixels are denoised in overlapping N x N tiles, each "
+        f"fitted and stopped on its own (default: {TILE}, the lam table's calibration size; "
+        "0: the whole image in one fit)")
+    overlap: int = _option(OVERLAP, TILING, None,
+        flags=("--overlap",), type=validate.arg_non_negative_int, metavar="M",
+        help=f"least overlap of neighbouring tiles, crossfaded (default: {OVERLAP}; at most N/2)")
+    tile_above: int | None = _option(None, TILING, _tile_above,
+        flags=("--tile-above",), type=validate.arg_pixels_or_auto, metavar="PIXELS",
+        help="tile images with more pixels than this (0: always; default auto: beyond 1.5x "
+        "the largest size the lam table was calibrated at, at most 55296 (the shipped one's), "
+        f"so no fit runs with an extrapolated lam; {TILE_ABOVE} with --lam or "
+        "--output-policy raw)")
+    # -- execution: where and how long
+    device: Any = _option(None, EXECUTION, _device,
+        flags=("--device",),
+        help="cpu, cuda[:N], mps or xpu[:N] (default: cuda if available)")
+    ray: str | None = _option(None, EXECUTION, _name("ray", ""))
+    max_minutes: float | None = _option(None, EXECUTION, _minutes,
+        flags=("--max-minutes",), type=_POSITIVE_FLOAT, metavar="M",
+        help="time budget per image: end the fit after M minutes with the best output so far "
+        "(its progress kept in OUTPUT.partial/: the same command goes on from there)")
+    resume_dir: str | os.PathLike | None = _option(None, EXECUTION)
+    switches: Switches | None = _option(None, EXECUTION)
+    # -- hooks: what the caller sees
+    progress: bool = _option(False, HOOKS)
+    interruptible: bool = _option(False, HOOKS)
+    on_estimate: Callable[..., None] | None = _option(None, HOOKS)
+    cancel: threading.Event | None = _option(None, HOOKS)
+    # fmt: on
+
+    def replace(self, **changes: Any) -> DenoiseOptions:
+        """A copy with `changes`; a name that is no option is a TypeError, as for a call.
+
+        >>> DenoiseOptions().replace(widht=8)
+        Traceback (most recent call last):
+        ...
+        TypeError: unexpected option 'widht'
+        """
+        unknown = set(changes) - NAMES
+        if unknown:
+            raise TypeError(f"unexpected option {sorted(unknown)[0]!r}")
+        return replace(self, **changes)
+
+    def check(self) -> DenoiseOptions:
+        """Refuse the first bad option in one line (`DipstopError`); self when all are good.
+
+        Numbers must be finite (sigma, lam, lr, max_minutes above 0, z_noise_std at least 0;
+        width, T, S whole numbers of at least 1; seed in [0, 2**63 - 2]; tile at least 64 and
+        overlap at most half of it). Whether a protocol, output policy or device exists is
+        checked by the code that uses it.
+        """
+        for f in fields(self):
+            value, check = getattr(self, f.name), f.metadata["check"]
+            if check is not None and value is not None:
+                check(value)
+        if self.tile is not None:
+            validate.whole(self.overlap, "overlap", at_least=0, at_most=self.tile // 2,
+                           fix="give an overlap of at most half the tile")  # fmt: skip
+        return self
+
+    def preset_applied(self) -> DenoiseOptions:
+        """These options with the quality preset's width, S and ensemble in the fields left
+        None; the paper's settings (protocol "paper", output "raw") take no preset, and an
+        ensemble of 1.
+
+        >>> o = DenoiseOptions(quality="best", patience=300).preset_applied()
+        >>> o.width, o.patience, o.ensemble
+        (16, 300, 2)
+        >>> DenoiseOptions(quality="best", output="raw").preset_applied().width is None
+        True
+        """
+        if self.protocol != "cpu" or self.output == "raw":
+            return replace(self, ensemble=self.ensemble or 1)
+        p = PRESETS[self.quality]
+        return replace(self, width=self.width or p.width, patience=self.patience or p.patience,
+                       ensemble=self.ensemble or p.ensemble)  # fmt: skip
+
+    def fit_protocol(self) -> Protocol:
+        """The named protocol with this run's width, T, S, lr and z overrides.
+
+        >>> DenoiseOptions(width=16).fit_protocol().width, DenoiseOptions().fit_protocol().patience
+        (16, 500)
+        """
+        return get_protocol(self.protocol).with_(
+            width=self.width, max_iters=self.max_iters, patience=self.patience, lr=self.lr,
+            z_noise_std=self.z_noise_std,
+        )  # fmt: skip
+
+    def of(self, group: str) -> dict[str, Any]:
+        """The options of one group, by name.
+
+        >>> sorted(DenoiseOptions().of(TILING))
+        ['overlap', 'tile', 'tile_above']
+        """
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["group"] == group}
+
+
+NAMES = frozenset(f.name for f in fields(DenoiseOptions))
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: Iterable[str] | None = None) -> None:
+    """Add the command-line flags of the options `names` (default: every option on the CLI)
+    to `parser`, with their help texts; `from_args` reads them back.
+
+    >>> p = argparse.ArgumentParser()
+    >>> add_arguments(p, ["width", "tile"])
+    >>> from_args(p.parse_args(["--width", "8", "--tile", "0"])).replace(seed=1)
+    DenoiseOptions(sigma=None, lam=None, protocol='cpu', width=8, max_iters=None, patience=None, \
+lr=None, z_noise_std=None, seed=1, output='since-best', table=None, precision='auto', tile=None, \
+overlap=32, tile_above=None, device=None, ray=None, max_minutes=None, resume_dir=None, \
+switches=None, progress=False, interruptible=False, on_estimate=None, cancel=None)
+    """
+    wanted = None if names is None else set(names)
+    for f in fields(DenoiseOptions):
+        cli = f.metadata["cli"]
+        if cli is None or (wanted is not None and f.name not in wanted):
+            continue
+        kw = {k: v for k, v in cli.items() if k not in ("flags", "hidden", "zero_is_none", "dest")}
+        dest = cli.get("dest", f.name)
+        parser.add_argument(*cli["flags"], dest=dest, default=f.default, **kw)
+        for alias in cli.get("hidden", ()):
+            parser.add_argument(alias, dest=dest, type=cli.get("type"), help=argparse.SUPPRESS)
+
+
+def from_args(args: argparse.Namespace, **extra: Any) -> DenoiseOptions:
+    """The options an argparse namespace holds (those `add_arguments` added), plus `extra`."""
+    given = {}
+    for f in fields(DenoiseOptions):
+        cli = f.metadata["cli"]
+        dest = None if cli is None else cli.get("dest", f.name)
+        if dest is not None and hasattr(args, dest):
+            value = getattr(args, dest)
+            given[f.name] = None if cli.get("zero_is_none") and value == 0 else value
+    return DenoiseOptions(**{**given, **extra})

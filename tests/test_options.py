@@ -1,0 +1,116 @@
+"""DenoiseOptions: one owner for every option, its default, check, flag and preset."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from dataclasses import fields
+
+import numpy as np
+import pytest
+
+import dipstop.cli
+import dipstop.cli_args
+import dipstop.lab.commands
+from dipstop import tiled_run
+from dipstop.api import denoise, denoise_tiled
+from dipstop.cli import build_parser
+from dipstop.errors import DipstopError
+from dipstop.options import NAMES, PRESETS, DenoiseOptions, from_args
+from dipstop.results import DenoiseResult
+
+
+def test_what_users_get_by_default_is_todays_tile_fit():
+    o = DenoiseOptions().preset_applied()
+    assert (o.quality, o.width, o.patience, o.ensemble) == ("default", 64, 500, 1)
+    assert (o.protocol, o.output, o.precision, o.tile, o.overlap) == (
+        "cpu", "since-best", "auto", 128, 32,
+    )  # fmt: skip
+
+
+def test_presets_fill_only_what_the_user_left_unset_and_never_the_papers_settings():
+    best = DenoiseOptions(quality="best").preset_applied()
+    assert (best.width, best.patience, best.ensemble) == (16, 1000, 2)
+    mine = DenoiseOptions(quality="best", width=32, ensemble=1).preset_applied()
+    assert (mine.width, mine.patience, mine.ensemble) == (32, 1000, 1)
+    for paper in (DenoiseOptions(quality="fast", output="raw"),
+                  DenoiseOptions(quality="fast", protocol="paper")):  # fmt: skip
+        o = paper.preset_applied()
+        assert (o.width, o.patience, o.ensemble) == (None, None, 1)
+
+
+def test_every_cli_option_is_generated_from_its_field():
+    args = build_parser().parse_args(
+        ["denoise", "x.png", "--quality", "best", "--ensemble", "3", "--width", "8", "-S", "7",
+         "--tile", "0", "--output-policy", "raw", "--seed", "5"]
+    )  # fmt: skip
+    o = from_args(args)
+    assert (o.quality, o.ensemble, o.width, o.patience, o.tile, o.output, o.seed) == (
+        "best", 3, 8, 7, None, "raw", 5,
+    )  # fmt: skip
+    # no fit option's flag is written out by hand in the CLI: one definition each. The lab
+    # grids' --precision is their own: fp32 or bf16 only, recorded in each run's key, where
+    # "auto" would make the key depend on the machine
+    modules = (dipstop.cli, dipstop.cli_args, dipstop.lab.commands)
+    source = "".join(inspect.getsource(m) for m in modules)
+    source = source.replace('"--precision",\n        default="fp32"', "")
+    for f in fields(DenoiseOptions):
+        for flag in (f.metadata["cli"] or {}).get("flags", ()):
+            for added in re.finditer(rf'add_argument\(\s*("-\w",\s*)?"{flag}"[^)]*\)', source):
+                assert "SUPPRESS" in added.group(0), f"{flag} is defined in cli.py too"
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"quality": "ultra"}, "quality must be one of fast, default, best"),
+        ({"ensemble": 0}, "ensemble must be a whole number of at least 1"),
+        ({"tile": 32}, "tile must be a whole number of at least 64"),
+        ({"overlap": 70}, "overlap must be a whole number from 0 to 64"),
+        ({"lam": -1.0}, "lam must be a finite number above 0"),
+    ],
+)
+def test_a_bad_option_is_one_line_naming_it(bad, match):
+    with pytest.raises(DipstopError, match=match) as err:
+        DenoiseOptions(**bad).check()
+    assert "\n" not in str(err.value)
+
+
+def test_an_unknown_option_is_a_type_error_as_for_any_call():
+    with pytest.raises(TypeError, match="unexpected option 'widht'"):
+        denoise(np.zeros((64, 64), np.uint8), widht=8)
+    assert {"sigma", "lam", "quality", "ensemble", "tile", "ray", "cancel"} <= NAMES
+    assert set(PRESETS) == {"fast", "default", "best"}
+
+
+def _stub(image, clean, options):
+    """A tile fit that returns its tile plus 0.1 x its seed."""
+    result = DenoiseResult(3, 5, True, options.sigma or 25.0, False, options.lam or 50.0, 0.0,
+                           {"seed": options.seed}, {}, 0.01)  # fmt: skip
+    return image + np.float32(0.1 * options.seed), result
+
+
+def test_an_ensemble_blends_the_mean_of_its_members_fitted_with_successive_seeds(monkeypatch):
+    monkeypatch.setattr(tiled_run, "fit_one", _stub)
+    flat = np.full((70, 100), 0.3, np.float32)
+    out, res = denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0, seed=2,
+                             ensemble=3)  # fmt: skip
+    # seeds 2, 3, 4 add 0.2, 0.3, 0.4: their mean 0.3 on top of 0.3, everywhere
+    np.testing.assert_allclose(out, 0.6, atol=1e-6)
+    assert len(res.tiles) == 4 * 3
+    assert [t.result.settings["seed"] for t in res.tiles[:3]] == [2, 3, 4]
+    # an image small enough to be fitted whole is one tile, fitted `ensemble` times
+    small = np.full((40, 50), 0.3, np.float32)
+    out, res = denoise(small, sigma=25.0, lam=50.0, ensemble=2)
+    np.testing.assert_allclose(out, 0.35, atol=1e-6)
+    assert [t.result.settings["seed"] for t in res.tiles] == [0, 1]
+
+
+def test_a_narrow_preset_reads_the_lam_table_shipped_for_its_width():
+    rng = np.random.default_rng(0)
+    noisy = rng.integers(0, 256, (64, 64), dtype=np.uint8)
+    _, res = denoise(noisy, quality="fast", sigma=25.0, max_iters=2)
+    assert res.settings["width"] == 16 and res.settings["patience"] == 500
+    assert not any("width" in note for note in res.notes)  # the width-16 table, no caveat
+    _, res = denoise(noisy, quality="fast", width=32, sigma=25.0, max_iters=2)
+    assert any("calibrated at width 64, run at width 32" in note for note in res.notes)
