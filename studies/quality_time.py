@@ -68,11 +68,14 @@ class Setting:
     width: int = 64
     lr: float = 0.01
     z_noise_std: float = 1.0 / 30.0
+    seeds: tuple[int, ...] = SEEDS
+    lam_scales: tuple[float, ...] = LAM_SCALES
 
     @property
     def name(self) -> str:
         z = "" if self.z_noise_std == FitSettings.z_noise_std else f"-z{self.z_noise_std:g}"
-        return f"w{self.width}-lr{self.lr:g}{z}"
+        s = "" if self.seeds == SEEDS else f"-s{len(self.seeds)}"
+        return f"w{self.width}-lr{self.lr:g}{z}{s}"
 
 
 SETTINGS = (
@@ -84,6 +87,8 @@ SETTINGS = (
     Setting(16, 0.02),
     Setting(8, 0.01),  # width 16 led the first photo's front: is narrower better still?
     Setting(8, 0.02),
+    # ensembles of up to four seeds, at the larger lams the two-seed ensembles preferred
+    Setting(16, 0.01, seeds=(0, 1, 2, 3), lam_scales=(1.0, 1.4, 2.0)),
 )
 
 SCHEMA = """
@@ -138,7 +143,7 @@ def fit(noisy: np.ndarray, clean: np.ndarray, setting: Setting, seed: int, lam: 
     ).with_precision(precision)
     fitter = Fitter(x, settings, "cpu")
     pixels = noisy.shape[0] * noisy.shape[1]
-    rules = {(a, s): OnlineStopper(s) for a in LAM_SCALES for s in PATIENCES}
+    rules = {(a, s): OnlineStopper(s) for a in setting.lam_scales for s in PATIENCES}
     mse, nbytes, psnrs, cpu = [], [], [], []
     outputs = np.empty((MAX_ITERS, *noisy.shape), np.float16)
     clock = 0.0
@@ -174,11 +179,13 @@ def fit(noisy: np.ndarray, clean: np.ndarray, setting: Setting, seed: int, lam: 
     }
 
 
-def outcomes(run: dict, lam: float, pixels: int) -> dict[tuple[float, int], dict]:
+def outcomes(
+    run: dict, lam: float, pixels: int, scales: tuple[float, ...] = LAM_SCALES
+) -> dict[tuple[float, int], dict]:
     """Every (lam scale, S) candidate of one fit: t*, stop, CPU seconds, raw and mean image."""
     found = {}
     n = len(run["mse"])
-    for scale, patience in itertools.product(LAM_SCALES, PATIENCES):
+    for scale, patience in itertools.product(scales, PATIENCES):
         e = cifs_value(run["mse"], run["bytes"], pixels, lam * scale)
         rule = OnlineStopper(patience)
         for v in e:
@@ -212,9 +219,9 @@ def run_job(db: sqlite3.Connection, path: Path, sigma: float, setting: Setting) 
     per_seed = {}
     fit_rows = []
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    for seed in SEEDS:
+    for seed in setting.seeds:
         run = fit(noisy, clean, setting, seed, lam)
-        per_seed[seed] = outcomes(run, lam, pixels)
+        per_seed[seed] = outcomes(run, lam, pixels, setting.lam_scales)
         peak = int(np.argmax(run["psnr"]))
         fit_rows.append((
             path.name, sigma, setting.name, seed, sigma_est, lam, len(run["mse"]),
@@ -223,8 +230,8 @@ def run_job(db: sqlite3.Connection, path: Path, sigma: float, setting: Setting) 
         ))
         del run
     rows = []
-    for k in range(1, len(SEEDS) + 1):
-        for group in itertools.combinations(SEEDS, k):
+    for k in range(1, len(setting.seeds) + 1):
+        for group in itertools.combinations(setting.seeds, k):
             for cand in per_seed[group[0]]:
                 parts = [per_seed[s][cand] for s in group]
                 raw = np.mean([p["raw"] for p in parts], axis=0)
@@ -275,7 +282,7 @@ def _alive(host: str, pid: int) -> bool:
     return True
 
 
-def claim(db: sqlite3.Connection) -> tuple[Path, float, Setting] | None:
+def claim(db: sqlite3.Connection, only: str | None = None) -> tuple[Path, float, Setting] | None:
     """The first job in order that is neither done nor held by a live worker, claimed for
     this process (one transaction, so two workers never take the same job); None when none
     is left. Claims of dead processes are taken over: a rerun resumes where work stopped."""
@@ -283,6 +290,8 @@ def claim(db: sqlite3.Connection) -> tuple[Path, float, Setting] | None:
     with db:
         db.execute("BEGIN IMMEDIATE")
         for path, sigma, setting in jobs():
+            if only is not None and setting.name != only:
+                continue
             key = (path.name, sigma, setting.name)
             done = db.execute(  # done with this list of patiences (a longer list refits)
                 "SELECT 1 FROM outcomes WHERE photo=? AND sigma=? AND setting=? AND patience=?",
@@ -300,12 +309,13 @@ def claim(db: sqlite3.Connection) -> tuple[Path, float, Setting] | None:
     return None
 
 
-def work() -> None:
-    """Claim and run unfinished jobs until none is left (start one such worker per core)."""
+def work(only: str | None = None) -> None:
+    """Claim and run unfinished jobs until none is left (start one such worker per core);
+    `only` a setting's name: that setting's jobs alone."""
     torch.set_num_threads(1)
     db, claims = connect(), connect()
     claims.isolation_level = None  # claim opens its own transaction
-    while (job := claim(claims)) is not None:
+    while (job := claim(claims, only)) is not None:
         path, sigma, setting = job
         t0 = time.time()
         run_job(db, path, sigma, setting)
@@ -340,7 +350,7 @@ def candidates(db: sqlite3.Connection, sigma: float) -> tuple[dict[Candidate, tu
     for photo, setting, seeds, scale, patience, cpu, raw, mean in rows:
         if photo not in complete or setting not in names:
             continue
-        k = "2" if "+" in seeds else "1"
+        k = str(seeds.count("+") + 1)  # fits averaged
         for output, value in (("raw", raw), ("mean", mean)):
             cell = acc.setdefault((setting, k, scale, patience, output), {})
             cell.setdefault(photo, []).append((value, cpu))
@@ -420,64 +430,76 @@ def summarise(db: sqlite3.Connection, figures: Path = ROOT / "docs" / "figures")
     return 0
 
 
-def derive_table(db: sqlite3.Connection, setting: str, patience: int, out: Path) -> int:
-    """Write the shipped since-best lam table for `setting`'s width at patience `patience`:
-    the width-64 table's lams (the study compares lam x 0.7, 1 and 1.4 at every width, on
-    CBSD432 tiles), and its mean stops scaled by the ratio the study measured, at each of its
-    sigmas (the nearest sigma it measured elsewhere), of `setting`'s stop at S = `patience`
-    to today's tile's at S = 500."""
+def derive_table(db: sqlite3.Connection, setting: str, patience: int, out: Path,
+                 fits: int = 2) -> int:  # fmt: skip
+    """Write the since-best lam table for `setting`'s width: at each sigma the study measured,
+    the width-64 table's lam times the scale (of 0.7, 1, 1.4) that gave the best mean PSNR of
+    `fits` averaged fits at patience `patience` over the photos (nearest measured sigma for
+    the table's other sigmas), and the mean stop scaled by the ratio of `setting`'s stop at
+    that scale to today's tile's at S = 500. Calibration images only (CBSD432 tiles)."""
     base = load_table(None, output="since-best")
-    ratios = {}
+    scales, ratios = {}, {}
     for sigma in SIGMAS:
         rows = db.execute(
-            "SELECT a.stop, b.stop FROM outcomes a JOIN outcomes b USING (photo, sigma, seeds, "
-            "lam_scale) WHERE a.sigma=? AND a.setting=? AND a.patience=? AND b.setting=? AND "
-            "b.patience=500 AND a.lam_scale=1 AND a.seeds NOT LIKE '%+%'",
-            (sigma, setting, patience, DEFAULT[0]),
+            "SELECT lam_scale, AVG(psnr_mean), COUNT(*) FROM outcomes WHERE sigma=? AND "
+            "setting=? AND patience=? AND LENGTH(seeds) - LENGTH(REPLACE(seeds, '+', '')) = ? "
+            "GROUP BY lam_scale",
+            (sigma, setting, patience, fits - 1),
         ).fetchall()
-        if rows:
-            ratios[sigma] = float(np.mean([int(a) for a, _ in rows]) /
-                                  np.mean([int(b) for _, b in rows]))  # fmt: skip
-    if not ratios:
-        print(f"no finished {setting} jobs to scale the stops by")
+        if not rows:
+            continue
+        scales[sigma] = max(rows, key=lambda r: r[1])[0]
+        stops = db.execute(
+            "SELECT a.stop, b.stop FROM outcomes a JOIN outcomes b USING (photo, sigma) WHERE "
+            "a.sigma=? AND a.setting=? AND a.patience=? AND a.lam_scale=? AND a.seeds='0' AND "
+            "b.setting=? AND b.patience=500 AND b.lam_scale=1 AND b.seeds='0'",
+            (sigma, setting, patience, scales[sigma], DEFAULT[0]),
+        ).fetchall()
+        ratios[sigma] = float(np.mean([int(x) for x, _ in stops]) /
+                              np.mean([int(y) for _, y in stops]))  # fmt: skip
+    if not scales:
+        print(f"no finished {setting} jobs")
         return 1
     entries = []
     for e in base["entries"]:
-        near = min(ratios, key=lambda g: abs(np.log(g / e["sigma"])))
-        scaled = dict(e)
+        near = min(scales, key=lambda g: abs(np.log(g / e["sigma"])))
+        scaled = {**e, "lam": e["lam"] * scales[near]}
         if e.get("mean_iterations") is not None:
             scaled["mean_iterations"] = round(min(e["mean_iterations"] * ratios[near],
                                                   MAX_ITERS), 1)  # fmt: skip
         entries.append(scaled)
     width = int(setting.split("-")[0][1:])
     protocol = {**base["protocol"], "width": width, "patience": patience}
+    measured = ", ".join(f"sigma {g:g}: lam x {scales[g]:g}, stops x {ratios[g]:.2f}"
+                         for g in sorted(scales))  # fmt: skip
     provenance = {
         "command": f"python studies/quality_time.py --table {out} --setting {setting} "
         f"--patience {patience}",
         "date": datetime.now(timezone.utc).date().isoformat(),
-        "derived_from": "lambda_table_since-best.json (width 64): its lams, PSNR figures and "
-        "images; mean_iterations scaled by the ratio of stops measured by the quality-time "
-        f"study on CBSD432 tiles ({', '.join(f'sigma {g:g}: {r:.2f}' for g, r in ratios.items())})",
+        "derived_from": "lambda_table_since-best.json (width 64): its lams times the scale "
+        f"best for {fits} averaged width-{width} fits at S = {patience} on CBSD432 tiles "
+        f"(the quality-time study, results/quality_time.sqlite), its mean stops scaled by the "
+        f"measured ratio to the width-64 fit's ({measured}); PSNR fields are the base table's",
     }
     doc = {"units": base["units"], "protocol": protocol, "provenance": provenance,
            "entries": entries}  # fmt: skip
     out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {out}: stop ratios {ratios}")
+    print(f"wrote {out}: {measured}")
     return 0
-
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--summary", action="store_true", help="print the table, draw the fronts")
     p.add_argument("--table", type=Path, help="write the lam table of --setting at --patience")
     p.add_argument("--setting", default="w16-lr0.01", help="the setting --table is for")
-    p.add_argument("--patience", type=int, default=1000, help="the S --table is for")
+    p.add_argument("--patience", type=int, default=700, help="the S --table is for")
+    p.add_argument("--only", default=None, help="a worker for this setting's jobs alone")
     args = p.parse_args(argv)
     if args.summary:
         return summarise(connect())
     if args.table:
         return derive_table(connect(), args.setting, args.patience, args.table)
-    work()
+    work(args.only)
     return 0
 
 

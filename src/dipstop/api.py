@@ -52,6 +52,7 @@ def denoise(
 
     Examples
     --------
+    >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> noisy = rng.integers(0, 256, (64, 64), dtype=np.uint8)
     >>> out, res = denoise(noisy, width=8, max_iters=5, patience=2, lam=50.0)
@@ -105,6 +106,7 @@ def denoise_tiled(
 
     Examples
     --------
+    >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> noisy = rng.integers(0, 256, (70, 100), dtype=np.uint8)
     >>> out, res = denoise_tiled(noisy, tile=64, overlap=16, width=8, max_iters=2, lam=50.0)

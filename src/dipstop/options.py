@@ -409,11 +409,9 @@ def add_arguments(parser: argparse.ArgumentParser, names: Iterable[str] | None =
 
     >>> p = argparse.ArgumentParser()
     >>> add_arguments(p, ["width", "tile"])
-    >>> from_args(p.parse_args(["--width", "8", "--tile", "0"])).replace(seed=1)
-    DenoiseOptions(sigma=None, lam=None, protocol='cpu', width=8, max_iters=None, patience=None, \
-lr=None, z_noise_std=None, seed=1, output='since-best', table=None, precision='auto', tile=None, \
-overlap=32, tile_above=None, device=None, ray=None, max_minutes=None, resume_dir=None, \
-switches=None, progress=False, interruptible=False, on_estimate=None, cancel=None)
+    >>> o = from_args(p.parse_args(["--width", "8", "--tile", "0"]))
+    >>> o.width, o.tile, o.seed
+    (8, None, 0)
     """
     wanted = None if names is None else set(names)
     for f in fields(DenoiseOptions):
