@@ -43,6 +43,7 @@ from dipstop.codecs import jpeg_bytes
 from dipstop.criteria.cifs import cifs_value, output_to_uint8
 from dipstop.fitting import FitSettings, Fitter, resolve_precision
 from dipstop.lab.datasets import centre_crop, evenly_spaced, list_images, synthetic_pair
+from dipstop.lab.tables import width_table
 from dipstop.lambda_table import lam_for_sigma, load_table
 from dipstop.metrics import psnr
 from dipstop.noise import estimate_sigma
@@ -460,16 +461,7 @@ def derive_table(db: sqlite3.Connection, setting: str, patience: int, out: Path,
     if not scales:
         print(f"no finished {setting} jobs")
         return 1
-    entries = []
-    for e in base["entries"]:
-        near = min(scales, key=lambda g: abs(np.log(g / e["sigma"])))
-        scaled = {**e, "lam": e["lam"] * scales[near]}
-        if e.get("mean_iterations") is not None:
-            scaled["mean_iterations"] = round(min(e["mean_iterations"] * ratios[near],
-                                                  MAX_ITERS), 1)  # fmt: skip
-        entries.append(scaled)
     width = int(setting.split("-")[0][1:])
-    protocol = {**base["protocol"], "width": width, "patience": patience}
     measured = ", ".join(f"sigma {g:g}: lam x {scales[g]:g}, stops x {ratios[g]:.2f}"
                          for g in sorted(scales))  # fmt: skip
     provenance = {
@@ -481,8 +473,7 @@ def derive_table(db: sqlite3.Connection, setting: str, patience: int, out: Path,
         f"(the quality-time study, results/quality_time.sqlite), its mean stops scaled by the "
         f"measured ratio to the width-64 fit's ({measured}); PSNR fields are the base table's",
     }
-    doc = {"units": base["units"], "protocol": protocol, "provenance": provenance,
-           "entries": entries}  # fmt: skip
+    doc = width_table(base, scales, ratios, width, patience, provenance)
     out.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {out}: {measured}")
     return 0

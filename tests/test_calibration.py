@@ -1,3 +1,4 @@
+import json
 import sqlite3
 
 import numpy as np
@@ -173,3 +174,27 @@ def test_since_best_calibration_with_t_not_above_s_is_one_line(tmp_path, image_f
         "lower -S or raise -T"
     )
     assert main([*args, "--output-policy", "raw"]) == 0  # the paper's selection needs no S
+
+
+def test_the_package_writes_the_shipped_tables_with_their_provenance(tmp_path, image_folder):
+    """`dipstop tables lam-sizes` searches a store as `calibrate` does (same entries), and
+    `dipstop tables sigma-correction` writes a monotone curve `estimate_sigma` can read."""
+    grid = ["--images", str(image_folder), "--n-images", "2", "--sigmas", "15,30", "--iters",
+            "10", "-S", "3", "--lam-smooth", "1.5", "--width", "8", "--crop", "64",
+            "--quiet"]  # fmt: skip
+    store = tmp_path / "c.sqlite"
+    assert main(["calibrate", *grid, "--store", str(store), "-o", str(tmp_path / "a.json")]) == 0
+    sizes = tmp_path / "b.json"
+    assert main(["tables", "lam-sizes", "--stores", str(store), "--width", "8", "-T", "10",
+                 "-S", "3", "--lam-smooth", "1.5", "-o", str(sizes)]) == 0  # fmt: skip
+    a, b = load_table(tmp_path / "a.json"), load_table(sizes)
+    assert [(e["sigma"], e["lam"]) for e in a["entries"]] == [
+        (e["sigma"], e["lam"]) for e in b["entries"]
+    ]
+    assert b["provenance"]["command"].startswith("dipstop tables lam-sizes")
+    curve = tmp_path / "sigma.json"
+    assert main(["tables", "sigma-correction", "--data", str(image_folder), "--every", "1",
+                 "-o", str(curve)]) == 0  # fmt: skip
+    doc = json.loads(curve.read_text())
+    assert doc["sigma"][:3] == [0.0, 2.5, 5.0] and np.all(np.diff(doc["mean_raw"]) >= 0)
+    assert doc["provenance"]["images"].endswith("every 1th: 2 images")

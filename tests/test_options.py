@@ -20,7 +20,7 @@ from dipstop.options import NAMES, PRESETS, DenoiseOptions, from_args
 from dipstop.results import DenoiseResult
 
 
-def test_what_users_get_by_default_is_todays_tile_fit():
+def test_what_users_get_by_default_is_one_width_64_fit_a_tile():
     o = DenoiseOptions().preset_applied()
     assert (o.quality, o.width, o.patience, o.ensemble) == ("default", 64, 500, 1)
     assert (o.protocol, o.output, o.precision, o.tile, o.overlap) == (
@@ -30,9 +30,11 @@ def test_what_users_get_by_default_is_todays_tile_fit():
 
 def test_presets_fill_only_what_the_user_left_unset_and_never_the_papers_settings():
     best = DenoiseOptions(quality="best").preset_applied()
-    assert (best.width, best.patience, best.ensemble) == (16, 1000, 2)
+    assert (best.width, best.patience, best.ensemble) == (16, 700, 2)
+    fast = DenoiseOptions(quality="fast").preset_applied()
+    assert (fast.width, fast.patience, fast.ensemble) == (16, 500, 1)
     mine = DenoiseOptions(quality="best", width=32, ensemble=1).preset_applied()
-    assert (mine.width, mine.patience, mine.ensemble) == (32, 1000, 1)
+    assert (mine.width, mine.patience, mine.ensemble) == (32, 700, 1)
     for paper in (DenoiseOptions(quality="fast", output="raw"),
                   DenoiseOptions(quality="fast", protocol="paper")):  # fmt: skip
         o = paper.preset_applied()
@@ -114,3 +116,21 @@ def test_a_narrow_preset_reads_the_lam_table_shipped_for_its_width():
     assert not any("width" in note for note in res.notes)  # the width-16 table, no caveat
     _, res = denoise(noisy, quality="fast", width=32, sigma=25.0, max_iters=2)
     assert any("calibrated at width 64, run at width 32" in note for note in res.notes)
+
+
+def test_an_ensembles_summary_line_counts_fits_and_seeds(monkeypatch):
+    monkeypatch.setattr(tiled_run, "fit_one", _stub)
+    _, res = denoise(np.full((40, 50), 0.3, np.float32), sigma=25.0, lam=50.0, ensemble=2)
+    assert res.members == 2 and "2 of 2 fits (2 seeds a tile)" in res.describe()
+    _, res = denoise_tiled(np.full((70, 100), 0.3, np.float32), tile=64, sigma=25.0, lam=50.0)
+    assert res.members == 1 and "6 of 6 tiles of 64 px" in res.describe()
+
+
+def test_the_best_preset_averages_two_width_16_fits_at_the_width_16_tables_lam():
+    rng = np.random.default_rng(0)
+    noisy = rng.integers(0, 256, (64, 64), dtype=np.uint8)
+    _, res = denoise(noisy, quality="best", sigma=25.0, max_iters=2)
+    assert res.members == 2 and [t.result.settings["seed"] for t in res.tiles] == [0, 1]
+    assert {t.result.settings["width"] for t in res.tiles} == {16}
+    _, one = denoise(noisy, sigma=25.0, max_iters=2)  # the default: width 64, its own table
+    assert res.lam == pytest.approx(1.4 * one.lam) and one.settings["width"] == 64

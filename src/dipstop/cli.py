@@ -272,6 +272,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]  # for provenance
     tune_allocator()
     set_threads(args.threads)
     with warnings.catch_warnings():  # dipstop's own warnings, one line each

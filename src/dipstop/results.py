@@ -144,7 +144,8 @@ class TiledResult:
     Attributes
     ----------
     tiles : list of TileRun
-        Every tile, row by row, with its DenoiseResult (t*, iterations, seconds, series).
+        Every tile, row by row, with its DenoiseResult (t*, iterations, seconds, series); with
+        an ensemble (`members` > 1), each fit of a tile, its seeds in order.
     sigma, sigma_estimated : float, bool
         The one noise level of all tiles (estimated on the whole image unless given).
     lam : float
@@ -168,6 +169,8 @@ class TiledResult:
         its stopping rule, or left tiles unfitted (they keep the noisy pixels).
     estimate : RunEstimate or None
         The whole run's estimate, made on the first tile (`RunEstimate.for_tiles`).
+    members : int
+        Fits averaged per tile (`DenoiseOptions.ensemble`).
     """
 
     tiles: list[TileRun]
@@ -183,6 +186,7 @@ class TiledResult:
     interrupted: bool = False
     stopped_by_budget: bool = False
     estimate: RunEstimate | None = None
+    members: int = 1  # fits averaged per tile (an ensemble of seeds); `tiles` holds each fit
 
     @property
     def fitted(self) -> list[DenoiseResult]:
@@ -209,9 +213,10 @@ class TiledResult:
         stops = self.stop_iterations
         how = "estimated" if self.sigma_estimated else "given"
         early = sum(r.stopped_early for r in self.fitted)
+        fits = "tiles" if self.members == 1 else f"fits ({self.members} seeds a tile)"
         text = (
             f"sigma {self.sigma:.1f} ({how}), lam {self.lam:.4g}: {len(self.fitted)} of "
-            f"{len(self.tiles)} tiles of {self.tile} px (overlap {self.overlap}) fitted, "
+            f"{len(self.tiles)} {fits} of {self.tile} px (overlap {self.overlap}) fitted, "
             f"{early} stopped early"
         )
         if stops:

@@ -287,6 +287,7 @@ class _TiledRun:
             interrupted=self.interrupted,
             stopped_by_budget=bool(on_budget) or (skipped > 0 and not self.interrupted),
             estimate=self.estimates[0] if self.estimates else None,
+            members=self.members,
         )
         blended = self.acc.astype(np.float32)
         if self.clean is not None:

@@ -5,13 +5,13 @@ user's commands."""
 from __future__ import annotations
 
 import argparse
-import sys
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from dipstop import validate
-from dipstop.cli_args import add_common, add_output, add_ray, log
+from dipstop.cli_args import Parser, add_common, add_output, add_ray, log
 from dipstop.errors import DipstopError
 from dipstop.fitting import PRECISIONS
 from dipstop.lab.calibration import calibrate_from_store, specs, write_lambda_table
@@ -20,6 +20,7 @@ from dipstop.lab.executor import run_grid
 from dipstop.lab.paper_report import build_report
 from dipstop.lab.runs import bench_criteria, grid
 from dipstop.lab.store import ResultStore
+from dipstop.lab.tables import sigma_correction, size_choices
 from dipstop.lambda_table import load_table
 from dipstop.options import add_arguments
 from dipstop.policies import DEFAULT_OUTPUT
@@ -80,7 +81,31 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Callable[[argpars
         help="leave out Fig. 4 (its refit is the slow part of a report)",
     )
     add_common(rep)
-    return {"calibrate": cmd_calibrate, "bench": cmd_bench, "report": cmd_report}
+    _add_tables(sub)
+    return {"calibrate": cmd_calibrate, "bench": cmd_bench, "report": cmd_report,
+            "tables": cmd_tables}  # fmt: skip
+
+
+def _add_tables(sub: argparse._SubParsersAction) -> None:
+    """`dipstop tables sigma-correction|lam-sizes`: the data files dipstop ships."""
+    tab = sub.add_parser("tables", help="write the data files dipstop ships, with provenance")
+    which = tab.add_subparsers(dest="kind", required=True, parser_class=Parser)
+    sc = which.add_parser("sigma-correction", help="fit the sigma estimator's correction")
+    sc.add_argument("--data", required=True, help="folder of training images (e.g. CBSD432)")
+    sc.add_argument("--every", type=_positive_int, default=4, help="use every k-th image")
+    sc.add_argument("-o", "--output", required=True, help="the JSON file to write")
+    sizes = which.add_parser("lam-sizes", help="lam at every size the stores hold, one table")
+    sizes.add_argument("--stores", nargs="+", required=True, help="calibration stores")
+    sizes.add_argument("--images", default=None, help="only these images' runs (a,b,...)")
+    sizes.add_argument("--crops", default=None, help="only these crops (e.g. 128,192,full)")
+    sizes.add_argument("--lam-smooth", type=_positive_float, default=1.6, metavar="F",
+                       help="the lam best on average over [lam/F, lam*F] (default 1.6)",
+                       )  # fmt: skip
+    sizes.add_argument("-o", "--output", dest="table_out", required=True, help="the JSON file")
+    add_arguments(sizes, ["output", "width", "max_iters", "patience"])
+    for p in (sc, sizes):
+        p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+        p.add_argument("--threads", type=_positive_int, default=None, help=argparse.SUPPRESS)
 
 
 def _add_grid(p: argparse.ArgumentParser, n_images: int | None, store: str) -> None:
@@ -187,7 +212,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             f"{c.mean_iterations:.0f} iterations)"
         )
     if args.output:
-        command = "dipstop " + " ".join(sys.argv[1:])
+        command = "dipstop " + " ".join(args.argv)
         write_lambda_table(
             args.output,
             choices,
@@ -236,3 +261,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    """Write a shipped data file (`dipstop.lab.tables`), its provenance the command line."""
+    command = "dipstop " + " ".join(args.argv)
+    if args.kind == "sigma-correction":
+        Path(args.output).write_text(
+            json.dumps(sigma_correction(args.data, args.every, command), indent=1) + "\n"
+        )
+        print(f"wrote {args.output}")
+        return 0
+    protocol = get_protocol("cpu").with_(width=args.width, max_iters=args.max_iters,
+                                         patience=args.patience)  # fmt: skip
+    images = set(args.images.split(",")) if args.images else None
+    crops = None if args.crops is None else {_crop(c) for c in args.crops.split(",")}
+    try:
+        choices, folders = size_choices(args.stores, protocol.width, protocol.max_iters,
+                                        protocol.patience, args.output_policy, args.lam_smooth,
+                                        images, crops)  # fmt: skip
+    except ValueError as exc:
+        raise DipstopError(f"{exc}; give each size and sigma in one store") from None
+    write_lambda_table(args.table_out, choices, protocol, command, policy=args.output_policy,
+                       folder=folders.pop() if len(folders) == 1 else None,
+                       smooth=args.lam_smooth)  # fmt: skip
+    print(f"wrote {args.table_out}")
+    return 0
