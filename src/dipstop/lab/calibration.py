@@ -19,7 +19,7 @@ import numpy as np
 from dipstop.criteria import CifsCriterion, Context
 from dipstop.errors import DipstopError
 from dipstop.lab.executor import run_grid
-from dipstop.lab.rules import Rule, evaluate, search_lam
+from dipstop.lab.rules import Rule, best_lam, evaluate, search_lam
 from dipstop.lab.runs import RunSpec, calibration_criteria, grid
 from dipstop.lab.store import ResultStore
 from dipstop.lambda_table import write_table
@@ -236,11 +236,7 @@ def search_lambda(
         idx = selected_iterations(run, lams)
         total += run.series["psnr"][idx]
     curve = total / len(runs)
-    best = np.flatnonzero(curve >= curve.max() - 1e-9)
-    # widest run of consecutive best indices, then its middle
-    splits = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)
-    widest = max(splits, key=len)
-    return float(lams[widest[len(widest) // 2]]), curve
+    return best_lam(curve, lams, ties="middle"), curve
 
 
 def calibrate_from_store(

@@ -159,13 +159,36 @@ def search_lam(
             for lam in lams
         ]
     )
+    return best_lam(curve, lams, smooth, ties="smallest"), curve
+
+
+def best_lam(
+    curve: np.ndarray, lams: np.ndarray, smooth: float = 1.0, ties: str = "smallest"
+) -> float:
+    """The lam of the best mean PSNR on `curve` (one value per lam; NaN counts as worst): the
+    one choice of lam behind every search (`search_lam`, `calibration.search_lambda`).
+
+    `smooth` > 1 scores each lam by the curve's mean over [lam / smooth, lam * smooth].
+    Among equally good lams, `ties` picks the "smallest" (it stops soonest; the averaged
+    outputs' search) or the "middle" of the widest run of best lams in log lam (least
+    sensitive to a slightly wrong sigma; the paper's raw output, whose curve has plateaus).
+
+    >>> lams = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    >>> curve = np.array([1.0, 3.0, 3.0, 3.0, np.nan])
+    >>> best_lam(curve, lams), best_lam(curve, lams, ties="middle")
+    (2.0, 4.0)
+    """
     scored = curve
     if smooth > 1:
         near = np.abs(np.log(lams)[:, None] - np.log(lams)[None, :]) <= np.log(smooth) + 1e-12
         scored = np.array([np.mean(curve[row]) for row in near])
     finite = np.where(np.isfinite(scored), scored, -np.inf)
-    smallest_best = np.flatnonzero(finite >= finite.max() - 1e-9)[0]
-    return float(lams[smallest_best]), curve
+    best = np.flatnonzero(finite >= finite.max() - 1e-9)
+    if ties == "smallest":
+        return float(lams[best[0]])
+    runs = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)
+    widest = max(runs, key=len)
+    return float(lams[widest[len(widest) // 2]])
 
 
 def _psnr(outcome: Outcome) -> float:
