@@ -24,6 +24,7 @@ import torch
 
 from benchmarks.common import save
 from dipstop.api import denoise
+from dipstop.codecs import tensor_to_uint8
 from dipstop.criteria import (
     BrisqueCriterion,
     CifsCriterion,
@@ -31,7 +32,6 @@ from dipstop.criteria import (
     NiqeCriterion,
     Sample,
     WmvCriterion,
-    output_to_uint8,
 )
 from dipstop.runtime import tune_allocator
 
@@ -58,14 +58,14 @@ def measure(size: str, width: int, iters: int, device: str | None) -> dict:
     step = res.time_split["network"] / n
     out = torch.from_numpy(noisy).permute(2, 0, 1).unsqueeze(0).float().to(res.settings["device"])
     out /= 255
-    u8 = output_to_uint8(out)
+    u8 = tensor_to_uint8(out)
     cifs, wmv = CifsCriterion(), WmvCriterion(100)
     brisque, niqe = BrisqueCriterion(), NiqeCriterion()
     context = Context(h * w, lam=50.0)
 
     def cifs_call() -> None:
         """One CIFS evaluation: quantise and copy to the host, JPEG q95, E_t."""
-        row = cifs.measure(Sample(1, 0.01, image=output_to_uint8(out)))
+        row = cifs.measure(Sample(1, 0.01, image=tensor_to_uint8(out)))
         cifs.values({"mse": 0.01, **row}, context)
 
     for _ in range(100):

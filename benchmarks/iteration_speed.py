@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.common import save
-from dipstop.criteria import CifsCriterion, Context, Sample, output_to_uint8
+from dipstop.codecs import tensor_to_uint8
+from dipstop.criteria import CifsCriterion, Context, Sample
 from dipstop.fitting import FitSettings, Fitter
 from dipstop.network import skip_network
 from dipstop.runtime import tune_allocator
@@ -62,7 +63,7 @@ def engine_steps(h: int, w: int, width: int, device: str, variant: str):
     fitter = Fitter(torch.rand(3, h, w), settings, device)
     crit, context = CifsCriterion(), Context(h * w, lam=50.0)
     for it in fitter.run(10**9):  # CIFS inline: quantise, JPEG-encode, E_t
-        row = crit.measure(Sample(it.t, it.loss, image=output_to_uint8(it.output)))
+        row = crit.measure(Sample(it.t, it.loss, image=tensor_to_uint8(it.output)))
         crit.values({"mse": it.loss, **row}, context)
         yield
 

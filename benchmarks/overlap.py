@@ -36,14 +36,13 @@ import torch
 
 from benchmarks.common import SHARED, save
 from dipstop import denoise
-from dipstop.codecs import jpeg_bytes
+from dipstop.codecs import jpeg_bytes, tensor_to_uint8
 from dipstop.criteria import (
     BrisqueCriterion,
     CifsCriterion,
     Context,
     NiqeCriterion,
     Sample,
-    output_to_uint8,
 )
 from dipstop.fitting import Iteration
 from dipstop.lab.datasets import list_images, synthetic_pair
@@ -96,7 +95,7 @@ def emulated_step(case: dict, step_s: float, depth: int, iters: int) -> float:
 
     work = bench_work if case["loop"] == "bench" else cifs_work
     # each output quantised and copied to the host on the main thread, scored on the worker
-    quantised = ((it, output_to_uint8(it.output)) for it in steps())
+    quantised = ((it, tensor_to_uint8(it.output)) for it in steps())
     start = time.perf_counter()
     for _ in overlapped(quantised, lambda pair: work(*pair), depth):
         pass

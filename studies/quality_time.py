@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dipstop.codecs import jpeg_bytes
-from dipstop.criteria.cifs import cifs_value, output_to_uint8
+from dipstop.codecs import jpeg_bytes, tensor_to_uint8
+from dipstop.criteria.cifs import cifs_value
 from dipstop.fitting import FitSettings, Fitter, resolve_precision
 from dipstop.lab.datasets import centre_crop, evenly_spaced, list_images, synthetic_pair
 from dipstop.lab.tables import width_table
@@ -154,7 +154,7 @@ def fit(noisy: np.ndarray, clean: np.ndarray, setting: Setting, seed: int, lam: 
         it = next(steps, None)
         if it is None:
             break
-        q = output_to_uint8(it.output)
+        q = tensor_to_uint8(it.output)
         b = jpeg_bytes(q)
         clock += time.thread_time() - t0
         y = it.output[0].permute(1, 2, 0).float().numpy()

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from dipstop.batched import BatchedFitter, fit_tiles_batched
-from dipstop.codecs import jpeg_bytes
-from dipstop.criteria import CifsCriterion, Context, output_to_uint8
+from dipstop.codecs import jpeg_bytes, tensor_to_uint8
+from dipstop.criteria import CifsCriterion, Context
 from dipstop.fitting import FitSettings, Fitter
 from dipstop.policies import make_policy
 from dipstop.recording import OnlineStop, record
@@ -126,7 +126,7 @@ def test_series_are_each_tiles_own():
     fits, outputs = _batched(tiles, FitSettings(width=4), 50.0, 50, 4)
     for k, tile in enumerate(tiles):
         for t, out in enumerate(outputs[k]):
-            assert fits[k].series["jpeg_bytes"][t] == jpeg_bytes(output_to_uint8(out))
+            assert fits[k].series["jpeg_bytes"][t] == jpeg_bytes(tensor_to_uint8(out))
             mse = float(((out[0] - tile) ** 2).mean())
             assert fits[k].series["mse"][t] == pytest.approx(mse, rel=1e-5)
 

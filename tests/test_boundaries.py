@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from dipstop.averaging import BoxMean, Ema
-from dipstop.codecs import to_uint8
+from dipstop.codecs import tensor_to_uint8, to_uint8
 from dipstop.criteria import CifsCriterion, Context
-from dipstop.criteria.cifs import cifs_value, output_to_uint8, paper_lambda
+from dipstop.criteria.cifs import cifs_value, paper_lambda
 from dipstop.imageio import decode_image, encode_image, join_array, split_array
 from dipstop.noise import add_gaussian_noise, estimate_sigma
 from dipstop.policies import AverageAt, MeanSinceBest, RawAtBest
@@ -88,7 +88,7 @@ def test_cifs_is_lam_times_mse_plus_bytes_per_pixel_squared():
 
 def test_cifs_quantises_outputs_by_rounding():
     y = torch.tensor([100.6, 100.4, 0.0, 255.0]).reshape(1, 1, 1, 4) / 255
-    assert output_to_uint8(y)[0, :, 0].tolist() == [101, 100, 0, 255]
+    assert tensor_to_uint8(y)[0, :, 0].tolist() == [101, 100, 0, 255]
     assert to_uint8(np.array([100.6, 100.4]) / 255).tolist() == [101, 100]
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dipstop.api import denoise
-from dipstop.codecs import jpeg_bytes
-from dipstop.criteria import CifsCriterion, output_to_uint8
+from dipstop.codecs import jpeg_bytes, tensor_to_uint8
+from dipstop.criteria import CifsCriterion
 from dipstop.fitting import FitSettings, Fitter
 from dipstop.recording import record
 from dipstop.sample import sample_pair
@@ -86,7 +86,7 @@ def test_overlapped_scoring_of_cuda_outputs_matches_inline_scoring():
         [CifsCriterion()],
         depth=1,
         on_row=lambda it, row: seen.append(
-            (it.t, row["jpeg_bytes"], jpeg_bytes(output_to_uint8(it.output)))
+            (it.t, row["jpeg_bytes"], jpeg_bytes(tensor_to_uint8(it.output)))
         ),
     )
     assert [t for t, _, _ in seen] == list(range(1, 41)) and rec.iterations == 40

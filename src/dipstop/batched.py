@@ -52,7 +52,8 @@ import torch.nn.functional as F
 from torch.func import functional_call, vmap
 from torch.optim.adam import adam as adam_step
 
-from dipstop.criteria import CifsCriterion, Context, Sample, output_to_uint8
+from dipstop.codecs import tensor_to_uint8
+from dipstop.criteria import CifsCriterion, Context, Sample
 from dipstop.errors import DipstopError
 from dipstop.fitting import FitSettings, Fitter, make_adam, resolve_device
 from dipstop.memory import available_bytes, estimate_bytes
@@ -509,7 +510,7 @@ def fit_tiles_batched(
                 for name, avg in averages[k].items():
                     a = current[name] = avg.update(y)
                     row[f"mse_{name}"] = float(F.mse_loss(a, x0[k]))
-                    pics[name] = output_to_uint8(a)
+                    pics[name] = tensor_to_uint8(a)
                 base.append(row)
                 images.append(pics)
                 views.append(policies[k].view(y, current))
@@ -568,5 +569,5 @@ def fit_tiles_batched(
 def _sample(step: BatchStep, j: int, image: np.ndarray | None = None) -> Sample:
     """The CIFS sample of tile row j of a step: its 8-bit output (or the image given)."""
     if image is None:
-        image = output_to_uint8(step.outputs[j])
+        image = tensor_to_uint8(step.outputs[j])
     return Sample(step.t[j], step.loss[j], image=image)

@@ -10,32 +10,48 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
 
 JPEG_QUALITY = 95
 
 
+def quantise(image: np.ndarray, max_value: int = 255, dtype: type = np.uint8) -> np.ndarray:
+    """The one quantiser of float pixels in [0, 1]: round(clip(y, 0, 1) * max_value) as
+    `dtype`, halves to even (NumPy's `rint`). The 8-bit pictures CIFS measures, and the
+    8- or 16-bit images dipstop writes (`imageio.join_array`), are made by it;
+    `tensor_to_uint8` is the same rule on a tensor's device.
+
+    >>> quantise(np.array([-0.2, 0.5, 0.999, 1.7]))
+    array([  0, 128, 255, 255], dtype=uint8)
+    >>> quantise(np.array([0.5]), 65535, np.uint16)
+    array([32768], dtype=uint16)
+    """
+    return np.rint(np.clip(image, 0.0, 1.0) * max_value).astype(dtype)
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Quantise a float image in [0, 1] to 8 bits: round(clip(y, 0, 1) * 255).
+    """A float image in [0, 1] as 8 bits (`quantise`): how outputs become the pictures
+    whose JPEG size CIFS measures.
 
-    Rounding is NumPy's `rint` (halves to even). This is how outputs become the 8-bit
-    pictures whose JPEG size CIFS measures.
-
-    Parameters
-    ----------
-    image : ndarray
-        Float image, nominally in [0, 1]; values outside are clipped.
-
-    Returns
-    -------
-    ndarray of uint8
-        Same shape.
-
-    Examples
-    --------
     >>> to_uint8(np.array([-0.2, 0.5, 0.999, 1.7]))
     array([  0, 128, 255, 255], dtype=uint8)
     """
-    return np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return quantise(image)
+
+
+def tensor_to_uint8(output: torch.Tensor) -> np.ndarray:
+    """A 1 x C x H x W (or C x H x W) float output in [0, 1] as an 8-bit H x W x C array:
+    `quantise`'s rule (clip, times 255, round halves to even) on the device, so only a
+    quarter of the bytes cross to the host. The output tensor is not changed.
+
+    >>> y = torch.tensor([[[[0.0, 0.5], [1.2, -0.1]]]])
+    >>> tensor_to_uint8(y)[:, :, 0]
+    array([[  0, 128],
+           [255,   0]], dtype=uint8)
+    """
+    y = output[0] if output.ndim == 4 else output
+    q = y.clamp(0, 1).mul_(255).round_().to(torch.uint8)
+    return q.permute(1, 2, 0).cpu().numpy()
 
 
 def jpeg_bytes(image: np.ndarray, quality: int = JPEG_QUALITY) -> int:

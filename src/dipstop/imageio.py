@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from dipstop.codecs import quantise
 from dipstop.errors import DipstopError
 from dipstop.metadata import attach, read_metadata
 from dipstop.validate import check_pixel_count, image_array, max_pixels
@@ -184,7 +185,7 @@ def join_array(pixels: np.ndarray, like: LoadedImage) -> np.ndarray:
     if like.dtype.kind == "f":
         out = np.clip(pixels, 0, 1).astype(like.dtype)
     else:
-        out = np.rint(np.clip(pixels, 0, 1) * like.max_value).astype(like.dtype)
+        out = quantise(pixels, like.max_value, like.dtype)
     if like.alpha is not None:
         out = np.concatenate([out, like.alpha[:, :, None].astype(out.dtype)], axis=2)
     return out[:, :, 0] if out.shape[2] == 1 and like.ndim == 2 else out
@@ -704,7 +705,7 @@ def encode_image(array: np.ndarray, suffix: str, icc_profile: bytes | None = Non
     if isinstance(array, np.ndarray) and array.dtype.kind == "f":
         if not np.isfinite(array).all():
             raise DipstopError("cannot write an image with NaN or inf pixels; fix them first")
-        array = np.rint(np.clip(array, 0, 1) * 255).astype(np.uint8)
+        array = quantise(array)
     array = image_array(array)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]

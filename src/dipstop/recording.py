@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from dipstop.averaging import RunningAverage
-from dipstop.criteria import CifsCriterion, Context, Criterion, Sample, output_to_uint8
+from dipstop.codecs import tensor_to_uint8
+from dipstop.criteria import CifsCriterion, Context, Criterion, Sample
 from dipstop.fitting import Fitter, Iteration
 from dipstop.metrics import psnr, ssim
 from dipstop.overlap import DEFAULT_DEPTH, overlapped
@@ -299,7 +300,7 @@ def record(
                 row["psnr"] = psnr(it.output, clean)
                 if "" in ssim_of:
                     row["ssim"] = ssim(it.output, clean)
-            images = {"": output_to_uint8(it.output)} if need_images else {}
+            images = {"": tensor_to_uint8(it.output)} if need_images else {}
             current = {}
             for name, avg in averages.items():
                 a = current[name] = avg.update(it.output)
@@ -308,7 +309,7 @@ def record(
                     row[f"psnr_{name}"] = psnr(a, clean)
                     if name in ssim_of:
                         row[f"ssim_{name}"] = ssim(a, clean)
-                images[name] = output_to_uint8(a)
+                images[name] = tensor_to_uint8(a)
             view = policy.view(it.output, current) if policy else None
             extra = None
             if it.state is not None:

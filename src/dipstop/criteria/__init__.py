@@ -7,7 +7,7 @@
 
 from dipstop.criteria.base import REGISTRY, Context, Criterion, Sample, make_criterion, register
 from dipstop.criteria.brisque import BrisqueCriterion
-from dipstop.criteria.cifs import CifsCriterion, cifs_value, output_to_uint8, paper_lambda
+from dipstop.criteria.cifs import CifsCriterion, cifs_value, paper_lambda
 from dipstop.criteria.niqe import NiqeCriterion
 from dipstop.criteria.wmv import WmvCriterion
 
@@ -22,7 +22,6 @@ __all__ = [
     "WmvCriterion",
     "cifs_value",
     "make_criterion",
-    "output_to_uint8",
     "paper_lambda",
     "register",
 ]

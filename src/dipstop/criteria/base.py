@@ -40,7 +40,7 @@ class Sample:
     output : Tensor, optional
         The output y_t, 1 x C x H x W in [0, 1], on the fitting device.
     image : ndarray, optional
-        The output quantised to an H x W x C uint8 host array (`output_to_uint8`).
+        The output quantised to an H x W x C uint8 host array (`codecs.tensor_to_uint8`).
     """
 
     t: int

@@ -19,40 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-import torch
-
 from dipstop.codecs import jpeg_bytes
 from dipstop.criteria.base import Context, Criterion, Sample, register
-
-
-def output_to_uint8(output: torch.Tensor) -> np.ndarray:
-    """A 1 x C x H x W (or C x H x W) float output in [0, 1] as an 8-bit H x W x C array.
-
-    Quantised on the device so only a quarter of the bytes cross to the host. The same
-    quantisation as `dipstop.codecs.to_uint8`: clip to [0, 1], times 255, round (halves to
-    even). The output tensor is not changed.
-
-    Parameters
-    ----------
-    output : Tensor
-        1 x C x H x W or C x H x W float output.
-
-    Returns
-    -------
-    ndarray of uint8
-        H x W x C host array.
-
-    Examples
-    --------
-    >>> y = torch.tensor([[[[0.0, 0.5], [1.2, -0.1]]]])
-    >>> output_to_uint8(y)[:, :, 0]
-    array([[  0, 128],
-           [255,   0]], dtype=uint8)
-    """
-    y = output[0] if output.ndim == 4 else output
-    q = y.clamp(0, 1).mul_(255).round_().to(torch.uint8)
-    return q.permute(1, 2, 0).cpu().numpy()
 
 
 def cifs_value(mse: Any, nbytes: Any, pixels: int, lam: Any) -> Any:

@@ -25,8 +25,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dipstop import __version__  # noqa: E402
-from dipstop.codecs import jpeg_bytes, to_uint8  # noqa: E402
-from dipstop.criteria import REGISTRY, Context, output_to_uint8  # noqa: E402
+from dipstop.codecs import jpeg_bytes, tensor_to_uint8, to_uint8  # noqa: E402
+from dipstop.criteria import REGISTRY, Context  # noqa: E402
 from dipstop.errors import DipstopError  # noqa: E402
 from dipstop.fitting import Fitter, Iteration, resolve_device  # noqa: E402
 from dipstop.imageio import read_image  # noqa: E402
@@ -323,7 +323,7 @@ def refit_fig4(
     def keep(it: Iteration, row: dict) -> None:
         drift[0] = max(drift[0], abs(row["mse"] - run.series["mse"][it.t - 1]))
         if it.t in wanted:
-            outputs[it.t] = output_to_uint8(it.output)
+            outputs[it.t] = tensor_to_uint8(it.output)
         if replay is not None:
             replay.feed(it.output)
 
@@ -337,7 +337,7 @@ def refit_fig4(
     if replay is None:
         return Fig4Refit(outputs, None, None, drift[0])
     averaged = replay.result()
-    return Fig4Refit(outputs, output_to_uint8(averaged), psnr(averaged.cpu(), clean), drift[0])
+    return Fig4Refit(outputs, tensor_to_uint8(averaged), psnr(averaged.cpu(), clean), drift[0])
 
 
 def figure4(
