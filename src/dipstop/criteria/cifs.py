@@ -44,6 +44,7 @@ def cifs_value(mse: Any, nbytes: Any, pixels: int, lam: Any) -> Any:
 
     Examples
     --------
+    >>> import numpy as np
     >>> cifs_value(0.01, 4096, 64 * 64, lam=100.0)
     2.0
     >>> cifs_value(np.array([0.01, 0.02]), np.array([4096, 2048]), 64 * 64,
@@ -94,6 +95,7 @@ class CifsCriterion(Criterion):
 
     Examples
     --------
+    >>> import numpy as np
     >>> c = CifsCriterion()
     >>> row = c.measure(Sample(1, 0.0, image=np.zeros((64, 64, 3), np.uint8)))
     >>> row["jpeg_bytes"] > 0
