@@ -228,63 +228,91 @@ def record(
     """
     if max_seconds is not None:
         number(max_seconds, "max_seconds", above=0, fix="give the budget in seconds, e.g. 600")
-    averages = dict(averages or {})
-    if policy is not None:
-        if stop is None:
-            raise ValueError("an output policy needs an online stop")
-        averages = {**policy.averages(), **averages}
-    names = series_names(criteria, averages, clean is not None, ssim_of, stop is not None)
-    series = _Series(names, max_iters)
-    device = [c for c in criteria if not c.on_host]
-    host = [c for c in criteria if c.on_host]
-    need_images = bool(host or averages)
-    cifs = CifsCriterion()
-    stopper = stop.stopper if stop else None
-    if stop is not None and policy is None:
-        policy = RawAtBest()
-    if policy is not None and stop is not None:
-        policy.begin(max_iters, stop.patience)
+    recorder = _Recorder(fitter, max_iters, criteria, clean, averages, ssim_of, stop, policy)
+    return recorder.run(checkpoint, depth, interruptible, on_row, max_seconds, cancel)
 
-    stateful = {
-        **{f"criteria/{c.name}": c for c in criteria},
-        **{f"averages/{n}": a for n, a in averages.items()},
-    }
 
-    if policy is not None:
-        stateful["policy/state"] = policy  # kept as rows arrive: saved with each checkpoint
+class _Recorder:
+    """One recording's state (series, criteria, averages, stop, policy) and its steps:
+    `produce` (device work, main thread), `score` (host work, on the overlap worker),
+    `run` (the loop: rows in order, the stop, checkpoints, budget, interruptions)."""
 
-    def apply(state: dict) -> None:
+    def __init__(
+        self,
+        fitter: Fitter,
+        max_iters: int,
+        criteria: Sequence[Criterion],
+        clean: torch.Tensor | None,
+        averages: Mapping[str, RunningAverage] | None,
+        ssim_of: Collection[str],
+        stop: OnlineStop | None,
+        policy: OutputPolicy | None,
+    ) -> None:
+        averages = dict(averages or {})
+        if policy is not None:
+            if stop is None:
+                raise ValueError("an output policy needs an online stop")
+            averages = {**policy.averages(), **averages}
+        self.fitter, self.max_iters, self.criteria, self.clean = fitter, max_iters, criteria, clean
+        self.averages, self.ssim_of, self.stop = averages, ssim_of, stop
+        self.names = series_names(criteria, averages, clean is not None, ssim_of, stop is not None)
+        self.series = _Series(self.names, max_iters)
+        self.device = [c for c in criteria if not c.on_host]
+        self.host = [c for c in criteria if c.on_host]
+        self.need_images = bool(self.host or averages)
+        self.cifs = CifsCriterion()
+        self.stopper = stop.stopper if stop else None
+        if stop is not None and policy is None:
+            policy = RawAtBest()
+        if policy is not None and stop is not None:
+            policy.begin(max_iters, stop.patience)
+        self.policy = policy
+        self.stateful = {
+            **{f"criteria/{c.name}": c for c in criteria},
+            **{f"averages/{n}": a for n, a in averages.items()},
+        }
+        if policy is not None:
+            self.stateful["policy/state"] = policy  # kept as rows arrive, saved with checkpoints
+        self.fit_seconds = 0.0
+        self.state_every = 0
+
+    def apply(self, state: dict) -> None:
         """Load the criteria's, averages' and policy's saved states, all or none."""
-        before = {k: obj.state_dict() for k, obj in stateful.items()}
+        fitter = self.fitter
+        before = {k: obj.state_dict() for k, obj in self.stateful.items()}
         try:
-            for key, obj in stateful.items():
+            for key, obj in self.stateful.items():
                 group, name = key.split("/")
                 saved = state[group][name] if group != "policy" else state.get(group)
                 _check_state(saved, fitter.t, tuple(fitter.x0.shape), key)
                 obj.load_state_dict(saved, fitter.device)
         except BaseException:
-            for key, obj in stateful.items():
+            for key, obj in self.stateful.items():
                 obj.load_state_dict(before[key], fitter.device)
             raise
 
-    saved = None
-    if checkpoint is not None:  # the record it expects: T values a series (views, no memory)
-        whole = {k: np.broadcast_to(np.float64(np.nan), (max_iters,)) for k in names}
-        saved = checkpoint.resume(fitter, apply, whole)
-    if saved is not None:
-        series.reserve(fitter.t)
-        for k in names:
-            series.arrays[k][: fitter.t] = saved["series"][k][: fitter.t]
-        if stopper is not None:  # the rule's state is the criterion values so far
-            for value in series.arrays["criterion"][: fitter.t]:
-                stopper.update(value)
-    began = time.perf_counter()
-    start = began - (saved["seconds"] if saved else 0.0)  # a resumed run's clock goes on
-    fit_seconds = [0.0]
+    def resume(self, checkpoint: Checkpointer | None) -> dict | None:
+        """The checkpoint's saved run, loaded into the fitter, series and stop; None if none."""
+        if checkpoint is None:
+            return None
+        self.state_every = checkpoint.state_every
+        # the record it expects: T values a series (views, no memory)
+        whole = {k: np.broadcast_to(np.float64(np.nan), (self.max_iters,)) for k in self.names}
+        saved = checkpoint.resume(self.fitter, self.apply, whole)
+        if saved is not None:
+            t = self.fitter.t
+            self.series.reserve(t)
+            for k in self.names:
+                self.series.arrays[k][:t] = saved["series"][k][:t]
+            if self.stopper is not None:  # the rule's state is the criterion values so far
+                for value in self.series.arrays["criterion"][:t]:
+                    self.stopper.update(value)
+        return saved
 
-    def produce() -> Iterator[_Produced]:
+    def produce(self) -> Iterator[_Produced]:
         """Device work, in iteration order, on the main thread."""
-        steps = fitter.run(max_iters, checkpoint.state_every if checkpoint else 0)
+        fitter, clean, ssim_of, averages = self.fitter, self.clean, self.ssim_of, self.averages
+        steps = fitter.run(self.max_iters, self.state_every)
         while True:
             began = time.perf_counter()
             try:
@@ -292,15 +320,15 @@ def record(
             except StopIteration:
                 return
             finally:
-                fit_seconds[0] += time.perf_counter() - began
+                self.fit_seconds += time.perf_counter() - began
             row: dict[str, float] = {"mse": it.loss}
-            for c in device:
+            for c in self.device:
                 row.update(_measured(c, Sample(it.t, it.loss, output=it.output)))
             if clean is not None:
                 row["psnr"] = psnr(it.output, clean)
                 if "" in ssim_of:
                     row["ssim"] = ssim(it.output, clean)
-            images = {"": tensor_to_uint8(it.output)} if need_images else {}
+            images = {"": tensor_to_uint8(it.output)} if self.need_images else {}
             current = {}
             for name, avg in averages.items():
                 a = current[name] = avg.update(it.output)
@@ -310,75 +338,89 @@ def record(
                     if name in ssim_of:
                         row[f"ssim_{name}"] = ssim(a, clean)
                 images[name] = tensor_to_uint8(a)
-            view = policy.view(it.output, current) if policy else None
+            view = self.policy.view(it.output, current) if self.policy else None
             extra = None
             if it.state is not None:
                 extra = {
-                    "criteria": {c.name: c.state_dict() for c in criteria},
+                    "criteria": {c.name: c.state_dict() for c in self.criteria},
                     "averages": {n: a.state_dict() for n, a in averages.items()},
                 }
             yield _Produced(it, row, images, view, extra)
 
-    def score(item: _Produced) -> dict[str, float]:
+    def score(self, item: _Produced) -> dict[str, float]:
         """Host work, on the worker thread while the next steps are fitted."""
         it, row = item.it, {}
-        for c in host:
+        for c in self.host:
             row.update(_measured(c, Sample(it.t, it.loss, image=item.images[""])))
-        for name in averages:
-            row[f"jpeg_bytes_{name}"] = cifs.measure(Sample(it.t, 0.0, image=item.images[name]))[
-                "jpeg_bytes"
-            ]
+        for name in self.averages:
+            sample = Sample(it.t, 0.0, image=item.images[name])
+            row[f"jpeg_bytes_{name}"] = self.cifs.measure(sample)["jpeg_bytes"]
         return row
 
-    interrupted, out_of_time, count = False, False, fitter.t
-    rows = overlapped(produce(), score, depth)
-    with contextlib.closing(rows):
-        try:
-            for item, host_row in rows:
-                i = item.it.t - 1
-                row = {**item.row, **host_row}
-                if stop is not None and stopper is not None and policy is not None:
-                    value = stop.value(row)
-                    row["criterion"] = value
-                    done = stopper.update(value)
-                    policy.keep(item.view, stopper.improved)
-                else:
-                    done = False
-                row["seconds"] = time.perf_counter() - start
-                series.reserve(i + 1)
-                for k, v in row.items():
-                    series.arrays[k][i] = v
-                count = item.it.t
-                if on_row is not None:
-                    on_row(item.it, row)
-                # not once the rule fired: a resumed run would fit past its stop
-                if checkpoint and item.extra is not None and not done and checkpoint.due():
-                    kept = {"policy": policy.state_dict()} if policy is not None else {}
-                    rows = series.first(count)
-                    checkpoint.save(item.it.state, rows, row["seconds"], **item.extra, **kept)
-                if done:
-                    break
-                if max_seconds is not None and time.perf_counter() - began > max_seconds:
-                    out_of_time = True
-                    break
-                if cancel is not None and cancel.is_set():
-                    interrupted = True
-                    break
-        except KeyboardInterrupt:
-            if not interruptible:
-                raise
-            interrupted = True
-    return Recording(
-        series=series.first(count),
-        iterations=count,
-        stopper=stopper,
-        output=policy.result() if policy else None,
-        interrupted=interrupted,
-        stopped_by_budget=out_of_time,
-        resumed_at=saved["fitter"]["t"] if saved else None,
-        seconds=time.perf_counter() - start,
-        fit_seconds=fit_seconds[0],
-    )
+    def run(
+        self,
+        checkpoint: Checkpointer | None,
+        depth: int,
+        interruptible: bool,
+        on_row: Callable[[Iteration, dict[str, float]], None] | None,
+        max_seconds: float | None,
+        cancel: threading.Event | None,
+    ) -> Recording:
+        """The loop: each row in order, the stop, checkpoints, the budget, interruptions."""
+        saved = self.resume(checkpoint)
+        stop, stopper, policy, series = self.stop, self.stopper, self.policy, self.series
+        began = time.perf_counter()
+        start = began - (saved["seconds"] if saved else 0.0)  # a resumed run's clock goes on
+        interrupted, out_of_time, count = False, False, self.fitter.t
+        rows = overlapped(self.produce(), self.score, depth)
+        with contextlib.closing(rows):
+            try:
+                for item, host_row in rows:
+                    i = item.it.t - 1
+                    row = {**item.row, **host_row}
+                    if stop is not None and stopper is not None and policy is not None:
+                        value = stop.value(row)
+                        row["criterion"] = value
+                        done = stopper.update(value)
+                        policy.keep(item.view, stopper.improved)
+                    else:
+                        done = False
+                    row["seconds"] = time.perf_counter() - start
+                    series.reserve(i + 1)
+                    for k, v in row.items():
+                        series.arrays[k][i] = v
+                    count = item.it.t
+                    if on_row is not None:
+                        on_row(item.it, row)
+                    # not once the rule fired: a resumed run would fit past its stop
+                    if checkpoint and item.extra is not None and not done and checkpoint.due():
+                        kept = {"policy": policy.state_dict()} if policy is not None else {}
+                        so_far = series.first(count)
+                        checkpoint.save(item.it.state, so_far, row["seconds"], **item.extra,
+                                        **kept)  # fmt: skip
+                    if done:
+                        break
+                    if max_seconds is not None and time.perf_counter() - began > max_seconds:
+                        out_of_time = True
+                        break
+                    if cancel is not None and cancel.is_set():
+                        interrupted = True
+                        break
+            except KeyboardInterrupt:
+                if not interruptible:
+                    raise
+                interrupted = True
+        return Recording(
+            series=series.first(count),
+            iterations=count,
+            stopper=stopper,
+            output=policy.result() if policy else None,
+            interrupted=interrupted,
+            stopped_by_budget=out_of_time,
+            resumed_at=saved["fitter"]["t"] if saved else None,
+            seconds=time.perf_counter() - start,
+            fit_seconds=self.fit_seconds,
+        )
 
 
 def _check_state(state: object, t: int, shape: tuple[int, ...], what: str) -> None:
