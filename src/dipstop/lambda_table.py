@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from dipstop.errors import DipstopError
-from dipstop.options import TILE_ABOVE
 from dipstop.validate import check_table, number
 
 TABLE_NAME = "lambda_table.json"  # the paper's rule: the raw output at t*
@@ -27,6 +26,7 @@ SHIPPED = {"raw": TABLE_NAME, "since-best": "lambda_table_since-best.json"}
 # the tables shipped for a network width other than the protocol's (the quality presets')
 SHIPPED_FOR_WIDTH = {("since-best", 16): "lambda_table_since-best_w16.json"}
 MAX_TABLE_BYTES = 16 * 2**20  # tables are a few KB
+TILE_ABOVE = 1_000_000  # the most pixels fitted whole with an explicit lam (memory bound)
 
 
 def load_table(

@@ -40,13 +40,11 @@ from typing import Any
 from dipstop import validate
 from dipstop.errors import DipstopError
 from dipstop.fitting import PRECISIONS
+from dipstop.lambda_table import TILE_ABOVE
 from dipstop.policies import DEFAULT_OUTPUT, policy_names
 from dipstop.protocols import PROTOCOLS, Protocol, get_protocol
 from dipstop.runtime import Switches
-
-TILE = 128  # the side of the crops the lam table is calibrated on
-OVERLAP = 32  # pixels two neighbouring tiles share (at least; the plan spreads any slack)
-TILE_ABOVE = 1_000_000  # the most pixels fitted whole with an explicit lam (memory bound)
+from dipstop.tiling import OVERLAP, TILE
 
 METHOD, TILING, EXECUTION, HOOKS = "method", "tiling", "execution", "hooks"
 

@@ -18,9 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dipstop.options import OVERLAP, TILE, DenoiseOptions
+from dipstop.validate import whole
 
-__all__ = ["TilePlan", "axis_starts", "axis_weights", "plan_tiles"]
+__all__ = ["OVERLAP", "TILE", "TilePlan", "axis_starts", "axis_weights", "plan_tiles"]
+
+TILE = 128  # the side of the crops the lam table is calibrated on
+OVERLAP = 32  # pixels two neighbouring tiles share (at least; the plan spreads any slack)
 
 
 # -- the plan --------------------------------------------------------------------------------
@@ -193,7 +196,9 @@ def plan_tiles(height: int, width: int, tile: int = TILE, overlap: int = OVERLAP
     >>> plan.rows, plan.cols, len(plan), plan.boxes()[-1]
     ((0, 33), (0, 33, 66), 6, (33, 66, 64, 64))
     """
-    DenoiseOptions(tile=tile, overlap=overlap).check()
+    tile = whole(tile, "tile", at_least=64, fix="give a tile side of 64 or more, e.g. 128")
+    whole(overlap, "overlap", at_least=0, at_most=tile // 2,
+          fix="give an overlap of at most half the tile")  # fmt: skip
     return TilePlan(
         height,
         width,
