@@ -117,7 +117,7 @@ class BatchedFitter:
     --------
     >>> tiles = [torch.rand(3, 32, 32), torch.rand(3, 32, 32)]
     >>> fitter = BatchedFitter(tiles, FitSettings(width=4))
-    >>> [(s.tiles, s.t, tuple(s.outputs.shape)) for s in fitter.run(2)]
+    >>> [(s.tiles, s.t, tuple(s.outputs.shape)) for s in fitter.run(2)]  # doctest: +SKIP
     [([0, 1], [1, 1], (2, 1, 3, 32, 32)), ([0, 1], [2, 2], (2, 1, 3, 32, 32))]
     """
 

