@@ -79,7 +79,8 @@ def test_only_good_files_exit_0_into_a_new_output_folder_with_a_report_each(
 ):
     out_dir, reports = tmp_path / "new" / "out", tmp_path / "reports"
     args = [photos / "a.png", photos / "b.png", "-o", out_dir, "--report", reports, "--quiet"]
-    rc, out, err = run(capsys, "denoise", *args, *TINY, "--threads", "2")  # reports in threads
+    one_fit = ["--ensemble", "1"]  # one fit a photo: its series and curves in its report
+    rc, out, err = run(capsys, "denoise", *args, *TINY, *one_fit, "--threads", "2")  # in threads
     assert rc == 0 and out == "" and err == ""
     assert sorted(p.name for p in out_dir.iterdir()) == ["a_dipstop.png", "b_dipstop.png"]
     assert sorted(p.name for p in reports.iterdir()) == ["a", "b"]
@@ -195,6 +196,8 @@ def test_a_damaged_kept_tile_is_one_warning_line_and_fitted_again(capsys, tmp_pa
         "3",
         "--lam",
         "50",
+        "--ensemble",
+        "1",
     )
     (line,) = [line for line in err.splitlines() if "ignoring kept tile" in line]
     head = f"dipstop: warning: ignoring kept tile {partial / 'tile_000000.pt'} (unreadable: "
@@ -216,7 +219,7 @@ def test_a_whole_photo_cut_short_keeps_its_checkpoint_and_the_same_command_resum
     partial = tmp_path / "photo_dipstop.png.partial"
     args = ["denoise", src, "--tile", "0", "--width", "8", "--lam", "50", "-T", "100000",
             "-S", "100000", "--precision", "fp32", "--max-minutes", "0.1",
-            "--threads", "1"]  # fmt: skip
+            "--threads", "1", "--ensemble", "1"]  # fmt: skip
     rc, out, err = run(capsys, *args)
     assert rc == 0 and (tmp_path / "photo_dipstop.png").exists()
     assert len(list(partial.glob("*.pt"))) == 1, out + err
@@ -268,7 +271,7 @@ def test_closing_a_threaded_batch_ends_the_running_fits_without_writing_them(
 
     monkeypatch.setattr(dipstop.batch, "denoise", quick_a)
     todo, _ = dipstop.batch.prepare_batch([photos / n for n in ("a.png", "b.png", "c.png")])
-    fit = DenoiseOptions(width=8, lam=50.0, patience=5000, device="cpu")
+    fit = DenoiseOptions(width=8, lam=50.0, patience=5000, device="cpu", ensemble=1)
     outcomes = dipstop.batch.run_jobs(todo, fit, workers=2)
     job, result, error = next(outcomes)
     assert error is None and result.iterations_run == 3

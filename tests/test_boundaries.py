@@ -120,13 +120,14 @@ def test_integer_images_read_as_value_over_the_types_maximum():
 def fitted(smooth_rgb):
     """A tiny denoise with a "clean" image, so that its result has a PSNR series: a flat one
     at the photo's mean, whose PSNR peaks before the end as the outputs gain detail."""
-    from dipstop import denoise
+    from dipstop import DenoiseResult, denoise
 
     photo = smooth_rgb[:48, :48]
     noisy = np.rint(add_gaussian_noise(photo / 255, 25, seed=0) * 255).astype(np.uint8)
     flat = np.full_like(photo, int(photo.mean()))
     _, res = denoise(noisy, sigma=25.0, lam=0.01, width=8, max_iters=24, patience=3,
-                     clean=flat, precision="fp32")  # fmt: skip
+                     clean=flat, precision="fp32", ensemble=1)  # fmt: skip
+    assert isinstance(res, DenoiseResult)  # one fit (ensemble=1): its own series
     return res
 
 
@@ -208,7 +209,7 @@ def test_identity_tiles_of_a_strip_lower_than_a_tile_give_the_input_back(monkeyp
 
     monkeypatch.setattr(tiled_run, "fit_one", identity)
     strip = np.random.default_rng(0).random((48, 150), dtype=np.float32)
-    out, res = denoise_tiled(strip, tile=64, overlap=16, sigma=20.0, lam=30.0)
+    out, res = denoise_tiled(strip, tile=64, overlap=16, sigma=20.0, lam=30.0, ensemble=1)
     assert len(res.tiles) == 3 and set(shapes) == {(48, 64, 1)}
     np.testing.assert_allclose(out, strip, atol=1e-6)
 

@@ -111,7 +111,7 @@ def test_identity_tiles_give_the_input_back_exactly(monkeypatch):
     rgb = rng.integers(0, 256, (97, 130, 3), dtype=np.uint8)
     stub = Stub()
     monkeypatch.setattr(tiled_run, "fit_one", stub)
-    out, res = denoise_tiled(rgb, tile=64, overlap=16, width=8, max_iters=5)
+    out, res = denoise_tiled(rgb, tile=64, overlap=16, width=8, max_iters=5, ensemble=1)
     assert out.dtype == np.uint8 and np.array_equal(out, rgb)  # lossless and seamless
     assert len(stub.calls) == len(res.tiles) == 6
     # sigma estimated once on the whole image, one sigma and one lam for every tile
@@ -124,6 +124,7 @@ def test_identity_tiles_give_the_input_back_exactly(monkeypatch):
     assert all(c["tile"] is None and c["width"] == 8 for c in stub.calls)
     assert all(c["shape"] == (64, 64, 3) for c in stub.calls)
 
+    # by default each of the 4 tiles is fitted twice (seeds 0 and 1), each at half its weight
     gray = rng.random((70, 100), dtype=np.float32)
     out, res = denoise_tiled(gray, tile=64, overlap=16, sigma=20.0, lam=30.0)
     assert out.shape == gray.shape and out.dtype == np.float32
@@ -131,13 +132,15 @@ def test_identity_tiles_give_the_input_back_exactly(monkeypatch):
     assert not res.sigma_estimated and {(c["sigma"], c["lam"]) for c in stub.calls[6:]} == {
         (20.0, 30.0)
     }
+    assert res.members == 2 and len(stub.calls) - 6 == len(res.tiles) == 8
+    assert [(c["seed"], c["ensemble"]) for c in stub.calls[6:]] == [(0, 1), (1, 1)] * 4
 
 
 def test_a_constant_per_tile_is_spread_smoothly_across_the_seams(monkeypatch):
     flat = np.full((97, 130), 0.3, np.float32)
     consts = [0.0, 0.4, 0.1, 0.3, 0.05, 0.5]  # one per tile, 2 rows x 3 columns
     monkeypatch.setattr(tiled_run, "fit_one", Stub(lambda k: consts[k]))
-    out, res = denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0)
+    out, res = denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0, ensemble=1)
     spread = max(consts) - min(consts)
     # a raised cosine over 16 px moves at most sin(pi / 32) of the difference per pixel
     bound = spread * math.sin(math.pi / (2 * 16)) + 1e-6
@@ -148,7 +151,7 @@ def test_a_constant_per_tile_is_spread_smoothly_across_the_seams(monkeypatch):
 
     # without overlap the seams are hard: a neighbour's whole difference in one pixel
     monkeypatch.setattr(tiled_run, "fit_one", Stub(lambda k: consts[k]))
-    hard, _ = denoise_tiled(flat, tile=64, overlap=0, sigma=25.0, lam=50.0)
+    hard, _ = denoise_tiled(flat, tile=64, overlap=0, sigma=25.0, lam=50.0, ensemble=1)
     hard_jump = np.abs(np.diff(hard, axis=1)).max()
     assert hard_jump == pytest.approx(0.45) and hard_jump > 8 * jumps  # tiles 4 and 5
 
@@ -156,13 +159,14 @@ def test_a_constant_per_tile_is_spread_smoothly_across_the_seams(monkeypatch):
 def test_interrupted_tiled_run_keeps_the_noisy_pixels_of_the_tiles_not_fitted(monkeypatch):
     flat = np.full((70, 100), 0.3, np.float32)
     monkeypatch.setattr(tiled_run, "fit_one", Stub(lambda k: 0.2, interrupt_at=2))
-    out, res = denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0, interruptible=True)
+    one = dict(sigma=25.0, lam=50.0, ensemble=1)  # one fit a tile: call k is tile k
+    out, res = denoise_tiled(flat, tile=64, overlap=16, interruptible=True, **one)
     assert res.interrupted and [t.result is not None for t in res.tiles] == [1, 1, 0, 0]
     assert out[5, 5] == pytest.approx(0.5) and out[-5, -5] == pytest.approx(0.3)
     assert "2 of 4 tiles were not fitted" in res.notes[-1]
     monkeypatch.setattr(tiled_run, "fit_one", Stub(interrupt_at=1))
     with pytest.raises(KeyboardInterrupt):  # without interruptible, Ctrl-C is Ctrl-C
-        denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0)
+        denoise_tiled(flat, tile=64, overlap=16, **one)
 
 
 def test_an_error_in_a_tile_thread_is_raised_here_and_torch_threads_come_back(monkeypatch):
@@ -200,7 +204,7 @@ def test_ray_tiles_are_blended_in_any_order_and_ctrl_c_keeps_those_done(monkeypa
     monkeypatch.setattr(tiled_run, "ray_slots", lambda address=None: 2)
     out, res = denoise_tiled(
         flat, tile=64, overlap=16, sigma=25.0, lam=50.0, interruptible=True, ray="addr",
-        max_minutes=5,
+        max_minutes=5, ensemble=1,
     )  # fmt: skip
     assert calls == [("addr", 1, 5, 50.0)]
     assert res.interrupted and [t.result is not None for t in res.tiles] == [1, 0, 0, 1]
@@ -209,7 +213,7 @@ def test_ray_tiles_are_blended_in_any_order_and_ctrl_c_keeps_those_done(monkeypa
     assert any("interrupted: 2 of 4 tiles were not fitted" in n for n in res.notes)
     monkeypatch.setattr(tiled_run, "fit_remotely", finished_out_of_order)
     with pytest.raises(KeyboardInterrupt):  # without interruptible, Ctrl-C is Ctrl-C
-        denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0, ray="")
+        denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0, ray="", ensemble=1)
 
 
 def test_real_tiny_tiled_run_stops_every_tile():
@@ -219,7 +223,7 @@ def test_real_tiny_tiled_run_stops_every_tile():
     noisy8 = np.rint(noisy * 255).astype(np.uint8)
     out, res = denoise(
         noisy8, clean=np.rint(ramp * 255).astype(np.uint8), tile=64, overlap=16,
-        tile_above=0, width=8, max_iters=5, patience=2, device="cpu",
+        tile_above=0, width=8, max_iters=5, patience=2, device="cpu", ensemble=1,
     )  # fmt: skip
     assert isinstance(res, TiledResult) and out.shape == noisy8.shape and out.dtype == np.uint8
     assert len(res.tiles) == 6 and len(res.stop_iterations) == 6
@@ -230,7 +234,8 @@ def test_real_tiny_tiled_run_stops_every_tile():
     assert res.settings["tile"] == 64 and res.settings["width"] == 8
     assert len(json.loads(json.dumps(res.summary(), default=str))["tiles"]) == 6
     # below tile_above (by default 1.5x the table's largest size) the same image is one fit
-    _, whole = denoise(noisy8, width=8, max_iters=2, patience=2, lam=50.0, device="cpu")
+    _, whole = denoise(noisy8, width=8, max_iters=2, patience=2, lam=50.0, device="cpu",
+                       ensemble=1)  # fmt: skip
     assert isinstance(whole, DenoiseResult)
 
 
@@ -260,7 +265,8 @@ def test_cancel_ends_a_fit_or_a_tiled_run_with_the_best_so_far():
     cancel = threading.Event()
     cancel.set()
     noisy = np.random.default_rng(3).random((100, 140, 3)).astype(np.float32)
-    endless = dict(width=8, max_iters=100_000, patience=100_000, lam=50.0, device="cpu")
+    endless = dict(width=8, max_iters=100_000, patience=100_000, lam=50.0, device="cpu",
+                   ensemble=1)  # fmt: skip
     out, res = denoise(noisy[:64, :64], cancel=cancel, **endless)
     assert res.interrupted and res.iterations_run == 1 and out.shape == (64, 64, 3)
     out, res = denoise(noisy, cancel=cancel, tile=64, overlap=16, tile_above=0, **endless)
@@ -275,19 +281,21 @@ def test_a_tiled_run_resumes_from_the_tiles_kept_in_its_folder(tmp_path):
     """Each finished tile is kept in `resume_dir`; a run started again with the same image and
     settings fits only the missing tiles (and those it cannot read or that are not of this
     run) and gives the image of one uninterrupted run; a folder from other settings is
-    emptied, not reused."""
+    emptied, not reused. With the default ensemble each of the 6 tiles is 2 fits (seeds 0 and
+    1), each kept on its own: 12 in all."""
     noisy = np.random.default_rng(4).random((100, 140, 3)).astype(np.float32)
     kw = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=4, patience=2, sigma=25.0)
-    fresh, _ = denoise(noisy, device="cpu", **kw)
+    fresh, res = denoise(noisy, device="cpu", **kw)
+    assert res.members == 2 and [t.result.settings["seed"] for t in res.tiles] == [0, 1] * 6
     folder = tmp_path / "photo.png.partial"
     first, res = denoise(noisy, device="cpu", resume_dir=folder, **kw)
     kept = sorted(folder.glob("tile_*.pt"))
-    assert len(kept) == len(res.tiles) == 6 and np.array_equal(first, fresh)
-    for path in kept[1::2]:  # as if the run had been cut short after three tiles
+    assert len(kept) == len(res.tiles) == 12 and np.array_equal(first, fresh)
+    for path in kept[1::2]:  # as if the run had been cut short: every seed-1 fit is missing
         path.unlink()
     again, res = denoise(noisy, device="cpu", resume_dir=folder, **kw)
-    assert np.array_equal(again, fresh) and "resumed 3 of 6 tiles" in " ".join(res.notes)
-    assert len(list(folder.glob("tile_*.pt"))) == 6
+    assert np.array_equal(again, fresh) and "resumed 6 of 12 tiles" in " ".join(res.notes)
+    assert len(list(folder.glob("tile_*.pt"))) == 12
     kept = sorted(folder.glob("tile_*.pt"))
     kept[0].write_bytes(b"not a tile")  # damaged: refitted, with a warning
     key = torch.load(kept[2], weights_only=True)["key"]  # this run's, of another shape:
@@ -295,13 +303,13 @@ def test_a_tiled_run_resumes_from_the_tiles_kept_in_its_folder(tmp_path):
     with pytest.warns(UserWarning, match="ignoring kept tile") as caught:
         again, res = denoise(noisy, device="cpu", resume_dir=folder, **kw)
     assert len(caught) == 2 and np.array_equal(again, fresh)
-    assert "resumed 4 of 6 tiles" in " ".join(res.notes)
+    assert "resumed 10 of 12 tiles" in " ".join(res.notes)
     other, res = denoise(noisy, device="cpu", resume_dir=folder, seed=1, **kw)
     assert not any("resumed" in n for n in res.notes) and not np.array_equal(other, fresh)
     tiled_folder = tmp_path / "tiled.partial"  # denoise_tiled keeps its tiles the same way
     opts = {k: v for k, v in kw.items() if k not in ("tile", "tile_above")}
     denoise_tiled(noisy, tile=64, device="cpu", resume_dir=tiled_folder, **opts)
-    assert len(list(tiled_folder.glob("tile_*.pt"))) == 6
+    assert len(list(tiled_folder.glob("tile_*.pt"))) == 12
 
 
 def test_keeping_a_read_only_tile_warns_of_nothing(tmp_path):
@@ -324,11 +332,12 @@ def test_keeping_a_read_only_tile_warns_of_nothing(tmp_path):
 def test_rgba_16_bit_keeps_alpha_and_depth_when_tiled():
     rng = np.random.default_rng(2)
     rgba = rng.integers(0, 65536, (70, 100, 4), dtype=np.uint16)
-    out, res = denoise_tiled(rgba, tile=64, overlap=16, width=8, max_iters=2, lam=50.0)
+    quick = dict(width=8, lam=50.0, ensemble=1)
+    out, res = denoise_tiled(rgba, tile=64, overlap=16, max_iters=2, **quick)
     assert out.dtype == np.uint16 and out.shape == rgba.shape
     assert np.array_equal(out[:, :, 3], rgba[:, :, 3]) and len(res.tiles) == 4
     t = torch.from_numpy(rgba[:, :, :3].astype(np.float32) / 65535).permute(2, 0, 1)[None]
-    out_t, _ = denoise_tiled(t, tile=64, overlap=16, width=8, max_iters=1, lam=50.0)
+    out_t, _ = denoise_tiled(t, tile=64, overlap=16, max_iters=1, **quick)
     assert isinstance(out_t, torch.Tensor) and out_t.shape == t.shape
 
 
@@ -337,7 +346,7 @@ def test_memory_guard_sees_the_tile_not_the_photo(monkeypatch):
     # room for a 64 x 64 tile's fit at width 8 (~5 MB above the fixed part), not the
     # 100 x 100 image's (padded to 128 x 128: ~21 MB)
     monkeypatch.setattr(memory, "available_bytes", lambda device: memory.FIXED_BYTES + 10 * 2**20)
-    quick = dict(width=8, max_iters=1, patience=1, lam=50.0, device="cpu")
+    quick = dict(width=8, max_iters=1, patience=1, lam=50.0, device="cpu", ensemble=1)
     with pytest.raises(DipstopError, match="needs about"):
         denoise(image, tile=None, **quick)
     out, res = denoise(image, tile=64, overlap=16, tile_above=0, **quick)
@@ -367,7 +376,7 @@ def test_by_default_only_images_near_a_calibrated_size_are_fitted_whole(tmp_path
     """tile_above defaults to 1.5x the lam table's largest calibrated size (at most
     WHOLE_AT_MOST), so no fit runs with an extrapolated lam; an explicit lam and the paper's
     rule ("raw") keep whole images."""
-    quick = dict(width=8, max_iters=2, patience=1, sigma=25.0, device="cpu")
+    quick = dict(width=8, max_iters=2, patience=1, sigma=25.0, device="cpu", ensemble=1)
     most = auto_tile_above(None, "since-best", None)
     largest = table_sizes(load_table(output="since-best"))[-1]
     assert most == min(WHOLE_AT_MOST, int(1.5 * largest))
@@ -391,7 +400,8 @@ def test_by_default_only_images_near_a_calibrated_size_are_fitted_whole(tmp_path
     assert isinstance(denoise(big[:70, :90], table=str(path), **quick)[1], TiledResult)
     src = tmp_path / "in.png"
     Image.fromarray(big[:80, :80]).save(src)
-    cli = ["denoise", str(src), "-o", str(tmp_path / "out.png"), "--width", "8", "-T", "2"]
+    cli = ["denoise", str(src), "-o", str(tmp_path / "out.png"), "--width", "8", "-T", "2",
+           "--ensemble", "1"]  # fmt: skip
     assert main([*cli, "--table", str(path), "--tile", "64", "--tile-above", "auto"]) == 0
     assert "tiles of 64 px" in capsys.readouterr().out  # 6400 pixels > 6144
     with pytest.raises(SystemExit, match="2"):
@@ -404,6 +414,7 @@ def test_cli_tiles_with_its_options_and_reports_every_tile(tmp_path, capsys):
     src, dst, rep = tmp_path / "in.png", tmp_path / "out.png", tmp_path / "rep"
     cv2.imwrite(str(src), np.random.default_rng(4).integers(0, 256, (70, 100, 3), np.uint8))
     quick = ["--width", "8", "-T", "2", "-S", "2", "--lam", "50", "--threads", "1"]
+    quick += ["--ensemble", "1"]  # one fit a tile: a line of tiles.csv each
     tiling = ["--tile", "64", "--overlap", "16", "--tile-above", "0"]
     assert main(["denoise", str(src), "-o", str(dst), *quick, *tiling, "--report", str(rep)]) == 0
     assert cv2.imread(str(dst)).shape == (70, 100, 3)
@@ -444,7 +455,8 @@ def _ramp_rgb(seed: int) -> np.ndarray:
 
 def test_tiles_as_ray_tasks_match_the_in_process_run(local_ray):
     noisy = _ramp_rgb(3)
-    opts = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=12, patience=3, lam=50.0)
+    opts = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=12, patience=3, lam=50.0,
+                ensemble=1)  # fmt: skip
     local, res_local = denoise(noisy, device="cpu", **opts)
     seen = []
     remote, res_ray = denoise(noisy, device="cpu", ray="", on_estimate=seen.append, **opts)
@@ -465,7 +477,7 @@ def test_ray_tiles_not_started_before_the_deadline_keep_the_noisy_pixels(local_r
     noisy = _ramp_rgb(4)
     out, res = denoise(
         noisy, tile=64, overlap=16, tile_above=0, width=8, max_iters=5, lam=50.0, ray="",
-        max_minutes=1e-6,
+        max_minutes=1e-6, ensemble=1,
     )  # fmt: skip
     np.testing.assert_array_equal(out, noisy)  # the weights sum to 1: the input comes back
     assert all(t.result is None for t in res.tiles) and res.stopped_by_budget
@@ -477,7 +489,7 @@ def test_one_untiled_fit_as_a_ray_task_gives_the_in_process_pixels(
 ):
     """An untiled Ray task fits as this process does, and resumes from `resume_dir`."""
     noisy = _ramp_rgb(5)
-    opts = dict(width=8, max_iters=12, patience=3, lam=50.0, device="cpu")
+    opts = dict(width=8, max_iters=12, patience=3, lam=50.0, device="cpu", ensemble=1)
     local, res_local = denoise(noisy, **opts)
     remote, res_ray = denoise(noisy, ray="", **opts)
     assert isinstance(res_ray, DenoiseResult) and res_ray.stop_iteration == res_local.stop_iteration
