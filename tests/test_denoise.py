@@ -13,6 +13,7 @@ from dipstop.cli import main
 from dipstop.errors import DipstopError
 from dipstop.metrics import psnr
 from dipstop.noise import add_gaussian_noise
+from dipstop.results import TiledResult
 
 QUICK = dict(width=8, max_iters=4, patience=2, lam=50.0)
 QUICK_CLI = ["--width", "8", "-T", "3", "-S", "2", "--lam", "50", "--quiet"]
@@ -23,20 +24,28 @@ def test_tiny_denoise_raises_psnr_over_the_noisy_input(smooth_rgb):
     out, res = denoise(noisy, clean=smooth_rgb, width=16, max_iters=400, patience=50, lam=30.0)
     before, after = psnr(noisy / 255, smooth_rgb / 255), psnr(out / 255, smooth_rgb / 255)
     assert after > before + 2.0, (before, after)
-    expected_run = res.stop_iteration + 50 if res.stopped_early else 400
-    assert res.iterations_run == expected_run
     assert res.psnr == pytest.approx(after, abs=0.05)  # the PSNR of the returned image
-    assert res.series["criterion"][res.stop_iteration - 1] == res.series["criterion"].min()
-    split = res.time_split  # where the time went: every part timed, the network the most
-    assert sum(split.values()) == pytest.approx(res.seconds, rel=1e-6)
-    assert min(split.values()) >= 0 and max(split, key=split.get) == "network"
+    # by default the image is the mean of two fits of the whole image, seeds 0 and 1
+    assert isinstance(res, TiledResult) and res.members == 2 and len(res.tiles) == 2
+    assert [t.result.settings["seed"] for t in res.tiles] == [0, 1]
+    assert all((t.top, t.left, t.height, t.width) == (0, 0, 64, 64) for t in res.tiles)
+    for fit in res.fitted:  # each fit stopped by its own rule
+        expected_run = fit.stop_iteration + 50 if fit.stopped_early else 400
+        assert fit.iterations_run == expected_run
+        assert fit.series["criterion"][fit.stop_iteration - 1] == fit.series["criterion"].min()
+        split = fit.time_split  # where the time went: every part timed, the network the most
+        assert sum(split.values()) == pytest.approx(fit.seconds, rel=1e-6)
+        assert min(split.values()) >= 0 and max(split, key=split.get) == "network"
 
 
 def test_gray_uint8_comes_back_gray_uint8(smooth_rgb):
     gray = cv2.cvtColor(smooth_rgb, cv2.COLOR_RGB2GRAY)[:, :50]
     out, res = denoise(gray, **QUICK)
     assert out.shape == (64, 50) and out.dtype == np.uint8
-    assert res.settings["width"] == 8 and res.paper_lambda == pytest.approx(50.0 * 64 * 50)
+    # by default two fits of the whole image, averaged: each at the run's width and lam
+    assert res.members == 2 and len(res.fitted) == 2 and res.settings["width"] == 8
+    for fit in res.fitted:
+        assert fit.settings["width"] == 8 and fit.paper_lambda == pytest.approx(50.0 * 64 * 50)
 
 
 def test_rgba_alpha_is_passed_through_untouched(smooth_rgb):
@@ -77,7 +86,8 @@ def test_cli_keeps_16_bit_depth_and_writes_a_report(tmp_path, smooth_rgb):
     cv2.imwrite(str(src), img16)
     dst, report = tmp_path / "out.png", tmp_path / "rep"
     extra = ["--clean", str(src), "--report", str(report)]
-    rc = main(["denoise", str(src), "-o", str(dst), *QUICK_CLI, "-T", "6", *extra])
+    one = ["--ensemble", "1"]  # one fit's report: its series and curves
+    rc = main(["denoise", str(src), "-o", str(dst), *QUICK_CLI, "-T", "6", *one, *extra])
     assert rc == 0
     back = cv2.imread(str(dst), cv2.IMREAD_UNCHANGED)
     assert back.dtype == np.uint16 and back.shape == (48, 70, 3)
@@ -134,7 +144,7 @@ def _ctrl_c_at_psnr_call(monkeypatch, n):
 
 def test_ctrl_c_returns_the_best_output_so_far_when_interruptible(monkeypatch, smooth_rgb):
     noisy = add_gaussian_noise(smooth_rgb / 255, 25, seed=0)  # float in [0, 1]
-    kwargs = dict(width=8, max_iters=40, patience=40, lam=50.0, clean=smooth_rgb)
+    kwargs = dict(width=8, max_iters=40, patience=40, lam=50.0, clean=smooth_rgb, ensemble=1)
     _, whole = denoise(noisy, **kwargs)
     _ctrl_c_at_psnr_call(monkeypatch, 13)
     out, res = denoise(noisy, interruptible=True, **kwargs)
@@ -154,7 +164,8 @@ def test_cli_ctrl_c_writes_the_best_so_far_and_exits_130(tmp_path, monkeypatch, 
     noisy = add_gaussian_noise(smooth_rgb / 255, 25, seed=0)
     cv2.imwrite(str(src), np.rint(noisy * 255).astype(np.uint8)[:, :, ::-1])
     _ctrl_c_at_psnr_call(monkeypatch, 8)
-    args = ["--width", "8", "-T", "30", "-S", "30", "--lam", "50", "--clean", str(src)]
+    args = ["--width", "8", "-T", "30", "-S", "30", "--lam", "50", "--clean", str(src),
+            "--ensemble", "1"]  # fmt: skip
     rc = main(["denoise", str(src), "-o", str(dst), *args])
     assert rc == 130 and cv2.imread(str(dst)).shape == smooth_rgb.shape
     assert "interrupted after 5 iterations; returned the best so far" in capsys.readouterr().out
@@ -167,9 +178,10 @@ def test_each_output_policy_returns_the_image_its_recorded_psnr_says(policy, smo
     from dipstop.policies import make_policy
 
     noisy = add_gaussian_noise(smooth_rgb / 255, 25, seed=1)
-    out, res = denoise(
-        noisy, clean=smooth_rgb / 255, width=8, max_iters=60, patience=10, lam=30.0, output=policy
-    )
+    out, res = denoise(  # one fit (ensemble=1): its series and t* say which image it returns
+        noisy, clean=smooth_rgb / 255, width=8, max_iters=60, patience=10, lam=30.0, output=policy,
+        ensemble=1,
+    )  # fmt: skip
     p = make_policy(policy)
     t_end = res.iterations_run
     # the loop recorded this policy's averages, and a box of S + 1 for "since-best"
@@ -219,6 +231,6 @@ def test_an_unknown_precision_is_refused_with_the_choices(smooth_rgb):
 def test_cli_says_which_precision_the_fit_ran_in(tmp_path, smooth_rgb, capsys, precision):
     src = tmp_path / "in.png"
     cv2.imwrite(str(src), smooth_rgb)
-    quick = [a for a in QUICK_CLI if a != "--quiet"]
+    quick = [a for a in QUICK_CLI if a != "--quiet"] + ["--ensemble", "1"]  # one fit's line
     assert main(["denoise", str(src), *quick, "--precision", precision]) == 0
     assert f" s in {precision} -> " in capsys.readouterr().out

@@ -90,9 +90,10 @@ def test_a_damaged_manifest_of_an_earlier_version_neither_breaks_nor_blocks_a_ru
     folder.mkdir()
     (folder / "run.json").write_text(manifest)
     first, res = denoise(noisy, sigma=25.0, resume_dir=folder, **TILED)
-    assert len(list(folder.glob("tile_*.pt"))) == len(res.tiles) == 4
+    # 4 tiles of 64 px, each fitted twice by default (an ensemble of 2): 8 fits kept
+    assert res.members == 2 and len(list(folder.glob("tile_*.pt"))) == len(res.tiles) == 8
     again, res = denoise(noisy, sigma=25.0, resume_dir=folder, **TILED)
-    assert "resumed 4 of 4 tiles" in " ".join(res.notes) and np.array_equal(again, first)
+    assert "resumed 8 of 8 tiles" in " ".join(res.notes) and np.array_equal(again, first)
 
 
 def _table(path, scale):
@@ -240,8 +241,9 @@ def test_series_grow_past_their_first_size_with_every_value_kept(monkeypatch):
 
 def test_the_cli_with_a_huge_t_ends_on_its_budget(capsys, tmp_path):
     src = noisy_png(tmp_path / "photo.png")
-    rc, out, err = run(capsys, "denoise", src, "--tile", "0", "--width", "4", "--lam", "50",
-                       "-T", str(10**12), "--max-minutes", "0.005", "--threads", "1")  # fmt: skip
+    rc, out, err = run(capsys, "denoise", src, "--tile", "0", "--ensemble", "1", "--width", "4",
+                       "--lam", "50", "-T", str(10**12), "--max-minutes", "0.005",
+                       "--threads", "1")  # fmt: skip
     assert rc == 0 and "time budget ran out" in out and (tmp_path / "photo_dipstop.png").is_file()
 
 
@@ -267,8 +269,8 @@ def test_a_whole_fit_cut_short_before_its_first_checkpoint_does_not_claim_kept_p
     folder still marks the output unfinished for a batch rerun."""
     src = noisy_png(tmp_path / "photo.png")
     partial = tmp_path / "photo_dipstop.png.partial"
-    args = ["denoise", src, "--tile", "0", "--width", "8", "--lam", "50", "-T", "100000",
-            "-S", "100000", "--max-minutes", "0.005", "--threads", "1"]  # fmt: skip
+    args = ["denoise", src, "--tile", "0", "--ensemble", "1", "--width", "8", "--lam", "50",
+            "-T", "100000", "-S", "100000", "--max-minutes", "0.005", "--threads", "1"]  # fmt: skip
     rc, out, err = run(capsys, *args)
     assert rc == 0 and "time budget ran out" in out
     assert "progress is kept" not in out + err and "the same command starts it over" in out
@@ -295,8 +297,8 @@ def test_a_whole_fit_resumed_and_cut_short_again_still_says_its_progress_is_kept
     monkeypatch.setenv("DIPSTOP_CHECKPOINT_SECONDS", "0")
     src = noisy_png(tmp_path / "photo.png")
     partial = tmp_path / "photo_dipstop.png.partial"
-    args = ["denoise", src, "--tile", "0", "--width", "8", "--lam", "50", "-T", "100000",
-            "-S", "100000", "--precision", "fp32", "--max-minutes", "0.02",
+    args = ["denoise", src, "--tile", "0", "--ensemble", "1", "--width", "8", "--lam", "50",
+            "-T", "100000", "-S", "100000", "--precision", "fp32", "--max-minutes", "0.02",
             "--threads", "1"]  # fmt: skip
     rc, out, _ = run(capsys, *args)
     assert rc == 0 and f"its progress is kept in {partial}" in out

@@ -48,7 +48,8 @@ def test_the_cli_prints_a_consistent_estimate_on_stderr_unless_quiet(tmp_path, n
 
 def test_the_estimate_comes_once_after_the_timed_iterations_and_adds_up(noisy):
     seen = []
-    _, res = denoise(noisy, max_iters=12, patience=12, on_estimate=seen.append, **TINY)
+    one = dict(ensemble=1, **TINY)  # one fit's estimate
+    _, res = denoise(noisy, max_iters=12, patience=12, on_estimate=seen.append, **one)
     est = res.estimate
     assert seen == [est] and isinstance(est, RunEstimate)
     assert est.timed == (2, 5) and est.max_iterations == 12 and est.expected_from == "T"
@@ -60,7 +61,7 @@ def test_the_estimate_comes_once_after_the_timed_iterations_and_adds_up(noisy):
     assert est.seconds_high == pytest.approx(t[4] + 7 * est.seconds_per_iteration)
     assert est.memory_bytes == estimate_bytes(64 * 64, 8)  # a 64x64 image is not padded
     assert res.summary()["estimate"]["timed"] == (2, 5)  # plain data for summary.json
-    _, short = denoise(noisy, max_iters=2, patience=2, **TINY)  # T below 5: timed at T
+    _, short = denoise(noisy, max_iters=2, patience=2, **one)  # T below 5: timed at T
     assert short.estimate.timed == (2, 2) and short.estimate.seconds_per_iteration > 0
 
 
@@ -154,7 +155,8 @@ def test_the_cli_refuses_a_bad_budget_in_one_line(tmp_path, capsys, value):
 
 def test_a_tiled_image_is_estimated_on_its_first_tile_and_shares_the_budget(smooth_rgb):
     noisy = add_gaussian_noise(cv2.resize(smooth_rgb, (96, 96)) / 255.0, 25, seed=0)
-    tiling = dict(tile=64, overlap=16, tile_above=0, **TINY)  # 4 tiles of 64 px
+    # 4 tiles of 64 px, one fit each (ensemble=1): the estimate of a tile's fit, scaled
+    tiling = dict(tile=64, overlap=16, tile_above=0, ensemble=1, **TINY)
     seen = []
     _, res = denoise(noisy, max_iters=6, patience=6, on_estimate=seen.append, **tiling)
     assert len(res.tiles) == 4 and seen == [res.estimate] and res.estimate.tiles == 4
@@ -211,7 +213,7 @@ def test_a_whole_fit_cut_short_resumes_from_its_checkpoint_as_if_never_stopped(
 
     monkeypatch.setattr(checkpoints, "STATE_EVERY", 4)
     kw = dict(TINY, max_iters=40, patience=6, output=output, device="cpu", precision="fp32",
-              tile=None, switches=Switches(checkpoint_seconds=0.0))  # fmt: skip
+              tile=None, ensemble=1, switches=Switches(checkpoint_seconds=0.0))  # fmt: skip
     full, res_full = denoise(noisy, **kw)
     folder = tmp_path / "out.png.partial"
     cancel = threading.Event()

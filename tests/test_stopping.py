@@ -93,8 +93,9 @@ def test_denoise_report_and_calibration_stop_a_real_fit_at_the_same_iteration(
     spec = grid(image_folder, [25], proto, images=["a.png"], criteria={"cifs": {"every": 1}})[0]
     spec_dict, series, summary = run_one(spec)
     _, noisy = synthetic_pair(spec.path, proto.crop, 25.0, 0)
+    # the same fit: one (ensemble=1), and in fp32 as the lab's runs are
     _, res = denoise(noisy, sigma=25.0, width=8, max_iters=40, patience=patience, table=str(path),
-                     precision=spec.precision)  # the same fit: the lab's runs are fp32  # fmt: skip
+                     precision=spec.precision, ensemble=1)  # fmt: skip
     np.testing.assert_array_equal(res.series["mse"], series["mse"][: res.iterations_run])
     picks = select(StoredRun("k", spec_dict, summary, series), patience, load_table(path))
     e = CifsCriterion.values(series, Context(summary["pixels"], lam))
