@@ -324,7 +324,8 @@ def work(only: str | None = None) -> None:
 
 
 Candidate = tuple[str, str, float, int, str]  # setting, seeds ("1" or "2"), lam scale, S, output
-DEFAULT: Candidate = ("w64-lr0.01", "1", 1.0, 500, "mean")  # what a tile fits today
+REFERENCE: Candidate = ("w64-lr0.01", "1", 1.0, 500, "mean")  # the former default
+DEFAULT: Candidate = ("w16-lr0.01", "2", 1.4, 700, "mean")  # the default since 2026-12-06
 
 
 def candidates(db: sqlite3.Connection, sigma: float) -> tuple[dict[Candidate, tuple], int]:
@@ -345,7 +346,7 @@ def candidates(db: sqlite3.Connection, sigma: float) -> tuple[dict[Candidate, tu
         if patience == max(PATIENCES):  # fitted with the whole list of patiences
             per_photo.setdefault(photo, set()).add(setting)
     # the photos today's tile has finished; the settings finished on every one of them
-    complete = {p for p, got in per_photo.items() if DEFAULT[0] in got}
+    complete = {p for p, got in per_photo.items() if REFERENCE[0] in got}
     names = set.intersection(*(per_photo[p] for p in complete)) if complete else set()
     acc: dict[Candidate, dict[str, list]] = {}
     for photo, setting, seeds, scale, patience, cpu, raw, mean in rows:
@@ -377,7 +378,8 @@ def front(found: dict[Candidate, tuple]) -> list[Candidate]:
 
 
 def summarise(db: sqlite3.Connection, figures: Path = ROOT / "docs" / "figures") -> int:
-    """Print each sigma's front beside today's default, draw it, save the summary JSON."""
+    """Print each sigma's front beside the reference (the former default) and the default,
+    draw it, save the summary JSON."""
     import matplotlib  # noqa: PLC0415 - plotting only here
 
     matplotlib.use("Agg")
@@ -393,9 +395,9 @@ def summarise(db: sqlite3.Connection, figures: Path = ROOT / "docs" / "figures")
         print(f"\nsigma {sigma:g}: {n} photos with every setting; front (CPU s per tile):")
         print("| setting | seeds | lam x | S | output | PSNR (dB) | CPU s |")
         print("|---|---|---|---|---|---|---|")
-        for cand in [*kept, DEFAULT] if DEFAULT in found else kept:
+        for cand in [*kept, *(c for c in (REFERENCE, DEFAULT) if c in found and c not in kept)]:
             p, se, c = found[cand]
-            mark = " (default)" if cand == DEFAULT else ""
+            mark = {REFERENCE: " (former default)", DEFAULT: " (default)"}.get(cand, "")
             print(f"| {cand[0]}{mark} | {cand[1]} | {cand[2]:g} | {cand[3]} | {cand[4]} | "
                   f"{p:.2f} +- {se:.2f} | {c:.0f} |")  # fmt: skip
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -408,9 +410,11 @@ def summarise(db: sqlite3.Connection, figures: Path = ROOT / "docs" / "figures")
                        color=colours[name], label=label)  # fmt: skip
         ax.plot([found[c][2] for c in kept], [found[c][0] for c in kept], "k-", lw=1,
                 label="front (all candidates)")  # fmt: skip
-        if DEFAULT in found:
-            ax.scatter([found[DEFAULT][2]], [found[DEFAULT][0]], marker="*", s=150, c="k",
-                       label="today's tile default")  # fmt: skip
+        marks = ((REFERENCE, "former default", "k"), (DEFAULT, "default", "C3"))
+        for cand, label, colour in marks:
+            if cand in found:
+                ax.scatter([found[cand][2]], [found[cand][0]], marker="*", s=150, c=colour,
+                           label=label)  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel("CPU seconds per 128 x 128 tile (one thread)")
         ax.set_ylabel("mean PSNR (dB)")
@@ -423,6 +427,7 @@ def summarise(db: sqlite3.Connection, figures: Path = ROOT / "docs" / "figures")
         summary["sigmas"][f"{sigma:g}"] = {
             "photos": n,
             "front": [[*c, *found[c]] for c in kept],
+            "reference": [*REFERENCE, *found[REFERENCE]] if REFERENCE in found else None,
             "default": [*DEFAULT, *found[DEFAULT]] if DEFAULT in found else None,
         }
     out = ROOT / "results" / "quality_time_summary.json"
@@ -454,7 +459,7 @@ def derive_table(db: sqlite3.Connection, setting: str, patience: int, out: Path,
             "SELECT a.stop, b.stop FROM outcomes a JOIN outcomes b USING (photo, sigma) WHERE "
             "a.sigma=? AND a.setting=? AND a.patience=? AND a.lam_scale=? AND a.seeds='0' AND "
             "b.setting=? AND b.patience=500 AND b.lam_scale=1 AND b.seeds='0'",
-            (sigma, setting, patience, scales[sigma], DEFAULT[0]),
+            (sigma, setting, patience, scales[sigma], REFERENCE[0]),
         ).fetchall()
         ratios[sigma] = float(np.mean([int(x) for x, _ in stops]) /
                               np.mean([int(y) for _, y in stops]))  # fmt: skip

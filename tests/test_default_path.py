@@ -25,38 +25,40 @@ def noisy25(smooth_rgb):
     return np.rint(add_gaussian_noise(smooth_rgb / 255, 25, seed=0) * 255).astype(np.uint8)
 
 
-def test_default_lam_is_the_since_best_tables_at_the_estimated_sigma(noisy25):
-    _, res = denoise(noisy25, width=8, max_iters=3, patience=2)
+def test_default_lam_is_the_width_16_since_best_tables_at_the_estimated_sigma(noisy25):
+    _, res = denoise(noisy25, max_iters=3, patience=2)
     pixels = noisy25.shape[0] * noisy25.shape[1]
     assert res.sigma_estimated and res.settings["output"] == "since-best"
+    assert res.members == 2 and {f.settings["width"] for f in res.fitted} == {16}
     assert res.sigma == pytest.approx(estimate_sigma(noisy25), rel=1e-5)
-    shipped = load_table(None, "since-best")
+    shipped = load_table(None, "since-best", 16)
     assert res.lam == pytest.approx(lam_for_sigma(res.sigma, shipped, pixels))
+    wide = lam_for_sigma(res.sigma, load_table(None, "since-best"), pixels)
     raw = lam_for_sigma(res.sigma, load_table(None, "raw"), pixels)
-    assert abs(res.lam - raw) > 5, "the default must not read the raw policy's table"
-    # recorded 2026-12-06 from the shipped tables: sigma 25.12, since-best lam 44.56 (raw 62.74)
+    assert abs(res.lam - wide) > 5, "the default must read the width-16 table"
+    # recorded 2026-12-06 from the shipped tables: sigma 25.12, lam 62.38 (width-64 table
+    # 44.56, raw 62.74: close to the raw table's by chance, which the width check rules out)
     assert res.sigma == pytest.approx(25.12, abs=0.05)
-    assert res.lam == pytest.approx(44.56, abs=0.1)
+    assert res.lam == pytest.approx(62.38, abs=0.1) and raw != pytest.approx(res.lam, abs=0.01)
 
 
 def test_default_quality_floor_with_the_seeds_fixed(smooth_rgb, noisy25):
-    # One thread, so a CPU computes the same fits every time. Measured 2026-12-06 (AMD EPYC
-    # with AVX-512, fp32): 23.14 / 21.96 / 23.34 dB from 20.77 for seeds 0 / 1 / 2 (with T
-    # first, the mean of the last S + 1 outputs), mean 22.82; in bf16, what `auto` gives on a
-    # CPU with AMX, 23.38 / 23.55 / 22.53, mean 23.15 (same CPU). A fit amplifies the last bits
-    # of other kernels (another thread count gave 23.68 for seed 0), so the floor is on the
-    # mean of three seeds, 0.5 dB below it.
+    # One thread, so a CPU computes the same fits every time. The default: two width-16
+    # fits averaged. Measured 2026-12-06 (AMD EPYC with AVX-512, fp32): 23.53 / 23.51 / 23.85
+    # dB from 20.77 for seeds 0 / 1 / 2, mean 23.63 (one width-64 fit gave 22.82). A fit
+    # amplifies the last bits of other kernels (another thread count or bf16 moves a seed by
+    # 0.5 dB), so the floor is on the mean of three seeds, 0.5 dB below it.
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         got = []
         for seed in (0, 1, 2):
-            out, res = denoise(noisy25, width=16, max_iters=400, patience=50, seed=seed)
-            assert res.settings["output"] == "since-best"
+            out, res = denoise(noisy25, max_iters=400, patience=50, seed=seed)
+            assert res.settings["output"] == "since-best" and res.members == 2
             got.append(psnr(out / 255, smooth_rgb / 255))
     finally:
         torch.set_num_threads(before)
-    assert np.mean(got) > 22.32, got
+    assert np.mean(got) > 23.13, got
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ from dipstop.options import NAMES, PRESETS, DenoiseOptions, from_args
 from dipstop.results import DenoiseResult
 
 
-def test_what_users_get_by_default_is_one_width_64_fit_a_tile():
+def test_what_users_get_by_default_is_two_width_16_fits_a_tile_averaged():
     o = DenoiseOptions().preset_applied()
-    assert (o.quality, o.width, o.patience, o.ensemble) == ("default", 64, 500, 1)
+    assert (o.quality, o.width, o.patience, o.ensemble) == ("default", 16, 700, 2)
     assert (o.protocol, o.output, o.precision, o.tile, o.overlap) == (
         "cpu", "since-best", "auto", 128, 32,
     )  # fmt: skip
@@ -30,7 +30,7 @@ def test_what_users_get_by_default_is_one_width_64_fit_a_tile():
 
 def test_presets_fill_only_what_the_user_left_unset_and_never_the_papers_settings():
     best = DenoiseOptions(quality="best").preset_applied()
-    assert (best.width, best.patience, best.ensemble) == (16, 700, 2)
+    assert (best.width, best.patience, best.ensemble) == (16, 700, 4)
     fast = DenoiseOptions(quality="fast").preset_applied()
     assert (fast.width, fast.patience, fast.ensemble) == (16, 500, 1)
     mine = DenoiseOptions(quality="best", width=32, ensemble=1).preset_applied()
@@ -122,15 +122,34 @@ def test_an_ensembles_summary_line_counts_fits_and_seeds(monkeypatch):
     monkeypatch.setattr(tiled_run, "fit_one", _stub)
     _, res = denoise(np.full((40, 50), 0.3, np.float32), sigma=25.0, lam=50.0, ensemble=2)
     assert res.members == 2 and "2 of 2 fits (2 seeds a tile)" in res.describe()
-    _, res = denoise_tiled(np.full((70, 100), 0.3, np.float32), tile=64, sigma=25.0, lam=50.0)
+    _, res = denoise_tiled(np.full((70, 100), 0.3, np.float32), tile=64, sigma=25.0, lam=50.0,
+                           ensemble=1)  # fmt: skip
     assert res.members == 1 and "6 of 6 tiles of 64 px" in res.describe()
 
 
-def test_the_best_preset_averages_two_width_16_fits_at_the_width_16_tables_lam():
+def test_the_report_of_an_untiled_images_fits_has_each_fits_series_and_curves(tmp_path):
+    from dipstop.report import write_run_report
+
+    rng = np.random.default_rng(1)
+    noisy = rng.integers(0, 256, (64, 64), dtype=np.uint8)
+    _, res = denoise(noisy, sigma=25.0, width=8, max_iters=4, patience=2, seed=3)
+    write_run_report(res, tmp_path)
+    for fit, seed in zip(res.fitted, (3, 4), strict=True):
+        rows = (tmp_path / f"series_seed{seed}.csv").read_text().splitlines()
+        assert len(rows) == 1 + fit.iterations_run
+        assert (tmp_path / f"curves_seed{seed}.png").stat().st_size > 1000
+    assert not (tmp_path / "series.csv").exists()
+
+
+def test_the_default_averages_two_width_16_fits_at_the_width_16_tables_lam():
     rng = np.random.default_rng(0)
     noisy = rng.integers(0, 256, (64, 64), dtype=np.uint8)
-    _, res = denoise(noisy, quality="best", sigma=25.0, max_iters=2)
+    _, res = denoise(noisy, sigma=25.0, max_iters=2)
     assert res.members == 2 and [t.result.settings["seed"] for t in res.tiles] == [0, 1]
     assert {t.result.settings["width"] for t in res.tiles} == {16}
-    _, one = denoise(noisy, sigma=25.0, max_iters=2)  # the default: width 64, its own table
+    assert {t.result.settings["patience"] for t in res.tiles} == {700}
+    _, one = denoise(noisy, sigma=25.0, max_iters=2, width=64, ensemble=1)  # its own table
     assert res.lam == pytest.approx(1.4 * one.lam) and one.settings["width"] == 64
+    _, best = denoise(noisy, quality="best", sigma=25.0, max_iters=2)
+    assert [t.result.settings["seed"] for t in best.tiles] == [0, 1, 2, 3]
+    assert best.lam == pytest.approx(res.lam)

@@ -1,9 +1,11 @@
 """dipstop: Deep Image Prior denoising that stops itself (JPEG-size early stopping, CIFS).
 
 - `denoise`: denoise an image (array, PIL image or tensor); returns the image in the same
-  form and a `DenoiseResult` (where it stopped, why, the series and the settings); images
-  above the size the lam table serves whole (55,296 pixels with the shipped table) are
-  denoised in overlapping 128 x 128 tiles (a `TiledResult`);
+  form and a `TiledResult`: by default each 128 x 128 tile (a small image: the image) is
+  fitted twice and the two images averaged, each fit a `DenoiseResult` (where it stopped,
+  why, the series and the settings); one fit of an untiled image (`ensemble=1`) returns its
+  `DenoiseResult` itself. Images above the size the lam table serves whole (55,296 pixels
+  with the shipped table) are tiled;
 - `DenoiseOptions`: every setting of a run, its default and its check, in one frozen object
   (`denoise(image, options)`, or its fields as keywords);
 - `denoise_tiled`: denoise in overlapping tiles, each fitted and stopped on its own, at any
@@ -20,9 +22,11 @@ Examples
 >>> noisy = np.clip(clean + rng.normal(0, 25 / 255, clean.shape), 0, 1).astype(np.float32)
 >>> 20 < dipstop.estimate_sigma(noisy) < 30
 True
->>> out, result = dipstop.denoise(noisy, sigma=25, width=8, max_iters=4)  # doctest: +SKIP
->>> out.shape, out.dtype, 1 <= result.stop_iteration <= result.iterations_run <= 4  # doctest: +SKIP
-((64, 64), dtype('float32'), True)
+>>> out, result = dipstop.denoise(noisy, sigma=25, max_iters=4)  # doctest: +SKIP
+>>> out.shape, out.dtype, result.members, len(result.tiles)  # doctest: +SKIP
+((64, 64), dtype('float32'), 2, 2)
+>>> all(1 <= t <= 4 for t in result.stop_iterations)  # doctest: +SKIP
+True
 """
 
 from dipstop.api import denoise, denoise_tiled

@@ -46,18 +46,19 @@ def denoise(
     Returns
     -------
     denoised : same form as `image`
-    result : DenoiseResult or TiledResult
-        Where the fit stopped, why, the series and the settings; for a tiled image, a
-        `TiledResult` with every tile's DenoiseResult.
+    result : TiledResult or DenoiseResult
+        Where each fit stopped, why, the series and the settings: a `TiledResult` with every
+        fit's DenoiseResult (each tile's, or the untiled image's, `ensemble` fits: two by
+        default); the DenoiseResult itself for one fit of an untiled image (`ensemble=1`).
 
     Examples
     --------
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> noisy = rng.integers(0, 256, (64, 64), dtype=np.uint8)
-    >>> out, res = denoise(noisy, width=8, max_iters=5, patience=2, lam=50.0)  # doctest: +SKIP
-    >>> out.shape, out.dtype, res.iterations_run <= 5  # doctest: +SKIP
-    ((64, 64), dtype('uint8'), True)
+    >>> out, res = denoise(noisy, max_iters=5, patience=2, lam=50.0)  # doctest: +SKIP
+    >>> out.shape, out.dtype, res.members, max(res.stop_iterations) <= 5  # doctest: +SKIP
+    ((64, 64), dtype('uint8'), 2, True)
     """
     opts = (options or DenoiseOptions()).replace(**overrides).check().preset_applied()
     loaded, kind = to_loaded(image)
@@ -109,9 +110,11 @@ def denoise_tiled(
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> noisy = rng.integers(0, 256, (70, 100), dtype=np.uint8)
-    >>> out, res = denoise_tiled(noisy, tile=64, width=8, max_iters=2)  # doctest: +SKIP
-    >>> out.shape, out.dtype, len(res.tiles), len(res.stop_iterations)  # doctest: +SKIP
-    ((70, 100), dtype('uint8'), 4, 4)
+    >>> out, res = denoise_tiled(noisy, tile=64, overlap=16, width=8, max_iters=2)  # doctest: +SKIP
+    >>> out.shape, out.dtype, len(res.tiles), res.members  # doctest: +SKIP
+    ((70, 100), dtype('uint8'), 8, 2)
+
+    (4 tiles, each fitted twice by default.)
     """
     if "tile_above" in overrides:
         raise TypeError("denoise_tiled() got an unexpected keyword argument 'tile_above'")

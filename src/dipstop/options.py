@@ -137,9 +137,11 @@ class Preset:
     """A named point on the quality-per-time front: the method settings it fills in.
 
     Measured on CBSD432 tiles (docs/quality_time.md): a width-16 network gives more PSNR
-    per CPU second than the default's width 64, and two fits averaged (an ensemble of
-    seeds) more again: "best" beats "default" on those tiles at 0.64-0.87x its CPU time, and
-    becomes the default once the whole-photo check on CBSD68 confirms it.
+    per CPU second than width 64, and fits averaged (an ensemble of seeds) more again.
+    "default" (two width-16 fits, S = 700) beats the former default (one width-64 fit,
+    S = 500) by 0.4-0.8 dB at 0.6-0.9x its CPU time; "fast" is one width-16 fit (0.25-0.4x
+    the former default's time, about as good); "best" averages four fits (+0.25 dB over
+    "default" at sigma 25, twice its time).
     """
 
     width: int
@@ -149,8 +151,8 @@ class Preset:
 
 PRESETS = {
     "fast": Preset(width=16, patience=500, ensemble=1),
-    "default": Preset(width=64, patience=500, ensemble=1),
-    "best": Preset(width=16, patience=700, ensemble=2),
+    "default": Preset(width=16, patience=700, ensemble=2),
+    "best": Preset(width=16, patience=700, ensemble=4),
 }
 
 
@@ -369,7 +371,7 @@ class DenoiseOptions:
 
         >>> o = DenoiseOptions(quality="best", patience=300).preset_applied()
         >>> o.width, o.patience, o.ensemble
-        (16, 300, 2)
+        (16, 300, 4)
         >>> DenoiseOptions(quality="best", output="raw").preset_applied().width is None
         True
         """

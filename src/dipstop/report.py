@@ -188,8 +188,9 @@ def write_run_report(
     before_after.png when `images` holds the "noisy" and "denoised" arrays ("clean" too
     when known).
 
-    A tiled run writes tiles.csv (one row per tile) and summary.json instead of the series
-    and curves.
+    A tiled run writes tiles.csv (one row per fit) and summary.json instead of the series
+    and curves; the fits of an untiled image (an ensemble: one tile, fitted with seeds
+    s, s+1, ...) add each fit's series_seed<s>.csv and curves_seed<s>.png.
     """
     out = Path(folder)
     try:
@@ -200,6 +201,11 @@ def write_run_report(
         if isinstance(result, TiledResult):
             write_tiles_csv(out / "tiles.csv", result)
             (out / "summary.json").write_text(json.dumps(result.summary(), indent=1, default=str))
+            if len({(t.top, t.left) for t in result.tiles}) == 1:  # one image, several fits
+                for fit in result.fitted:
+                    seed = fit.settings["seed"]
+                    write_series_csv(out / f"series_seed{seed}.csv", fit.series)
+                    plot_run(fit, out / f"curves_seed{seed}.png")
             return out
         write_series_csv(out / "series.csv", result.series)
         plot_run(result, out / "curves.png")

@@ -209,7 +209,7 @@ class TiledResult:
         return len(self.fitted) == len(self.tiles) and all(r.stopped_early for r in self.fitted)
 
     def describe(self) -> str:
-        """One line: tiles, their stops (range and median), iterations and seconds."""
+        """One line: tiles, their stops (range and median), iterations, seconds, precision."""
         stops = self.stop_iterations
         how = "estimated" if self.sigma_estimated else "given"
         early = sum(r.stopped_early for r in self.fitted)
@@ -221,7 +221,8 @@ class TiledResult:
         )
         if stops:
             text += f", t* {min(stops)}-{max(stops)} (median {int(np.median(stops))})"
-        return text + f", {self.iterations_run} iterations in {self.seconds:.0f} s"
+        precision = self.settings.get("precision", "fp32")
+        return text + f", {self.iterations_run} iterations in {self.seconds:.0f} s in {precision}"
 
     def summary(self) -> dict:
         """The scalar fields and one summary per tile, for JSON reports."""
