@@ -6,7 +6,11 @@ and every method denoises those same pixels, timed in this process, one after th
 - `bm3d-known`: BM3D at the true sigma; `bm3d-est`: BM3D at dipstop's blind estimate;
 - `nlmeans`: scikit-image's non-local means with its own estimate;
 - `zsn2n`: zero-shot Noise2Noise (Mansour & Heckel 2023, `dipstop.lab.peers`);
-- `dipstop`: `dipstop.denoise` with its defaults (`--dipstop-options` adds keywords).
+- `dipstop`: `dipstop.denoise` with its defaults (`--dipstop-options` adds keywords); its
+  finished tiles are kept in `results/peers/<photo>_<sigma>_<options hash>.partial/`, so a
+  run cut short resumes the photo where it stopped (the folder is removed once the row is
+  stored; such a row is marked `resumed`: its time counts only the tiles fitted after the
+  resume, and `--summary` leaves it out of the time ratios).
 
 Rows (PSNR, SSIM, wall and CPU seconds, the CPU and threads) go to a SQLite store as each
 finishes; a rerun skips them. `--summary` prints the per-sigma means with standard errors
@@ -22,8 +26,10 @@ between them (every 10th from the 6th), chosen before any result was seen.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import sys
 import time
@@ -45,7 +51,7 @@ SHARED = Path(os.environ.get("DIPSTOP_SHARED", ROOT.parent / "shared"))
 METHODS = ("bm3d-known", "bm3d-est", "nlmeans", "zsn2n", "dipstop")
 SCHEMA = """CREATE TABLE IF NOT EXISTS peers (
     photo TEXT, sigma REAL, method TEXT, psnr REAL, ssim REAL, wall_s REAL, cpu_s REAL,
-    threads INTEGER, cpu TEXT, torch TEXT, options TEXT, date TEXT,
+    threads INTEGER, cpu TEXT, torch TEXT, options TEXT, date TEXT, resumed INTEGER DEFAULT 0,
     PRIMARY KEY (photo, sigma, method, options))"""
 
 
@@ -55,14 +61,16 @@ def validation_photos(folder: Path, n: int) -> list[Path]:
     return (files[0::10][:6] + files[5::10][:6])[:n]
 
 
-def methods(sigma: float, options: dict) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
-    """Each method as a function of the noisy image."""
+def methods(
+    sigma: float, options: dict, partial: Path
+) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """Each method as a function of the noisy image; dipstop keeps its tiles in `partial`."""
     return {
         "bm3d-known": lambda x: bm3d_denoise(x, sigma),
         "bm3d-est": lambda x: bm3d_denoise(x, estimate_sigma(x)),
         "nlmeans": nlmeans_denoise,
         "zsn2n": zsn2n_denoise,
-        "dipstop": lambda x: denoise(x, **options)[0],
+        "dipstop": lambda x: denoise(x, **options, resume_dir=partial)[0],
     }
 
 
@@ -77,10 +85,12 @@ def run(args: argparse.Namespace, db: sqlite3.Connection) -> None:
     """Every missing (photo, sigma, method) row, stored as it finishes."""
     options = json.loads(args.dipstop_options)
     tag = json.dumps(options, sort_keys=True)
+    digest = hashlib.sha1(tag.encode()).hexdigest()[:8]
     for path in validation_photos(Path(args.data), args.photos):
         for sigma in args.sigmas:
             clean, noisy = synthetic_pair(path, None, sigma, 0)
-            for name, fn in methods(sigma, options).items():
+            partial = Path(args.store).parent / "peers" / f"{path.stem}_{sigma:g}_{digest}.partial"
+            for name, fn in methods(sigma, options, partial).items():
                 if name not in args.methods:
                     continue
                 opts = tag if name == "dipstop" else ""
@@ -89,41 +99,52 @@ def run(args: argparse.Namespace, db: sqlite3.Connection) -> None:
                     "SELECT 1 FROM peers WHERE photo=? AND sigma=? AND method=? AND options=?", key
                 ).fetchone():
                     continue
+                resumed = int(name == "dipstop" and partial.is_dir() and any(partial.iterdir()))
                 out, wall, cpu = timed(fn, noisy)
                 row = (*key[:3], psnr(out, clean), ssim(out, clean), wall, cpu,
                        torch.get_num_threads(), cpu_name(), torch.__version__, opts,
-                       time.strftime("%Y-%m-%dT%H:%M:%S"))  # fmt: skip
+                       time.strftime("%Y-%m-%dT%H:%M:%S"), resumed)  # fmt: skip
                 with db:
                     db.execute(
                         "INSERT INTO peers (photo, sigma, method, psnr, ssim, wall_s, cpu_s, "
-                        "threads, cpu, torch, options, date) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                        "threads, cpu, torch, options, date, resumed) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         row,
                     )
                 print(f"{path.name} sigma {sigma:g} {name}: {row[3]:.2f} dB, {wall:.0f} s wall, "
                       f"{cpu:.0f} s cpu", flush=True)  # fmt: skip
+                if name == "dipstop":
+                    shutil.rmtree(partial, ignore_errors=True)
 
 
-def summary(db: sqlite3.Connection) -> dict:
-    """Per sigma and method: mean PSNR +- standard error, and the time as a ratio to dipstop's
-    on the photos both ran (wall and CPU)."""
-    rows = db.execute("SELECT photo, sigma, method, psnr, wall_s, cpu_s FROM peers").fetchall()
-    by: dict[tuple[float, str], dict[str, tuple[float, float, float]]] = {}
-    for photo, sigma, method, p, wall, cpu in rows:
-        by.setdefault((sigma, method), {})[photo] = (p, wall, cpu)
+def summary(db: sqlite3.Connection, reference: str = "{}") -> dict:
+    """Per sigma and method (each dipstop options apart): mean PSNR +- standard error, and the
+    time as a ratio to the `reference` dipstop options' on the photos both ran (wall and CPU;
+    resumed rows, whose time is partial, left out of the ratios)."""
+    rows = db.execute(
+        "SELECT photo, sigma, method, options, psnr, wall_s, cpu_s, resumed FROM peers"
+    ).fetchall()
+    by: dict[tuple[float, str], dict[str, tuple[float, float, float, int]]] = {}
+    for photo, sigma, method, options, p, wall, cpu, resumed in rows:
+        label = method if options in ("", "{}") else f"{method} {options}"
+        by.setdefault((sigma, label), {})[photo] = (p, wall, cpu, resumed)
+    ref_label = "dipstop" if reference in ("", "{}") else f"dipstop {reference}"
     out = {}
+    print(f"time ratios to {ref_label}")
     print("| sigma | method | photos | PSNR (dB) | wall / dipstop | CPU / dipstop |")
     print("|---|---|---|---|---|---|")
-    for sigma, method in sorted(by, key=lambda k: (k[0], METHODS.index(k[1]))):
-        got, ref = by[(sigma, method)], by.get((sigma, "dipstop"), {})
+    order = {m: i for i, m in enumerate(METHODS)}
+    for sigma, label in sorted(by, key=lambda k: (k[0], order[k[1].split()[0]], k[1])):
+        got, ref = by[(sigma, label)], by.get((sigma, ref_label), {})
         ps = np.array([v[0] for v in got.values()])
         se = ps.std(ddof=1) / np.sqrt(len(ps)) if len(ps) > 1 else float("nan")
-        both = sorted(set(got) & set(ref))
+        both = sorted(p for p in set(got) & set(ref) if not got[p][3] and not ref[p][3])
         wall = sum(got[p][1] for p in both) / sum(ref[p][1] for p in both) if both else None
         cpu = sum(got[p][2] for p in both) / sum(ref[p][2] for p in both) if both else None
-        out[f"{sigma:g}/{method}"] = {"n": len(ps), "psnr": ps.mean(), "se": se,
-                                      "wall_ratio": wall, "cpu_ratio": cpu}  # fmt: skip
+        out[f"{sigma:g}/{label}"] = {"n": len(ps), "psnr": ps.mean(), "se": se,
+                                     "wall_ratio": wall, "cpu_ratio": cpu}  # fmt: skip
         fmt = lambda r: "-" if r is None else f"{r:.3f}"  # noqa: E731
-        print(f"| {sigma:g} | {method} | {len(ps)} | {ps.mean():.2f} +- {se:.2f} | {fmt(wall)} | "
+        print(f"| {sigma:g} | {label} | {len(ps)} | {ps.mean():.2f} +- {se:.2f} | {fmt(wall)} | "
               f"{fmt(cpu)} |")  # fmt: skip
     return out
 
@@ -144,9 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
     db = sqlite3.connect(args.store, timeout=60)
     db.execute(SCHEMA)
+    if "resumed" not in {c[1] for c in db.execute("PRAGMA table_info(peers)")}:  # older store
+        db.execute("ALTER TABLE peers ADD COLUMN resumed INTEGER DEFAULT 0")
     if not args.summary:
         run(args, db)
-    summary(db)
+    summary(db, json.dumps(json.loads(args.dipstop_options), sort_keys=True))
     return 0
 
 

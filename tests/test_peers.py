@@ -62,3 +62,35 @@ def test_bm3d_without_its_package_names_the_extra(pair, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_bm3d)
     with pytest.raises(DipstopError, match=r"pip install 'dipstop\[peers\]'"):
         bm3d_denoise(pair[1], 25)
+
+
+def test_the_peers_benchmark_stores_each_row_once_and_clears_kept_tiles(tmp_path, smooth_rgb):
+    import sqlite3
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import cv2
+
+    root = Path(__file__).resolve().parents[1]
+    data = tmp_path / "photos"
+    data.mkdir()
+    cv2.imwrite(str(data / "a.png"), smooth_rgb)
+    store = tmp_path / "peers.sqlite"
+    cmd = [sys.executable, "-m", "benchmarks.peers", "--data", str(data), "--photos", "1",
+           "--sigmas", "25", "--methods", "nlmeans,dipstop", "--store", str(store),
+           "--dipstop-options", '{"width": 8, "max_iters": 3, "patience": 2}']  # fmt: skip
+    first = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True)
+    assert "a.png sigma 25 dipstop:" in first.stdout
+    rows = sqlite3.connect(store).execute("SELECT method, psnr, options FROM peers").fetchall()
+    assert sorted(r[0] for r in rows) == ["dipstop", "nlmeans"]
+    psnrs = {r[0]: r[1] for r in rows}
+    assert psnrs["nlmeans"] > 22.5 and 5 < psnrs["dipstop"] < 40  # noisy input: 20.2 dB
+    assert not list((tmp_path / "peers").glob("*.partial"))  # kept tiles cleared once stored
+    again = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True)
+    assert "sigma 25 dipstop:" not in again.stdout  # a rerun skips stored rows
+    table = {line.split(" | ")[1].split()[0]: line for line in again.stdout.splitlines()
+             if line.startswith("| 25 |")}  # fmt: skip
+    assert table["dipstop"].endswith("| 1.000 | 1.000 |")  # the ratios' reference: itself
+    assert '{"max_iters": 3, "patience": 2, "width": 8}' in table["dipstop"]
+    assert len(sqlite3.connect(store).execute("SELECT * FROM peers").fetchall()) == 2
