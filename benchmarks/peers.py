@@ -20,6 +20,7 @@ validation (every 10th of the sorted CBSD68 folder) and, with `--photos 12`, the
 between them (every 10th from the 6th), chosen before any result was seen.
 
     python -m benchmarks.peers --sigmas 15,25,50 --photos 12
+    python -m benchmarks.peers --photos 12 --shard 1/2 &    # a second worker: photos 2, 4, ...
     python -m benchmarks.peers --summary
 """
 
@@ -86,7 +87,8 @@ def run(args: argparse.Namespace, db: sqlite3.Connection) -> None:
     options = json.loads(args.dipstop_options)
     tag = json.dumps(options, sort_keys=True)
     digest = hashlib.sha1(tag.encode()).hexdigest()[:8]
-    for path in validation_photos(Path(args.data), args.photos):
+    part, parts = args.shard
+    for path in validation_photos(Path(args.data), args.photos)[part::parts]:
         for sigma in args.sigmas:
             clean, noisy = synthetic_pair(path, None, sigma, 0)
             partial = Path(args.store).parent / "peers" / f"{path.stem}_{sigma:g}_{digest}.partial"
@@ -149,6 +151,17 @@ def summary(db: sqlite3.Connection, reference: str = "{}") -> dict:
     return out
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """"K/N" -> (K, N), 0 <= K < N."""
+    try:
+        part, parts = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give K/N, e.g. 0/2, not {text!r}") from None
+    if not 0 <= part < parts:
+        raise argparse.ArgumentTypeError(f"K must be from 0 to N-1 in K/N, got {text!r}")
+    return part, parts
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(SHARED / "data" / "cbsd68"))
@@ -158,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS))
     p.add_argument("--dipstop-options", default="{}", help="JSON keywords for denoise")
     p.add_argument("--store", default=str(ROOT / "results" / "peers.sqlite"))
+    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+                   help="only the photos K, K+N, K+2N, ... (0-based): N workers side by side")
     p.add_argument("--summary", action="store_true")
     args = p.parse_args(argv)
     unknown = set(args.methods) - set(METHODS)

@@ -75,14 +75,17 @@ def test_the_peers_benchmark_stores_each_row_once_and_clears_kept_tiles(tmp_path
     root = Path(__file__).resolve().parents[1]
     data = tmp_path / "photos"
     data.mkdir()
-    cv2.imwrite(str(data / "a.png"), smooth_rgb)
+    for i in range(6):  # the validation photos of a folder of 6: the first and the sixth
+        cv2.imwrite(str(data / f"p{i}.png"), np.roll(smooth_rgb, 9 * i, axis=1))
     store = tmp_path / "peers.sqlite"
-    cmd = [sys.executable, "-m", "benchmarks.peers", "--data", str(data), "--photos", "1",
+    cmd = [sys.executable, "-m", "benchmarks.peers", "--data", str(data), "--photos", "2",
+           "--shard", "1/2",  # of the two photos, this worker's: the second
            "--sigmas", "25", "--methods", "nlmeans,dipstop", "--store", str(store),
            "--dipstop-options", '{"width": 8, "max_iters": 3, "patience": 2}']  # fmt: skip
     first = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True)
-    assert "a.png sigma 25 dipstop:" in first.stdout
+    assert "p5.png sigma 25 dipstop:" in first.stdout
     rows = sqlite3.connect(store).execute("SELECT method, psnr, options FROM peers").fetchall()
+    assert {r[0] for r in sqlite3.connect(store).execute("SELECT photo FROM peers")} == {"p5.png"}
     assert sorted(r[0] for r in rows) == ["dipstop", "nlmeans"]
     psnrs = {r[0]: r[1] for r in rows}
     assert psnrs["nlmeans"] > 22.5 and 5 < psnrs["dipstop"] < 40  # noisy input: 20.2 dB
