@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from dipstop.averaging import BoxMean, Ema
-from dipstop.codecs import tensor_to_uint8, to_uint8
+from dipstop.codecs import quantise, tensor_to_uint8
 from dipstop.criteria import CifsCriterion, Context
 from dipstop.criteria.cifs import cifs_value, paper_lambda
 from dipstop.imageio import decode_image, encode_image, join_array, split_array
@@ -89,7 +89,7 @@ def test_cifs_is_lam_times_mse_plus_bytes_per_pixel_squared():
 def test_cifs_quantises_outputs_by_rounding():
     y = torch.tensor([100.6, 100.4, 0.0, 255.0]).reshape(1, 1, 1, 4) / 255
     assert tensor_to_uint8(y)[0, :, 0].tolist() == [101, 100, 0, 255]
-    assert to_uint8(np.array([100.6, 100.4]) / 255).tolist() == [101, 100]
+    assert quantise(np.array([100.6, 100.4]) / 255).tolist() == [101, 100]
 
 
 def test_16_to_8_bit_conversion_rounds():

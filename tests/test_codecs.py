@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dipstop.codecs import jpeg_bytes, to_uint8
+from dipstop.codecs import jpeg_bytes, quantise
 
 
 def opencv_bytes_of_rgb(rgb: np.ndarray) -> int:
@@ -48,14 +48,14 @@ def test_channel_planar_views_give_the_same_bytes(seed):
 def test_noise_makes_jpegs_bigger(smooth_rgb):
     rng = np.random.default_rng(0)
     sizes = [
-        jpeg_bytes(to_uint8(smooth_rgb / 255 + rng.normal(0, s / 255, smooth_rgb.shape)))
+        jpeg_bytes(quantise(smooth_rgb / 255 + rng.normal(0, s / 255, smooth_rgb.shape)))
         for s in (0, 10, 25, 50)
     ]
     assert sizes == sorted(sizes) and sizes[-1] > 1.2 * sizes[0]
 
 
 def test_quantisation_rounds_and_clips():
-    q = to_uint8(np.array([-0.5, 0.0, 0.5 / 255, 1.5 / 255, 1.0, 2.0]))
+    q = quantise(np.array([-0.5, 0.0, 0.5 / 255, 1.5 / 255, 1.0, 2.0]))
     assert q.tolist() == [0, 0, 0, 2, 255, 255]
 
 

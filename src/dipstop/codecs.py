@@ -29,16 +29,6 @@ def quantise(image: np.ndarray, max_value: int = 255, dtype: type = np.uint8) ->
     return np.rint(np.clip(image, 0.0, 1.0) * max_value).astype(dtype)
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """A float image in [0, 1] as 8 bits (`quantise`): how outputs become the pictures
-    whose JPEG size CIFS measures.
-
-    >>> to_uint8(np.array([-0.2, 0.5, 0.999, 1.7]))
-    array([  0, 128, 255, 255], dtype=uint8)
-    """
-    return quantise(image)
-
-
 def tensor_to_uint8(output: torch.Tensor) -> np.ndarray:
     """A 1 x C x H x W (or C x H x W) float output in [0, 1] as an 8-bit H x W x C array:
     `quantise`'s rule (clip, times 255, round halves to even) on the device, so only a
@@ -77,7 +67,7 @@ def jpeg_bytes(image: np.ndarray, quality: int = JPEG_QUALITY) -> int:
     Raises
     ------
     TypeError
-        If `image` is not uint8 (quantise with `to_uint8` first).
+        If `image` is not uint8 (quantise with `quantise` first).
 
     Examples
     --------
@@ -91,7 +81,7 @@ def jpeg_bytes(image: np.ndarray, quality: int = JPEG_QUALITY) -> int:
     True
     """
     if image.dtype != np.uint8:
-        raise TypeError(f"jpeg_bytes needs uint8 pixels, got {image.dtype}; use to_uint8 first")
+        raise TypeError(f"jpeg_bytes needs uint8 pixels, got {image.dtype}; use quantise first")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 3 and image.flags.c_contiguous:

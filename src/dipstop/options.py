@@ -44,7 +44,7 @@ from dipstop.lambda_table import TILE_ABOVE
 from dipstop.policies import DEFAULT_OUTPUT, policy_names
 from dipstop.protocols import PROTOCOLS, Protocol, get_protocol
 from dipstop.runtime import Switches
-from dipstop.tiling import OVERLAP, TILE
+from dipstop.tiling import OVERLAP, TILE, check_overlap, check_tile
 
 METHOD, TILING, EXECUTION, HOOKS = "method", "tiling", "execution", "hooks"
 
@@ -122,10 +122,6 @@ def _device(v: Any) -> None:
 
 def _minutes(v: Any) -> None:
     validate.number(v, "max_minutes", above=0, fix="give the time budget in minutes, e.g. 30")
-
-
-def _tile(v: Any) -> None:
-    validate.whole(v, "tile", at_least=64, fix="give a tile side of 64 or more, e.g. 128")
 
 
 def _tile_above(v: Any) -> None:
@@ -302,7 +298,7 @@ class DenoiseOptions:
         help="fit arithmetic (default auto: bf16 on a CPU with AMX, where it is faster at the "
         "same PSNR; fp32 elsewhere)")
     # -- tiling: how a big image is cut
-    tile: int | None = _option(TILE, TILING, _tile,
+    tile: int | None = _option(TILE, TILING, check_tile,
         flags=("--tile",), type=validate.arg_non_negative_int, metavar="N", zero_is_none=True,
         help="images above --tile-above pixels are denoised in overlapping N x N tiles, each "
         f"fitted and stopped on its own (default: {TILE}, the lam table's calibration size; "
@@ -360,8 +356,7 @@ class DenoiseOptions:
             if check is not None and value is not None:
                 check(value)
         if self.tile is not None:
-            validate.whole(self.overlap, "overlap", at_least=0, at_most=self.tile // 2,
-                           fix="give an overlap of at most half the tile")  # fmt: skip
+            check_overlap(self.overlap, self.tile)
         return self
 
     def preset_applied(self) -> DenoiseOptions:

@@ -20,10 +20,30 @@ import numpy as np
 
 from dipstop.validate import whole
 
-__all__ = ["OVERLAP", "TILE", "TilePlan", "axis_starts", "axis_weights", "plan_tiles"]
+__all__ = [
+    "OVERLAP",
+    "TILE",
+    "TilePlan",
+    "axis_starts",
+    "axis_weights",
+    "check_overlap",
+    "check_tile",
+    "plan_tiles",
+]
 
 TILE = 128  # the side of the crops the lam table is calibrated on
 OVERLAP = 32  # pixels two neighbouring tiles share (at least; the plan spreads any slack)
+
+
+def check_tile(tile: object) -> int:
+    """A tile side: a whole number of at least 64 (one-line DipstopError otherwise)."""
+    return whole(tile, "tile", at_least=64, fix="give a tile side of 64 or more, e.g. 128")
+
+
+def check_overlap(overlap: object, tile: int) -> int:
+    """An overlap: a whole number from 0 to half the tile (one-line DipstopError otherwise)."""
+    return whole(overlap, "overlap", at_least=0, at_most=tile // 2,
+                 fix="give an overlap of at most half the tile")  # fmt: skip
 
 
 # -- the plan --------------------------------------------------------------------------------
@@ -196,9 +216,8 @@ def plan_tiles(height: int, width: int, tile: int = TILE, overlap: int = OVERLAP
     >>> plan.rows, plan.cols, len(plan), plan.boxes()[-1]
     ((0, 33), (0, 33, 66), 6, (33, 66, 64, 64))
     """
-    tile = whole(tile, "tile", at_least=64, fix="give a tile side of 64 or more, e.g. 128")
-    whole(overlap, "overlap", at_least=0, at_most=tile // 2,
-          fix="give an overlap of at most half the tile")  # fmt: skip
+    tile = check_tile(tile)
+    check_overlap(overlap, tile)
     return TilePlan(
         height,
         width,

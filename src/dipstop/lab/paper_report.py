@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from dipstop import __version__  # noqa: E402
-from dipstop.codecs import jpeg_bytes, tensor_to_uint8, to_uint8  # noqa: E402
+from dipstop.codecs import jpeg_bytes, quantise, tensor_to_uint8  # noqa: E402
 from dipstop.criteria import REGISTRY, Context  # noqa: E402
 from dipstop.errors import DipstopError  # noqa: E402
 from dipstop.fitting import Fitter, Iteration, resolve_device  # noqa: E402
@@ -190,7 +190,7 @@ def figure1(folder: Path, crop: int | None, path: Path, sigmas=range(0, 80, 5)) 
         clean = centre_crop(read_image(f).pixels, crop)
         for sigma in sigmas:
             noisy = add_gaussian_noise(clean, sigma, noise_seed(f.name, sigma, 0))
-            b = jpeg_bytes(to_uint8(noisy))
+            b = jpeg_bytes(quantise(noisy))
             rows.append({"image": f.name, "sigma": sigma, "bpp": b / clean[..., 0].size})
     sig = np.array(list(sigmas))
     per = np.array([[r["bpp"] for r in rows if r["sigma"] == s] for s in sig])
@@ -373,7 +373,7 @@ def figure4(
     }  # CIFS first, as in the paper's Fig. 4, then PSNR
     curves = [(m, by_label[m]) for m in reversed(order_methods(list(by_label)))]
     curves.append(("Peak", s["psnr"]))
-    panels = [("clean", to_uint8(clean)), ("noisy", to_uint8(noisy))] + [
+    panels = [("clean", quantise(clean)), ("noisy", quantise(noisy))] + [
         (f"{m}\n{s['psnr'][picks[m] - 1]:.2f} dB", outputs[picks[m]])
         for m in order_methods([m for m in picks if m != EST_SIGMA])
     ]

@@ -19,7 +19,7 @@ import torch
 
 from dipstop.averaging import make_average
 from dipstop.checkpoints import RunCheckpoint
-from dipstop.codecs import to_uint8
+from dipstop.codecs import quantise
 from dipstop.criteria import make_criterion
 from dipstop.errors import DipstopError
 from dipstop.fitting import FitSettings, Fitter
@@ -332,7 +332,7 @@ def run_one(
     clean_t = torch.from_numpy(clean).permute(2, 0, 1).unsqueeze(0).to(fitter.device)
     criteria = [make_criterion(k, v) for k, v in spec.criteria_settings.items()]
     averages = {k: make_average(v) for k, v in spec.average_settings.items()}
-    noisy_u8 = to_uint8(noisy)
+    noisy_u8 = quantise(noisy)
     noisy_scores = {
         f"noisy_{c.name}": c(noisy_u8) for c in criteria if c.scores_one_image
     }
