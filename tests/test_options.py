@@ -32,7 +32,7 @@ def test_presets_fill_only_what_the_user_left_unset_and_never_the_papers_setting
     best = DenoiseOptions(quality="best").preset_applied()
     assert (best.width, best.patience, best.ensemble) == (16, 700, 4)
     fast = DenoiseOptions(quality="fast").preset_applied()
-    assert (fast.width, fast.patience, fast.ensemble) == (16, 500, 1)
+    assert (fast.width, fast.patience, fast.ensemble) == (16, 200, 1)
     mine = DenoiseOptions(quality="best", width=32, ensemble=1).preset_applied()
     assert (mine.width, mine.patience, mine.ensemble) == (32, 700, 1)
     for paper in (DenoiseOptions(quality="fast", output="raw"),
@@ -112,7 +112,7 @@ def test_a_narrow_preset_reads_the_lam_table_shipped_for_its_width():
     rng = np.random.default_rng(0)
     noisy = rng.integers(0, 256, (64, 64), dtype=np.uint8)
     _, res = denoise(noisy, quality="fast", sigma=25.0, max_iters=2)
-    assert res.settings["width"] == 16 and res.settings["patience"] == 500
+    assert res.settings["width"] == 16 and res.settings["patience"] == 200
     assert not any("width" in note for note in res.notes)  # the width-16 table, no caveat
     _, res = denoise(noisy, quality="fast", width=32, sigma=25.0, max_iters=2)
     assert any("calibrated at width 64, run at width 32" in note for note in res.notes)

@@ -135,9 +135,9 @@ class Preset:
     Measured on CBSD432 tiles (docs/quality_time.md): a width-16 network gives more PSNR
     per CPU second than width 64, and fits averaged (an ensemble of seeds) more again.
     "default" (two width-16 fits, S = 700) beats the former default (one width-64 fit,
-    S = 500) by 0.4-0.8 dB at 0.6-0.9x its CPU time; "fast" is one width-16 fit (0.25-0.4x
-    the former default's time, about as good); "best" averages four fits (+0.25 dB over
-    "default" at sigma 25, twice its time).
+    S = 500) by 0.4-0.8 dB at 0.6-0.9x its CPU time; "fast" is one width-16 fit, S = 200
+    (0.14-0.37x the former default's time, -0.25 to +0.24 dB); "best" averages four fits
+    (+0.25 dB over "default" at sigma 25, twice its time).
     """
 
     width: int
@@ -146,7 +146,7 @@ class Preset:
 
 
 PRESETS = {
-    "fast": Preset(width=16, patience=500, ensemble=1),
+    "fast": Preset(width=16, patience=200, ensemble=1),
     "default": Preset(width=16, patience=700, ensemble=2),
     "best": Preset(width=16, patience=700, ensemble=4),
 }
