@@ -7,10 +7,14 @@ and every method denoises those same pixels, timed in this process, one after th
 - `nlmeans`: scikit-image's non-local means with its own estimate;
 - `zsn2n`: zero-shot Noise2Noise (Mansour & Heckel 2023, `dipstop.lab.peers`);
 - `dipstop`: `dipstop.denoise` with its defaults (`--dipstop-options` adds keywords); its
-  finished tiles are kept in `results/peers/<photo>_<sigma>_<options hash>.partial/`, so a
-  run cut short resumes the photo where it stopped (the folder is removed once the row is
-  stored; such a row is marked `resumed`: its time counts only the tiles fitted after the
-  resume, and `--summary` leaves it out of the time ratios).
+  finished fits are kept in `results/peers/<photo>_<sigma>_<options hash>.partial/` (the
+  hash leaves out the number of fits a tile), so a run cut short resumes the photo where it
+  stopped, and a run with more fits a tile (`best` after the default) fits only the seeds
+  the folder lacks. The folders stay (about 6 MB a photo and sigma for two fits a tile).
+  A dipstop row's `fits_cpu_s` is the CPU time of every fit of its image, the ones read
+  back included (`TiledResult.cpu_seconds`), and is what its CPU ratios use; `wall_s` and
+  `cpu_s` time this process, so a row marked `resumed` has them partial and `--summary`
+  leaves its wall time out of the ratios.
 
 Rows (PSNR, SSIM, wall and CPU seconds, the CPU and threads) go to a SQLite store as each
 finishes; a rerun skips them. `--summary` prints the per-sigma means with standard errors
@@ -30,7 +34,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
 import sys
 import time
@@ -45,6 +48,7 @@ from dipstop.lab.datasets import list_images, synthetic_pair
 from dipstop.lab.peers import bm3d_denoise, nlmeans_denoise, zsn2n_denoise
 from dipstop.metrics import psnr, ssim
 from dipstop.noise import estimate_sigma
+from dipstop.options import METHOD, DenoiseOptions
 from dipstop.runtime import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +57,8 @@ METHODS = ("bm3d-known", "bm3d-est", "nlmeans", "zsn2n", "dipstop")
 SCHEMA = """CREATE TABLE IF NOT EXISTS peers (
     photo TEXT, sigma REAL, method TEXT, psnr REAL, ssim REAL, wall_s REAL, cpu_s REAL,
     threads INTEGER, cpu TEXT, torch TEXT, options TEXT, date TEXT, resumed INTEGER DEFAULT 0,
-    PRIMARY KEY (photo, sigma, method, options))"""
+    fits_cpu_s REAL, PRIMARY KEY (photo, sigma, method, options))"""
+ADDED = {"resumed": "INTEGER DEFAULT 0", "fits_cpu_s": "REAL"}  # columns an older store lacks
 
 
 def validation_photos(folder: Path, n: int) -> list[Path]:
@@ -62,36 +67,58 @@ def validation_photos(folder: Path, n: int) -> list[Path]:
     return (files[0::10][:6] + files[5::10][:6])[:n]
 
 
-def methods(
-    sigma: float, options: dict, partial: Path
-) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
-    """Each method as a function of the noisy image; dipstop keeps its tiles in `partial`."""
+Method = Callable[[np.ndarray], tuple[np.ndarray, float | None]]
+
+
+def methods(sigma: float, options: dict, partial: Path) -> dict[str, Method]:
+    """Each method as a function of the noisy image giving the denoised one and, for
+    dipstop, the CPU seconds of all its fits; dipstop keeps its fits in `partial`."""
+
+    def dipstop(x: np.ndarray) -> tuple[np.ndarray, float]:
+        out, result = denoise(x, **options, resume_dir=partial)
+        return out, result.cpu_seconds
+
     return {
-        "bm3d-known": lambda x: bm3d_denoise(x, sigma),
-        "bm3d-est": lambda x: bm3d_denoise(x, estimate_sigma(x)),
-        "nlmeans": nlmeans_denoise,
-        "zsn2n": zsn2n_denoise,
-        "dipstop": lambda x: denoise(x, **options, resume_dir=partial)[0],
+        "bm3d-known": lambda x: (bm3d_denoise(x, sigma), None),
+        "bm3d-est": lambda x: (bm3d_denoise(x, estimate_sigma(x)), None),
+        "nlmeans": lambda x: (nlmeans_denoise(x), None),
+        "zsn2n": lambda x: (zsn2n_denoise(x), None),
+        "dipstop": dipstop,
     }
 
 
-def timed(fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """The output, wall seconds and this process's CPU seconds (all its threads)."""
+def fits_folder(root: Path, photo: Path, sigma: float, options: dict) -> Path:
+    """Where dipstop keeps a photo's fits: one folder for options that differ only in the
+    number of fits a tile (after the quality preset is applied), so they share fits.
+
+    >>> a = fits_folder(Path("r"), Path("p.png"), 25, {"quality": "best"})
+    >>> a == fits_folder(Path("r"), Path("p.png"), 25, {"ensemble": 2}), a.name[:5]
+    (True, 'p_25_')
+    >>> a == fits_folder(Path("r"), Path("p.png"), 25, {"quality": "fast"})
+    False
+    """
+    resolved = DenoiseOptions(**options).preset_applied().replace(ensemble=None, quality="default")
+    tag = json.dumps(resolved.of(METHOD), sort_keys=True, default=str)
+    return root / f"{photo.stem}_{sigma:g}_{hashlib.sha1(tag.encode()).hexdigest()[:8]}.partial"
+
+
+def timed(fn: Method, x: np.ndarray) -> tuple[np.ndarray, float | None, float, float]:
+    """The output, the method's fit CPU seconds (dipstop), wall seconds and this process's
+    CPU seconds (all its threads)."""
     w0, c0 = time.perf_counter(), time.process_time()
-    out = fn(x)
-    return out, time.perf_counter() - w0, time.process_time() - c0
+    out, fits_cpu = fn(x)
+    return out, fits_cpu, time.perf_counter() - w0, time.process_time() - c0
 
 
 def run(args: argparse.Namespace, db: sqlite3.Connection) -> None:
     """Every missing (photo, sigma, method) row, stored as it finishes."""
     options = json.loads(args.dipstop_options)
     tag = json.dumps(options, sort_keys=True)
-    digest = hashlib.sha1(tag.encode()).hexdigest()[:8]
     part, parts = args.shard
     for path in validation_photos(Path(args.data), args.photos)[part::parts]:
         for sigma in args.sigmas:
             clean, noisy = synthetic_pair(path, None, sigma, 0)
-            partial = Path(args.store).parent / "peers" / f"{path.stem}_{sigma:g}_{digest}.partial"
+            partial = fits_folder(Path(args.store).parent / "peers", path, sigma, options)
             for name, fn in methods(sigma, options, partial).items():
                 if name not in args.methods:
                     continue
@@ -102,34 +129,36 @@ def run(args: argparse.Namespace, db: sqlite3.Connection) -> None:
                 ).fetchone():
                     continue
                 resumed = int(name == "dipstop" and partial.is_dir() and any(partial.iterdir()))
-                out, wall, cpu = timed(fn, noisy)
+                out, fits_cpu, wall, cpu = timed(fn, noisy)
                 row = (*key[:3], psnr(out, clean), ssim(out, clean), wall, cpu,
                        torch.get_num_threads(), cpu_name(), torch.__version__, opts,
-                       time.strftime("%Y-%m-%dT%H:%M:%S"), resumed)  # fmt: skip
+                       time.strftime("%Y-%m-%dT%H:%M:%S"), resumed, fits_cpu)  # fmt: skip
                 with db:
                     db.execute(
                         "INSERT INTO peers (photo, sigma, method, psnr, ssim, wall_s, cpu_s, "
-                        "threads, cpu, torch, options, date, resumed) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        "threads, cpu, torch, options, date, resumed, fits_cpu_s) "
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         row,
                     )
+                fits = "" if fits_cpu is None else f" ({fits_cpu:.0f} s in its fits)"
                 print(f"{path.name} sigma {sigma:g} {name}: {row[3]:.2f} dB, {wall:.0f} s wall, "
-                      f"{cpu:.0f} s cpu", flush=True)  # fmt: skip
-                if name == "dipstop":
-                    shutil.rmtree(partial, ignore_errors=True)
+                      f"{cpu:.0f} s cpu{fits}", flush=True)  # fmt: skip
 
 
 def summary(db: sqlite3.Connection, reference: str = "{}") -> dict:
     """Per sigma and method (each dipstop options apart): mean PSNR +- standard error, and the
     time as a ratio to the `reference` dipstop options' on the photos both ran (wall and CPU;
-    resumed rows, whose time is partial, left out of the ratios)."""
+    resumed rows' partial wall time left out; a dipstop row's CPU is its fits' where
+    recorded, else this process's, left out when resumed)."""
     rows = db.execute(
-        "SELECT photo, sigma, method, options, psnr, wall_s, cpu_s, resumed FROM peers"
+        "SELECT photo, sigma, method, options, psnr, wall_s, cpu_s, resumed, fits_cpu_s FROM peers"
     ).fetchall()
-    by: dict[tuple[float, str], dict[str, tuple[float, float, float, int]]] = {}
-    for photo, sigma, method, options, p, wall, cpu, resumed in rows:
+    by: dict[tuple[float, str], dict[str, tuple]] = {}
+    for photo, sigma, method, options, p, wall, cpu, resumed, fits_cpu in rows:
         label = method if options in ("", "{}") else f"{method} {options}"
-        by.setdefault((sigma, label), {})[photo] = (p, wall, cpu, resumed)
+        wall = None if resumed else wall
+        cpu = fits_cpu if fits_cpu is not None else None if resumed else cpu
+        by.setdefault((sigma, label), {})[photo] = (p, wall, cpu)
     ref_label = "dipstop" if reference in ("", "{}") else f"dipstop {reference}"
     out = {}
     print(f"time ratios to {ref_label}")
@@ -140,9 +169,7 @@ def summary(db: sqlite3.Connection, reference: str = "{}") -> dict:
         got, ref = by[(sigma, label)], by.get((sigma, ref_label), {})
         ps = np.array([v[0] for v in got.values()])
         se = ps.std(ddof=1) / np.sqrt(len(ps)) if len(ps) > 1 else float("nan")
-        both = sorted(p for p in set(got) & set(ref) if not got[p][3] and not ref[p][3])
-        wall = sum(got[p][1] for p in both) / sum(ref[p][1] for p in both) if both else None
-        cpu = sum(got[p][2] for p in both) / sum(ref[p][2] for p in both) if both else None
+        wall, cpu = (_ratio(got, ref, k) for k in (1, 2))
         out[f"{sigma:g}/{label}"] = {"n": len(ps), "psnr": ps.mean(), "se": se,
                                      "wall_ratio": wall, "cpu_ratio": cpu}  # fmt: skip
         fmt = lambda r: "-" if r is None else f"{r:.3f}"  # noqa: E731
@@ -151,8 +178,14 @@ def summary(db: sqlite3.Connection, reference: str = "{}") -> dict:
     return out
 
 
+def _ratio(got: dict[str, tuple], ref: dict[str, tuple], k: int) -> float | None:
+    """Sum of field k over the photos both have it for, got / ref (None: no such photo)."""
+    both = [p for p in set(got) & set(ref) if got[p][k] is not None and ref[p][k] is not None]
+    return sum(got[p][k] for p in both) / sum(ref[p][k] for p in both) if both else None
+
+
 def _shard(text: str) -> tuple[int, int]:
-    """"K/N" -> (K, N), 0 <= K < N."""
+    """ "K/N" -> (K, N), 0 <= K < N."""
     try:
         part, parts = (int(v) for v in text.split("/"))
     except ValueError:
@@ -171,8 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS))
     p.add_argument("--dipstop-options", default="{}", help="JSON keywords for denoise")
     p.add_argument("--store", default=str(ROOT / "results" / "peers.sqlite"))
-    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
-                   help="only the photos K, K+N, K+2N, ... (0-based): N workers side by side")
+    p.add_argument(
+        "--shard",
+        type=_shard,
+        default=(0, 1),
+        metavar="K/N",
+        help="only the photos K, K+N, K+2N, ... (0-based): N workers side by side",
+    )
     p.add_argument("--summary", action="store_true")
     args = p.parse_args(argv)
     unknown = set(args.methods) - set(METHODS)
@@ -180,8 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
     db = sqlite3.connect(args.store, timeout=60)
     db.execute(SCHEMA)
-    if "resumed" not in {c[1] for c in db.execute("PRAGMA table_info(peers)")}:  # older store
-        db.execute("ALTER TABLE peers ADD COLUMN resumed INTEGER DEFAULT 0")
+    have = {c[1] for c in db.execute("PRAGMA table_info(peers)")}
+    for column, kind in ADDED.items():
+        if column not in have:
+            db.execute(f"ALTER TABLE peers ADD COLUMN {column} {kind}")
     if not args.summary:
         run(args, db)
     summary(db, json.dumps(json.loads(args.dipstop_options), sort_keys=True))

@@ -177,7 +177,7 @@ def test_a_damaged_kept_tile_is_one_warning_line_and_fitted_again(capsys, tmp_pa
     cv2.imwrite(str(src), np.random.default_rng(7).integers(0, 256, (100, 140, 3), np.uint8))
     partial = tmp_path / "photo_dipstop.png.partial"
     partial.mkdir()
-    (partial / "tile_000000.pt").write_bytes(b"junk")
+    (partial / "tile_000000_seed0.pt").write_bytes(b"junk")
     rc, out, err = run(
         capsys,
         "denoise",
@@ -200,7 +200,7 @@ def test_a_damaged_kept_tile_is_one_warning_line_and_fitted_again(capsys, tmp_pa
         "1",
     )
     (line,) = [line for line in err.splitlines() if "ignoring kept tile" in line]
-    head = f"dipstop: warning: ignoring kept tile {partial / 'tile_000000.pt'} (unreadable: "
+    head = f"dipstop: warning: ignoring kept tile {partial / 'tile_000000_seed0.pt'} (unreadable: "
     assert rc == 0 and line.startswith(head) and line.endswith("); it is fitted again")
     assert "6 of 6 tiles" in out and "Warning" not in err and not partial.exists()
 

@@ -64,7 +64,10 @@ def test_bm3d_without_its_package_names_the_extra(pair, monkeypatch):
         bm3d_denoise(pair[1], 25)
 
 
-def test_the_peers_benchmark_stores_each_row_once_and_clears_kept_tiles(tmp_path, smooth_rgb):
+def test_the_peers_benchmark_stores_each_row_once_and_shares_kept_fits(tmp_path, smooth_rgb):
+    """Rows are stored once, a rerun skips them; a run with more fits a tile fits only the
+    seeds the kept folder lacks, and its CPU figure counts every fit of its image."""
+    import json
     import sqlite3
     import subprocess
     import sys
@@ -78,10 +81,11 @@ def test_the_peers_benchmark_stores_each_row_once_and_clears_kept_tiles(tmp_path
     for i in range(6):  # the validation photos of a folder of 6: the first and the sixth
         cv2.imwrite(str(data / f"p{i}.png"), np.roll(smooth_rgb, 9 * i, axis=1))
     store = tmp_path / "peers.sqlite"
+    opts = {"width": 8, "max_iters": 3, "patience": 2, "ensemble": 2}
     cmd = [sys.executable, "-m", "benchmarks.peers", "--data", str(data), "--photos", "2",
            "--shard", "1/2",  # of the two photos, this worker's: the second
            "--sigmas", "25", "--methods", "nlmeans,dipstop", "--store", str(store),
-           "--dipstop-options", '{"width": 8, "max_iters": 3, "patience": 2}']  # fmt: skip
+           "--dipstop-options", json.dumps(opts)]  # fmt: skip
     first = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True)
     assert "p5.png sigma 25 dipstop:" in first.stdout
     rows = sqlite3.connect(store).execute("SELECT method, psnr, options FROM peers").fetchall()
@@ -89,11 +93,27 @@ def test_the_peers_benchmark_stores_each_row_once_and_clears_kept_tiles(tmp_path
     assert sorted(r[0] for r in rows) == ["dipstop", "nlmeans"]
     psnrs = {r[0]: r[1] for r in rows}
     assert psnrs["nlmeans"] > 22.5 and 5 < psnrs["dipstop"] < 40  # noisy input: 20.2 dB
-    assert not list((tmp_path / "peers").glob("*.partial"))  # kept tiles cleared once stored
+    (kept,) = (tmp_path / "peers").glob("p5_25_*.partial")  # the fits stay for larger runs
+    assert sorted(p.name for p in kept.iterdir()) == ["tile_000000_seed0.pt",
+                                                      "tile_000000_seed1.pt"]  # fmt: skip
     again = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True)
     assert "sigma 25 dipstop:" not in again.stdout  # a rerun skips stored rows
     table = {line.split(" | ")[1].split()[0]: line for line in again.stdout.splitlines()
              if line.startswith("| 25 |")}  # fmt: skip
     assert table["dipstop"].endswith("| 1.000 | 1.000 |")  # the ratios' reference: itself
-    assert '{"max_iters": 3, "patience": 2, "width": 8}' in table["dipstop"]
+    assert json.dumps(opts, sort_keys=True) in table["dipstop"]
     assert len(sqlite3.connect(store).execute("SELECT * FROM peers").fetchall()) == 2
+    three = subprocess.run([*cmd[:-1], json.dumps({**opts, "ensemble": 3})],
+                           cwd=root, capture_output=True, text=True, check=True)  # fmt: skip
+    assert "p5.png sigma 25 dipstop:" in three.stdout
+    assert len(list(kept.iterdir())) == 3  # the third seed's fit joins the two kept
+    cpu = dict(sqlite3.connect(store).execute(
+        "SELECT options, fits_cpu_s FROM peers WHERE method = 'dipstop'").fetchall())  # fmt: skip
+    two_fits, three_fits = (cpu[o] for o in sorted(cpu))  # '"ensemble": 2' sorts first
+    each = [torch.load(p, weights_only=True)["result"]["cpu_seconds"]
+            for p in sorted(kept.iterdir())]  # fmt: skip
+    assert min(each) > 0 and two_fits == pytest.approx(sum(each[:2]))
+    assert three_fits == pytest.approx(sum(each))  # all three fits, the kept ones included
+    resumed = sqlite3.connect(store).execute(
+        "SELECT resumed FROM peers WHERE options LIKE '%\"ensemble\": 3%'").fetchone()  # fmt: skip
+    assert resumed == (1,)  # its process time is the third seed's alone

@@ -1,8 +1,10 @@
-"""Properties of the key that names a tiled run's kept tiles: whatever changes the result
-changes the key (nothing stale is reused), and nothing else does (a rerun resumes).
+"""Properties of what names a tiled run's kept fits (the run's key and each fit's name, its
+tile and seed): whatever changes the result changes them (nothing stale is reused), and
+nothing else does (a rerun resumes); runs that differ only in the number of fits a tile
+share the fits they have in common.
 
-The key is caught where the run hands it to its `TileStore`, before any fit, so each
-example costs a sigma estimate and a table lookup, not a fit.
+Both are caught where the run asks its `TileStore` for the fits kept, before any fit, so
+each example costs a sigma estimate and a table lookup, not a fit.
 """
 
 from __future__ import annotations
@@ -41,35 +43,56 @@ CHANGING = {
     "sigma": [25.0, 15.0, None],
     "lam": [None, 50.0, 0.5],
     "ensemble": [1, 2, 3],
-    "quality": ["default", "fast", "best"],
-}
+}  # a quality preset sets width, S and ensemble, each here (BASE sets all three)
 BASE = {k: v[0] for k, v in CHANGING.items()}
 
 
 class _Key(Exception):
-    """Raised by the stand-in store with the key the run gave it."""
+    """Raised by the stand-in store with the key the run gave it and the fits it asked for."""
 
 
 @pytest.fixture(autouse=True)
 def _catch_the_key(monkeypatch):
-    def store(folder, key):
-        raise _Key(key)
+    class Store:
+        def __init__(self, folder, key):
+            self.key = key
 
-    monkeypatch.setattr(tiled_run, "TileStore", store)
+        def load(self, shapes):
+            raise _Key(self.key, frozenset(shapes))
+
+    monkeypatch.setattr(tiled_run, "TileStore", Store)
+
+
+def names_of(folder, pixels=PIXELS, **options) -> set[tuple[str, str]]:
+    """What the run would read from its folder: (key, fit name) of each of its fits."""
+    with pytest.raises(_Key) as caught:
+        denoise(pixels, resume_dir=folder, tile_above=0, device="cpu", **options)
+    key, names = caught.value.args
+    return {(key, name) for name in names}
 
 
 def key_of(folder, pixels=PIXELS, **options) -> str:
-    with pytest.raises(_Key) as caught:
-        denoise(pixels, resume_dir=folder, tile_above=0, device="cpu", **options)
-    return caught.value.args[0]
+    ((key,),) = {(k,) for k, _ in names_of(folder, pixels, **options)}
+    return key
 
 
 @settings(**SETTINGS)
 @given(data=st.data())
-def test_any_result_changing_option_changes_the_key(tmp_path, data):
+def test_any_result_changing_option_changes_the_fits_named(tmp_path, data):
     name = data.draw(st.sampled_from(sorted(CHANGING)), label="option")
     value = data.draw(st.sampled_from(CHANGING[name][1:]), label="value")
-    assert key_of(tmp_path / "a", **BASE) != key_of(tmp_path / "a", **{**BASE, name: value})
+    assert names_of(tmp_path / "a", **BASE) != names_of(tmp_path / "a", **{**BASE, name: value})
+
+
+def test_more_fits_a_tile_name_the_fewer_fits_and_more(tmp_path):
+    """An ensemble of 3 asks for the fits of one of 2 (seeds 0, 1) and a seed-2 fit a tile;
+    one fit with seed 1 is the second fit of each tile of the ensemble of 2."""
+    opts = {**BASE, "ensemble": 2}
+    two = names_of(tmp_path, **opts)
+    three = names_of(tmp_path, **{**opts, "ensemble": 3})
+    assert two < three and len(three) == 3 * len(two) // 2
+    assert {n[1][-5:] for n in three - two} == {"seed2"}
+    assert names_of(tmp_path, **{**opts, "ensemble": 1, "seed": 1}) < two
 
 
 @settings(**SETTINGS)

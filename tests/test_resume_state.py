@@ -126,12 +126,33 @@ def test_kept_tiles_of_another_run_or_version_are_deleted_and_refitted(tmp_path)
     from dipstop.api import DenoiseResult
 
     r = DenoiseResult(3, 5, True, 25.0, True, 40.0, 1.0, {}, {"mse": np.ones(5)}, 1.0)
-    TileStore(tmp_path, "a").save(0, out, r)
-    torch.save({"out": torch.zeros(2, 2, 1), "result": r.state()}, tmp_path / "tile_000001.pt")
+    TileStore(tmp_path, "a").save("000000_seed0", out, r)
+    old_version = tmp_path / "tile_000001_seed0.pt"  # no key: written by an earlier dipstop
+    torch.save({"out": torch.zeros(2, 2, 1), "result": r.state()}, old_version)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # another run's tiles are no news: no warning
-        assert TileStore(tmp_path, "b").load({0: (2, 2, 1), 1: (2, 2, 1)}) == {}
+        assert TileStore(tmp_path, "b").load({"000000_seed0": (2, 2, 1),
+                                              "000001_seed0": (2, 2, 1)}) == {}  # fmt: skip
     assert not list(tmp_path.glob("tile_*"))
+
+
+def test_kept_fits_of_this_run_that_it_does_not_ask_for_are_left_for_a_run_that_does(tmp_path):
+    """Another seed of the same settings (kept by a run with more fits a tile) is neither
+    read nor deleted; one asked for but of another shape is deleted with a warning."""
+    from dipstop.api import DenoiseResult
+
+    r = DenoiseResult(3, 5, True, 25.0, True, 40.0, 1.0, {}, {"mse": np.ones(5)}, 1.0)
+    store = TileStore(tmp_path, "a")
+    for name in ("000000_seed0", "000000_seed1", "000000_seed2"):
+        store.save(name, np.zeros((2, 2, 1), np.float32), r)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(TileStore(tmp_path, "a").load({"000000_seed0": (2, 2, 1)})) == ["000000_seed0"]
+    assert len(list(tmp_path.glob("tile_*"))) == 3
+    with pytest.warns(UserWarning, match=r"tile_000000_seed1.pt \(not of this run: ValueError"):
+        assert TileStore(tmp_path, "a").load({"000000_seed1": (3, 2, 1)}) == {}
+    assert sorted(p.name for p in tmp_path.glob("tile_*")) == [
+        "tile_000000_seed0.pt", "tile_000000_seed2.pt"]  # fmt: skip
 
 
 def test_a_tile_that_cannot_be_kept_warns_and_the_run_goes_on(tmp_path):
@@ -143,8 +164,8 @@ def test_a_tile_that_cannot_be_kept_warns_and_the_run_goes_on(tmp_path):
     shutil.rmtree(tmp_path / "gone")
     (tmp_path / "gone").write_text("a file where the folder was")
     r = DenoiseResult(3, 5, True, 25.0, True, 40.0, 1.0, {}, {"mse": np.ones(5)}, 1.0)
-    with pytest.warns(UserWarning, match=r"could not keep tile .*tile_000000.pt"):
-        store.save(0, np.zeros((2, 2, 1), np.float32), r)
+    with pytest.warns(UserWarning, match=r"could not keep tile .*tile_000000_seed0.pt"):
+        store.save("000000_seed0", np.zeros((2, 2, 1), np.float32), r)
 
 
 def test_state_is_written_under_a_temporary_name_of_this_process_and_thread(tmp_path, monkeypatch):

@@ -282,7 +282,7 @@ def test_a_tiled_run_resumes_from_the_tiles_kept_in_its_folder(tmp_path):
     settings fits only the missing tiles (and those it cannot read or that are not of this
     run) and gives the image of one uninterrupted run; a folder from other settings is
     emptied, not reused. With the default ensemble each of the 6 tiles is 2 fits (seeds 0 and
-    1), each kept on its own: 12 in all."""
+    1), each kept on its own (`tile_<tile>_seed<s>.pt`): 12 in all."""
     noisy = np.random.default_rng(4).random((100, 140, 3)).astype(np.float32)
     kw = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=4, patience=2, sigma=25.0)
     fresh, res = denoise(noisy, device="cpu", **kw)
@@ -304,12 +304,42 @@ def test_a_tiled_run_resumes_from_the_tiles_kept_in_its_folder(tmp_path):
         again, res = denoise(noisy, device="cpu", resume_dir=folder, **kw)
     assert len(caught) == 2 and np.array_equal(again, fresh)
     assert "resumed 10 of 12 tiles" in " ".join(res.notes)
-    other, res = denoise(noisy, device="cpu", resume_dir=folder, seed=1, **kw)
+    other, res = denoise(noisy, device="cpu", resume_dir=folder, **{**kw, "patience": 3})
     assert not any("resumed" in n for n in res.notes) and not np.array_equal(other, fresh)
+    assert len(list(folder.glob("tile_*.pt"))) == 12  # the other settings' fits are gone
     tiled_folder = tmp_path / "tiled.partial"  # denoise_tiled keeps its tiles the same way
     opts = {k: v for k, v in kw.items() if k not in ("tile", "tile_above")}
     denoise_tiled(noisy, tile=64, device="cpu", resume_dir=tiled_folder, **opts)
     assert len(list(tiled_folder.glob("tile_*.pt"))) == 12
+
+
+def test_more_fits_a_tile_start_from_the_fits_a_smaller_ensemble_kept(tmp_path, monkeypatch):
+    """`best` after `default` on the same image and folder: the four-seed run fits only
+    seeds 2 and 3 and gives the image of a fresh four-seed run; one fit with seed 1 then
+    fits nothing."""
+    noisy = np.random.default_rng(5).random((100, 140, 3)).astype(np.float32)
+    kw = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=4, patience=2, sigma=25.0,
+              device="cpu")  # fmt: skip
+    fresh, _ = denoise(noisy, ensemble=4, **kw)
+    folder = tmp_path / "photo.png.partial"
+    denoise(noisy, ensemble=2, resume_dir=folder, **kw)
+    seeds, fit = [], tiled_run.fit_one
+
+    def counted(pixels, clean, options):
+        seeds.append(options.seed)
+        return fit(pixels, clean, options)
+
+    monkeypatch.setattr(tiled_run, "fit_one", counted)
+    best, res = denoise(noisy, ensemble=4, resume_dir=folder, **kw)
+    assert sorted(seeds) == [2] * 6 + [3] * 6 and np.array_equal(best, fresh)
+    assert "resumed 12 of 24 tiles" in " ".join(res.notes)
+    # every fit's CPU time, the kept ones' read back with them: what the image cost in all
+    cpu = [t.result.cpu_seconds for t in res.tiles]
+    assert all(0 < c <= t.result.seconds + 0.05 for c, t in zip(cpu, res.tiles, strict=True))
+    assert res.cpu_seconds == pytest.approx(sum(cpu))
+    seeds.clear()
+    denoise(noisy, ensemble=1, seed=1, resume_dir=folder, **kw)
+    assert seeds == [] and len(list(folder.glob("tile_*.pt"))) == 24
 
 
 def test_keeping_a_read_only_tile_warns_of_nothing(tmp_path):
@@ -324,8 +354,8 @@ def test_keeping_a_read_only_tile_warns_of_nothing(tmp_path):
     r = DenoiseResult(3, 5, True, 25.0, True, 40.0, 1.0, {}, {"mse": mse}, 1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        TileStore(tmp_path, "a").save(0, out, r)
-        ((back, res),) = TileStore(tmp_path, "a").load({0: (2, 2, 3)}).values()
+        TileStore(tmp_path, "a").save("000000_seed0", out, r)
+        ((back, res),) = TileStore(tmp_path, "a").load({"000000_seed0": (2, 2, 3)}).values()
     assert np.array_equal(back, out) and np.array_equal(res.series["mse"], mse)
 
 

@@ -52,6 +52,10 @@ class DenoiseResult:
     estimate : RunEstimate or None
         The run's expected length and memory, made once its first iterations were timed
         (`dipstop.estimate`); None when the run ended before that.
+    cpu_seconds : float
+        CPU time of the fit (`single.cpu_clock`): its thread's for a single-thread fit (a
+        tile's; the JPEG encodes on their helper thread, about 1% of it, left out), the
+        process's for a fit on several threads.
 
     `time_split` says where the `seconds` went: "network" (perturbation, forward, backward,
     Adam), "engine" (divergence guard, snapshots) and "stopping" (quantising each output, any
@@ -79,6 +83,7 @@ class DenoiseResult:
     interrupted: bool = False  # Ctrl-C ended the fit (with `interruptible`): best so far
     stopped_by_budget: bool = False  # max_minutes ended the fit: best so far
     estimate: RunEstimate | None = None
+    cpu_seconds: float = 0.0
 
     def summary(self) -> dict:
         """The scalar fields, for JSON reports."""
@@ -131,6 +136,7 @@ class TileRun:
             "iterations_run": r.iterations_run if r else 0,
             "stopped_early": r.stopped_early if r else False,
             "seconds": r.seconds if r else 0.0,
+            "cpu_seconds": r.cpu_seconds if r else 0.0,
             "psnr": r.psnr if r else None,
             "interrupted": r.interrupted if r else False,
             "stopped_by_budget": r.stopped_by_budget if r else False,
@@ -204,6 +210,12 @@ class TiledResult:
         return sum(r.iterations_run for r in self.fitted)
 
     @property
+    def cpu_seconds(self) -> float:
+        """CPU seconds of every fit, those a resumed run read back from its folder included:
+        what the image cost, wherever the run was cut."""
+        return sum(r.cpu_seconds for r in self.fitted)
+
+    @property
     def stopped_early(self) -> bool:
         """Whether every tile was fitted and stopped by the Eq. 4 rule before T."""
         return len(self.fitted) == len(self.tiles) and all(r.stopped_early for r in self.fitted)
@@ -230,6 +242,7 @@ class TiledResult:
         out["estimate"] = None if self.estimate is None else asdict(self.estimate)
         out["stop_iterations"] = self.stop_iterations
         out["iterations_run"] = self.iterations_run
+        out["cpu_seconds"] = self.cpu_seconds
         out["stopped_early"] = self.stopped_early
         out["tiles"] = [t.summary() for t in self.tiles]
         return out

@@ -8,6 +8,7 @@ The engine's flow for one image (a whole photo or a tile): network -> fitting lo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -98,6 +99,17 @@ def plan_fit(pixels: np.ndarray, options: DenoiseOptions) -> FitPlan:
     )  # fmt: skip
 
 
+def cpu_clock() -> Callable[[], float]:
+    """The clock of a fit's CPU seconds: its thread's when torch runs on one thread (a
+    tile's fit, which runs its operations on the thread that calls them), the process's
+    otherwise (a fit on several threads is all the process does).
+
+    >>> cpu_clock() in (time.thread_time, time.process_time)
+    True
+    """
+    return time.thread_time if torch.get_num_threads() == 1 else time.process_time
+
+
 def fit_one(
     pixels: np.ndarray, clean: np.ndarray | None, options: DenoiseOptions
 ) -> tuple[np.ndarray, DenoiseResult]:
@@ -144,6 +156,8 @@ def fit_one(
         show(it, row)
         planner.row(it, row)
 
+    clock = cpu_clock()
+    cpu_start = clock()
     with bar:
         rec = record(
             fitter, plan.protocol.max_iters, [cifs], clean=clean_t, stop=stop,
@@ -154,6 +168,7 @@ def fit_one(
         raise KeyboardInterrupt
     planner.finish()
     result = _result(rec, plan, options, fitter, stop, cifs, checkpoint)
+    result.cpu_seconds = clock() - cpu_start
     result.estimate = planner.estimate
     if clean_t is not None:
         result.psnr = psnr(rec.output, clean_t)  # the returned image, whatever the policy

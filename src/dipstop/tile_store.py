@@ -1,8 +1,10 @@
-"""The finished tiles of a tiled run, kept on disk so that an interrupted run resumes.
+"""The finished fits of a tiled run, kept on disk so that an interrupted run resumes.
 
-`tiles_spec` names a run (what its tiles' results are made of); `TileStore` keeps each tile
-as it finishes, keyed by that name, and gives back the ones a rerun of the same image and
-settings can blend instead of fitting again.
+`tiles_spec` names a run (what its fits are made of); `TileStore` keeps each fit as it
+finishes, under that name and the fit's own (`fit_name`: its tile and seed), and gives back
+the ones a rerun of the same image and settings can blend instead of fitting again. Runs
+that differ only in how many fits a tile (`ensemble`) share the fits they have in common:
+`best`'s four seeds start from the two a `default` run kept.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dipstop.errors import DipstopError
 from dipstop.options import METHOD, DenoiseOptions
 from dipstop.results import DenoiseResult
 
-__all__ = ["TileStore", "tiles_spec"]
+__all__ = ["TileStore", "fit_name", "tiles_spec"]
 
 
 def tiles_spec(
@@ -28,49 +30,68 @@ def tiles_spec(
     options: DenoiseOptions,
     resolved: dict[str, Any],
 ) -> dict[str, Any]:
-    """The spec of a tiled run (`checkpoints.image_spec`) that names its kept tiles: every
-    method option (`DenoiseOptions` group "method": what the tiles' results are made of),
-    with the ones resolved for the run replaced by their values (`resolved`: sigma, lam,
-    the lam table's content, not its path, the protocol with its overrides, the output
-    policy, the precision), and the tiling. What changes how, not what (device, engine
-    switches, threads, progress, the time budget, where the files are) is not in it.
+    """The spec of a tiled run (`checkpoints.image_spec`) that names its kept fits: every
+    method option (`DenoiseOptions` group "method": what the fits are made of), with the
+    ones resolved for the run replaced by their values (`resolved`: sigma, lam, the lam
+    table's content, not its path, the protocol with its overrides, the output policy, the
+    precision), and the tiling. What changes how, not what (device, engine switches,
+    threads, progress, the time budget, where the files are) is not in it, nor what names a
+    fit within the run (its seed: `fit_name`), nor the number of fits a tile and the preset
+    (resolved by then into the protocol and the ensemble), so that runs of one image with
+    more or fewer fits a tile share the fits they have in common.
 
     >>> a = np.zeros((2, 2, 1), np.float32)
     >>> spec = tiles_spec(a, None, DenoiseOptions(tile=64), {"sigma": 25.0, "lam": 0.5})
-    >>> spec["lam"], spec["seed"], spec["tile"], "width" in spec
-    (0.5, 0, 64, False)
+    >>> spec["lam"], spec["tile"], "width" in spec, "seed" in spec, "ensemble" in spec
+    (0.5, 64, False, False, False)
     """
-    settings = {k: v for k, v in options.of(METHOD).items() if k not in PROTOCOL_PARTS}
+    settings = {k: v for k, v in options.of(METHOD).items()
+                if k not in PROTOCOL_PARTS + PER_FIT}  # fmt: skip
     settings |= {**resolved, "tile": options.tile, "overlap": options.overlap}
     return image_spec(pixels, clean, settings)
 
 
 # the method options a run's resolved protocol holds (or, for table, its content)
 PROTOCOL_PARTS = ("width", "max_iters", "patience", "lr", "z_noise_std", "table")
+# the ones that name a fit within the run, or how many there are (a preset: width, S, fits)
+PER_FIT = ("seed", "ensemble", "quality")
+
+
+def fit_name(box: int, seed: int) -> str:
+    """The name a fit is kept under in its run's folder: its tile and its seed.
+
+    >>> fit_name(3, 1)
+    '000003_seed1'
+    """
+    return f"{box:06d}_seed{seed}"
 
 
 class TileStore:
-    """The finished tiles of one tiled run, kept in a folder as they finish, so that a run
+    """The finished fits of one tiled run, kept in a folder as they finish, so that a run
     interrupted (Ctrl-C, a crash, the time budget) and started again with the same image and
-    settings fits only the tiles not there.
+    settings fits only the ones not there.
 
-    `key` names the run (`run_key` of its `tiles_spec`) and is kept in each tile's file, so
-    no manifest can be damaged or disagree with the tiles. Each tile is one `torch.save` of
-    the key, its output and `DenoiseResult.state()`, written atomically
-    (`checkpoints.write_atomically`), so a tile is whole or absent. It is read back with
-    `torch.load(weights_only=True)`, so a file planted in the folder runs no code. A tile of
-    another run (another key, or none: an earlier version) is deleted as stale; one that is
-    unreadable or not of this run's shape is deleted with a warning, and refitted.
+    `key` names the run (`run_key` of its `tiles_spec`) and is kept in each fit's file
+    (`tile_<fit_name>.pt`), so no manifest can be damaged or disagree with the fits. Each is
+    one `torch.save` of the key, its output and `DenoiseResult.state()`, written atomically
+    (`checkpoints.write_atomically`), so a fit is whole or absent. It is read back with
+    `torch.load(weights_only=True)`, so a file planted in the folder runs no code. A fit of
+    another run (another key, or none: an earlier version) is deleted as stale; one of this
+    run that is unreadable or not of its tile's shape is deleted with a warning, and
+    refitted; one of the same key that this run does not ask for (another seed: a run with
+    more fits a tile) is left for the run that does.
 
     Examples
     --------
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp()) / "photo.png.partial"
     >>> r = DenoiseResult(3, 5, True, 25.0, True, 40.0, 1.0, {}, {"mse": np.ones(5)}, 1.0)
-    >>> TileStore(folder, "a").save(3, np.zeros((2, 2, 1), np.float32), r)
-    >>> kept = TileStore(folder, "a").load({3: (2, 2, 1)})
-    >>> sorted(kept), kept[3][1].stop_iteration, TileStore(folder, "b").load({3: (2, 2, 1)})
-    ([3], 3, {})
+    >>> TileStore(folder, "a").save("000003_seed0", np.zeros((2, 2, 1), np.float32), r)
+    >>> kept = TileStore(folder, "a").load({"000003_seed0": (2, 2, 1)})
+    >>> list(kept), kept["000003_seed0"][1].stop_iteration
+    (['000003_seed0'], 3)
+    >>> TileStore(folder, "b").load({"000003_seed0": (2, 2, 1)})
+    {}
     """
 
     def __init__(self, folder: str | Path, key: str) -> None:
@@ -84,13 +105,13 @@ class TileStore:
             ) from exc
 
     def load(
-        self, shapes: dict[int, tuple[int, ...]]
-    ) -> dict[int, tuple[np.ndarray, DenoiseResult]]:
-        """The tiles already done, index -> (output, result), of those whose index and
-        output shape are in `shapes` (the run's tiles); the folder's other tiles are
-        deleted (they would never be used)."""
+        self, shapes: dict[str, tuple[int, ...]]
+    ) -> dict[str, tuple[np.ndarray, DenoiseResult]]:
+        """The fits already done, name -> (output, result), of those named in `shapes`
+        (the run's fits, with their output shapes)."""
         done = {}
         for path in sorted(self.folder.glob("tile_*.pt")):
+            name = path.stem.removeprefix("tile_")
             try:
                 with warnings.catch_warnings():  # torch's own notes on the file are not for users
                     warnings.simplefilter("ignore")
@@ -101,22 +122,21 @@ class TileStore:
             if not isinstance(state, dict) or state.get("key") != self.key:
                 path.unlink(missing_ok=True)  # another run's (other settings, or an old dipstop)
                 continue
+            if name not in shapes:  # another seed of this run's settings: not asked for here
+                continue
             try:
-                index = int(path.stem.split("_")[1])
                 out = state["out"].numpy()
-                if tuple(out.shape) != shapes.get(index):
-                    raise ValueError(
-                        f"a tile of {tuple(out.shape)}, this run's is {shapes.get(index)}"
-                    )
-                done[index] = (out, DenoiseResult.from_state(state["result"]))
+                if tuple(out.shape) != shapes[name]:
+                    raise ValueError(f"a tile of {tuple(out.shape)}, this run's is {shapes[name]}")
+                done[name] = (out, DenoiseResult.from_state(state["result"]))
             except Exception as exc:
                 _ignore_tile(path, f"not of this run: {type(exc).__name__}: {exc}")
         return done
 
-    def save(self, index: int, out: np.ndarray, result: DenoiseResult) -> None:
-        """Keep tile `index`'s output and result; a failed write (a full disk, the folder
-        gone) warns and the run goes on without it."""
-        path = self.folder / f"tile_{index:06d}.pt"
+    def save(self, name: str, out: np.ndarray, result: DenoiseResult) -> None:
+        """Keep fit `name`'s (`fit_name`) output and result; a failed write (a full disk,
+        the folder gone) warns and the run goes on without it."""
+        path = self.folder / f"tile_{name}.pt"
         # torch.tensor copies: a Ray task's output is read-only, which from_numpy warns of
         state = {"key": self.key, "out": torch.tensor(out), "result": result.state()}
         try:

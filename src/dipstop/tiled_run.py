@@ -31,7 +31,7 @@ from dipstop.policies import make_policy
 from dipstop.raytasks import ray_slots
 from dipstop.results import DenoiseResult, TiledResult, TileRun
 from dipstop.single import fit_one
-from dipstop.tile_store import TileStore, tiles_spec
+from dipstop.tile_store import TileStore, fit_name, tiles_spec
 from dipstop.tiling import plan_tiles
 from dipstop.workers import (
     BudgetShares,
@@ -67,9 +67,10 @@ def run_tiles(
     pool (`tile_workers`), blended here as they finish; on a GPU one after another. With
     `options.ray` the tiles are Ray tasks (one single-thread fit per core); the budget is
     then a deadline. Ctrl-C (with `interruptible`) or `cancel` ends the running tiles with
-    their best so far and fits no more. With `resume_dir` every tile that ends by its rule
-    (or T) is kept there as it finishes, and the tiles found there from an earlier run of
-    the same image and settings are blended, not fitted again; `<resume_dir>.lock` is held
+    their best so far and fits no more. With `resume_dir` every fit that ends by its rule
+    (or T) is kept there as it finishes, and the fits found there from an earlier run of
+    the same image and settings (with as many fits a tile or another number: the seeds in
+    common) are blended, not fitted again; `<resume_dir>.lock` is held
     meanwhile, so a second run keeping its tiles in the same folder is refused in one line.
     """
     fit = fit_one if fit is None else fit  # looked up now: tests put stubs in its place
@@ -138,6 +139,7 @@ class _TiledRun:
         # box j // members, blended at 1 / members of the box's weight
         self.members = o.ensemble or 1
         self.boxes = [box for box in self.plan.boxes() for _ in range(self.members)]
+        self.names = [fit_name(i // self.members, self._seed(i)) for i in range(len(self.boxes))]
         self.acc = np.zeros(x.shape, np.float64)  # float64: the same image in any tile order
         self.done: dict[int, DenoiseResult | None] = {}  # index -> its fit (None: not fitted)
         self.estimates: list[RunEstimate] = []
@@ -145,8 +147,11 @@ class _TiledRun:
 
     def run(self) -> tuple[np.ndarray, TiledResult]:
         """Blend the kept tiles, fit the others, blend the noisy pixels of any not fitted."""
-        shapes = {i: (h, w, self.x.shape[2]) for i, (_, _, h, w) in enumerate(self.boxes)}
-        self.resumed = {} if self.store is None else self.store.load(shapes)
+        shapes = {
+            self.names[i]: (h, w, self.x.shape[2]) for i, (_, _, h, w) in enumerate(self.boxes)
+        }
+        kept = {} if self.store is None else self.store.load(shapes)
+        self.resumed = {i: kept[name] for i, name in enumerate(self.names) if name in kept}
         self.todo = [i for i in range(len(self.boxes)) if i not in self.resumed]
         if self.resumed:
             self.notes.append(
@@ -166,6 +171,10 @@ class _TiledRun:
                 self._blend(i, None, None)
         return self._finish()
 
+    def _seed(self, i: int) -> int:
+        """Fit i's seed: the run's seed plus its place among its tile's fits."""
+        return self.options.seed + i % self.members
+
     def _weight(self, i: int) -> np.ndarray:
         return self.plan.weight(i // self.members)[:, :, None] / self.members
 
@@ -175,9 +184,9 @@ class _TiledRun:
 
     def _calls(self, options: DenoiseOptions) -> list[Call]:
         """Each fit left: (index, pixels, clean pixels, `options` with the member's seed)."""
-        box, n = self._region, self.members
+        box = self._region
         return [(i, self.x[box(i)], None if self.clean is None else self.clean[box(i)],
-                 options.replace(seed=options.seed + i % n, ensemble=1))
+                 options.replace(seed=self._seed(i), ensemble=1))
                 for i in self.todo]  # fmt: skip
 
     def _whole_run(self, first_tile: RunEstimate, parallel: int = 1) -> None:
@@ -196,7 +205,7 @@ class _TiledRun:
             self.bar.set_postfix(t_star=result.stop_iteration, refresh=False)
         finished = result is not None and not result.interrupted and not result.stopped_by_budget
         if self.store is not None and finished and i not in self.resumed:
-            self.store.save(i, out, result)
+            self.store.save(self.names[i], out, result)
 
     def _fit_as_ray_tasks(self) -> None:
         """The tiles as Ray tasks, blended as they finish; Ctrl-C or `cancel` cancels the
