@@ -17,10 +17,11 @@ where it should pay. A small CPU check:
 
     python -m benchmarks.batched_tiles --device cpu --k 2,4 --side 64 --width 8 --tag check
 
-The GPU measurement:
+The GPU measurement (`studies/gpu_session.sh tiles`): the default's width 16, where K = 40
+is a 481 x 321 photo's fits, and the former default's 64:
 
-    python -m benchmarks.batched_tiles --device cuda --k 4,8,16,40 --width 64 --side 128 \\
-        --loop 20
+    python -m benchmarks.batched_tiles --device cuda --k 2,8,20,40 --width 16 --side 128 \\
+        --loop 20 --tag w16
 """
 
 from __future__ import annotations

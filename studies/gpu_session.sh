@@ -15,7 +15,12 @@
 # PHASE: bench (GPU tests, engine benchmarks, then the CPU-protocol CBSD68 grid until
 # SECONDS have passed), grid (only the grid), paper (the paper protocol on a few images),
 # verify (what was built or changed without a GPU since: the CUDA tests, the overlapped
-# host scoring and the criteria cost, then the paper slice of .dev/paper_order, alone).
+# host scoring and the criteria cost, then the paper slice of .dev/paper_order, alone),
+# tiles (a photo's tiles fitted as one batch against one by one, at the default's width 16
+# and the former default's 64: K = 40 is a 481 x 321 photo's fits under the default).
+# To rebuild .dev/site.tar.xz: pip download --no-deps --only-binary=:all: --python-version
+# 3.X opencv-contrib-python-headless==5.0.0.93 PyWavelets==1.10.0, unzip the wheels into one
+# folder, tar -cJf (3.X: the device image's Python, printed by its first call).
 set -u
 phase=${1:?phase}
 budget=${2:?seconds}
@@ -72,6 +77,14 @@ case $phase in
     mkdir -p /tmp/dipstop_paper
     grid 1 25 paper /tmp/dipstop_paper/bench_paper.sqlite .dev/paper_order
     cp /tmp/dipstop_paper/bench_paper.sqlite "$OUT"/
+    ;;
+  tiles)
+    python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_batched.py 2>&1 | tail -3
+    python3 -m benchmarks.batched_tiles --device cuda --k 2,8,20,40 --width 16 --side 128 \
+      --loop 20 --tag w16
+    python3 -m benchmarks.batched_tiles --device cuda --k 8,20,40 --width 64 --side 128 \
+      --loop 20 --tag w64
+    cp results/benchmarks/*cuda*.json "$OUT"/
     ;;
   final)  # the last call: graphs against eager, then the grid, a paper slice and the tests at once
     python3 -m benchmarks.iteration_speed --device cuda --sizes 128x128,481x321,768x512 \
