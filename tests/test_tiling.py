@@ -337,6 +337,7 @@ def test_more_fits_a_tile_start_from_the_fits_a_smaller_ensemble_kept(tmp_path, 
     cpu = [t.result.cpu_seconds for t in res.tiles]
     assert all(0 < c <= t.result.seconds + 0.05 for c, t in zip(cpu, res.tiles, strict=True))
     assert res.cpu_seconds == pytest.approx(sum(cpu))
+    assert f"({res.cpu_seconds:.0f} CPU s) in fp32" in res.describe()
     seeds.clear()
     denoise(noisy, ensemble=1, seed=1, resume_dir=folder, **kw)
     assert seeds == [] and len(list(folder.glob("tile_*.pt"))) == 24

@@ -221,7 +221,8 @@ class TiledResult:
         return len(self.fitted) == len(self.tiles) and all(r.stopped_early for r in self.fitted)
 
     def describe(self) -> str:
-        """One line: tiles, their stops (range and median), iterations, seconds, precision."""
+        """One line: tiles, their stops (range and median), iterations, wall and CPU
+        seconds (every fit's, kept ones read back included), precision."""
         stops = self.stop_iterations
         how = "estimated" if self.sigma_estimated else "given"
         early = sum(r.stopped_early for r in self.fitted)
@@ -234,7 +235,10 @@ class TiledResult:
         if stops:
             text += f", t* {min(stops)}-{max(stops)} (median {int(np.median(stops))})"
         precision = self.settings.get("precision", "fp32")
-        return text + f", {self.iterations_run} iterations in {self.seconds:.0f} s in {precision}"
+        return text + (
+            f", {self.iterations_run} iterations in {self.seconds:.0f} s "
+            f"({self.cpu_seconds:.0f} CPU s) in {precision}"
+        )
 
     def summary(self) -> dict:
         """The scalar fields and one summary per tile, for JSON reports."""

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole-photo validation of the quality presets beside the peers (docs/quality_time.md,
+# "Whole photos"): 12 CBSD68 photos fixed before any result, identical noisy inputs, rows in
+# results/peers.sqlite. Each worker runs its stages in order; every stage skips the rows
+# already stored and resumes a photo from the fits kept in results/peers/*.partial/, so the
+# same command, started again after an interruption, goes on where the work stopped.
+#
+#   bash studies/validation.sh 0 &   # worker 0: photos 1, 3, 5, ... (--shard 0/2)
+#   bash studies/validation.sh 1 &   # worker 1: photos 2, 4, 6, ...
+#   bash studies/validation.sh former &   # the former default on the same photos
+#
+# Stages (each worker): the default at sigma 25 and 50 with the peers (BM3D known and
+# estimated, NL-means); `best` at 25 (four fits a tile: it fits seeds 2 and 3, the default's
+# two are kept); `fast` at 25 and 50; the default and `fast` at 15 once the width-16 table's
+# sigma-15 entries rest on all 6 calibration photos (STAGE15=1); zero-shot Noise2Noise
+# last (about 25 CPU-min a photo). The presets are spelt out, so a later change of a preset
+# does not change what a stored row means. One thread a worker: two single-thread workers
+# on 2 cores get more done than one on two.
+set -eu
+cd "$(dirname "$0")/.."
+who=${1:?"worker: 0, 1 or former"}
+export OMP_NUM_THREADS=1
+DEFAULT='{"width":16,"patience":700,"ensemble":2}'
+BEST='{"width":16,"patience":700,"ensemble":4}'
+FAST='{"width":16,"patience":200,"ensemble":1}'
+FORMER='{"width":64,"patience":500,"ensemble":1}'
+peers() { python -m benchmarks.peers --photos 12 "$@"; }
+
+if [ "$who" = former ]; then
+  peers --sigmas 25 --methods dipstop --dipstop-options "$FORMER"
+  peers --sigmas 50 --methods dipstop --dipstop-options "$FORMER"
+  exit 0
+fi
+shard="--shard $who/2"
+peers $shard --sigmas 25,50 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$DEFAULT"
+peers $shard --sigmas 25 --methods dipstop --dipstop-options "$BEST"
+peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$FAST"
+if [ "${STAGE15:-0}" = 1 ]; then
+  peers $shard --sigmas 15 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$DEFAULT"
+  peers $shard --sigmas 15 --methods dipstop --dipstop-options "$FAST"
+fi
+peers $shard --sigmas 25,50 --methods zsn2n
