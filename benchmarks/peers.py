@@ -161,21 +161,47 @@ def summary(db: sqlite3.Connection, reference: str = "{}") -> dict:
         by.setdefault((sigma, label), {})[photo] = (p, wall, cpu)
     ref_label = "dipstop" if reference in ("", "{}") else f"dipstop {reference}"
     out = {}
-    print(f"time ratios to {ref_label}")
-    print("| sigma | method | photos | PSNR (dB) | wall / dipstop | CPU / dipstop |")
-    print("|---|---|---|---|---|---|")
+    print(f"differences and time ratios to {ref_label}, on the photos both ran")
+    print("| sigma | method | photos | PSNR (dB) | PSNR - dipstop (photos) | wall / dipstop | "
+          "CPU / dipstop |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     order = {m: i for i, m in enumerate(METHODS)}
-    for sigma, label in sorted(by, key=lambda k: (k[0], order[k[1].split()[0]], k[1])):
+    labels = sorted(by, key=lambda k: (k[0], order[k[1].split()[0]], k[1]))
+    for sigma, label in labels:
         got, ref = by[(sigma, label)], by.get((sigma, ref_label), {})
-        ps = np.array([v[0] for v in got.values()])
-        se = ps.std(ddof=1) / np.sqrt(len(ps)) if len(ps) > 1 else float("nan")
+        mean, se = _mean_se([v[0] for v in got.values()])
+        paired = [got[p][0] - ref[p][0] for p in sorted(set(got) & set(ref))]
+        diff, diff_se = _mean_se(paired)
         wall, cpu = (_ratio(got, ref, k) for k in (1, 2))
-        out[f"{sigma:g}/{label}"] = {"n": len(ps), "psnr": ps.mean(), "se": se,
+        out[f"{sigma:g}/{label}"] = {"n": len(got), "psnr": mean, "se": se, "diff": diff,
+                                     "diff_se": diff_se, "diff_n": len(paired),
                                      "wall_ratio": wall, "cpu_ratio": cpu}  # fmt: skip
         fmt = lambda r: "-" if r is None else f"{r:.3f}"  # noqa: E731
-        print(f"| {sigma:g} | {label} | {len(ps)} | {ps.mean():.2f} +- {se:.2f} | {fmt(wall)} | "
+        print(f"| {sigma:g} | {label} | {len(got)} | {mean:.2f} +- {se:.2f} | "
+              f"{diff:+.2f} +- {diff_se:.2f} ({len(paired)}) | {fmt(wall)} | "
               f"{fmt(cpu)} |")  # fmt: skip
+    for sigma in sorted({s for s, _ in by}):
+        columns = [label for s, label in labels if s == sigma]
+        photos = sorted({p for label in columns for p in by[(sigma, label)]})
+        print(f"\nsigma {sigma:g}, PSNR (dB) per photo")
+        print("| photo | " + " | ".join(columns) + " |")
+        print("|---" * (len(columns) + 1) + "|")
+        for photo in photos:
+            cells = [by[(sigma, c)].get(photo) for c in columns]
+            print(f"| {photo} | " + " | ".join("-" if v is None else f"{v[0]:.2f}" for v in cells)
+                  + " |")  # fmt: skip
     return out
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (nan where undefined).
+
+    >>> _mean_se([1.0, 2.0, 3.0])
+    (2.0, 0.5773502691896258)
+    """
+    a = np.asarray(values, float)
+    mean = float(a.mean()) if len(a) else float("nan")
+    return mean, float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else float("nan")
 
 
 def _ratio(got: dict[str, tuple], ref: dict[str, tuple], k: int) -> float | None:

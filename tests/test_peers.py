@@ -101,6 +101,10 @@ def test_the_peers_benchmark_stores_each_row_once_and_shares_kept_fits(tmp_path,
     table = {line.split(" | ")[1].split()[0]: line for line in again.stdout.splitlines()
              if line.startswith("| 25 |")}  # fmt: skip
     assert table["dipstop"].endswith("| 1.000 | 1.000 |")  # the ratios' reference: itself
+    paired = f"| {psnrs['nlmeans'] - psnrs['dipstop']:+.2f} +- nan (1) |"  # on the same photo
+    assert paired in table["nlmeans"]
+    per_photo = next(line for line in again.stdout.splitlines() if line.startswith("| p5.png |"))
+    assert per_photo == f"| p5.png | {psnrs['nlmeans']:.2f} | {psnrs['dipstop']:.2f} |"
     assert json.dumps(opts, sort_keys=True) in table["dipstop"]
     assert len(sqlite3.connect(store).execute("SELECT * FROM peers").fetchall()) == 2
     three = subprocess.run([*cmd[:-1], json.dumps({**opts, "ensemble": 3})],
