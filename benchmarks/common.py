@@ -57,6 +57,12 @@ def tiled_rows(path: str) -> dict[tuple[str, float, int], tuple[float, int]]:
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (nan for a single value)."""
+    """Mean and standard error of the mean (nan where undefined: no value, or one).
+
+    >>> mean_se([1.0, 2.0, 3.0]), mean_se([])
+    ((2.0, 0.5773502691896258), (nan, nan))
+    """
+    if not len(values):
+        return float("nan"), float("nan")
     se = np.std(values, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.nan
     return float(np.mean(values)), float(se)

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import mean_se
 from dipstop import denoise
 from dipstop.lab.datasets import list_images, synthetic_pair
 from dipstop.lab.peers import bm3d_denoise, nlmeans_denoise, zsn2n_denoise
@@ -169,9 +170,9 @@ def summary(db: sqlite3.Connection, reference: str = "{}") -> dict:
     labels = sorted(by, key=lambda k: (k[0], order[k[1].split()[0]], k[1]))
     for sigma, label in labels:
         got, ref = by[(sigma, label)], by.get((sigma, ref_label), {})
-        mean, se = _mean_se([v[0] for v in got.values()])
+        mean, se = mean_se([v[0] for v in got.values()])
         paired = [got[p][0] - ref[p][0] for p in sorted(set(got) & set(ref))]
-        diff, diff_se = _mean_se(paired)
+        diff, diff_se = mean_se(paired)
         wall, cpu = (_ratio(got, ref, k) for k in (1, 2))
         out[f"{sigma:g}/{label}"] = {"n": len(got), "psnr": mean, "se": se, "diff": diff,
                                      "diff_se": diff_se, "diff_n": len(paired),
@@ -191,17 +192,6 @@ def summary(db: sqlite3.Connection, reference: str = "{}") -> dict:
             print(f"| {photo} | " + " | ".join("-" if v is None else f"{v[0]:.2f}" for v in cells)
                   + " |")  # fmt: skip
     return out
-
-
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (nan where undefined).
-
-    >>> _mean_se([1.0, 2.0, 3.0])
-    (2.0, 0.5773502691896258)
-    """
-    a = np.asarray(values, float)
-    mean = float(a.mean()) if len(a) else float("nan")
-    return mean, float(a.std(ddof=1) / np.sqrt(len(a))) if len(a) > 1 else float("nan")
 
 
 def _ratio(got: dict[str, tuple], ref: dict[str, tuple], k: int) -> float | None:
