@@ -71,12 +71,26 @@ class Setting:
     z_noise_std: float = 1.0 / 30.0
     seeds: tuple[int, ...] = SEEDS
     lam_scales: tuple[float, ...] = LAM_SCALES
+    flip: bool = False  # seed k fits the tile turned by FLIPS[k % 4], its output turned back
 
     @property
     def name(self) -> str:
         z = "" if self.z_noise_std == FitSettings.z_noise_std else f"-z{self.z_noise_std:.3g}"
         s = "" if self.seeds == SEEDS else f"-s{len(self.seeds)}"
-        return f"w{self.width}-lr{self.lr:g}{z}{s}"
+        f = "-flip" if self.flip else ""
+        return f"w{self.width}-lr{self.lr:g}{z}{s}{f}"
+
+
+# Geometric diversity for an ensemble: seed 0 as is, seed 1 turned by 180 degrees (which also
+# moves every stride-2 sampling grid by a pixel in both axes), seeds 2 and 3 mirrored. Each
+# is its own inverse.
+FLIPS = ((), (0, 1), (0,), (1,))
+
+
+def turn(image: np.ndarray, seed: int) -> np.ndarray:
+    """`image` (H x W x C) mirrored by FLIPS[seed % 4]."""
+    axes = FLIPS[seed % len(FLIPS)]
+    return np.ascontiguousarray(np.flip(image, axes)) if axes else image
 
 
 SETTINGS = (
@@ -89,6 +103,7 @@ SETTINGS = (
     # perturbation off and doubled (DIP's 1/30 is the default); then the widths and rates
     # sigma 25 already ruled out
     Setting(16, 0.01, seeds=(0, 1, 2, 3), lam_scales=(1.0, 1.4, 2.0)),
+    Setting(16, 0.01, flip=True),  # the default's two fits, the second on the turned tile
     Setting(16, 0.02),
     Setting(16, 0.01, z_noise_std=0.0),
     Setting(16, 0.01, z_noise_std=1.0 / 15.0),
@@ -137,11 +152,16 @@ def tile_pair(path: Path, sigma: float) -> tuple[np.ndarray, np.ndarray, float]:
     return centre_crop(clean, TILE).copy(), centre_crop(noisy, TILE).copy(), sigma_est
 
 
-def fit(noisy: np.ndarray, clean: np.ndarray, setting: Setting, seed: int, lam: float) -> dict:
+def fit(
+    noisy: np.ndarray, clean: np.ndarray, setting: Setting, seed: int, lam: float,
+    init: dict | None = None, keep: tuple[float, int] | None = None,
+) -> dict:
     """One fit, run until every (lam scale, S) rule has fired or T; every output kept.
 
     Returns the series (mse, jpeg bytes, psnr, cumulative CPU seconds) and the outputs as
-    a float16 T x H x W x C array.
+    a float16 T x H x W x C array. `init`: network weights to start from (a warm start)
+    instead of the seed's; `keep` a (lam scale, S) rule: the network at that rule's t* is
+    returned as "best_net" (the weights one step after the kept output's).
     """
     x = torch.from_numpy(noisy).permute(2, 0, 1).contiguous()
     precision = resolve_precision("auto", torch.device("cpu"))
@@ -149,6 +169,9 @@ def fit(noisy: np.ndarray, clean: np.ndarray, setting: Setting, seed: int, lam: 
         width=setting.width, lr=setting.lr, z_noise_std=setting.z_noise_std, seed=seed
     ).with_precision(precision)
     fitter = Fitter(x, settings, "cpu")
+    if init is not None:
+        fitter.net.load_state_dict(init)
+    best_net = None
     pixels = noisy.shape[0] * noisy.shape[1]
     rules = {(a, s): OnlineStopper(s) for a in setting.lam_scales for s in PATIENCES}
     mse, nbytes, psnrs, cpu = [], [], [], []
@@ -170,13 +193,16 @@ def fit(noisy: np.ndarray, clean: np.ndarray, setting: Setting, seed: int, lam: 
         psnrs.append(psnr(np.clip(y, 0, 1), clean))
         cpu.append(clock)
         done = True
-        for (scale, _), rule in rules.items():
-            done &= rule.update(cifs_value(it.loss, b, pixels, lam * scale))
+        for key, rule in rules.items():
+            done &= rule.update(cifs_value(it.loss, b, pixels, lam * key[0]))
+            if key == keep and rule.improved:
+                best_net = {k: v.detach().clone() for k, v in fitter.net.state_dict().items()}
         if done:
             break
     steps.close()
     n = len(mse)
     return {
+        "best_net": best_net,
         "mse": np.array(mse),
         "bytes": np.array(nbytes, float),
         "psnr": np.array(psnrs),
@@ -227,8 +253,11 @@ def run_job(db: sqlite3.Connection, path: Path, sigma: float, setting: Setting) 
     fit_rows = []
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for seed in setting.seeds:
-        run = fit(noisy, clean, setting, seed, lam)
+        k = seed if setting.flip else 0
+        run = fit(turn(noisy, k), turn(clean, k), setting, seed, lam)
         per_seed[seed] = outcomes(run, lam, pixels, setting.lam_scales)
+        for found in per_seed[seed].values():  # back to the photo's orientation
+            found["raw"], found["mean"] = turn(found["raw"], k), turn(found["mean"], k)
         peak = int(np.argmax(run["psnr"]))
         fit_rows.append((
             path.name, sigma, setting.name, seed, sigma_est, lam, len(run["mse"]),
