@@ -3,23 +3,28 @@
 A tiled photo fits each tile from a fresh random network. A tile's neighbour shares its
 noise level and much of its content, so its fitted network may be a better start. For the
 quality-time study's 6 CBSD432 photos (calibration only) and its centre tile B, this fits
-the tile A one tiling step (96 px) to the left from cold with the default's settings
-(width 16, lr 0.01, seed 0), keeps A's network at its t* under the default's rule (lam x
-1.4, S = 700), and fits B from that network, with B's own z (the seed's), recording every
-candidate (lam scale, S) as `quality_time.py` does. The cold fit of B is the study's stored
-`w16-lr0.01` seed 0, so each row pairs with it: same noise, lam, rules and seed.
+a source tile A from cold with the default's settings (width 16, lr 0.01), keeps A's
+network at its t* under the default's rule (lam x 1.4, S = 700), and fits B from that
+network, with B's own z (the seed's), recording every candidate (lam scale, S) as
+`quality_time.py` does; for seeds 0 and 1 (each B from the A of its seed), alone and
+averaged (the default's two fits). Two sources: `left`, the tile one tiling step (96 px)
+to the left, which overlaps B; `corner`, the photo's top-left tile, far from B (a run
+could start every tile from its first tile's network and still fit the rest side by side).
+The cold fit of B is the study's stored `w16-lr0.01` of the same seeds, so each row pairs
+with it: same noise, lam, rules and seeds.
 
     python studies/warm_start.py            # a worker; rerun to resume
     python studies/warm_start.py --summary  # warm against cold, per sigma
 
-Rows go to `results/quality_time.sqlite`, table `warm` (one per photo, sigma, lam scale
-and S). CPU seconds are the fitting thread's own (`time.thread_time`), B's alone: A's fit
+Rows go to `results/quality_time.sqlite`, table `warm` (one per photo, sigma, source, seeds,
+lam scale and S). CPU seconds are the fitting thread's own (`time.thread_time`), B's alone: A's fit
 is one a tiled run makes anyway.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,67 +41,90 @@ from dipstop.metrics import psnr  # noqa: E402
 from dipstop.noise import estimate_sigma  # noqa: E402
 
 SETTING = qt.Setting(16, 0.01)
-SEED = 0
+SEEDS = (0, 1)
 KEEP = (1.4, 700)  # the default's rule: A's network at its t* is B's start
 STEP = 96  # the tiling's step at overlap 32
 SIGMAS = (25, 50)
+SOURCES = ("corner", "left")  # the star (every tile from the first's network) first
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS warm (
-    photo TEXT, sigma REAL, lam_scale REAL, patience INTEGER,
+    photo TEXT, sigma REAL, source TEXT, seeds TEXT, lam_scale REAL, patience INTEGER,
     t_star INTEGER, stop INTEGER, cpu_s REAL, psnr_raw REAL, psnr_mean REAL,
     source_t_star INTEGER, source_cpu_s REAL, peak_psnr REAL, peak_t INTEGER, date TEXT,
-    PRIMARY KEY (photo, sigma, lam_scale, patience));
+    PRIMARY KEY (photo, sigma, source, seeds, lam_scale, patience));
 """
 
 
-def tiles(path: Path, sigma: float) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], float]:
+def tiles(
+    path: Path, sigma: float, source: str
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], float]:
     """((clean B, noisy B), (clean A, noisy A), sigma estimated on the whole noisy photo)."""
     clean, noisy = synthetic_pair(path, None, sigma, 0)
     h, w = clean.shape[:2]
     top, left = (h - qt.TILE) // 2, (w - qt.TILE) // 2
 
-    def crop(image: np.ndarray, x: int) -> np.ndarray:
-        return image[top : top + qt.TILE, x : x + qt.TILE].copy()
+    def crop(image: np.ndarray, y: int, x: int) -> np.ndarray:
+        return image[y : y + qt.TILE, x : x + qt.TILE].copy()
 
-    b = (crop(clean, left), crop(noisy, left))
-    a = (crop(clean, left - STEP), crop(noisy, left - STEP))
+    b = (crop(clean, top, left), crop(noisy, top, left))
+    y, x = (top, left - STEP) if source == "left" else (0, 0)
+    a = (crop(clean, y, x), crop(noisy, y, x))
     return b, a, estimate_sigma(noisy)
 
 
-def run_job(db, path: Path, sigma: float) -> None:
-    """Fit A cold, then B from A's network at its t*; store B's candidates."""
-    (clean_b, noisy_b), (clean_a, noisy_a), sigma_est = tiles(path, sigma)
+def run_job(db, path: Path, sigma: float, source: str) -> None:
+    """For each seed, fit A cold, then B from A's network at its t*; store B's candidates,
+    each seed's and their average's (t*, stops and CPU summed over the group's fits)."""
+    (clean_b, noisy_b), (clean_a, noisy_a), sigma_est = tiles(path, sigma, source)
     pixels = qt.TILE * qt.TILE
     lam = lam_for_sigma(sigma_est, load_table(None, output="since-best"), pixels)
-    source = qt.fit(noisy_a, clean_a, SETTING, SEED, lam, keep=KEEP)
-    found_a = qt.outcomes(source, lam, pixels, (KEEP[0],))[KEEP]
-    warm = qt.fit(noisy_b, clean_b, SETTING, SEED, lam, init=source["best_net"])
-    peak = int(np.argmax(warm["psnr"]))
+    found, first, peaks = {}, {}, {}
+    for seed in SEEDS:
+        start = qt.fit(noisy_a, clean_a, SETTING, seed, lam, keep=KEEP)
+        first[seed] = qt.outcomes(start, lam, pixels, (KEEP[0],))[KEEP]
+        warm = qt.fit(noisy_b, clean_b, SETTING, seed, lam, init=start["best_net"])
+        found[seed] = qt.outcomes(warm, lam, pixels, SETTING.lam_scales)
+        peak = int(np.argmax(warm["psnr"]))
+        peaks[seed] = (float(warm["psnr"][peak]), peak + 1)
+        del start, warm
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    rows = [
-        (path.name, sigma, scale, patience, c["t_star"], c["stop"], c["cpu_s"],
-         psnr(np.clip(c["raw"], 0, 1), clean_b), psnr(np.clip(c["mean"], 0, 1), clean_b),
-         found_a["t_star"], found_a["cpu_s"], float(warm["psnr"][peak]), peak + 1, date)
-        for (scale, patience), c in qt.outcomes(warm, lam, pixels, SETTING.lam_scales).items()
-    ]  # fmt: skip
+    rows = []
+    for group in [*((s,) for s in SEEDS), SEEDS]:
+        for cand in found[group[0]]:
+            parts = [found[s][cand] for s in group]
+            raw = np.mean([c["raw"] for c in parts], axis=0)
+            mean = np.mean([c["mean"] for c in parts], axis=0)
+            rows.append((
+                path.name, sigma, source, "+".join(map(str, group)), *cand,
+                sum(c["t_star"] for c in parts), sum(c["stop"] for c in parts),
+                sum(c["cpu_s"] for c in parts), psnr(np.clip(raw, 0, 1), clean_b),
+                psnr(np.clip(mean, 0, 1), clean_b), sum(first[s]["t_star"] for s in group),
+                sum(first[s]["cpu_s"] for s in group), max(peaks[s][0] for s in group),
+                peaks[group[0]][1], date,
+            ))
     with db:
-        db.executemany(f"INSERT OR REPLACE INTO warm VALUES ({','.join('?' * 14)})", rows)
+        db.executemany(f"INSERT OR REPLACE INTO warm VALUES ({','.join('?' * 16)})", rows)
 
 
 def summarise(db) -> int:
-    """Warm against cold B per sigma and rule: mean PSNR, iterations to the stop, CPU."""
-    for sigma in SIGMAS:
+    """Warm against cold B per sigma, source and rule: mean PSNR, iterations to the stop,
+    CPU."""
+    groups = ("0", "0+1")
+    for sigma, source, seeds in itertools.product(SIGMAS, SOURCES, groups):
         rows = db.execute(
             "SELECT w.lam_scale, w.patience, count(*), avg(w.psnr_mean - c.psnr_mean),"
             " avg(w.psnr_mean), avg(c.psnr_mean), avg(w.stop), avg(c.stop), avg(w.cpu_s),"
             " avg(c.cpu_s) FROM warm w JOIN outcomes c ON c.photo = w.photo AND"
             " c.sigma = w.sigma AND c.lam_scale = w.lam_scale AND c.patience = w.patience"
-            " AND c.setting = ? AND c.seeds = ? WHERE w.sigma = ?"
-            " GROUP BY w.lam_scale, w.patience ORDER BY w.lam_scale, w.patience",
-            (SETTING.name, str(SEED), sigma),
+            " AND c.setting = ? AND c.seeds = w.seeds WHERE w.sigma = ? AND w.source = ?"
+            " AND w.seeds = ? GROUP BY w.lam_scale, w.patience"
+            " ORDER BY w.lam_scale, w.patience",
+            (SETTING.name, sigma, source, seeds),
         ).fetchall()
-        print(f"sigma {sigma}: lam x, S, photos, warm - cold dB, warm, cold, stops, CPU s")
+        if rows:
+            print(f"sigma {sigma}, from {source}, seeds {seeds}: lam x, S, photos,"
+                  " warm - cold dB, warm, cold, stops, CPU s")  # fmt: skip
         for r in rows:
             print(f"  {r[0]:g} {r[1]:4d} {r[2]} {r[3]:+.2f}  {r[4]:.2f} {r[5]:.2f}"
                   f"  {r[6]:.0f}/{r[7]:.0f}  {r[8]:.0f}/{r[9]:.0f}")  # fmt: skip
@@ -112,14 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.summary:
         return summarise(db)
     torch.set_num_threads(1)
-    for sigma in SIGMAS:
-        for path in qt.photos():
-            done = db.execute(
-                "SELECT 1 FROM warm WHERE photo=? AND sigma=?", (path.name, sigma)
-            ).fetchone()
-            if not done:
-                run_job(db, path, sigma)
-                print(f"{path.name} sigma {sigma}: done", flush=True)
+    for sigma, source, path in itertools.product(SIGMAS, SOURCES, qt.photos()):
+        done = db.execute(
+            "SELECT 1 FROM warm WHERE photo=? AND sigma=? AND source=? AND seeds=?",
+            (path.name, sigma, source, "+".join(map(str, SEEDS))),
+        ).fetchone()
+        if not done:
+            run_job(db, path, sigma, source)
+            print(f"{path.name} sigma {sigma} from {source}: done", flush=True)
     return 0
 
 
