@@ -90,16 +90,20 @@ def methods(sigma: float, options: dict, partial: Path) -> dict[str, Method]:
 
 def fits_folder(root: Path, photo: Path, sigma: float, options: dict) -> Path:
     """Where dipstop keeps a photo's fits: one folder for options that differ only in the
-    number of fits a tile (after the quality preset is applied), so they share fits.
+    number of fits a tile (after the quality preset is applied), so they share fits; warm
+    starts (a tiling option) get their own.
 
     >>> a = fits_folder(Path("r"), Path("p.png"), 25, {"quality": "best"})
     >>> a == fits_folder(Path("r"), Path("p.png"), 25, {"ensemble": 2}), a.name[:5]
     (True, 'p_25_')
     >>> a == fits_folder(Path("r"), Path("p.png"), 25, {"quality": "fast"})
     False
+    >>> a == fits_folder(Path("r"), Path("p.png"), 25, {"quality": "best", "warm_start": True})
+    False
     """
     resolved = DenoiseOptions(**options).preset_applied().replace(ensemble=None, quality="default")
-    tag = json.dumps(resolved.of(METHOD), sort_keys=True, default=str)
+    method = resolved.of(METHOD) | ({"warm_start": True} if resolved.warm_start else {})
+    tag = json.dumps(method, sort_keys=True, default=str)
     return root / f"{photo.stem}_{sigma:g}_{hashlib.sha1(tag.encode()).hexdigest()[:8]}.partial"
 
 

@@ -504,6 +504,20 @@ def test_tiles_as_ray_tasks_match_the_in_process_run(local_ray):
     assert any(estimate.seconds_high == pytest.approx(3 * one) for one in firsts)
 
 
+
+def test_warm_started_tiles_as_ray_tasks_match_the_in_process_run(local_ray):
+    """With `warm_start` the first tile's task runs first and the others carry its network
+    (tests/test_warm_start.py checks what they do with it)."""
+    noisy = _ramp_rgb(4)
+    opts = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=12, patience=3, lam=50.0,
+                ensemble=1, warm_start=True)  # fmt: skip
+    local, res_local = denoise(noisy, device="cpu", **opts)
+    remote, res_ray = denoise(noisy, device="cpu", ray="", **opts)
+    cold, _ = denoise(noisy, device="cpu", **{**opts, "warm_start": False})
+    assert res_ray.stop_iterations == res_local.stop_iterations
+    np.testing.assert_allclose(remote.astype(int), local.astype(int), atol=1)
+    assert not np.array_equal(local, cold)
+
 def test_ray_tiles_not_started_before_the_deadline_keep_the_noisy_pixels(local_ray):
     noisy = _ramp_rgb(4)
     out, res = denoise(

@@ -128,6 +128,15 @@ def _tile_above(v: Any) -> None:
     validate.whole(v, "tile_above", at_least=0, fix="give a number of pixels, e.g. 1000000")
 
 
+def _flag(name: str) -> Callable[[Any], None]:
+    def check(v: Any) -> None:
+        if not isinstance(v, bool):
+            shown = validate._show(v)
+            raise DipstopError(f"{name} must be True or False, got {shown}; pass a bool")
+
+    return check
+
+
 @dataclass(frozen=True)
 class Preset:
     """A named point on the quality-per-time front: the method settings it fills in.
@@ -229,6 +238,12 @@ class DenoiseOptions:
         the shipped table, calibrated up to whole 481 x 321 photos, gives 55,296: tiles beat
         whole fits there), so no fit runs at a size whose lam is extrapolated; 1,000,000 with
         an explicit lam or output "raw".
+    warm_start : bool
+        Fit a tiled image's first tile from random networks, then start every other tile's
+        fits from the first tile's networks at its t* (fit j of each tile from the first
+        tile's fit j) instead of random ones: the tiles share the noise and the look of one
+        photo, and a fit started so reaches a better image sooner (docs/quality_time.md,
+        "Warm starts"). The first tile's fits run before the others start.
     resume_dir : path, optional
         A folder where the run keeps its progress, so that run again with the same image and
         settings after an interruption (Ctrl-C, a crash, the time budget) it goes on from
@@ -312,6 +327,10 @@ class DenoiseOptions:
         "the largest size the lam table was calibrated at, at most 55296 (the shipped one's), "
         f"so no fit runs with an extrapolated lam; {TILE_ABOVE} with --lam or "
         "--output-policy raw)")
+    warm_start: bool = _option(False, TILING, _flag("warm_start"),
+        flags=("--warm-start",), action=argparse.BooleanOptionalAction,
+        help="start every tile but the first from the first tile's fitted network instead "
+        "of a random one (default: off)")
     # -- execution: where and how long
     device: Any = _option(None, EXECUTION, _device,
         flags=("--device",),
@@ -391,7 +410,7 @@ class DenoiseOptions:
         """The options of one group, by name.
 
         >>> sorted(DenoiseOptions().of(TILING))
-        ['overlap', 'tile', 'tile_above']
+        ['overlap', 'tile', 'tile_above', 'warm_start']
         """
         return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["group"] == group}
 

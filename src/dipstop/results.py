@@ -56,6 +56,10 @@ class DenoiseResult:
         CPU time of the fit (`single.cpu_clock`): its thread's for a single-thread fit (a
         tile's; the JPEG encodes on their helper thread, about 1% of it, left out), the
         process's for a fit on several threads.
+    network : dict of str to Tensor, or None
+        The network's weights at t* (CPU copies), kept only when the fit was asked to
+        (`fit_one(keep_network=True)`: a warm-started tiled run's first tile, whose
+        network the other tiles start from); not in `summary`.
 
     `time_split` says where the `seconds` went: "network" (perturbation, forward, backward,
     Adam), "engine" (divergence guard, snapshots) and "stopping" (quantising each output, any
@@ -84,10 +88,11 @@ class DenoiseResult:
     stopped_by_budget: bool = False  # max_minutes ended the fit: best so far
     estimate: RunEstimate | None = None
     cpu_seconds: float = 0.0
+    network: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     def summary(self) -> dict:
         """The scalar fields, for JSON reports."""
-        out = {k: v for k, v in self.__dict__.items() if k != "series"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("series", "network")}
         out["estimate"] = asdict(self.estimate) if self.estimate is not None else None
         return out
 
@@ -95,7 +100,7 @@ class DenoiseResult:
         """Every field as tensors and plain containers, for `torch.save` and a
         `torch.load(weights_only=True)` that runs no code (`from_state` reads it back)."""
         series = {k: torch.tensor(np.asarray(v)) for k, v in self.series.items()}  # copies
-        return {**self.summary(), "series": series}
+        return {**self.summary(), "series": series, "network": self.network}
 
     @classmethod
     def from_state(cls, state: dict) -> DenoiseResult:

@@ -111,7 +111,12 @@ def cpu_clock() -> Callable[[], float]:
 
 
 def fit_one(
-    pixels: np.ndarray, clean: np.ndarray | None, options: DenoiseOptions
+    pixels: np.ndarray,
+    clean: np.ndarray | None,
+    options: DenoiseOptions,
+    *,
+    start: dict[str, torch.Tensor] | None = None,
+    keep_network: bool = False,
 ) -> tuple[np.ndarray, DenoiseResult]:
     """Fit `pixels` (H x W x C float in [0, 1]) once and stop by CIFS; never tiles.
 
@@ -119,6 +124,9 @@ def fit_one(
     `DenoiseResult`. `clean` (same shape) adds PSNR. The options' hooks apply: progress bar,
     Ctrl-C (`interruptible`), `cancel`, `on_estimate`, the time budget, and `resume_dir`,
     where a checkpoint of the fit is kept about once a minute and deleted when it ends.
+    `start`: network weights to fit from instead of the seed's random ones (a warm start;
+    the seed still draws the input z and its perturbation); `keep_network`: return the
+    network at t* as `result.network`, for fits to start from.
     """
     if clean is not None and clean.shape != pixels.shape:
         raise DipstopError(
@@ -130,6 +138,8 @@ def fit_one(
     settings = settings.with_precision(plan.precision)
     x = np.ascontiguousarray(pixels)
     fitter = Fitter(torch.from_numpy(x).permute(2, 0, 1), settings, plan.device)
+    if start is not None:
+        fitter.net.load_state_dict(start)
     clean_t = None
     if clean is not None:
         clean_t = torch.from_numpy(np.ascontiguousarray(clean)).permute(2, 0, 1).unsqueeze(0)
@@ -152,9 +162,15 @@ def fit_one(
                dynamic_ncols=True)  # fmt: skip
     show = _progress(bar, stop, plan.protocol.max_iters)
 
+    network = None
+
     def on_row(it: Iteration, row: dict) -> None:
+        nonlocal network
         show(it, row)
         planner.row(it, row)
+        if keep_network and stop.stopper.improved:  # the weights a step or two past y_t*
+            weights = fitter.net.state_dict().items()
+            network = {k: v.detach().to("cpu", copy=True) for k, v in weights}
 
     clock = cpu_clock()
     cpu_start = clock()
@@ -170,6 +186,7 @@ def fit_one(
     result = _result(rec, plan, options, fitter, stop, cifs, checkpoint)
     result.cpu_seconds = clock() - cpu_start
     result.estimate = planner.estimate
+    result.network = network
     if clean_t is not None:
         result.psnr = psnr(rec.output, clean_t)  # the returned image, whatever the policy
         result.peak_iteration = int(np.argmax(rec.series["psnr"])) + 1

@@ -48,6 +48,8 @@ def tiles_spec(
     settings = {k: v for k, v in options.of(METHOD).items()
                 if k not in PROTOCOL_PARTS + PER_FIT}  # fmt: skip
     settings |= {**resolved, "tile": options.tile, "overlap": options.overlap}
+    if options.warm_start:  # only then: the key of a cold run's fits stays what it was
+        settings["warm_start"] = True
     return image_spec(pixels, clean, settings)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,9 @@ def run_tiles(
     the same image and settings (with as many fits a tile or another number: the seeds in
     common) are blended, not fitted again; `<resume_dir>.lock` is held
     meanwhile, so a second run keeping its tiles in the same folder is refused in one line.
+    With `warm_start` the first tile's fits run first, keeping their networks at t*, and
+    every other fit starts from the first tile's fit of its seed (kept with that fit, so a
+    resumed run starts its tiles as the uninterrupted one would).
     """
     fit = fit_one if fit is None else fit  # looked up now: tests put stubs in its place
     if options.resume_dir is None:
@@ -139,6 +143,8 @@ class _TiledRun:
         # box j // members, blended at 1 / members of the box's weight
         self.members = o.ensemble or 1
         self.boxes = [box for box in self.plan.boxes() for _ in range(self.members)]
+        self.warm = o.warm_start and len(self.boxes) > self.members  # fits 0..members-1:
+        # the first tile's, whose networks the others start from
         self.names = [fit_name(i // self.members, self._seed(i)) for i in range(len(self.boxes))]
         self.acc = np.zeros(x.shape, np.float64)  # float64: the same image in any tile order
         self.done: dict[int, DenoiseResult | None] = {}  # index -> its fit (None: not fitted)
@@ -163,13 +169,40 @@ class _TiledRun:
         with self.bar:
             for i, (out, result) in self.resumed.items():
                 self._blend(i, out, result)
-            if self.options.ray is not None:
-                self._fit_as_ray_tasks()
-            else:
-                self._fit_in_threads()
+            for todo, fit in self._phases():
+                if self.options.ray is not None:
+                    self._fit_as_ray_tasks(todo, fit)
+                else:
+                    self._fit_in_threads(todo, fit)
             for i in set(range(len(self.boxes))) - set(self.done):  # not fitted: noisy pixels
                 self._blend(i, None, None)
         return self._finish()
+
+    def _phases(self) -> Iterator[tuple[list[int], FitFn]]:
+        """The fits left, in the groups that run one after the other, with their fit
+        function: all at once, or with `warm_start` the first tile's fits (keeping their
+        networks), then the others from those networks. A first tile cut short (Ctrl-C,
+        the budget: no network yet) leaves the rest to start from random networks."""
+        if not self.warm:
+            yield self.todo, self.fit
+            return
+        first = [i for i in self.todo if i < self.members]
+        if first:
+            yield first, functools.partial(self.fit, keep_network=True)
+        rest = [i for i in self.todo if i >= self.members]
+        if self.interrupted or not rest:
+            return
+        starts = {}
+        for i in range(self.members):
+            result = self.done.get(i)
+            if result is not None and result.network is not None:
+                starts[self._seed(i)] = result.network
+        if len(starts) < self.members:
+            self.notes.append("the first tile's networks are missing: the other tiles were "
+                              "fitted from random networks")  # fmt: skip
+            yield rest, self.fit
+        else:
+            yield rest, functools.partial(_warm_fit, self.fit, starts)
 
     def _seed(self, i: int) -> int:
         """Fit i's seed: the run's seed plus its place among its tile's fits."""
@@ -182,12 +215,12 @@ class _TiledRun:
         r, c, h, w = self.boxes[i]
         return slice(r, r + h), slice(c, c + w)
 
-    def _calls(self, options: DenoiseOptions) -> list[Call]:
-        """Each fit left: (index, pixels, clean pixels, `options` with the member's seed)."""
+    def _calls(self, todo: list[int], options: DenoiseOptions) -> list[Call]:
+        """Each fit of `todo`: (index, pixels, clean pixels, `options` with its seed)."""
         box = self._region
         return [(i, self.x[box(i)], None if self.clean is None else self.clean[box(i)],
                  options.replace(seed=self._seed(i), ensemble=1))
-                for i in self.todo]  # fmt: skip
+                for i in todo]  # fmt: skip
 
     def _whole_run(self, first_tile: RunEstimate, parallel: int = 1) -> None:
         self.estimates.append(first_tile.for_tiles(len(self.todo), self.options.max_minutes,
@@ -207,12 +240,12 @@ class _TiledRun:
         if self.store is not None and finished and i not in self.resumed:
             self.store.save(self.names[i], out, result)
 
-    def _fit_as_ray_tasks(self) -> None:
-        """The tiles as Ray tasks, blended as they finish; Ctrl-C or `cancel` cancels the
-        tasks left."""
+    def _fit_as_ray_tasks(self, todo: list[int], fit: FitFn) -> None:
+        """The fits `todo` as Ray tasks, blended as they finish; Ctrl-C or `cancel` cancels
+        the tasks left."""
         parallel = ray_slots(self.options.ray)
-        cancel, calls = self.options.cancel, self._calls(self.tile_options)
-        tasks = fit_remotely(calls, self.fit, ray=self.options.ray, threads=1,
+        cancel, calls = self.options.cancel, self._calls(todo, self.tile_options)
+        tasks = fit_remotely(calls, fit, ray=self.options.ray, threads=1,
                              max_minutes=self.options.max_minutes)  # fmt: skip
         try:
             for i, out, result in tasks:
@@ -227,26 +260,29 @@ class _TiledRun:
                 raise
             self.interrupted = True
 
-    def _fit_in_threads(self) -> None:
-        """The tiles in this process: one single-thread fit per worker thread on a CPU, one
-        at a time on a GPU; Ctrl-C or `cancel` ends the running tiles with their best."""
+    def _fit_in_threads(self, todo: list[int], fit: FitFn) -> None:
+        """The fits `todo` in this process: one single-thread fit per worker thread on a
+        CPU, one at a time on a GPU; Ctrl-C or `cancel` ends the running tiles with their
+        best."""
         need = estimate_bytes(self.padded, self.width)
-        workers = 1 if self.device.type != "cpu" else tile_workers(len(self.todo), need)
+        on_cpu = self.device.type == "cpu"
+        workers = tile_workers(len(todo), need) if on_cpu else 1
+        parallel = tile_workers(len(self.todo), need) if on_cpu else 1  # the run's, all phases
         shares = None
-        if self.options.max_minutes is not None:
-            todo = self.todo
-            head = (lambda: self.done.get(todo[0])) if todo else (lambda: None)
-            shares = BudgetShares(self.start + float(self.options.max_minutes) * 60.0, head)
         first = self.todo[0] if self.todo else None  # its fit gives the run's estimate
+        if self.options.max_minutes is not None:
+            head = (lambda: self.done.get(first)) if todo else (lambda: None)
+            shares = BudgetShares(self.start + float(self.options.max_minutes) * 60.0, head)
 
         def run(call: Call, share: float | None, stop: threading.Event) -> tuple:
             i, pixels, clean, options = call
-            told = functools.partial(self._whole_run, parallel=workers) if i == first else None
-            out, result = self.fit(pixels, clean, options.replace(
+            told = functools.partial(self._whole_run, parallel=parallel) if i == first else None
+            out, result = fit(pixels, clean, options.replace(
                 max_minutes=share, on_estimate=told, cancel=stop))  # fmt: skip
             return i, out, result
 
-        pool = WorkerThreads(self._calls(self.tile_options), workers, run, shares, "dipstop-tile")
+        pool = WorkerThreads(self._calls(todo, self.tile_options), workers, run, shares,
+                             "dipstop-tile")  # fmt: skip
         cancel = self.options.cancel
         try:
             while pool.running:
@@ -303,3 +339,15 @@ class _TiledRun:
             result.psnr = psnr(np.clip(blended, 0, 1), self.clean)
         result.seconds = time.perf_counter() - self.start
         return blended, result
+
+
+def _warm_fit(
+    fit: FitFn,
+    starts: dict[int, dict],
+    pixels: np.ndarray,
+    clean: np.ndarray | None,
+    options: DenoiseOptions,
+) -> tuple[np.ndarray, DenoiseResult]:
+    """`fit` started from the network of its seed in `starts` (a warm start); module-level
+    so that a Ray task can carry it."""
+    return fit(pixels, clean, options, start=starts[options.seed])

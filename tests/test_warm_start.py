@@ -1,0 +1,106 @@
+"""Warm starts (`warm_start`): a tiled run fits its first tile from random networks, then
+every other fit from the first tile's network of the same seed; what it keeps lets a resumed
+run start its tiles the same way."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dipstop import denoise
+from dipstop.errors import DipstopError
+from dipstop.options import DenoiseOptions, add_arguments, from_args
+from dipstop.results import DenoiseResult
+from dipstop.single import fit_one
+
+KW = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=6, patience=2, sigma=25.0,
+          device="cpu")  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _noisy(seed: int = 7) -> np.ndarray:
+    return np.random.default_rng(seed).random((100, 140, 3)).astype(np.float32)
+
+
+def _tile_options(seed: int) -> DenoiseOptions:
+    """A tile's fit as the tiled run makes it (sigma given, lam looked up at its size)."""
+    return DenoiseOptions(width=8, max_iters=6, patience=2, sigma=25.0, seed=seed, tile=None,
+                          ensemble=1, device="cpu")  # fmt: skip
+
+
+def test_every_tile_after_the_first_starts_from_the_first_tiles_network_of_its_seed():
+    noisy = _noisy()
+    warm_img, warm = denoise(noisy, warm_start=True, **KW)
+    cold_img, cold = denoise(noisy, **KW)
+    assert warm.members == 2 and len(warm.tiles) == 12
+    seeds = [t.result.settings["seed"] for t in warm.tiles]
+    assert seeds == [0, 1] * 6
+    # the first tile's fits are cold fits, the same as a cold run's, and keep their networks
+    box = warm.tiles[0]
+    first = noisy[box.top : box.top + box.height, box.left : box.left + box.width]
+    for j in (0, 1):
+        np.testing.assert_array_equal(warm.tiles[j].result.series["mse"],
+                                      cold.tiles[j].result.series["mse"])  # fmt: skip
+        assert warm.tiles[j].result.network is not None
+    starts = {j: fit_one(first, None, _tile_options(j), keep_network=True)[1].network
+              for j in (0, 1)}  # fmt: skip
+    # each other fit is that tile fitted from the network of its seed, and not a cold fit
+    for k, run in enumerate(warm.tiles[2:], start=2):
+        pixels = noisy[run.top : run.top + run.height, run.left : run.left + run.width]
+        seed = seeds[k]
+        _, alone = fit_one(pixels, None, _tile_options(seed), start=starts[seed])
+        np.testing.assert_array_equal(run.result.series["mse"], alone.series["mse"])
+        assert run.result.network is None
+        assert not np.array_equal(run.result.series["mse"], cold.tiles[k].result.series["mse"])
+    assert not np.array_equal(warm_img, cold_img)
+    assert json.dumps(warm.summary(), default=str)  # the networks stay out of the report
+
+
+def test_a_warm_run_resumes_from_its_kept_fits_and_never_from_a_cold_runs(tmp_path):
+    noisy = _noisy(8)
+    fresh, _ = denoise(noisy, warm_start=True, **KW)
+    folder = tmp_path / "photo.png.partial"
+    first, _ = denoise(noisy, warm_start=True, resume_dir=folder, **KW)
+    kept = sorted(folder.glob("tile_*.pt"))
+    assert len(kept) == 12 and np.array_equal(first, fresh)
+    for path in kept[4:]:  # cut short after the first two tiles
+        path.unlink()
+    again, res = denoise(noisy, warm_start=True, resume_dir=folder, **KW)
+    assert np.array_equal(again, fresh) and "resumed 4 of 12 tiles" in " ".join(res.notes)
+    for path in sorted(folder.glob("tile_*.pt"))[:2]:  # the first tile's fits lost: refitted,
+        path.unlink()  # and the others blended as kept
+    again, res = denoise(noisy, warm_start=True, resume_dir=folder, **KW)
+    assert np.array_equal(again, fresh) and "resumed 10 of 12 tiles" in " ".join(res.notes)
+    cold, res = denoise(noisy, resume_dir=folder, **KW)  # other fits: none of these is reused
+    assert not any("resumed" in n for n in res.notes) and not np.array_equal(cold, fresh)
+
+
+def test_a_result_keeps_its_network_through_state_but_not_in_its_summary():
+    _, r = fit_one(_noisy()[:64, :64], None, _tile_options(0), keep_network=True)
+    assert r.network and all(torch.is_tensor(v) for v in r.network.values())
+    back = DenoiseResult.from_state(r.state())
+    assert back.network.keys() == r.network.keys()
+    assert all(torch.equal(back.network[k], v) for k, v in r.network.items())
+    assert "network" not in r.summary()
+    _, cold = fit_one(_noisy()[:64, :64], None, _tile_options(0))
+    assert cold.network is None
+
+
+def test_the_flag_and_a_bad_value():
+    p = argparse.ArgumentParser()
+    add_arguments(p, ["warm_start"])
+    assert from_args(p.parse_args(["--warm-start"])).warm_start is True
+    assert from_args(p.parse_args(["--no-warm-start"])).warm_start is False
+    assert from_args(p.parse_args([])).warm_start is False  # off by default
+    with pytest.raises(DipstopError, match="warm_start must be True or False, got 'yes'"):
+        DenoiseOptions(warm_start="yes").check()
+
