@@ -108,26 +108,30 @@ def run_job(db, path: Path, sigma: float, source: str) -> None:
 
 
 def summarise(db) -> int:
-    """Warm against cold B per sigma, source and rule: mean PSNR, iterations to the stop,
-    CPU."""
-    groups = ("0", "0+1")
-    for sigma, source, seeds in itertools.product(SIGMAS, SOURCES, groups):
+    """Warm against cold B per sigma, source, seeds and rule: mean PSNR, iterations a fit
+    to the stop, CPU seconds of the group's fits."""
+    for sigma, source, seeds in itertools.product(SIGMAS, SOURCES, ("0", "0+1")):
         rows = db.execute(
-            "SELECT w.lam_scale, w.patience, count(*), avg(w.psnr_mean - c.psnr_mean),"
-            " avg(w.psnr_mean), avg(c.psnr_mean), avg(w.stop), avg(c.stop), avg(w.cpu_s),"
-            " avg(c.cpu_s) FROM warm w JOIN outcomes c ON c.photo = w.photo AND"
+            "SELECT w.lam_scale, w.patience, w.psnr_mean, c.psnr_mean, w.stop, c.stop,"
+            " w.cpu_s, c.cpu_s FROM warm w JOIN outcomes c ON c.photo = w.photo AND"
             " c.sigma = w.sigma AND c.lam_scale = w.lam_scale AND c.patience = w.patience"
             " AND c.setting = ? AND c.seeds = w.seeds WHERE w.sigma = ? AND w.source = ?"
-            " AND w.seeds = ? GROUP BY w.lam_scale, w.patience"
-            " ORDER BY w.lam_scale, w.patience",
+            " AND w.seeds = ? ORDER BY w.lam_scale, w.patience",
             (SETTING.name, sigma, source, seeds),
         ).fetchall()
-        if rows:
-            print(f"sigma {sigma}, from {source}, seeds {seeds}: lam x, S, photos,"
-                  " warm - cold dB, warm, cold, stops, CPU s")  # fmt: skip
-        for r in rows:
-            print(f"  {r[0]:g} {r[1]:4d} {r[2]} {r[3]:+.2f}  {r[4]:.2f} {r[5]:.2f}"
-                  f"  {r[6]:.0f}/{r[7]:.0f}  {r[8]:.0f}/{r[9]:.0f}")  # fmt: skip
+        if not rows:
+            continue
+        fits = len(seeds.split("+"))
+        print(f"sigma {sigma}, from {source}, seeds {seeds}: lam x, S, photos, warm - cold dB,"
+              " warm, cold, iterations a fit warm/cold, CPU s warm/cold")  # fmt: skip
+        for (scale, patience), group in itertools.groupby(rows, key=lambda r: r[:2]):
+            g = list(group)
+            cold_stop = [np.mean([int(v) for v in str(r[5]).split(",")]) for r in g]
+            print(f"  {scale:g} {patience:4d} {len(g)}"
+                  f" {np.mean([r[2] - r[3] for r in g]):+.2f}"
+                  f"  {np.mean([r[2] for r in g]):.2f} {np.mean([r[3] for r in g]):.2f}"
+                  f"  {np.mean([r[4] for r in g]) / fits:.0f}/{np.mean(cold_stop):.0f}"
+                  f"  {np.mean([r[6] for r in g]):.0f}/{np.mean([r[7] for r in g]):.0f}")
     return 0
 
 
