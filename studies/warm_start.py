@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.summary:
         return summarise(db)
     torch.set_num_threads(1)
-    for sigma, source, path in itertools.product(SIGMAS, SOURCES, qt.photos()):
+    for source, sigma, path in itertools.product(SOURCES, SIGMAS, qt.photos()):
         done = db.execute(
             "SELECT 1 FROM warm WHERE photo=? AND sigma=? AND source=? AND seeds=?",
             (path.name, sigma, source, "+".join(map(str, SEEDS))),
