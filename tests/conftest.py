@@ -76,3 +76,18 @@ def image_folder(tmp_path, smooth_rgb):
     cv2.imwrite(str(folder / "b.jpg"), big[::-1])
     (folder / "notes.txt").write_text("ignored")
     return folder
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests (put back after): tiny fits run as the CLI's
+    --threads 1, and on a shared, busy CPU two threads spin against each other; runs
+    compared must use the same float sums. Modules take it with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`; a module fixture that fits asks
+    for it too, so it runs after it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -40,14 +40,7 @@ TINY = get_protocol("cpu").with_(width=8, crop=96, max_iters=12, patience=5)
 QUIET = dict(log=lambda m: None)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: on a shared, busy CPU two threads spin against each other (20x
-    slower), and the runs compared here must all use the same float sums."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +56,7 @@ def folder(tmp_path_factory, smooth_rgb):
 
 
 @pytest.fixture(scope="module")
-def bench(folder, tmp_path_factory):
+def bench(one_thread, folder, tmp_path_factory):
     """A bench spec, its uninterrupted series, and the genuine checkpoint it leaves at t = 8."""
     spec = grid(folder, [25], TINY, criteria=bench_criteria(4))[0]
     _, whole, _ = runs.run_one(spec)

@@ -39,13 +39,7 @@ PLANS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny fits on one thread (the CLI's --threads 1 too); the count is put back after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _fake_result(**kw) -> DenoiseResult:

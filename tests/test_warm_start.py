@@ -19,12 +19,7 @@ KW = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=6, patience=2, s
           device="cpu")  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _noisy(seed: int = 7) -> np.ndarray:
