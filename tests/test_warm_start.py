@@ -11,6 +11,7 @@ import torch
 
 from dipstop import denoise
 from dipstop.errors import DipstopError
+from dipstop.fitting import Fitter
 from dipstop.options import DenoiseOptions, add_arguments, from_args
 from dipstop.results import DenoiseResult
 from dipstop.single import fit_one
@@ -99,3 +100,18 @@ def test_the_flag_and_a_bad_value():
     with pytest.raises(DipstopError, match="warm_start must be True or False, got 'yes'"):
         DenoiseOptions(warm_start="yes").check()
 
+
+
+def test_the_kept_network_is_the_one_at_t_star_not_at_the_stop():
+    """The start the other tiles get is the network of the first tile's kept image (the
+    weights after step t*, or a step or two later: rows are scored while the fit runs on),
+    not the one at the stop, which has fitted S more iterations of noise."""
+    x = _noisy()[:64, :64]
+    opts = _tile_options(0).replace(max_iters=80, patience=5, precision="fp32")
+    _, r = fit_one(x, None, opts, keep_network=True)
+    assert r.stopped_early and r.iterations_run == r.stop_iteration + 5
+    settings = opts.fit_protocol().fit_settings(0).with_precision("fp32")
+    fitter = Fitter(torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1), settings, "cpu")
+    same = [it.t for it in fitter.run(r.iterations_run + 2)
+            if all(torch.equal(v, r.network[k]) for k, v in fitter.net.state_dict().items())]
+    assert len(same) == 1 and r.stop_iteration <= same[0] <= r.stop_iteration + 2
