@@ -14,7 +14,7 @@ The cold fit of B is the study's stored `w16-lr0.01` of the same seeds, so each 
 with it: same noise, lam, rules and seeds.
 
     python studies/warm_start.py            # a worker; rerun to resume
-    python studies/warm_start.py --summary  # warm against cold, per sigma
+    python studies/warm_start.py --summary  # warm against cold, per sigma; figures
 
 Rows go to `results/quality_time.sqlite`, table `warm` (one per photo, sigma, source, seeds,
 lam scale and S). CPU seconds are the fitting thread's own (`time.thread_time`), B's alone: A's fit
@@ -107,31 +107,60 @@ def run_job(db, path: Path, sigma: float, source: str) -> None:
         db.executemany(f"INSERT OR REPLACE INTO warm VALUES ({','.join('?' * 16)})", rows)
 
 
-def summarise(db) -> int:
+def summarise(db, figures: Path = qt.ROOT / "docs" / "figures") -> int:
     """Warm against cold B per sigma, source, seeds and rule: mean PSNR, iterations a fit
-    to the stop, CPU seconds of the group's fits."""
-    for sigma, source, seeds in itertools.product(SIGMAS, SOURCES, ("0", "0+1")):
-        rows = db.execute(
-            "SELECT w.lam_scale, w.patience, w.psnr_mean, c.psnr_mean, w.stop, c.stop,"
-            " w.cpu_s, c.cpu_s FROM warm w JOIN outcomes c ON c.photo = w.photo AND"
-            " c.sigma = w.sigma AND c.lam_scale = w.lam_scale AND c.patience = w.patience"
-            " AND c.setting = ? AND c.seeds = w.seeds WHERE w.sigma = ? AND w.source = ?"
-            " AND w.seeds = ? ORDER BY w.lam_scale, w.patience",
-            (SETTING.name, sigma, source, seeds),
-        ).fetchall()
-        if not rows:
-            continue
-        fits = len(seeds.split("+"))
-        print(f"sigma {sigma}, from {source}, seeds {seeds}: lam x, S, photos, warm - cold dB,"
-              " warm, cold, iterations a fit warm/cold, CPU s warm/cold")  # fmt: skip
-        for (scale, patience), group in itertools.groupby(rows, key=lambda r: r[:2]):
-            g = list(group)
-            cold_stop = [np.mean([int(v) for v in str(r[5]).split(",")]) for r in g]
-            print(f"  {scale:g} {patience:4d} {len(g)}"
-                  f" {np.mean([r[2] - r[3] for r in g]):+.2f}"
-                  f"  {np.mean([r[2] for r in g]):.2f} {np.mean([r[3] for r in g]):.2f}"
-                  f"  {np.mean([r[4] for r in g]) / fits:.0f}/{np.mean(cold_stop):.0f}"
-                  f"  {np.mean([r[6] for r in g]):.0f}/{np.mean([r[7] for r in g]):.0f}")
+    to the stop, CPU seconds of the group's fits; each sigma's `corner` rows drawn as PSNR
+    against iterations a fit (lam x 1.4, one point per S) in
+    docs/figures/warm_start_sigma<S>.png."""
+    import matplotlib  # noqa: PLC0415 - plotting only here
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    for sigma in SIGMAS:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        drawn = 0
+        for source, seeds in itertools.product(SOURCES, ("0", "0+1")):
+            rows = db.execute(
+                "SELECT w.lam_scale, w.patience, w.psnr_mean, c.psnr_mean, w.stop, c.stop,"
+                " w.cpu_s, c.cpu_s FROM warm w JOIN outcomes c ON c.photo = w.photo AND"
+                " c.sigma = w.sigma AND c.lam_scale = w.lam_scale AND c.patience = w.patience"
+                " AND c.setting = ? AND c.seeds = w.seeds WHERE w.sigma = ? AND w.source = ?"
+                " AND w.seeds = ? ORDER BY w.lam_scale, w.patience",
+                (SETTING.name, sigma, source, seeds),
+            ).fetchall()
+            if not rows:
+                continue
+            fits = len(seeds.split("+"))
+            print(f"sigma {sigma}, from {source}, seeds {seeds}: lam x, S, photos, warm - cold"
+                  " dB, warm, cold, iterations a fit warm/cold, CPU s warm/cold")  # fmt: skip
+            curve = []
+            for (scale, patience), group in itertools.groupby(rows, key=lambda r: r[:2]):
+                g = list(group)
+                warm_it = np.mean([r[4] for r in g]) / fits
+                cold_it = np.mean([np.mean([int(v) for v in str(r[5]).split(",")]) for r in g])
+                warm_db, cold_db = np.mean([r[2] for r in g]), np.mean([r[3] for r in g])
+                print(f"  {scale:g} {patience:4d} {len(g)} {warm_db - cold_db:+.2f}"
+                      f"  {warm_db:.2f} {cold_db:.2f}  {warm_it:.0f}/{cold_it:.0f}"
+                      f"  {np.mean([r[6] for r in g]):.0f}/{np.mean([r[7] for r in g]):.0f}")
+                if scale == KEEP[0]:
+                    curve.append((warm_it, warm_db, cold_it, cold_db, len(g)))
+            if source == "corner" and curve:
+                w_it, w_db, c_it, c_db, n = zip(*curve, strict=True)
+                label = "one fit" if fits == 1 else f"{fits} fits averaged"
+                line = ax.plot(c_it, c_db, "o--", label=f"cold, {label}")[0]
+                ax.plot(w_it, w_db, "s-", color=line.get_color(),
+                        label=f"warm from the corner tile, {label}")  # fmt: skip
+                drawn = max(n)
+        if drawn:
+            ax.set_xlabel("iterations a fit, to the stop (S = 50 ... 1000 along each line)")
+            ax.set_ylabel("mean PSNR of the tile (dB)")
+            ax.set_title(f"sigma {sigma}: warm and cold starts, lam x {KEEP[0]:g}, "
+                         f"{drawn} CBSD432 tiles")  # fmt: skip
+            ax.legend(fontsize=8)
+            figures.mkdir(parents=True, exist_ok=True)
+            fig.savefig(figures / f"warm_start_sigma{sigma}.png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
     return 0
 
 
