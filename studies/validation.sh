@@ -22,7 +22,7 @@ who=${1:?"worker: 0, 1 or former"}
 export OMP_NUM_THREADS=1
 DEFAULT='{"width":16,"patience":700,"ensemble":2}'
 BEST='{"width":16,"patience":700,"ensemble":4}'
-FAST='{"width":16,"patience":200,"ensemble":1}'
+FAST='{"width":16,"patience":200,"ensemble":1,"warm_start":true}'
 FORMER='{"width":64,"patience":500,"ensemble":1}'
 peers() { python -m benchmarks.peers --photos 12 "$@"; }
 

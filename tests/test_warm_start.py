@@ -96,7 +96,7 @@ def test_the_flag_and_a_bad_value():
     add_arguments(p, ["warm_start"])
     assert from_args(p.parse_args(["--warm-start"])).warm_start is True
     assert from_args(p.parse_args(["--no-warm-start"])).warm_start is False
-    assert from_args(p.parse_args([])).warm_start is False  # off by default
+    assert from_args(p.parse_args([])).warm_start is None  # the quality preset's
     with pytest.raises(DipstopError, match="warm_start must be True or False, got 'yes'"):
         DenoiseOptions(warm_start="yes").check()
 
@@ -115,3 +115,14 @@ def test_the_kept_network_is_the_one_at_t_star_not_at_the_stop():
     same = [it.t for it in fitter.run(r.iterations_run + 2)
             if all(torch.equal(v, r.network[k]) for k, v in fitter.net.state_dict().items())]
     assert len(same) == 1 and r.stop_iteration <= same[0] <= r.stop_iteration + 2
+
+
+def test_fast_starts_its_tiles_warm_and_the_default_cold():
+    """What users get: `--quality fast` is warm unless told otherwise, the default cold."""
+    noisy = _noisy(10)
+    fast, _ = denoise(noisy, quality="fast", **KW)
+    warm, _ = denoise(noisy, warm_start=True, ensemble=1, **KW)
+    cold, _ = denoise(noisy, quality="fast", warm_start=False, **KW)
+    assert np.array_equal(fast, warm) and not np.array_equal(fast, cold)
+    default, _ = denoise(noisy, **KW)
+    assert np.array_equal(default, denoise(noisy, warm_start=False, **KW)[0])

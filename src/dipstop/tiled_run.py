@@ -143,7 +143,7 @@ class _TiledRun:
         # box j // members, blended at 1 / members of the box's weight
         self.members = o.ensemble or 1
         self.boxes = [box for box in self.plan.boxes() for _ in range(self.members)]
-        self.warm = o.warm_start and len(self.boxes) > self.members  # fits 0..members-1:
+        self.warm = bool(o.warm_start) and len(self.boxes) > self.members  # fits 0..members-1:
         # the first tile's, whose networks the others start from
         self.names = [fit_name(i // self.members, self._seed(i)) for i in range(len(self.boxes))]
         self.acc = np.zeros(x.shape, np.float64)  # float64: the same image in any tile order
