@@ -146,9 +146,9 @@ class Preset:
     "default" (two width-16 fits, S = 700) beats the former default (one width-64 fit,
     S = 500) by 0.4-0.8 dB at 0.6-0.9x its CPU time; "fast" is one width-16 fit, S = 200
     (0.14-0.37x the former default's time, -0.25 to +0.24 dB), its tiles after the first
-    started from the first one's network (`warm_start`: 0.73-0.82x the CPU for +0.01 and
-    +0.08 dB on two tiled crops); "best" averages four fits (+0.25 dB over "default" at
-    sigma 25, twice its time).
+    started from the first one's network (`warm_start`: 0.73-0.90x the CPU for +0.01 to
+    +0.26 dB on two tiled crops at sigma 25 and 50); "best" averages four fits (+0.25 dB
+    over "default" at sigma 25, twice its time).
     """
 
     width: int
