@@ -51,6 +51,7 @@ from dipstop.metrics import psnr, ssim
 from dipstop.noise import estimate_sigma
 from dipstop.options import METHOD, DenoiseOptions
 from dipstop.runtime import cpu_name
+from dipstop.tile_store import AFTER_FITS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DIPSTOP_SHARED", ROOT.parent / "shared"))
@@ -90,8 +91,8 @@ def methods(sigma: float, options: dict, partial: Path) -> dict[str, Method]:
 
 def fits_folder(root: Path, photo: Path, sigma: float, options: dict) -> Path:
     """Where dipstop keeps a photo's fits: one folder for options that differ only in the
-    number of fits a tile (after the quality preset is applied), so they share fits; warm
-    starts (a tiling option) get their own.
+    number of fits a tile or the Wiener filter (after the quality preset is applied), so they
+    share fits; warm starts (a tiling option) get their own.
 
     >>> a = fits_folder(Path("r"), Path("p.png"), 25, {"quality": "best"})
     >>> a == fits_folder(Path("r"), Path("p.png"), 25, {"ensemble": 2}), a.name[:5]
@@ -100,9 +101,12 @@ def fits_folder(root: Path, photo: Path, sigma: float, options: dict) -> Path:
     False
     >>> a == fits_folder(Path("r"), Path("p.png"), 25, {"quality": "best", "warm_start": True})
     False
+    >>> a == fits_folder(Path("r"), Path("p.png"), 25, {"ensemble": 2, "wiener": False})
+    True
     """
     resolved = DenoiseOptions(**options).preset_applied().replace(ensemble=None, quality="default")
-    method = resolved.of(METHOD) | ({"warm_start": True} if resolved.warm_start else {})
+    method = {k: v for k, v in resolved.of(METHOD).items() if k not in AFTER_FITS}
+    method |= {"warm_start": True} if resolved.warm_start else {}
     tag = json.dumps(method, sort_keys=True, default=str)
     return root / f"{photo.stem}_{sigma:g}_{hashlib.sha1(tag.encode()).hexdigest()[:8]}.partial"
 
@@ -121,6 +125,8 @@ def run(args: argparse.Namespace, db: sqlite3.Connection) -> None:
     tag = json.dumps(options, sort_keys=True)
     part, parts = args.shard
     for path in validation_photos(Path(args.data), args.photos)[part::parts]:
+        if args.only is not None and path.stem not in args.only:
+            continue
         for sigma in args.sigmas:
             clean, noisy = synthetic_pair(path, None, sigma, 0)
             partial = fits_folder(Path(args.store).parent / "peers", path, sigma, options)
@@ -231,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar="K/N",
         help="only the photos K, K+N, K+2N, ... (0-based): N workers side by side",
     )
+    p.add_argument("--only", type=lambda s: set(s.split(",")), default=None, metavar="NAMES",
+                   help="only these photos of the selection (stems, comma-separated)")  # fmt: skip
     p.add_argument("--summary", action="store_true")
     args = p.parse_args(argv)
     unknown = set(args.methods) - set(METHODS)

@@ -10,7 +10,8 @@
 #   bash studies/validation.sh former &   # the former default on the same photos
 #
 # Stages (each worker): the default at sigma 25 and 50 with the peers (BM3D known and
-# estimated, NL-means); `best` at 25 (four fits a tile: it fits seeds 2 and 3, the default's
+# estimated, NL-means), then the same fits without the Wiener filter (read back from the
+# kept fits: seconds); `best` at 25 (four fits a tile: it fits seeds 2 and 3, the default's
 # two are kept); `fast` at 25 and 50; the default and `fast` at 15 once the width-16 table's
 # sigma-15 entries rest on all 6 calibration photos (STAGE15=1); zero-shot Noise2Noise
 # last (about 25 CPU-min a photo). The presets are spelt out, so a later change of a preset
@@ -20,10 +21,11 @@ set -eu
 cd "$(dirname "$0")/.."
 who=${1:?"worker: 0, 1 or former"}
 export OMP_NUM_THREADS=1
-DEFAULT='{"width":16,"patience":700,"ensemble":2}'
-BEST='{"width":16,"patience":700,"ensemble":4}'
-FAST='{"width":16,"patience":200,"ensemble":1,"warm_start":true}'
-FORMER='{"width":64,"patience":500,"ensemble":1}'
+DEFAULT='{"width":16,"patience":700,"ensemble":2,"wiener":true}'
+PLAIN='{"width":16,"patience":700,"ensemble":2,"wiener":false}'
+BEST='{"width":16,"patience":700,"ensemble":4,"wiener":true}'
+FAST='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true}'
+FORMER='{"width":64,"patience":500,"ensemble":1,"wiener":false}'
 peers() { python -m benchmarks.peers --photos 12 "$@"; }
 
 if [ "$who" = former ]; then
@@ -33,6 +35,7 @@ if [ "$who" = former ]; then
 fi
 shard="--shard $who/2"
 peers $shard --sigmas 25,50 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$DEFAULT"
+peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$PLAIN"
 peers $shard --sigmas 25 --methods dipstop --dipstop-options "$BEST"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$FAST"
 if [ "${STAGE15:-0}" = 1 ]; then

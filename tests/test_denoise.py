@@ -153,7 +153,7 @@ def test_ctrl_c_returns_the_best_output_so_far_when_interruptible(monkeypatch, s
     best = int(np.argmin(whole.series["criterion"][:10])) + 1
     assert res.stop_iteration == best and "interrupted after 10" in res.notes[-1]
     assert out.shape == noisy.shape  # the same fit up to the interrupt: the same PSNR at t*
-    assert res.psnr == pytest.approx(whole.series["psnr"][best - 1])
+    assert res.fit_psnr == pytest.approx(whole.series["psnr"][best - 1])  # before the filter
     _ctrl_c_at_psnr_call(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):  # the Python API's default: Ctrl-C is Ctrl-C
         denoise(noisy, **kwargs)
@@ -180,7 +180,7 @@ def test_each_output_policy_returns_the_image_its_recorded_psnr_says(policy, smo
     noisy = add_gaussian_noise(smooth_rgb / 255, 25, seed=1)
     out, res = denoise(  # one fit (ensemble=1): its series and t* say which image it returns
         noisy, clean=smooth_rgb / 255, width=8, max_iters=60, patience=10, lam=30.0, output=policy,
-        ensemble=1,
+        ensemble=1, wiener=False,  # the policy's own image, not the filter's
     )  # fmt: skip
     p = make_policy(policy)
     t_end = res.iterations_run

@@ -134,7 +134,8 @@ def test_a_constant_per_tile_is_spread_smoothly_across_the_seams(monkeypatch):
     flat = np.full((97, 130), 0.3, np.float32)
     consts = [0.0, 0.4, 0.1, 0.3, 0.05, 0.5]  # one per tile, 2 rows x 3 columns
     monkeypatch.setattr(tiled_run, "fit_one", Stub(lambda k: consts[k]))
-    out, res = denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0, ensemble=1)
+    out, res = denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0, ensemble=1,
+                             wiener=False)  # the blend itself  # fmt: skip
     spread = max(consts) - min(consts)
     # a raised cosine over 16 px moves at most sin(pi / 32) of the difference per pixel
     bound = spread * math.sin(math.pi / (2 * 16)) + 1e-6
@@ -145,7 +146,8 @@ def test_a_constant_per_tile_is_spread_smoothly_across_the_seams(monkeypatch):
 
     # without overlap the seams are hard: a neighbour's whole difference in one pixel
     monkeypatch.setattr(tiled_run, "fit_one", Stub(lambda k: consts[k]))
-    hard, _ = denoise_tiled(flat, tile=64, overlap=0, sigma=25.0, lam=50.0, ensemble=1)
+    hard, _ = denoise_tiled(flat, tile=64, overlap=0, sigma=25.0, lam=50.0, ensemble=1,
+                            wiener=False)  # fmt: skip
     hard_jump = np.abs(np.diff(hard, axis=1)).max()
     assert hard_jump == pytest.approx(0.45) and hard_jump > 8 * jumps  # tiles 4 and 5
 
@@ -153,7 +155,7 @@ def test_a_constant_per_tile_is_spread_smoothly_across_the_seams(monkeypatch):
 def test_interrupted_tiled_run_keeps_the_noisy_pixels_of_the_tiles_not_fitted(monkeypatch):
     flat = np.full((70, 100), 0.3, np.float32)
     monkeypatch.setattr(tiled_run, "fit_one", Stub(lambda k: 0.2, interrupt_at=2))
-    one = dict(sigma=25.0, lam=50.0, ensemble=1)  # one fit a tile: call k is tile k
+    one = dict(sigma=25.0, lam=50.0, ensemble=1, wiener=False)  # one fit a tile: call k is tile k
     out, res = denoise_tiled(flat, tile=64, overlap=16, interruptible=True, **one)
     assert res.interrupted and [t.result is not None for t in res.tiles] == [1, 1, 0, 0]
     assert out[5, 5] == pytest.approx(0.5) and out[-5, -5] == pytest.approx(0.3)
@@ -198,7 +200,7 @@ def test_ray_tiles_are_blended_in_any_order_and_ctrl_c_keeps_those_done(monkeypa
     monkeypatch.setattr(tiled_run, "ray_slots", lambda address=None: 2)
     out, res = denoise_tiled(
         flat, tile=64, overlap=16, sigma=25.0, lam=50.0, interruptible=True, ray="addr",
-        max_minutes=5, ensemble=1,
+        max_minutes=5, ensemble=1, wiener=False,
     )  # fmt: skip
     assert calls == [("addr", 1, 5, 50.0)]
     assert res.interrupted and [t.result is not None for t in res.tiles] == [1, 0, 0, 1]
@@ -260,7 +262,7 @@ def test_cancel_ends_a_fit_or_a_tiled_run_with_the_best_so_far():
     cancel.set()
     noisy = np.random.default_rng(3).random((100, 140, 3)).astype(np.float32)
     endless = dict(width=8, max_iters=100_000, patience=100_000, lam=50.0, device="cpu",
-                   ensemble=1)  # fmt: skip
+                   ensemble=1, wiener=False)  # fmt: skip
     out, res = denoise(noisy[:64, :64], cancel=cancel, **endless)
     assert res.interrupted and res.iterations_run == 1 and out.shape == (64, 64, 3)
     out, res = denoise(noisy, cancel=cancel, tile=64, overlap=16, tile_above=0, **endless)

@@ -3,23 +3,31 @@
 A thin layer over the engine: it takes the caller's image form (`dipstop.image_forms`) and
 options (`dipstop.options.DenoiseOptions`), and hands the pixels to one fit
 (`dipstop.single.fit_one`), a tiled run (`dipstop.tiled_run.run_tiles`) or a Ray task
-(`dipstop.workers.fit_remotely`); the image comes back in the caller's form.
+(`dipstop.workers.fit_remotely`), then finishes the fits' image with the Wiener filter
+(`dipstop.wiener`) unless told not to; the image comes back in the caller's form.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from dipstop.image_forms import from_array, to_loaded
 from dipstop.imageio import join_array
 from dipstop.lambda_table import auto_tile_above
+from dipstop.metrics import psnr
 from dipstop.options import OVERLAP, TILE, DenoiseOptions
 from dipstop.results import DenoiseResult, TiledResult
 from dipstop.single import fit_one
 from dipstop.tiled_run import run_tiles
+from dipstop.wiener import wiener_filter
 from dipstop.workers import fit_remotely
 
 __all__ = ["DenoiseOptions", "DenoiseResult", "TiledResult", "denoise", "denoise_tiled"]
+
+Result = DenoiseResult | TiledResult
 
 
 def denoise(
@@ -78,7 +86,20 @@ def denoise(
                                            max_minutes=opts.max_minutes)  # fmt: skip
     else:
         out, result = fit_one(x, clean_px, opts)
+    if opts.wiener and result.sigma > 0:
+        out, result = _wiener(x, out, result, clean_px)
     return from_array(join_array(out, loaded), kind, image), result
+
+
+def _wiener(
+    x: np.ndarray, out: np.ndarray, result: Result, clean: np.ndarray | None
+) -> tuple[np.ndarray, Result]:
+    """The noisy pixels Wiener-filtered with the fits' image as pilot, at the run's sigma,
+    and the result saying so (its PSNR the returned image's, the fits' in `fit_psnr`)."""
+    filtered = wiener_filter(x, out, result.sigma)
+    score = None if clean is None else psnr(filtered, clean)
+    return filtered, replace(result, psnr=score, fit_psnr=result.psnr,
+                             settings={**result.settings, "wiener": True})  # fmt: skip
 
 
 def denoise_tiled(

@@ -155,6 +155,7 @@ class Preset:
     patience: int
     ensemble: int
     warm_start: bool = False
+    wiener: bool = True
 
 
 PRESETS = {
@@ -248,6 +249,12 @@ class DenoiseOptions:
         photo, and a fit started so reaches a better image sooner (docs/quality_time.md,
         "Warm starts"). The first tile's fits run before the others start. Default: the
         quality preset's (on for "fast").
+    wiener : bool, optional
+        Finish with an empirical Wiener filter (`dipstop.wiener`): the noisy image in a
+        sliding 8 x 8 DCT, each coefficient kept as far as the fits' image (the pilot) says
+        it is signal, at the run's sigma; seconds for a photo. It adds most where the fits
+        left texture behind (docs/quality_time.md, "Wiener filter"). Default: the quality
+        preset's (on); off for the paper's settings (protocol "paper", output "raw").
     resume_dir : path, optional
         A folder where the run keeps its progress, so that run again with the same image and
         settings after an interruption (Ctrl-C, a crash, the time budget) it goes on from
@@ -310,6 +317,11 @@ class DenoiseOptions:
         help=f"which image is returned (default {DEFAULT_OUTPUT}): since-best = the mean of "
         "the outputs from t* to the stop; raw = the output at the criterion's minimum (the "
         "paper's rule); NAME@stop / NAME@best = a running average at the end or at t*")
+    wiener: bool | None = _option(None, METHOD, _flag("wiener"),
+        flags=("--wiener",), action=argparse.BooleanOptionalAction,
+        help="finish with an empirical Wiener filter of the noisy image in a sliding 8 x 8 "
+        "DCT, the fits' image as its pilot (default: the quality preset's, on; off for "
+        "--protocol paper and --output-policy raw)")
     table: str | os.PathLike | None = _option(None, METHOD, _table,
         flags=("--table",), help="lam(sigma) table JSON (default: shipped one)")
     precision: str = _option("auto", METHOD, _precision,
@@ -383,24 +395,28 @@ class DenoiseOptions:
         return self
 
     def preset_applied(self) -> DenoiseOptions:
-        """These options with the quality preset's width, S, ensemble and warm start in the
-        fields left None; the paper's settings (protocol "paper", output "raw") take no
-        preset, and an ensemble of 1 and cold starts unless asked.
+        """These options with the quality preset's width, S, ensemble, warm start and Wiener
+        filter in the fields left None; the paper's settings (protocol "paper", output "raw")
+        take no preset: an ensemble of 1, cold starts and no filter unless asked.
 
         >>> o = DenoiseOptions(quality="best", patience=300).preset_applied()
-        >>> o.width, o.patience, o.ensemble, o.warm_start
-        (16, 300, 4, False)
+        >>> o.width, o.patience, o.ensemble, o.warm_start, o.wiener
+        (16, 300, 4, False, True)
         >>> DenoiseOptions(quality="fast").preset_applied().warm_start
         True
-        >>> DenoiseOptions(quality="best", output="raw").preset_applied().width is None
-        True
+        >>> o = DenoiseOptions(quality="best", output="raw").preset_applied()
+        >>> o.width is None, o.wiener
+        (True, False)
         """
         if self.protocol != "cpu" or self.output == "raw":
-            return replace(self, ensemble=self.ensemble or 1, warm_start=bool(self.warm_start))
+            return replace(self, ensemble=self.ensemble or 1, warm_start=bool(self.warm_start),
+                           wiener=bool(self.wiener))  # fmt: skip
         p = PRESETS[self.quality]
         warm = p.warm_start if self.warm_start is None else self.warm_start
+        wiener = p.wiener if self.wiener is None else self.wiener
         return replace(self, width=self.width or p.width, patience=self.patience or p.patience,
-                       ensemble=self.ensemble or p.ensemble, warm_start=warm)  # fmt: skip
+                       ensemble=self.ensemble or p.ensemble, warm_start=warm,
+                       wiener=wiener)  # fmt: skip
 
     def fit_protocol(self) -> Protocol:
         """The named protocol with this run's width, T, S, lr and z overrides.

@@ -43,6 +43,8 @@ class DenoiseResult:
         Wall time, where it went (below) and divergence-guard restores.
     psnr, peak_psnr, peak_iteration : float or None
         With a clean image: PSNR of the returned image, and the best raw output of the run.
+    fit_psnr : float or None
+        With a clean image and the Wiener filter: PSNR of the fit's image before it.
     notes : list of str
         Caveats (a provisional or other-width lam table, an interruption, the time budget).
     interrupted : bool
@@ -81,6 +83,7 @@ class DenoiseResult:
     time_split: dict[str, float] = field(default_factory=dict)
     restores: int = 0
     psnr: float | None = None  # PSNR of the returned image to the clean one, if given
+    fit_psnr: float | None = None  # the fit's image's, before the Wiener filter
     peak_psnr: float | None = None
     peak_iteration: int | None = None
     notes: list[str] = field(default_factory=list)
@@ -168,8 +171,10 @@ class TiledResult:
     seconds : float
         Wall time of the whole run (sigma, fits, blending).
     psnr : float or None
-        With a clean image: PSNR of the blended image (before conversion to the input's
+        With a clean image: PSNR of the returned image (before conversion to the input's
         dtype).
+    fit_psnr : float or None
+        With a clean image and the Wiener filter: PSNR of the blended fits before it.
     notes : list of str
         Caveats about the lam table, and what an interruption left undenoised.
     interrupted : bool
@@ -193,6 +198,7 @@ class TiledResult:
     settings: dict
     seconds: float = 0.0
     psnr: float | None = None
+    fit_psnr: float | None = None
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False
     stopped_by_budget: bool = False

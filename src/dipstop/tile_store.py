@@ -38,7 +38,8 @@ def tiles_spec(
     threads, progress, the time budget, where the files are) is not in it, nor what names a
     fit within the run (its seed: `fit_name`), nor the number of fits a tile and the preset
     (resolved by then into the protocol and the ensemble), so that runs of one image with
-    more or fewer fits a tile share the fits they have in common.
+    more or fewer fits a tile share the fits they have in common, nor what is done to the
+    blended image after the fits (the Wiener filter).
 
     >>> a = np.zeros((2, 2, 1), np.float32)
     >>> spec = tiles_spec(a, None, DenoiseOptions(tile=64), {"sigma": 25.0, "lam": 0.5})
@@ -46,7 +47,7 @@ def tiles_spec(
     (0.5, 64, False, False, False)
     """
     settings = {k: v for k, v in options.of(METHOD).items()
-                if k not in PROTOCOL_PARTS + PER_FIT}  # fmt: skip
+                if k not in PROTOCOL_PARTS + PER_FIT + AFTER_FITS}  # fmt: skip
     settings |= {**resolved, "tile": options.tile, "overlap": options.overlap}
     if options.warm_start:  # only then: the key of a cold run's fits stays what it was
         settings["warm_start"] = True
@@ -57,6 +58,8 @@ def tiles_spec(
 PROTOCOL_PARTS = ("width", "max_iters", "patience", "lr", "z_noise_std", "table")
 # the ones that name a fit within the run, or how many there are (a preset: width, S, fits)
 PER_FIT = ("seed", "ensemble", "quality")
+# the ones applied to the blended image, after the fits: they do not change a fit
+AFTER_FITS = ("wiener",)
 
 
 def fit_name(box: int, seed: int) -> str:

@@ -1,0 +1,197 @@
+"""A post-filter on dipstop's output: how much an empirical Wiener filter adds, per preset.
+
+A study (issue 32), on tile-sized crops of CBSD432 photos (calibration images only). Each job
+denoises one 128 x 128 crop with a quality preset, as a tiled run sees it (the noise drawn on
+the whole photo and sigma estimated there, given to `denoise`), and keeps the returned image
+(`results/post_filter/<photo>_<sigma>_<preset>_c<k>.npz`); the filters are then compared
+offline on the kept images, in seconds, so one fit serves every filter setting.
+
+A photo gives 5 crops: its centre and the centres of its four quadrants. Centre crops alone
+mislead: they are often the smooth subject, where the DIP is at its best, while a whole
+photo's error is mostly in its textures. A photo's gain is taken on its crops' summed squared
+error, as the whole photo's PSNR would weigh them.
+
+    python studies/post_filter.py --shard 0/2 &   # the fits, two single-thread workers
+    python studies/post_filter.py --shard 1/2 &
+    python studies/post_filter.py --summary        # every filter setting on the kept images
+
+A worker skips the crops already kept, so the same command resumes after an interruption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import quality_time as qt  # noqa: E402
+
+from dipstop import denoise  # noqa: E402
+from dipstop.lab.datasets import synthetic_pair  # noqa: E402
+from dipstop.metrics import psnr  # noqa: E402
+from dipstop.noise import estimate_sigma  # noqa: E402
+from dipstop.runtime import cpu_name  # noqa: E402
+from dipstop.wiener import wiener_filter  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+KEPT = ROOT / "results" / "post_filter"
+PRESETS = ("default", "fast")
+SIGMAS = (25, 50, 15)
+N_PHOTOS = 8
+TILE = qt.TILE
+
+
+CROPS = 5  # the centre, then the centres of the quadrants
+
+Job = tuple[Path, int, str, int]
+
+
+def jobs() -> list[Job]:
+    """Every (photo, sigma, preset, crop): the default before fast, sigma 25 and 50 first."""
+    return [(p, s, q, k) for q in PRESETS for s in SIGMAS for p in qt.photos(N_PHOTOS)
+            for k in range(CROPS)]  # fmt: skip
+
+
+def kept_path(photo: Path, sigma: float, preset: str, crop: int) -> Path:
+    """Where a job's returned image is kept."""
+    return KEPT / f"{photo.stem}_{sigma:g}_{preset}_c{crop}.npz"
+
+
+def crop_pair(photo: Path, sigma: float, crop: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(clean crop, noisy crop, sigma estimated on the whole noisy photo): crop 0 the
+    centre, 1-4 the centres of the quadrants (row by row)."""
+    clean, noisy = synthetic_pair(photo, None, sigma, 0)
+    sigma_est = estimate_sigma(noisy)
+    h, w = clean.shape[:2]
+    cy, cx = ((h // 2, w // 2), (h // 4, w // 4), (h // 4, 3 * w // 4),
+              (3 * h // 4, w // 4), (3 * h // 4, 3 * w // 4))[crop]  # fmt: skip
+    top = min(max(cy - TILE // 2, 0), h - TILE)
+    left = min(max(cx - TILE // 2, 0), w - TILE)
+    box = (slice(top, top + TILE), slice(left, left + TILE))
+    return clean[box].copy(), noisy[box].copy(), sigma_est
+
+
+def fit_job(photo: Path, sigma: float, preset: str, crop: int) -> None:
+    """Denoise the crop with `preset` and keep the returned image with its cost."""
+    clean, noisy, sigma_est = crop_pair(photo, sigma, crop)
+    c0 = time.process_time()
+    out, _ = denoise(noisy, quality=preset, sigma=sigma_est)
+    cpu = time.process_time() - c0
+    KEPT.mkdir(parents=True, exist_ok=True)
+    path = kept_path(photo, sigma, preset, crop)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, out=out.astype(np.float16), sigma_est=sigma_est, cpu_s=cpu,
+                        cpu_model=cpu_name(), torch=torch.__version__)  # fmt: skip
+    tmp.replace(path)
+    print(f"{photo.stem} sigma {sigma} {preset} crop {crop}: {psnr(out, clean):.2f} dB, "
+          f"{cpu:.0f} cpu s", flush=True)  # fmt: skip
+
+
+def load(photo: Path, sigma: float, preset: str, crop: int) -> dict:
+    """A kept job: clean and noisy crop, the returned image, sigma estimate, cost."""
+    clean, noisy, _ = crop_pair(photo, sigma, crop)
+    with np.load(kept_path(photo, sigma, preset, crop)) as f:
+        kept = {k: f[k] for k in f.files}
+    return {"clean": clean, "noisy": noisy, "out": kept["out"].astype(np.float32),
+            "sigma_est": float(kept["sigma_est"]), "cpu_s": float(kept["cpu_s"])}  # fmt: skip
+
+
+# the filter settings compared: name -> wiener_filter's keywords and a sigma scale; "pilot" =
+# no filter, "wiener" = the classical (ungated) empirical Wiener filter
+VARIANTS: dict[str, dict | None] = {
+    "pilot": None,
+    "wiener": {"gated": False},
+    "wiener s1": {"gated": False, "stride": 1},
+    "wiener p12 s3": {"gated": False, "patch": 12, "stride": 3},
+    "wiener x0.8": {"gated": False, "scale": 0.8},
+    "gated": {},
+    "gated w1": {"window": 1},
+    "gated w5": {"window": 5},
+    "gated w9": {"window": 9},
+    "gated s1": {"stride": 1},
+    "gated s4": {"stride": 4},
+    "gated p6": {"patch": 6},
+    "gated p12 s3": {"patch": 12, "stride": 3},
+    "gated x0.9": {"scale": 0.9},
+    "gated x1.1": {"scale": 1.1},
+    "gated twice": {"passes": 2},
+}
+
+
+def filtered(job: dict, variant: dict | None, sigma: float) -> np.ndarray:
+    """The job's returned image after the filter `variant` at noise std `sigma`."""
+    if variant is None:
+        return job["out"]
+    kw = dict(variant)
+    scale, passes = kw.pop("scale", 1.0), kw.pop("passes", 1)
+    out = job["out"]
+    for _ in range(passes):
+        out = wiener_filter(job["noisy"], out, sigma * scale, **kw)
+    return out
+
+
+def summary() -> dict:
+    """Each variant's PSNR gain over the returned image, per preset and sigma: per photo on
+    its 5 crops' summed squared error, then the mean and standard error over the photos
+    whose crops are all kept; sigma estimated (as dipstop runs) and, for one variant, known.
+    """
+    sse: dict = {}  # (preset, sigma, variant, how) -> photo -> [sse]
+    for photo, sigma, preset, crop in jobs():
+        if not kept_path(photo, sigma, preset, crop).exists():
+            continue
+        job = load(photo, sigma, preset, crop)
+        for how, s in (("estimated", job["sigma_est"]), ("known", float(sigma))):
+            for name, variant in VARIANTS.items():
+                if how == "known" and name not in ("pilot", "wiener", "gated"):
+                    continue
+                err = float(np.square(filtered(job, variant, s) - job["clean"]).sum())
+                per_photo = sse.setdefault((preset, sigma, name, how), {})
+                per_photo.setdefault(photo.stem, []).append(err)
+    out = {}
+    for (preset, sigma, name, how), photos in sse.items():
+        base = sse[(preset, sigma, "pilot", how)]
+        done = [p for p, e in photos.items() if len(e) == CROPS]
+        if not done:
+            continue
+        gains = np.array([10 * np.log10(sum(base[p]) / sum(photos[p])) for p in done])
+        pixels = CROPS * TILE * TILE * 3
+        level = np.array([10 * np.log10(pixels / sum(base[p])) for p in done])
+        se = gains.std(ddof=1) / np.sqrt(len(gains)) if len(gains) > 1 else float("nan")
+        key = f"{preset} sigma {sigma:g} {name} ({how})"
+        out[key] = {"photos": done, "gain_db": [round(g, 3) for g in gains],
+                    "mean": round(float(gains.mean()), 3), "se": round(float(se), 3),
+                    "pilot_psnr": round(float(level.mean()), 2)}  # fmt: skip
+        print(
+            f"{key:48s} n={len(done)} {gains.mean():+.3f} +- {se:.3f} "
+            f"({gains.min():+.2f} .. {gains.max():+.2f}; pilot {level.mean():.2f} dB)"
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shard", default="0/1", help="K/N: this worker's share of the jobs")
+    p.add_argument("--summary", action="store_true", help="compare the filters offline")
+    args = p.parse_args(argv)
+    if args.summary:
+        record = {"date": time.strftime("%Y-%m-%d"), "cpu": cpu_name(),
+                  "command": "python studies/post_filter.py --summary",
+                  "gains_db": summary()}  # fmt: skip
+        (KEPT / "summary.json").write_text(json.dumps(record, indent=1) + "\n")
+        return 0
+    torch.set_num_threads(1)
+    k, n = (int(v) for v in args.shard.split("/"))
+    for job in jobs()[k::n]:
+        if not kept_path(*job).exists():
+            fit_job(*job)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""The Wiener filter that finishes a run (`dipstop.wiener`), alone and as `denoise` applies it."""
+
+import argparse
+
+import numpy as np
+import pytest
+
+import dipstop.wiener as wiener
+from dipstop import denoise
+from dipstop.metrics import psnr
+from dipstop.options import DenoiseOptions, add_arguments, from_args
+from dipstop.wiener import OPPONENT, wiener_filter
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _scene(h: int = 48, w: int = 40) -> np.ndarray:
+    """A smooth colour ramp with a bright square: edges and flat parts."""
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.stack([0.2 + 0.5 * xx, 0.3 + 0.4 * yy, 0.5 - 0.3 * xx * yy], axis=-1)
+    img[h // 4 : h // 2, w // 4 : w // 2] = 0.9
+    return img.astype(np.float32)
+
+
+def _noisy(clean: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    noise = np.random.default_rng(seed).normal(0, sigma / 255, clean.shape)
+    return np.clip(clean + noise, 0, 1).astype(np.float32)
+
+
+def test_the_opponent_transform_is_orthonormal_so_white_noise_keeps_its_sigma():
+    assert np.allclose(OPPONENT @ OPPONENT.T, np.eye(3))
+
+
+@pytest.mark.parametrize("shape", [(48, 40, 3), (48, 40), (48, 40, 1), (5, 7, 3)])
+def test_a_perfect_pilot_removes_most_of_the_noise_in_every_image_form(shape):
+    clean = _scene(*shape[:2])
+    clean = clean.mean(axis=-1) if len(shape) == 2 else clean[..., : shape[2]]
+    noisy = _noisy(clean, 25)
+    out = wiener_filter(noisy, clean, 25)
+    assert out.shape == noisy.shape and out.dtype == np.float32
+    assert psnr(out, clean) > psnr(noisy, clean) + 4
+
+
+def test_a_better_pilot_gives_a_better_image():
+    clean = _scene()
+    noisy = _noisy(clean, 25)
+    rough = _noisy(clean, 10, seed=1)  # a pilot with errors of its own
+    assert psnr(wiener_filter(noisy, clean, 25), clean) > psnr(
+        wiener_filter(noisy, rough, 25), clean
+    )
+
+
+def test_a_vanishing_sigma_keeps_the_noisy_image():
+    clean = _scene()
+    noisy, rough = _noisy(clean, 25), _noisy(clean, 10, seed=1)
+    assert np.abs(wiener_filter(noisy, rough, 1e-6) - noisy).max() < 1e-4
+
+
+def test_bands_give_the_image_one_pass_gives(monkeypatch):
+    clean = _scene(64, 50)
+    noisy = _noisy(clean, 25)
+    whole = wiener_filter(noisy, clean, 25)
+    monkeypatch.setattr(wiener, "BAND_COEFFICIENTS", 64 * 22 * 3)  # three patch rows a band
+    banded = wiener_filter(noisy, clean, 25)
+    assert np.abs(whole - banded).max() < 1e-5
+
+
+def test_shapes_must_match():
+    with pytest.raises(ValueError, match="differ in shape"):
+        wiener_filter(np.zeros((8, 8)), np.zeros((8, 9)), 25)
+
+
+KW = dict(width=8, max_iters=8, patience=3, sigma=25.0, device="cpu", tile=None)
+
+
+def test_denoise_finishes_with_the_filter_by_default_and_says_so():
+    clean = _scene()
+    noisy = _noisy(clean, 25)
+    out, result = denoise(noisy, clean=clean, **KW)
+    fits, plain = denoise(noisy, clean=clean, wiener=False, **KW)
+    assert np.array_equal(out, wiener_filter(noisy, fits, 25.0))
+    assert result.settings["wiener"] is True and "wiener" not in plain.settings
+    assert result.fit_psnr == pytest.approx(plain.psnr)
+    assert result.psnr == pytest.approx(psnr(out, clean))
+
+
+@pytest.mark.parametrize("paper", [{"output": "raw"}, {"protocol": "paper", "max_iters": 8}])
+def test_the_papers_settings_return_the_fits_image_unless_asked(paper):
+    clean = _scene()
+    noisy = _noisy(clean, 25)
+    kw = {**KW, **paper}
+    out, result = denoise(noisy, **kw)
+    asked, _ = denoise(noisy, wiener=True, **kw)
+    assert "wiener" not in result.settings
+    assert np.array_equal(asked, wiener_filter(noisy, out, 25.0))
+
+
+def test_every_preset_filters_and_the_flag_turns_it_off():
+    for quality in ("fast", "default", "best"):
+        assert DenoiseOptions(quality=quality).preset_applied().wiener is True
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert from_args(p.parse_args(["--no-wiener"])).preset_applied().wiener is False
+    assert from_args(p.parse_args([])).wiener is None
+
+
+def test_kept_fits_are_shared_by_runs_with_and_without_the_filter(tmp_path):
+    clean = _scene(80, 80)
+    noisy = _noisy(clean, 25)
+    kw = dict(width=8, max_iters=6, patience=2, sigma=25.0, device="cpu", tile=64, overlap=16,
+              tile_above=0, ensemble=1, resume_dir=tmp_path)  # fmt: skip
+    plain, _ = denoise(noisy, wiener=False, **kw)
+    kept = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    out, _ = denoise(noisy, **kw)
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == kept
+    assert np.array_equal(out, wiener_filter(noisy, plain, 25.0))
+
+
+def test_the_gate_keeps_the_pilot_where_its_residual_is_noise():
+    """Where the pilot is right (here: the clean image), its residual is noise, and the gated
+    filter returns the pilot nearly unchanged; the classical filter takes the noisy
+    coefficients wherever the pilot has energy, edges included, and keeps their noise."""
+    clean = _scene(64, 64)
+    noisy = _noisy(clean, 25)
+    gated, plain = wiener_filter(noisy, clean, 25), wiener_filter(noisy, clean, 25, gated=False)
+    assert psnr(gated, clean) > psnr(plain, clean) + 8  # 49.3 against 38.5 dB
+    assert psnr(gated, clean) > 47  # a gate that let pure noise in (no sigma^2 taken): 43.8
+
+
+def test_the_gate_gives_back_the_texture_a_pilot_smoothed():
+    rng = np.random.default_rng(2)
+    clean = _scene(64, 64)
+    texture = 0.15 * np.sin(np.arange(64) * 1.3)[:, None, None]
+    truth = np.clip(clean + texture, 0, 1)
+    noisy = np.clip(truth + rng.normal(0, 10 / 255, truth.shape), 0, 1).astype(np.float32)
+    pilot = np.clip(clean + texture / 3, 0, 1).astype(np.float32)  # the texture at a third
+    assert psnr(wiener_filter(noisy, pilot, 10), truth) > psnr(pilot, truth) + 6
