@@ -49,6 +49,8 @@ def test_demo_writes_the_images_and_a_consistent_summary(tmp_path):
     # by default the cat (one tile: the whole 128 x 128 image) is fitted twice, with seeds
     # 0 and 1, and the two images averaged; each fit stops by its own rule
     assert summary["members"] == 2 and summary["settings"]["seed"] == 0
+    # ... and the average finished by the Wiener filter, which the summary says
+    assert summary["settings"]["wiener"] is True and summary["fit_psnr"] != summary["psnr"]
     fits = summary["tiles"]
     assert [fit["box"] for fit in fits] == [[0, 0, *clean.shape[:2]]] * 2
     for fit in fits:

@@ -135,3 +135,19 @@ def test_the_gate_gives_back_the_texture_a_pilot_smoothed():
     noisy = np.clip(truth + rng.normal(0, 10 / 255, truth.shape), 0, 1).astype(np.float32)
     pilot = np.clip(clean + texture / 3, 0, 1).astype(np.float32)  # the texture at a third
     assert psnr(wiener_filter(noisy, pilot, 10), truth) > psnr(pilot, truth) + 6
+
+
+def test_the_cli_says_what_the_filter_added_and_no_wiener_turns_it_off(tmp_path, capsys):
+    import cv2
+
+    from dipstop.cli import main
+
+    clean = _scene()
+    for name, img in (("clean", clean), ("noisy", _noisy(clean, 25))):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), np.round(img * 255).astype(np.uint8))
+    run = ["denoise", str(tmp_path / "noisy.png"), "--clean", str(tmp_path / "clean.png"),
+           "--width", "8", "-T", "6", "-S", "2", "--sigma", "25", "--threads", "1"]  # fmt: skip
+    assert main([*run, "-o", str(tmp_path / "a.png")]) == 0
+    assert "before the Wiener filter" in capsys.readouterr().out
+    assert main([*run, "-o", str(tmp_path / "b.png"), "--no-wiener"]) == 0
+    assert "Wiener" not in capsys.readouterr().out

@@ -122,7 +122,7 @@ def _result_lines(result: DenoiseResult | TiledResult, dst: Path | str) -> list[
     if isinstance(result, TiledResult):  # one line for all the tiles
         lines = [f"{result.describe()} -> {dst}"]
         if result.psnr is not None:
-            lines.append(f"PSNR {result.psnr:.2f} dB")
+            lines.append(f"PSNR {result.psnr:.2f} dB{_filtered(result)}")
         return lines + [f"note: {note}" for note in result.notes]
     how = "estimated" if result.sigma_estimated else "given"
     if result.interrupted:
@@ -145,11 +145,19 @@ def _result_lines(result: DenoiseResult | TiledResult, dst: Path | str) -> list[
     ]
     if result.psnr is not None:
         lines.append(
-            f"PSNR {result.psnr:.2f} dB, output {result.settings.get('output')} (the raw "
-            f"outputs' peak: {result.peak_psnr:.2f} dB at t={result.peak_iteration})"
+            f"PSNR {result.psnr:.2f} dB{_filtered(result)}, output "
+            f"{result.settings.get('output')} (the raw outputs' peak: {result.peak_psnr:.2f} dB "
+            f"at t={result.peak_iteration})"
         )
     lines += [f"note: {note}" for note in result.notes]
     return lines
+
+
+def _filtered(result: DenoiseResult | TiledResult) -> str:
+    """What the Wiener filter added, when it ran and the PSNR before it is known."""
+    if result.fit_psnr is None:
+        return ""
+    return f" ({result.fit_psnr:.2f} dB before the Wiener filter)"
 
 
 def _check_folder(folder: Path) -> None:
