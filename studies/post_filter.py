@@ -53,9 +53,9 @@ Job = tuple[Path, int, str, int]
 
 
 def jobs() -> list[Job]:
-    """Every (photo, sigma, preset, crop): the default before fast, sigma 25 and 50 first."""
-    return [(p, s, q, k) for q in PRESETS for s in SIGMAS for p in qt.photos(N_PHOTOS)
-            for k in range(CROPS)]  # fmt: skip
+    """Every (photo, sigma, preset, crop): sigma 25 and 50 for each preset, then 15."""
+    order = [(q, s) for s in SIGMAS[:2] for q in PRESETS] + [(q, SIGMAS[2]) for q in PRESETS]
+    return [(p, s, q, k) for q, s in order for p in qt.photos(N_PHOTOS) for k in range(CROPS)]
 
 
 def kept_path(photo: Path, sigma: float, preset: str, crop: int) -> Path:
