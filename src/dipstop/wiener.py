@@ -36,8 +36,9 @@ import torch.nn.functional as F
 # transpose and white noise of std sigma stays white with std sigma in each channel
 OPPONENT = np.array([[1, 1, 1], [1, 0, -1], [1, -2, 1]], np.float64)
 OPPONENT /= np.linalg.norm(OPPONENT, axis=1, keepdims=True)
+_OPPONENT32 = OPPONENT.astype(np.float32)
 
-BAND_COEFFICIENTS = 2**24  # coefficients a band holds at once: bounds the memory of big images
+BAND_COEFFICIENTS = 2**22  # coefficients a band holds at once: bounds the memory (about 100 MB)
 
 
 def dct_basis(p: int) -> torch.Tensor:
@@ -96,7 +97,7 @@ def wiener_filter(
     >>> err(out) < err(pilot) / 2
     True
     """
-    y, q = np.asarray(noisy, np.float64), np.asarray(pilot, np.float64)
+    y, q = np.asarray(noisy, np.float32), np.asarray(pilot, np.float32)
     if y.shape != q.shape:
         raise ValueError(f"noisy {y.shape} and pilot {q.shape} differ in shape")
     gray = y.ndim == 2
@@ -104,13 +105,13 @@ def wiener_filter(
         y, q = y[..., None], q[..., None]
     colour = y.shape[2] == 3
     if colour:
-        y, q = y @ OPPONENT.T, q @ OPPONENT.T
+        y, q = y @ _OPPONENT32.T, q @ _OPPONENT32.T
     out = np.stack([_filter_plane(y[..., c], q[..., c], sigma / 255.0, patch, stride,
                                   window if gated else 0) for c in range(y.shape[2])],
                    axis=-1)  # fmt: skip
     if colour:
-        out = out @ OPPONENT
-    out = np.clip(out, 0.0, 1.0).astype(np.float32)
+        out = out @ _OPPONENT32
+    out = np.clip(out, 0.0, 1.0, out=out)
     return out[..., 0] if gray else out
 
 
@@ -123,7 +124,7 @@ def _filter_plane(
     h, w = y.shape
     pad_h = (-(max(h, p) - p)) % s + max(p - h, 0)
     pad_w = (-(max(w, p) - p)) % s + max(p - w, 0)
-    yt, qt = (F.pad(torch.tensor(a, dtype=torch.float32)[None, None], (0, pad_w, 0, pad_h),
+    yt, qt = (F.pad(torch.from_numpy(np.ascontiguousarray(a))[None, None], (0, pad_w, 0, pad_h),
                     mode="replicate") for a in (y, q))  # fmt: skip
     hp, wp = yt.shape[-2:]
     basis, ones = dct_basis(p), torch.ones(1, 1, p, p)
@@ -152,4 +153,4 @@ def _filter_plane(
         out_rows = slice(first * s, (last - 1) * s + p)
         num[..., out_rows, :] += F.conv_transpose2d(est * weight, basis, stride=s)
         den[..., out_rows, :] += F.conv_transpose2d(weight, ones, stride=s)
-    return (num / den)[0, 0, :h, :w].double().numpy()
+    return (num / den)[0, 0, :h, :w].numpy()
