@@ -250,11 +250,12 @@ class DenoiseOptions:
         "Warm starts"). The first tile's fits run before the others start. Default: the
         quality preset's (on for "fast").
     wiener : bool, optional
-        Finish with an empirical Wiener filter (`dipstop.wiener`): the noisy image in a
-        sliding 8 x 8 DCT, each coefficient kept as far as the fits' image (the pilot) says
-        it is signal, at the run's sigma; seconds for a photo. It adds most where the fits
-        left texture behind (docs/quality_time.md, "Wiener filter"). Default: the quality
-        preset's (on); off for the paper's settings (protocol "paper", output "raw").
+        Finish with a residual-gated Wiener filter (`dipstop.wiener`): the noisy image in a
+        sliding 8 x 8 DCT, the fits' image (the pilot) given back the part of its residual
+        that is signal, at the run's sigma, in two passes; a second for a photo. It adds
+        most where the fits left texture behind (docs/quality_time.md, "Wiener filter").
+        Default: the quality preset's (on); off for the paper's settings (protocol "paper",
+        output "raw").
     resume_dir : path, optional
         A folder where the run keeps its progress, so that run again with the same image and
         settings after an interruption (Ctrl-C, a crash, the time budget) it goes on from
@@ -319,9 +320,9 @@ class DenoiseOptions:
         "paper's rule); NAME@stop / NAME@best = a running average at the end or at t*")
     wiener: bool | None = _option(None, METHOD, _flag("wiener"),
         flags=("--wiener",), action=argparse.BooleanOptionalAction,
-        help="finish with an empirical Wiener filter of the noisy image in a sliding 8 x 8 "
-        "DCT, the fits' image as its pilot (default: the quality preset's, on; off for "
-        "--protocol paper and --output-policy raw)")
+        help="finish with a residual-gated Wiener filter of the noisy image (sliding 8 x 8 "
+        "DCT, the fits' image as pilot, two passes): gives back texture the fits smoothed "
+        "(default: the quality preset's, on; off for --protocol paper and --output-policy raw)")
     table: str | os.PathLike | None = _option(None, METHOD, _table,
         flags=("--table",), help="lam(sigma) table JSON (default: shipped one)")
     precision: str = _option("auto", METHOD, _precision,
