@@ -74,6 +74,7 @@ def m(area: str, module: str, old: str, new: str, tests: str, what: str) -> Muta
 
 
 STOP = 'tests/test_stopping.py -k "not denoise"'
+WIENER = "tests/test_wiener.py"
 CIFS = (
     "tests/test_boundaries.py tests/test_codecs.py "
     "tests/test_experiments.py::test_selection_applies_eq4_per_criterion "
@@ -286,6 +287,25 @@ MUTATIONS: list[Mutation] = [
       "return raw_sigma(image)", SIGMA, "correction curve not applied"),
     m("sigma", "noise.py", "image = image / float(np.iinfo(image.dtype).max)",
       "image = image / 256.0", SIGMA, "8-bit input scaled by 256"),
+    # -- the Wiener filter that finishes a run -----------------------------------------------
+    m("wiener", "wiener.py", "excess = (power - sigma**2).clamp_min(0)", "excess = power",
+      WIENER, "gate opened by pure noise (sigma^2 not taken off)"),
+    m("wiener", "wiener.py", "gain = gain * excess / (excess + sigma**2)",
+      "gain = excess / (excess + sigma**2)", WIENER, "gate without the pilot's Wiener gain"),
+    m("wiener", "wiener.py",
+      "weight = 1.0 / gain.square().sum(dim=1, keepdim=True).clamp_min(1e-8)",
+      "weight = torch.ones_like(gain[:, :1])", WIENER, "patches averaged unweighted"),
+    m("wiener", "wiener.py", "gated: bool = True,", "gated: bool = False,", WIENER,
+      "the classical filter by default"),
+    m("wiener", "wiener.py", "passes: int = 2,", "passes: int = 1,", WIENER, "one pass"),
+    m("wiener", "wiener.py", "halo = window // 2", "halo = 0", WIENER,
+      "bands cut the gate's neighbourhood"),
+    m("wiener", "api.py", "if opts.wiener and result.sigma > 0:", "if False:", WIENER,
+      "denoise never filters"),
+    m("wiener", "options.py", "    wiener: bool = True", "    wiener: bool = False", WIENER,
+      "presets without the filter"),
+    m("wiener", "tile_store.py", 'AFTER_FITS = ("wiener",)', "AFTER_FITS = ()", WIENER,
+      "kept fits not shared with and without the filter"),
 ]
 # fmt: on
 
