@@ -5,7 +5,7 @@ each p x p patch of the noisy image y to the 2-D DCT and shrinks each coefficien
 Wiener gain g = P^2 / (P^2 + sigma^2) that a pilot estimate's coefficient P gives. With the
 DIP's image as the pilot that alone loses where the DIP is at its best (edges, smooth parts)
 as much as it gains on textures (+0.00 +- 0.22 dB on CBSD432 crops at sigma 25, one photo
--1.38; -0.34 at 50; docs/quality_time.md, "Wiener filter"), because it takes its image from
+-1.38; -0.30 at 50; docs/quality_time.md, "Wiener filter"), because it takes its image from
 the noisy coefficients and leaves the pilot's.
 
 dipstop's filter starts from the pilot and adds back only the part of its residual Y - P that
