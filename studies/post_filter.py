@@ -21,6 +21,7 @@ A worker skips the crops already kept, so the same command resumes after an inte
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -63,11 +64,18 @@ def kept_path(photo: Path, sigma: float, preset: str, crop: int) -> Path:
     return KEPT / f"{photo.stem}_{sigma:g}_{preset}_c{crop}.npz"
 
 
+@functools.lru_cache(maxsize=2)
+def whole_pair(photo: Path, sigma: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(clean photo, noisy photo, sigma estimated on it): read and estimated once for the
+    photo's 5 crops (jobs come photo by photo)."""
+    clean, noisy = synthetic_pair(photo, None, sigma, 0)
+    return clean, noisy, estimate_sigma(noisy)
+
+
 def crop_pair(photo: Path, sigma: float, crop: int) -> tuple[np.ndarray, np.ndarray, float]:
     """(clean crop, noisy crop, sigma estimated on the whole noisy photo): crop 0 the
     centre, 1-4 the centres of the quadrants (row by row)."""
-    clean, noisy = synthetic_pair(photo, None, sigma, 0)
-    sigma_est = estimate_sigma(noisy)
+    clean, noisy, sigma_est = whole_pair(photo, sigma)
     h, w = clean.shape[:2]
     cy, cx = ((h // 2, w // 2), (h // 4, w // 4), (h // 4, 3 * w // 4),
               (3 * h // 4, w // 4), (3 * h // 4, 3 * w // 4))[crop]  # fmt: skip
