@@ -111,24 +111,32 @@ def load(photo: Path, sigma: float, preset: str, crop: int) -> dict:
 
 
 # the filter settings compared: name -> wiener_filter's keywords and a sigma scale; "pilot" =
-# no filter, "wiener" = the classical (ungated) empirical Wiener filter, one pass
+# no filter, "wiener" = the classical (ungated) empirical Wiener filter, one pass; "gated" =
+# the gated passes alone; "gated+collab" = dipstop's filter (the passes, then half the
+# collaborative stage's image)
+SOLO = {"collaborative": 0}
 VARIANTS: dict[str, dict | None] = {
     "pilot": None,
-    "wiener": {"gated": False, "passes": 1},
-    "wiener s1": {"gated": False, "passes": 1, "stride": 1},
-    "wiener p12 s3": {"gated": False, "passes": 1, "patch": 12, "stride": 3},
-    "wiener x0.8": {"gated": False, "passes": 1, "scale": 0.8},
-    "gated": {},  # dipstop's: two passes
-    "gated once": {"passes": 1},
-    "gated x3": {"passes": 3},
-    "gated w1": {"window": 1},
-    "gated w5": {"window": 5},
-    "gated s1": {"stride": 1},
-    "gated s4": {"stride": 4},
-    "gated p12 s3": {"patch": 12, "stride": 3},
-    "gated x0.9": {"scale": 0.9},
-    "gated x1.1": {"scale": 1.1},
+    "wiener": {"gated": False, "passes": 1} | SOLO,
+    "wiener s1": {"gated": False, "passes": 1, "stride": 1} | SOLO,
+    "wiener p12 s3": {"gated": False, "passes": 1, "patch": 12, "stride": 3} | SOLO,
+    "wiener x0.8": {"gated": False, "passes": 1, "scale": 0.8} | SOLO,
+    "gated": SOLO,  # two passes
+    "gated once": {"passes": 1} | SOLO,
+    "gated x3": {"passes": 3} | SOLO,
+    "gated w1": {"window": 1} | SOLO,
+    "gated w5": {"window": 5} | SOLO,
+    "gated s1": {"stride": 1} | SOLO,
+    "gated s4": {"stride": 4} | SOLO,
+    "gated p12 s3": {"patch": 12, "stride": 3} | SOLO,
+    "gated x0.9": {"scale": 0.9} | SOLO,
+    "gated x1.1": {"scale": 1.1} | SOLO,
+    "gated+collab": {},  # dipstop's
+    "gated+collab 0.35": {"collaborative": 0.35},
+    "gated+collab 0.65": {"collaborative": 0.65},
+    "collab only": {"collaborative": 1.0},
 }
+KNOWN = ("pilot", "wiener", "gated", "gated+collab")  # also scored with the known sigma
 
 
 def filtered(job: dict, variant: dict | None, sigma: float) -> np.ndarray:
@@ -152,7 +160,7 @@ def summary() -> dict:
         job = load(photo, sigma, preset, crop)
         for how, s in (("estimated", job["sigma_est"]), ("known", float(sigma))):
             for name, variant in VARIANTS.items():
-                if how == "known" and name not in ("pilot", "wiener", "gated"):
+                if how == "known" and name not in KNOWN:
                     continue
                 err = float(np.square(filtered(job, variant, s) - job["clean"]).sum())
                 per_photo = sse.setdefault((preset, sigma, name, how), {})
@@ -178,23 +186,31 @@ def summary() -> dict:
     return out
 
 
+SERIES = (  # what the plot shows: x offset, variant, colour, label
+    (-0.22, "wiener", "tab:grey", "classical Wiener"),
+    (0.0, "gated", "tab:cyan", "gated passes"),
+    (0.22, "gated+collab", "tab:blue", "gated + collaborative (dipstop)"),
+)
+
+
 def plot(gains: dict, path: Path) -> None:
-    """Each photo's gain, the classical filter beside dipstop's gated one, per preset and
-    sigma (sigma estimated, as dipstop runs)."""
+    """Each photo's gain: the classical filter, the gated passes alone and dipstop's filter,
+    per preset and sigma (sigma estimated, as dipstop runs)."""
     import matplotlib  # noqa: PLC0415 - plotting only here
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     cases = [(q, s) for q in PRESETS for s in SIGMAS if f"{q} sigma {s} gated (estimated)" in gains]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(cases), 3.6))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(cases), 3.8))
     for i, (preset, sigma) in enumerate(cases):
-        for dx, name, colour in ((-0.15, "wiener", "tab:grey"), (0.15, "gated", "tab:blue")):
-            row = gains[f"{preset} sigma {sigma} {name} (estimated)"]
+        for dx, name, colour, label in SERIES:
+            row = gains.get(f"{preset} sigma {sigma} {name} (estimated)")
+            if row is None:
+                continue
             ax.scatter([i + dx] * len(row["gain_db"]), row["gain_db"], s=14, color=colour,
-                       label=("classical Wiener" if name == "wiener" else "gated (dipstop)")
-                       if i == 0 else None)  # fmt: skip
-            ax.plot([i + dx - 0.1, i + dx + 0.1], [row["mean"]] * 2, color=colour, lw=2)
+                       label=label if i == 0 else None)  # fmt: skip
+            ax.plot([i + dx - 0.08, i + dx + 0.08], [row["mean"]] * 2, color=colour, lw=2)
     ax.axhline(0, color="black", lw=0.6)
     ax.set_xticks(range(len(cases)), [f"{q}\nsigma {s}" for q, s in cases])
     ax.set_ylabel("PSNR gain over the fits' image (dB)")

@@ -59,9 +59,9 @@ def test_a_vanishing_sigma_keeps_the_noisy_image():
 def test_bands_give_the_image_one_pass_gives(monkeypatch):
     clean = _scene(64, 50)
     noisy = _noisy(clean, 25)
-    whole = wiener_filter(noisy, clean, 25)
+    whole = wiener_filter(noisy, clean, 25, collaborative=0)
     monkeypatch.setattr(wiener, "BAND_COEFFICIENTS", 64 * 22 * 3)  # three patch rows a band
-    banded = wiener_filter(noisy, clean, 25)
+    banded = wiener_filter(noisy, clean, 25, collaborative=0)
     assert np.abs(whole - banded).max() < 1e-5
 
 
@@ -122,8 +122,8 @@ def test_the_gate_keeps_the_pilot_where_its_residual_is_noise():
     coefficients wherever the pilot has energy, edges included, and keeps their noise."""
     clean = _scene(64, 64)
     noisy = _noisy(clean, 25)
-    gated = wiener_filter(noisy, clean, 25, passes=1)
-    plain = wiener_filter(noisy, clean, 25, gated=False, passes=1)
+    gated = wiener_filter(noisy, clean, 25, passes=1, collaborative=0)
+    plain = wiener_filter(noisy, clean, 25, gated=False, passes=1, collaborative=0)
     assert psnr(gated, clean) > psnr(plain, clean) + 8  # 49.3 against 38.5 dB
     assert psnr(gated, clean) > 47  # a gate that let pure noise in (no sigma^2 taken): 43.8
 
@@ -135,7 +135,7 @@ def test_the_gate_gives_back_the_texture_a_pilot_smoothed():
     truth = np.clip(clean + texture, 0, 1)
     noisy = np.clip(truth + rng.normal(0, 10 / 255, truth.shape), 0, 1).astype(np.float32)
     pilot = np.clip(clean + texture / 3, 0, 1).astype(np.float32)  # the texture at a third
-    assert psnr(wiener_filter(noisy, pilot, 10), truth) > psnr(pilot, truth) + 6
+    assert psnr(wiener_filter(noisy, pilot, 10, collaborative=0), truth) > psnr(pilot, truth) + 6
 
 
 def test_the_cli_says_what_the_filter_added_and_no_wiener_turns_it_off(tmp_path, capsys):
@@ -154,12 +154,16 @@ def test_the_cli_says_what_the_filter_added_and_no_wiener_turns_it_off(tmp_path,
     assert "Wiener" not in capsys.readouterr().out
 
 
-def test_the_default_is_two_passes_each_the_pilot_of_the_next():
+def test_the_default_is_two_passes_then_half_the_collaborative_stage():
     clean = _scene()
     noisy, rough = _noisy(clean, 25), _noisy(clean, 12, seed=1)
-    once = wiener_filter(noisy, rough, 25, passes=1)
-    assert (
-        np.abs(wiener_filter(noisy, rough, 25) - wiener_filter(noisy, once, 25, passes=1)).max()
-        < 1e-5
-    )
-    assert np.abs(wiener_filter(noisy, rough, 25) - once).max() > 1e-3
+    solo = {"collaborative": 0}
+    once = wiener_filter(noisy, rough, 25, passes=1, **solo)
+    twice = wiener_filter(noisy, rough, 25, **solo)
+    assert np.abs(twice - wiener_filter(noisy, once, 25, passes=1, **solo)).max() < 1e-5
+    assert np.abs(twice - once).max() > 1e-3
+    group = wiener_filter(noisy, rough, 25, collaborative=1)  # the stage's image alone
+    inside = (twice > 0.02) & (twice < 0.98) & (group > 0.02) & (group < 0.98)  # unclipped
+    half = wiener_filter(noisy, rough, 25)
+    assert np.abs(half - (twice + group) / 2)[inside].max() < 1e-5
+    assert np.abs(group - twice).max() > 1e-2

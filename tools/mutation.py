@@ -75,6 +75,7 @@ def m(area: str, module: str, old: str, new: str, tests: str, what: str) -> Muta
 
 STOP = 'tests/test_stopping.py -k "not denoise"'
 WIENER = "tests/test_wiener.py"
+COLLAB = "tests/test_collaborative.py tests/test_wiener.py"
 CIFS = (
     "tests/test_boundaries.py tests/test_codecs.py "
     "tests/test_experiments.py::test_selection_applies_eq4_per_criterion "
@@ -300,12 +301,34 @@ MUTATIONS: list[Mutation] = [
     m("wiener", "wiener.py", "passes: int = 2,", "passes: int = 1,", WIENER, "one pass"),
     m("wiener", "wiener.py", "halo = window // 2", "halo = 0", WIENER,
       "bands cut the gate's neighbourhood"),
-    m("wiener", "api.py", "if opts.wiener and result.sigma > 0:", "if False:", WIENER,
-      "denoise never filters"),
+    m("wiener", "api.py", "if opts.wiener and result.sigma > 0 and not unfitted:", "if False:",
+      WIENER, "denoise never filters"),
+    m("wiener", "api.py", "result.sigma > 0 and not unfitted:", "result.sigma > 0:",
+      "tests/test_tiling.py -k deadline_keep", "a run cut before any fit filtered"),
     m("wiener", "options.py", "    wiener: bool = True", "    wiener: bool = False", WIENER,
       "presets without the filter"),
     m("wiener", "tile_store.py", 'AFTER_FITS = ("wiener",)', "AFTER_FITS = ()", WIENER,
       "kept fits not shared with and without the filter"),
+    m("collaborative", "wiener.py", "collaborative: float = 0.5,", "collaborative: float = 0.0,",
+      COLLAB, "the stage left out by default"),
+    m("collaborative", "wiener.py", "q = q + collaborative * (group", "q = q + 0.3 * (group",
+      COLLAB, "another share than asked"),
+    m("collaborative", "collaborative.py", "gain = tq.square() / (tq.square() + var)",
+      "gain = ty.square() / (ty.square() + var)", COLLAB, "gains from the noisy group"),
+    m("collaborative", "collaborative.py", "dist, min(group, dist.shape[0]), dim=0, largest=False",
+      "dist, min(group, dist.shape[0]), dim=0, largest=True", COLLAB, "the least alike grouped"),
+    m("collaborative", "collaborative.py",
+      "(var * gain.square().sum(dim=(0, 2, 3))).clamp_min(1e-12)",
+      "torch.ones_like(gain[0, :, 0, 0])", COLLAB, "groups averaged unweighted"),
+    m("collaborative", "collaborative.py", "dist[(span * span) // 2] = -1.0", "pass", COLLAB,
+      "the reference left out of its group among exact ties"),
+    m("collaborative", "collaborative.py", "across = dct_matrix(m)", "across = torch.eye(m)",
+      COLLAB, "no transform across the group"),
+    m("collaborative", "collaborative.py", "lo, hi = max(int(band[0]) - radius, 0)",
+      "lo, hi = max(int(band[0]) - radius + 1, 0)", COLLAB, "a band's coefficients a row short"),
+    m("collaborative", "collaborative.py", "down[:, rows - top + patch] - down[:, rows - top]",
+      "down[:, rows - top + patch - 1] - down[:, rows - top]", COLLAB,
+      "patch distances a row short"),
 ]
 # fmt: on
 

@@ -86,7 +86,8 @@ def denoise(
                                            max_minutes=opts.max_minutes)  # fmt: skip
     else:
         out, result = fit_one(x, clean_px, opts)
-    if opts.wiener and result.sigma > 0:
+    unfitted = isinstance(result, TiledResult) and all(t.result is None for t in result.tiles)
+    if opts.wiener and result.sigma > 0 and not unfitted:  # a run cut before any fit: noisy
         out, result = _wiener(x, out, result, clean_px)
     return from_array(join_array(out, loaded), kind, image), result
 

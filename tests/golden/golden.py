@@ -20,7 +20,8 @@ golden_AVX512_Intel.npz was recorded on an Intel CPU with AMX before the restruc
 since only in what it records of the machine; golden_AVX512_AMD.npz on an AMD EPYC with
 AVX-512 on 2026-12-06. The default path's keys (`default/*`) were re-recorded on both AMD
 sets on 2026-12-06 when the default became two width-16 fits a tile, and `default/pixels` on
-2026-12-07 when the default began to finish with the gated Wiener filter; the Intel set lacks them
+2026-12-07 when the default began to finish with the gated Wiener filter and again when that
+filter gained its collaborative stage; the Intel set lacks them
 until they are recorded there (`--add-missing`).
 
 A CPU with no set of its own is checked against its vendor's AVX2 set, produced with
