@@ -112,8 +112,8 @@ def load(photo: Path, sigma: float, preset: str, crop: int) -> dict:
 
 # the filter settings compared: name -> wiener_filter's keywords and a sigma scale; "pilot" =
 # no filter, "wiener" = the classical (ungated) empirical Wiener filter, one pass; "gated" =
-# the gated passes alone; "gated+collab" = dipstop's filter (the passes, then half the
-# collaborative stage's image)
+# the gated passes alone; "gated+collab" = dipstop's filter (the passes' image moved 0.7 of
+# the way to the collaborative stage's)
 SOLO = {"collaborative": 0}
 VARIANTS: dict[str, dict | None] = {
     "pilot": None,
@@ -132,8 +132,8 @@ VARIANTS: dict[str, dict | None] = {
     "gated x0.9": {"scale": 0.9} | SOLO,
     "gated x1.1": {"scale": 1.1} | SOLO,
     "gated+collab": {},  # dipstop's
-    "gated+collab 0.35": {"collaborative": 0.35},
-    "gated+collab 0.65": {"collaborative": 0.65},
+    "gated+collab 0.5": {"collaborative": 0.5},
+    "gated+collab 0.9": {"collaborative": 0.9},
     "collab only": {"collaborative": 1.0},
 }
 KNOWN = ("pilot", "wiener", "gated", "gated+collab")  # also scored with the known sigma

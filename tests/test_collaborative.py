@@ -60,7 +60,7 @@ def test_bands_of_references_give_the_image_one_band_gives(monkeypatch):
     truth = torch.from_numpy(_texture(40, 36).astype(np.float32))[None]
     noisy = truth + torch.from_numpy(rng.normal(0, 0.1, truth.shape).astype(np.float32))
     whole = collaborative_wiener(noisy, truth, truth[0], 0.1, radius=6)
-    monkeypatch.setattr(collaborative, "BAND_REFERENCES", 20)  # two reference rows a band
+    monkeypatch.setattr(collaborative, "BAND_REFERENCES", 20)  # one reference row a band
     assert torch.allclose(whole, collaborative_wiener(noisy, truth, truth[0], 0.1, radius=6),
                           atol=1e-5)  # fmt: skip
 

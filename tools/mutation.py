@@ -309,7 +309,7 @@ MUTATIONS: list[Mutation] = [
       "presets without the filter"),
     m("wiener", "tile_store.py", 'AFTER_FITS = ("wiener",)', "AFTER_FITS = ()", WIENER,
       "kept fits not shared with and without the filter"),
-    m("collaborative", "wiener.py", "collaborative: float = 0.5,", "collaborative: float = 0.0,",
+    m("collaborative", "wiener.py", "collaborative: float = 0.7,", "collaborative: float = 0.0,",
       COLLAB, "the stage left out by default"),
     m("collaborative", "wiener.py", "q = q + collaborative * (group", "q = q + 0.3 * (group",
       COLLAB, "another share than asked"),

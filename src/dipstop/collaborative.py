@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-BAND_REFERENCES = 2**13  # reference patches matched at once: bounds the memory
+BAND_REFERENCES = 2**11  # reference patches filtered at once: bounds the memory
 
 
 @functools.lru_cache(maxsize=16)
