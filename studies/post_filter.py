@@ -215,7 +215,7 @@ def plot(gains: dict, path: Path) -> None:
     ax.set_xticks(range(len(cases)), [f"{q}\nsigma {s}" for q, s in cases])
     ax.set_ylabel("PSNR gain over the fits' image (dB)")
     ax.set_title("Wiener filter on CBSD432 crops: each photo, and the mean", fontsize=9)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
