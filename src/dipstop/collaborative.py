@@ -124,7 +124,9 @@ def collaborative_wiener(
     offsets = (torch.arange(patch)[:, None] * w + torch.arange(patch)[None, :]).reshape(-1)
     num, den = torch.zeros(c, h * w), torch.zeros(h * w)
     rows, cols = reference_grid(nh, step), reference_grid(nw, step)
-    per_band = max(1, BAND_REFERENCES // len(cols))
+    # bands of at least radius / step reference rows, so that a band's coefficients (its rows
+    # and the search window's beyond) are not mostly recomputed by the next band
+    per_band = max(radius // step + 1, BAND_REFERENCES // len(cols))
     var = sigma**2
     for first in range(0, len(rows), per_band):
         band = rows[first : first + per_band]
@@ -138,18 +140,28 @@ def collaborative_wiener(
         )
         count = (dist <= tau).sum(dim=1).clamp_min(1)  # the reference itself always counts
         size = 2 ** torch.floor(torch.log2(count.float())).long()
-        for m in size.unique().tolist():
-            idx = where[size == m, :m]  # groups x m, flat patch positions
-            across = dct_matrix(m)
-            ty, tq = (torch.einsum("ij,cgjk->cgik", across, a[:, idx - lo * nw])
-                      for a in (coef_y, coef_q))  # fmt: skip
-            gain = tq.square() / (tq.square() + var)
-            back = torch.einsum("ij,cgik->cgjk", across, gain * ty) @ basis  # c x g x m x p*p
-            weight = 1.0 / (var * gain.square().sum(dim=(0, 2, 3))).clamp_min(1e-12)  # g
-            pixels = ((idx // nw) * w + idx % nw)[..., None] + offsets  # g x m x p*p
-            flat = pixels.reshape(-1)
-            spread = weight[:, None, None].expand(pixels.shape).reshape(-1)
-            den.index_add_(0, flat, spread)
-            for k in range(c):
-                num[k].index_add_(0, flat, back[k].reshape(-1) * spread)
+        for part in range(0, len(where), BAND_REFERENCES):  # groups filtered a chunk at a time
+            chunk = slice(part, part + BAND_REFERENCES)
+            for m in size[chunk].unique().tolist():
+                idx = where[chunk][size[chunk] == m, :m]  # groups x m, flat patch positions
+                est, weight = _filter_groups(idx - lo * nw, coef_y, coef_q, basis, var)
+                pixels = ((idx // nw) * w + idx % nw)[..., None] + offsets  # g x m x p*p
+                flat = pixels.reshape(-1)
+                spread = weight[:, None, None].expand(pixels.shape).reshape(-1)
+                den.index_add_(0, flat, spread)
+                for k in range(c):
+                    num[k].index_add_(0, flat, est[k].reshape(-1) * spread)
     return (num / den).reshape(c, h, w)
+
+
+def _filter_groups(
+    local: torch.Tensor, coef_y: torch.Tensor, coef_q: torch.Tensor, basis: torch.Tensor,
+    var: float,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Groups of one size (`local`: groups x m indices into the band's coefficients) Wiener-
+    filtered in the 3-D transform: their patches (C x groups x m x p*p pixels) and weights."""
+    across = dct_matrix(local.shape[1])
+    ty, tq = (torch.einsum("ij,cgjk->cgik", across, a[:, local]) for a in (coef_y, coef_q))
+    gain = tq.square() / (tq.square() + var)
+    est = torch.einsum("ij,cgik->cgjk", across, gain * ty) @ basis
+    return est, 1.0 / (var * gain.square().sum(dim=(0, 2, 3))).clamp_min(1e-12)
