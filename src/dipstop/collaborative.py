@@ -46,6 +46,11 @@ def dct_matrix(n: int) -> torch.Tensor:
     return torch.tensor(d, dtype=torch.float32)
 
 
+def dct_2d(p: int) -> torch.Tensor:
+    """The p*p orthonormal 2-D DCT-II basis images, flattened (rows: basis images)."""
+    return torch.kron(dct_matrix(p), dct_matrix(p))
+
+
 def reference_grid(n: int, step: int) -> torch.Tensor:
     """Reference patch origins along one side of `n` patch positions: every `step`-th, and
     the last, so that every pixel is covered.
@@ -120,7 +125,7 @@ def collaborative_wiener(
     if h < patch or w < patch:
         return pilot.clone()
     nh, nw = h - patch + 1, w - patch + 1
-    basis = torch.kron(dct_matrix(patch), dct_matrix(patch))  # rows: basis images, flat
+    basis = dct_2d(patch)
     offsets = (torch.arange(patch)[:, None] * w + torch.arange(patch)[None, :]).reshape(-1)
     num, den = torch.zeros(c, h * w), torch.zeros(h * w)
     rows, cols = reference_grid(nh, step), reference_grid(nw, step)

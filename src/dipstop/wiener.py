@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dipstop.collaborative import collaborative_wiener, dct_matrix
+from dipstop.collaborative import collaborative_wiener, dct_2d
 
 # rows: luminance, red-blue, green against red and blue; orthonormal, so its inverse is its
 # transpose and white noise of std sigma stays white with std sigma in each channel
@@ -57,7 +57,7 @@ def dct_basis(p: int) -> torch.Tensor:
     >>> bool(torch.allclose(b @ b.T, torch.eye(16, dtype=torch.float64), atol=1e-6))
     True
     """
-    return torch.kron(dct_matrix(p), dct_matrix(p)).reshape(p * p, 1, p, p)
+    return dct_2d(p).reshape(p * p, 1, p, p)
 
 
 def wiener_filter(
