@@ -9,10 +9,10 @@
 #   bash studies/validation.sh 1 &   # worker 1: photos 2, 4, 6, ...
 #   bash studies/validation.sh former &   # the former default on the same photos
 #
-# Stages (each worker): the default at sigma 25 and 50 with the peers (BM3D known and
-# estimated, NL-means), then the same fits without the Wiener filter (read back from the
-# kept fits: seconds); `best` at 25 (four fits a tile: it fits seeds 2 and 3, the default's
-# two are kept); `fast` at 25 and 50; the default and `fast` at 15 once the width-16 table's
+# Stages (each worker): `fast` at sigma 25 and 50 with the peers (BM3D known and
+# estimated, NL-means), then the default, the same fits without the Wiener filter (read
+# back from the kept fits: seconds); `best` at 25 (four fits a tile: it fits seeds 2 and 3,
+# the default's two are kept); the default and `fast` at 15 once the width-16 table's
 # sigma-15 entries rest on all 6 calibration photos (STAGE15=1); zero-shot Noise2Noise
 # last (about 25 CPU-min a photo). The presets are spelt out, so a later change of a preset
 # does not change what a stored row means. One thread a worker: two single-thread workers
@@ -34,10 +34,10 @@ if [ "$who" = former ]; then
   exit 0
 fi
 shard="--shard $who/2"
-peers $shard --sigmas 25,50 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$DEFAULT"
+peers $shard --sigmas 25,50 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$FAST"
+peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$DEFAULT"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$PLAIN"
 peers $shard --sigmas 25 --methods dipstop --dipstop-options "$BEST"
-peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$FAST"
 if [ "${STAGE15:-0}" = 1 ]; then
   peers $shard --sigmas 15 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$DEFAULT"
   peers $shard --sigmas 15 --methods dipstop --dipstop-options "$FAST"

@@ -198,7 +198,7 @@ def test_identity_tiles_of_a_strip_lower_than_a_tile_give_the_input_back(monkeyp
 
     shapes = []
 
-    def identity(image, clean, options):
+    def identity(image, clean, options, **_):
         kw = vars(options)
         shapes.append(image.shape)
         result = DenoiseResult(stop_iteration=3, iterations_run=5, stopped_early=True,

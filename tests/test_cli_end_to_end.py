@@ -46,29 +46,20 @@ def test_demo_writes_the_images_and_a_consistent_summary(tmp_path):
     np.testing.assert_array_equal(images["clean"][..., ::-1], clean)  # BGR on disk
     np.testing.assert_array_equal(images["noisy"][..., ::-1], noisy)
     summary = json.loads((out / "report" / "summary.json").read_text())
-    # by default the cat (one tile: the whole 128 x 128 image) is fitted twice, with seeds
-    # 0 and 1, and the two images averaged; each fit stops by its own rule
-    assert summary["members"] == 2 and summary["settings"]["seed"] == 0
-    # ... and the average finished by the Wiener filter, which the summary says
+    # by default the cat (one tile: the whole 128 x 128 image) is one fit, seed 0, stopped by
+    # its own rule
+    assert "members" not in summary and summary["settings"]["seed"] == 0
+    t_star, ran = summary["stop_iteration"], summary["iterations_run"]
+    assert 1 <= t_star <= ran == min(T, t_star + S)
+    assert summary["stopped_early"] == (t_star + S <= T)
+    # ... and finished by the Wiener filter, which the summary says
     assert summary["settings"]["wiener"] is True and summary["fit_psnr"] != summary["psnr"]
-    fits = summary["tiles"]
-    assert [fit["box"] for fit in fits] == [[0, 0, *clean.shape[:2]]] * 2
-    for fit in fits:
-        t_star, ran = fit["stop_iteration"], fit["iterations_run"]
-        assert 1 <= t_star <= ran == min(T, t_star + S)
-        assert fit["stopped_early"] == (t_star + S <= T)
-    assert fits[0]["psnr"] != fits[1]["psnr"]  # two fits of their own, not one twice
-    assert summary["stop_iterations"] == [fit["stop_iteration"] for fit in fits]
-    assert summary["iterations_run"] == sum(fit["iterations_run"] for fit in fits)
-    assert summary["stopped_early"] == all(fit["stopped_early"] for fit in fits)
     assert summary["settings"]["max_iters"] == T and summary["settings"]["patience"] == S
     assert summary["settings"]["width"] == 8
     # the PSNR the summary reports is that of the image written (8-bit rounding: < 0.01 dB)
     assert summary["psnr"] == pytest.approx(_psnr_u8(images["denoised"], images["clean"]), abs=0.01)
-    rows = list(csv.DictReader((out / "report" / "tiles.csv").read_text().splitlines()))
-    assert [(int(r["stop_iteration"]), int(r["iterations_run"])) for r in rows] == [
-        (fit["stop_iteration"], fit["iterations_run"]) for fit in fits
-    ]
+    rows = (out / "report" / "series.csv").read_text().splitlines()
+    assert len(rows) == 1 + ran  # a header and a row an iteration
 
 
 def test_report_through_the_cli_takes_the_runs_own_patience(tmp_path, image_folder):

@@ -13,7 +13,7 @@ from dipstop.cli import main
 from dipstop.errors import DipstopError
 from dipstop.metrics import psnr
 from dipstop.noise import add_gaussian_noise
-from dipstop.results import TiledResult
+from dipstop.results import DenoiseResult, TiledResult
 
 QUICK = dict(width=8, max_iters=4, patience=2, lam=50.0)
 QUICK_CLI = ["--width", "8", "-T", "3", "-S", "2", "--lam", "50", "--quiet"]
@@ -25,27 +25,29 @@ def test_tiny_denoise_raises_psnr_over_the_noisy_input(smooth_rgb):
     before, after = psnr(noisy / 255, smooth_rgb / 255), psnr(out / 255, smooth_rgb / 255)
     assert after > before + 2.0, (before, after)
     assert res.psnr == pytest.approx(after, abs=0.05)  # the PSNR of the returned image
-    # by default the image is the mean of two fits of the whole image, seeds 0 and 1
-    assert isinstance(res, TiledResult) and res.members == 2 and len(res.tiles) == 2
-    assert [t.result.settings["seed"] for t in res.tiles] == [0, 1]
-    assert all((t.top, t.left, t.height, t.width) == (0, 0, 64, 64) for t in res.tiles)
-    for fit in res.fitted:  # each fit stopped by its own rule
-        expected_run = fit.stop_iteration + 50 if fit.stopped_early else 400
-        assert fit.iterations_run == expected_run
-        assert fit.series["criterion"][fit.stop_iteration - 1] == fit.series["criterion"].min()
-        split = fit.time_split  # where the time went: every part timed, the network the most
-        assert sum(split.values()) == pytest.approx(fit.seconds, rel=1e-6)
-        assert min(split.values()) >= 0 and max(split, key=split.get) == "network"
+    # by default an image of one tile is one fit of the whole image (seed 0), stopped by its
+    # rule
+    assert isinstance(res, DenoiseResult) and res.settings["seed"] == 0
+    expected_run = res.stop_iteration + 50 if res.stopped_early else 400
+    assert res.iterations_run == expected_run
+    assert res.series["criterion"][res.stop_iteration - 1] == res.series["criterion"].min()
+    split = res.time_split  # where the time went: every part timed, the network the most
+    assert sum(split.values()) == pytest.approx(res.seconds, rel=1e-6)
+    assert min(split.values()) >= 0 and max(split, key=split.get) == "network"
+    _, two = denoise(noisy, width=16, max_iters=40, patience=5, lam=30.0, ensemble=2)
+    assert isinstance(two, TiledResult) and [t.result.settings["seed"] for t in two.tiles] == [
+        0, 1,
+    ]  # fmt: skip
+    assert all((t.top, t.left, t.height, t.width) == (0, 0, 64, 64) for t in two.tiles)
 
 
 def test_gray_uint8_comes_back_gray_uint8(smooth_rgb):
     gray = cv2.cvtColor(smooth_rgb, cv2.COLOR_RGB2GRAY)[:, :50]
     out, res = denoise(gray, **QUICK)
     assert out.shape == (64, 50) and out.dtype == np.uint8
-    # by default two fits of the whole image, averaged: each at the run's width and lam
-    assert res.members == 2 and len(res.fitted) == 2 and res.settings["width"] == 8
-    for fit in res.fitted:
-        assert fit.settings["width"] == 8 and fit.paper_lambda == pytest.approx(50.0 * 64 * 50)
+    # by default one fit of the whole image, at the run's width and lam
+    assert isinstance(res, DenoiseResult) and res.settings["width"] == 8
+    assert res.paper_lambda == pytest.approx(50.0 * 64 * 50)
 
 
 def test_rgba_alpha_is_passed_through_untouched(smooth_rgb):
@@ -231,8 +233,8 @@ def test_an_unknown_precision_is_refused_with_the_choices(smooth_rgb):
 def test_cli_says_which_precision_the_fit_ran_in(tmp_path, smooth_rgb, capsys, precision):
     src = tmp_path / "in.png"
     cv2.imwrite(str(src), smooth_rgb)
-    # one fit's line in bf16; the default's (two fits, the TiledResult line) in fp32
-    fits = ["--ensemble", "1"] if precision == "bf16" else []
+    # the default's one fit's line in bf16; two fits' (the TiledResult line) in fp32
+    fits = ["--ensemble", "2"] if precision == "fp32" else []
     quick = [a for a in QUICK_CLI if a != "--quiet"] + fits
     assert main(["denoise", str(src), *quick, "--precision", precision]) == 0
     out = capsys.readouterr().out

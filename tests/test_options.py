@@ -20,9 +20,10 @@ from dipstop.options import NAMES, PRESETS, DenoiseOptions, from_args
 from dipstop.results import DenoiseResult
 
 
-def test_what_users_get_by_default_is_two_width_16_fits_a_tile_averaged():
+def test_what_users_get_by_default_is_one_warm_width_16_fit_a_tile_then_the_filter():
     o = DenoiseOptions().preset_applied()
-    assert (o.quality, o.width, o.patience, o.ensemble) == ("default", 16, 700, 2)
+    assert (o.quality, o.width, o.patience, o.ensemble) == ("default", 16, 200, 1)
+    assert (o.warm_start, o.wiener) == (True, True)
     assert (o.protocol, o.output, o.precision, o.tile, o.overlap) == (
         "cpu", "since-best", "auto", 128, 32,
     )  # fmt: skip
@@ -30,9 +31,9 @@ def test_what_users_get_by_default_is_two_width_16_fits_a_tile_averaged():
 
 def test_presets_fill_only_what_the_user_left_unset_and_never_the_papers_settings():
     best = DenoiseOptions(quality="best").preset_applied()
-    assert (best.width, best.patience, best.ensemble) == (16, 700, 4)
+    assert (best.width, best.patience, best.ensemble, best.warm_start) == (16, 700, 4, False)
     fast = DenoiseOptions(quality="fast").preset_applied()
-    assert (fast.width, fast.patience, fast.ensemble) == (16, 200, 1)
+    assert (fast.width, fast.patience, fast.ensemble, fast.warm_start) == (16, 50, 1, True)
     mine = DenoiseOptions(quality="best", width=32, ensemble=1).preset_applied()
     assert (mine.width, mine.patience, mine.ensemble) == (32, 700, 1)
     for paper in (DenoiseOptions(quality="fast", output="raw"),
@@ -85,7 +86,7 @@ def test_an_unknown_option_is_a_type_error_as_for_any_call():
     assert set(PRESETS) == {"fast", "default", "best"}
 
 
-def _stub(image, clean, options):
+def _stub(image, clean, options, **_):
     """A tile fit that returns its tile plus 0.1 x its seed."""
     result = DenoiseResult(3, 5, True, options.sigma or 25.0, False, options.lam or 50.0, 0.0,
                            {"seed": options.seed}, {}, 0.01)  # fmt: skip
@@ -112,7 +113,7 @@ def test_a_narrow_preset_reads_the_lam_table_shipped_for_its_width():
     rng = np.random.default_rng(0)
     noisy = rng.integers(0, 256, (64, 64), dtype=np.uint8)
     _, res = denoise(noisy, quality="fast", sigma=25.0, max_iters=2)
-    assert res.settings["width"] == 16 and res.settings["patience"] == 200
+    assert res.settings["width"] == 16 and res.settings["patience"] == PRESETS["fast"].patience
     assert not any("width" in note for note in res.notes)  # the width-16 table, no caveat
     _, res = denoise(noisy, quality="fast", width=32, sigma=25.0, max_iters=2)
     assert any("calibrated at width 64, run at width 32" in note for note in res.notes)
@@ -132,7 +133,7 @@ def test_the_report_of_an_untiled_images_fits_has_each_fits_series_and_curves(tm
 
     rng = np.random.default_rng(1)
     noisy = rng.integers(0, 256, (64, 64), dtype=np.uint8)
-    _, res = denoise(noisy, sigma=25.0, width=8, max_iters=4, patience=2, seed=3)
+    _, res = denoise(noisy, sigma=25.0, width=8, max_iters=4, patience=2, seed=3, ensemble=2)
     write_run_report(res, tmp_path)
     for fit, seed in zip(res.fitted, (3, 4), strict=True):
         rows = (tmp_path / f"series_seed{seed}.csv").read_text().splitlines()
@@ -141,14 +142,13 @@ def test_the_report_of_an_untiled_images_fits_has_each_fits_series_and_curves(tm
     assert not (tmp_path / "series.csv").exists()
 
 
-def test_the_default_averages_two_width_16_fits_at_the_width_16_tables_lam():
+def test_the_default_is_one_width_16_fit_at_the_width_16_tables_lam():
     rng = np.random.default_rng(0)
     noisy = rng.integers(0, 256, (64, 64), dtype=np.uint8)
     _, res = denoise(noisy, sigma=25.0, max_iters=2)
-    assert res.members == 2 and [t.result.settings["seed"] for t in res.tiles] == [0, 1]
-    assert {t.result.settings["width"] for t in res.tiles} == {16}
-    assert {t.result.settings["patience"] for t in res.tiles} == {700}
-    _, one = denoise(noisy, sigma=25.0, max_iters=2, width=64, ensemble=1)  # its own table
+    assert isinstance(res, DenoiseResult) and res.settings["seed"] == 0  # one fit, untiled
+    assert (res.settings["width"], res.settings["patience"]) == (16, 200)
+    _, one = denoise(noisy, sigma=25.0, max_iters=2, width=64)  # its own table
     assert res.lam == pytest.approx(1.4 * one.lam) and one.settings["width"] == 64
     _, best = denoise(noisy, quality="best", sigma=25.0, max_iters=2)
     assert [t.result.settings["seed"] for t in best.tiles] == [0, 1, 2, 3]

@@ -58,12 +58,14 @@ def _fake_result(**kw) -> DenoiseResult:
 
 
 class Stub:
-    """Stands in for `fit_one` on each tile: returns the tile plus `add(k)` for tile k."""
+    """Stands in for `fit_one` on each tile: returns the tile plus `add(k)` for tile k (and
+    no network, so a warm run fits its other tiles cold, as it does when the first tile's
+    networks are missing)."""
 
     def __init__(self, add=lambda k: 0.0, interrupt_at=None):
         self.add, self.interrupt_at, self.calls = add, interrupt_at, []
 
-    def __call__(self, image, clean, options):
+    def __call__(self, image, clean, options, keep_network=False):
         k = len(self.calls)
         kw = {**vars(options), "clean": clean}
         self.calls.append({"shape": image.shape, **kw})
@@ -119,9 +121,10 @@ def test_identity_tiles_give_the_input_back_exactly(monkeypatch):
     assert all(c["tile"] is None and c["width"] == 8 for c in stub.calls)
     assert all(c["shape"] == (64, 64, 3) for c in stub.calls)
 
-    # by default each of the 4 tiles is fitted twice (seeds 0 and 1), each at half its weight
+    # an ensemble of 2 fits each of the 4 tiles twice (seeds 0 and 1), each at half its weight
     gray = rng.random((70, 100), dtype=np.float32)
-    out, res = denoise_tiled(gray, tile=64, overlap=16, sigma=20.0, lam=30.0, wiener=False)
+    out, res = denoise_tiled(gray, tile=64, overlap=16, sigma=20.0, lam=30.0, wiener=False,
+                             ensemble=2)  # fmt: skip
     assert out.shape == gray.shape and out.dtype == np.float32
     np.testing.assert_allclose(out, gray, atol=1e-6)
     assert not res.sigma_estimated and {(c["sigma"], c["lam"]) for c in stub.calls[6:]} == {
@@ -169,7 +172,7 @@ def test_interrupted_tiled_run_keeps_the_noisy_pixels_of_the_tiles_not_fitted(mo
 def test_an_error_in_a_tile_thread_is_raised_here_and_torch_threads_come_back(monkeypatch):
     flat = np.full((70, 100), 0.3, np.float32)
 
-    def broken(image, clean, options):
+    def broken(image, clean, options, **_):
         raise ValueError("tile fit failed")
 
     monkeypatch.setattr(tiled_run, "fit_one", broken)
@@ -201,7 +204,7 @@ def test_ray_tiles_are_blended_in_any_order_and_ctrl_c_keeps_those_done(monkeypa
     monkeypatch.setattr(tiled_run, "ray_slots", lambda address=None: 2)
     out, res = denoise_tiled(
         flat, tile=64, overlap=16, sigma=25.0, lam=50.0, interruptible=True, ray="addr",
-        max_minutes=5, ensemble=1, wiener=False,
+        max_minutes=5, ensemble=1, wiener=False, warm_start=False,
     )  # fmt: skip
     assert calls == [("addr", 1, 5, 50.0)]
     assert res.interrupted and [t.result is not None for t in res.tiles] == [1, 0, 0, 1]
@@ -210,7 +213,8 @@ def test_ray_tiles_are_blended_in_any_order_and_ctrl_c_keeps_those_done(monkeypa
     assert any("interrupted: 2 of 4 tiles were not fitted" in n for n in res.notes)
     monkeypatch.setattr(tiled_run, "fit_remotely", finished_out_of_order)
     with pytest.raises(KeyboardInterrupt):  # without interruptible, Ctrl-C is Ctrl-C
-        denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0, ray="", ensemble=1)
+        denoise_tiled(flat, tile=64, overlap=16, sigma=25.0, lam=50.0, ray="", ensemble=1,
+                      warm_start=False)  # fmt: skip
 
 
 def test_real_tiny_tiled_run_stops_every_tile():
@@ -239,9 +243,11 @@ def test_real_tiny_tiled_run_stops_every_tile():
 def test_tiles_fitted_in_threads_give_the_pixels_of_one_tile_at_a_time():
     """On a CPU a tile per thread of torch's pool runs at once (1-thread fits): each fit
     seeds its own network, input and perturbation, so the image is the same as with one
-    tile at a time, and torch's pool is given back as it was."""
+    tile at a time, and torch's pool is given back as it was. (A warm run fits its first
+    tile alone, on all of the pool's threads: its last bits follow the thread count.)"""
     noisy = np.random.default_rng(2).random((100, 140, 3)).astype(np.float32)
-    kw = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=4, patience=2, sigma=25.0)
+    kw = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=4, patience=2, sigma=25.0,
+              warm_start=False)  # fmt: skip
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -278,10 +284,11 @@ def test_a_tiled_run_resumes_from_the_tiles_kept_in_its_folder(tmp_path):
     """Each finished tile is kept in `resume_dir`; a run started again with the same image and
     settings fits only the missing tiles (and those it cannot read or that are not of this
     run) and gives the image of one uninterrupted run; a folder from other settings is
-    emptied, not reused. With the default ensemble each of the 6 tiles is 2 fits (seeds 0 and
-    1), each kept on its own (`tile_<tile>_seed<s>.pt`): 12 in all."""
+    emptied, not reused. With an ensemble of 2 each of the 6 tiles is 2 fits (seeds 0 and 1),
+    each kept on its own (`tile_<tile>_seed<s>.pt`): 12 in all."""
     noisy = np.random.default_rng(4).random((100, 140, 3)).astype(np.float32)
-    kw = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=4, patience=2, sigma=25.0)
+    kw = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=4, patience=2, sigma=25.0,
+              ensemble=2)  # fmt: skip
     fresh, res = denoise(noisy, device="cpu", **kw)
     assert res.members == 2 and [t.result.settings["seed"] for t in res.tiles] == [0, 1] * 6
     folder = tmp_path / "photo.png.partial"
@@ -322,9 +329,9 @@ def test_more_fits_a_tile_start_from_the_fits_a_smaller_ensemble_kept(tmp_path, 
     denoise(noisy, ensemble=2, resume_dir=folder, **kw)
     seeds, fit = [], tiled_run.fit_one
 
-    def counted(pixels, clean, options):
+    def counted(pixels, clean, options, **warm):
         seeds.append(options.seed)
-        return fit(pixels, clean, options)
+        return fit(pixels, clean, options, **warm)
 
     monkeypatch.setattr(tiled_run, "fit_one", counted)
     best, res = denoise(noisy, ensemble=4, resume_dir=folder, **kw)

@@ -18,6 +18,7 @@ from dipstop.single import fit_one
 
 KW = dict(tile=64, overlap=16, tile_above=0, width=8, max_iters=6, patience=2, sigma=25.0,
           device="cpu")  # fmt: skip
+TWO = {**KW, "ensemble": 2}  # each warm fit starts from the first tile's fit of its seed
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,8 +36,8 @@ def _tile_options(seed: int) -> DenoiseOptions:
 
 def test_every_tile_after_the_first_starts_from_the_first_tiles_network_of_its_seed():
     noisy = _noisy()
-    warm_img, warm = denoise(noisy, warm_start=True, **KW)
-    cold_img, cold = denoise(noisy, **KW)
+    warm_img, warm = denoise(noisy, warm_start=True, **TWO)
+    cold_img, cold = denoise(noisy, warm_start=False, **TWO)
     assert warm.members == 2 and len(warm.tiles) == 12
     seeds = [t.result.settings["seed"] for t in warm.tiles]
     assert seeds == [0, 1] * 6
@@ -63,20 +64,20 @@ def test_every_tile_after_the_first_starts_from_the_first_tiles_network_of_its_s
 
 def test_a_warm_run_resumes_from_its_kept_fits_and_never_from_a_cold_runs(tmp_path):
     noisy = _noisy(8)
-    fresh, _ = denoise(noisy, warm_start=True, **KW)
+    fresh, _ = denoise(noisy, warm_start=True, **TWO)
     folder = tmp_path / "photo.png.partial"
-    first, _ = denoise(noisy, warm_start=True, resume_dir=folder, **KW)
+    first, _ = denoise(noisy, warm_start=True, resume_dir=folder, **TWO)
     kept = sorted(folder.glob("tile_*.pt"))
     assert len(kept) == 12 and np.array_equal(first, fresh)
     for path in kept[4:]:  # cut short after the first two tiles
         path.unlink()
-    again, res = denoise(noisy, warm_start=True, resume_dir=folder, **KW)
+    again, res = denoise(noisy, warm_start=True, resume_dir=folder, **TWO)
     assert np.array_equal(again, fresh) and "resumed 4 of 12 tiles" in " ".join(res.notes)
     for path in sorted(folder.glob("tile_*.pt"))[:2]:  # the first tile's fits lost: refitted,
         path.unlink()  # and the others blended as kept
-    again, res = denoise(noisy, warm_start=True, resume_dir=folder, **KW)
+    again, res = denoise(noisy, warm_start=True, resume_dir=folder, **TWO)
     assert np.array_equal(again, fresh) and "resumed 10 of 12 tiles" in " ".join(res.notes)
-    cold, res = denoise(noisy, resume_dir=folder, **KW)  # other fits: none of these is reused
+    cold, res = denoise(noisy, warm_start=False, resume_dir=folder, **TWO)  # none reused
     assert not any("resumed" in n for n in res.notes) and not np.array_equal(cold, fresh)
 
 
@@ -117,12 +118,15 @@ def test_the_kept_network_is_the_one_at_t_star_not_at_the_stop():
     assert len(same) == 1 and r.stop_iteration <= same[0] <= r.stop_iteration + 2
 
 
-def test_fast_starts_its_tiles_warm_and_the_default_cold():
-    """What users get: `--quality fast` is warm unless told otherwise, the default cold."""
+def test_the_default_and_fast_start_their_tiles_warm_and_best_cold():
+    """What users get: the default and `--quality fast` are warm unless told otherwise,
+    `--quality best` cold."""
     noisy = _noisy(10)
-    fast, _ = denoise(noisy, quality="fast", **KW)
-    warm, _ = denoise(noisy, warm_start=True, ensemble=1, **KW)
-    cold, _ = denoise(noisy, quality="fast", warm_start=False, **KW)
-    assert np.array_equal(fast, warm) and not np.array_equal(fast, cold)
     default, _ = denoise(noisy, **KW)
-    assert np.array_equal(default, denoise(noisy, warm_start=False, **KW)[0])
+    warm, _ = denoise(noisy, warm_start=True, ensemble=1, **KW)
+    cold, _ = denoise(noisy, warm_start=False, **KW)
+    assert np.array_equal(default, warm) and not np.array_equal(default, cold)
+    fast, _ = denoise(noisy, quality="fast", **KW)  # KW's S: the same fits as the default
+    assert np.array_equal(fast, default)
+    best, _ = denoise(noisy, quality="best", ensemble=1, **KW)
+    assert np.array_equal(best, cold)

@@ -56,8 +56,9 @@ def denoise(
     denoised : same form as `image`
     result : TiledResult or DenoiseResult
         Where each fit stopped, why, the series and the settings: a `TiledResult` with every
-        fit's DenoiseResult (each tile's, or the untiled image's, `ensemble` fits: two by
-        default); the DenoiseResult itself for one fit of an untiled image (`ensemble=1`).
+        fit's DenoiseResult (each tile's `ensemble` fits: one by default, or an untiled
+        image's fits when `ensemble` > 1); the DenoiseResult itself for one fit of an
+        untiled image (the default).
 
     Examples
     --------
@@ -65,8 +66,8 @@ def denoise(
     >>> rng = np.random.default_rng(0)
     >>> noisy = rng.integers(0, 256, (64, 64), dtype=np.uint8)
     >>> out, res = denoise(noisy, max_iters=5, patience=2, lam=50.0)  # doctest: +SKIP
-    >>> out.shape, out.dtype, res.members, max(res.stop_iterations) <= 5  # doctest: +SKIP
-    ((64, 64), dtype('uint8'), 2, True)
+    >>> out.shape, out.dtype, res.stop_iteration <= 5  # doctest: +SKIP
+    ((64, 64), dtype('uint8'), True)
     """
     opts = (options or DenoiseOptions()).replace(**overrides).check().preset_applied()
     loaded, kind = to_loaded(image)
@@ -134,9 +135,9 @@ def denoise_tiled(
     >>> noisy = rng.integers(0, 256, (70, 100), dtype=np.uint8)
     >>> out, res = denoise_tiled(noisy, tile=64, overlap=16, width=8, max_iters=2)  # doctest: +SKIP
     >>> out.shape, out.dtype, len(res.tiles), res.members  # doctest: +SKIP
-    ((70, 100), dtype('uint8'), 8, 2)
+    ((70, 100), dtype('uint8'), 4, 1)
 
-    (4 tiles, each fitted twice by default.)
+    (4 tiles, each fitted once by default; `ensemble=2` fits each twice.)
     """
     if "tile_above" in overrides:
         raise TypeError("denoise_tiled() got an unexpected keyword argument 'tile_above'")

@@ -141,14 +141,18 @@ def _flag(name: str) -> Callable[[Any], None]:
 class Preset:
     """A named point on the quality-per-time front: the method settings it fills in.
 
-    Measured on CBSD432 tiles (docs/quality_time.md): a width-16 network gives more PSNR
-    per CPU second than width 64, and fits averaged (an ensemble of seeds) more again.
-    "default" (two width-16 fits, S = 700) beats the former default (one width-64 fit,
-    S = 500) by 0.4-0.8 dB at 0.6-0.9x its CPU time; "fast" is one width-16 fit, S = 200
-    (0.14-0.37x the former default's time, -0.25 to +0.24 dB), its tiles after the first
-    started from the first one's network (`warm_start`: 0.73-0.90x the CPU for +0.01 to
-    +0.26 dB on two tiled crops at sigma 25 and 50); "best" averages four fits (+0.25 dB
-    over "default" at sigma 25, twice its time).
+    Measured on CBSD432 tiles and crops (docs/quality_time.md): a width-16 network gives
+    more PSNR per CPU second than width 64, fits averaged (an ensemble of seeds) more
+    again, a tile started from the photo's first tile's network (`warm_start`) reaches a
+    good image sooner, and the Wiener filter that finishes every preset recovers most of
+    what a shorter fit leaves. "default" is one width-16 fit a tile, S = 200, warm: on
+    128 x 128 CBSD432 crops one such fit (cold) is 0.17 dB below two cold fits at S = 700
+    after the filter, at 0.24x their CPU (sigma 25; 0.10 dB and 0.22x at 50), which brings
+    a 481 x 321 photo within the 20 minutes of a 2-core CPU without AMX. "fast" shortens S
+    to 50: 0.25 dB below the default after the filter at 0.58x its CPU on tiled CBSD432
+    crops at sigma 25 (`benchmarks.fast_preset`).
+    "best" averages four cold fits at S = 700 (+0.25 dB over two before the filter, at
+    twice their CPU; two are the former default).
     """
 
     width: int
@@ -159,8 +163,8 @@ class Preset:
 
 
 PRESETS = {
-    "fast": Preset(width=16, patience=200, ensemble=1, warm_start=True),
-    "default": Preset(width=16, patience=700, ensemble=2),
+    "fast": Preset(width=16, patience=50, ensemble=1, warm_start=True),
+    "default": Preset(width=16, patience=200, ensemble=1, warm_start=True),
     "best": Preset(width=16, patience=700, ensemble=4),
 }
 
@@ -248,7 +252,7 @@ class DenoiseOptions:
         tile's fit j) instead of random ones: the tiles share the noise and the look of one
         photo, and a fit started so reaches a better image sooner (docs/quality_time.md,
         "Warm starts"). The first tile's fits run before the others start. Default: the
-        quality preset's (on for "fast").
+        quality preset's (on for "fast" and "default", off for "best").
     wiener : bool, optional
         Finish with a residual-gated Wiener filter (`dipstop.wiener`): the noisy image in a
         sliding 8 x 8 DCT, the fits' image (the pilot) given back the part of its residual
@@ -347,7 +351,7 @@ class DenoiseOptions:
     warm_start: bool | None = _option(None, TILING, _flag("warm_start"),
         flags=("--warm-start",), action=argparse.BooleanOptionalAction,
         help="start every tile but the first from the first tile's fitted network instead "
-        "of a random one (default: the quality preset's: on for fast only)")
+        "of a random one (default: the quality preset's: off for best only)")
     # -- execution: where and how long
     device: Any = _option(None, EXECUTION, _device,
         flags=("--device",),

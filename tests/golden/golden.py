@@ -4,7 +4,8 @@
 grid, a calibration with its lam search, a denoise run with the paper's output (estimated
 sigma, shipped table), the report with its Fig. 4 refit, and a denoise run with every
 default but T and S (estimated sigma, the width-16 since-best table, the since-best output,
-128 x 128 tiles fitted twice each): what users get. It returns every number they produced that does
+128 x 128 tiles fitted once each, every tile after the first from the first one's network,
+the Wiener filter): what users get. It returns every number they produced that does
 not depend on the clock: series, stops, lams, table rows, the denoised pixels, the refit's
 drift. `python tests/golden/golden.py` writes them to `tests/golden/golden_<ISA>_<vendor>.npz`;
 the test compares a fresh `produce` with that file. Series are matched by run (image,
@@ -19,10 +20,11 @@ golden_AVX512_Intel.npz was recorded on an Intel CPU with AMX before the restruc
 2026-11-28, from code whose AVX-512 output matched the Intel set (CI of c178657), changed
 since only in what it records of the machine; golden_AVX512_AMD.npz on an AMD EPYC with
 AVX-512 on 2026-12-06. The default path's keys (`default/*`) were re-recorded on both AMD
-sets on 2026-12-06 when the default became two width-16 fits a tile, and `default/pixels` on
+sets on 2026-12-06 when the default became two width-16 fits a tile, `default/pixels` on
 2026-12-07 when the default began to finish with the gated Wiener filter and again when that
-filter gained its collaborative stage; the Intel set lacks them
-until they are recorded there (`--add-missing`).
+filter gained its collaborative stage, and all three on 2026-12-07 when the default became
+one warm fit a tile; the Intel set lacks them until they are recorded there
+(`--add-missing`).
 
 A CPU with no set of its own is checked against its vendor's AVX2 set, produced with
 PyTorch and oneDNN held to AVX2 (`FORCE_AVX2`, set before torch loads, so in a child
@@ -68,7 +70,8 @@ def golden_for(
         return avx2, FORCE_AVX2
     return None
 TINY = ["--width", "8", "--threads", "1", "--quiet"]
-CLOCK = {"seconds", "path", "time_split", "finished", "date", "command", "device", "cpu"}
+CLOCK = {"seconds", "cpu_seconds", "path", "time_split", "finished", "date", "command", "device",
+         "cpu"}
 
 
 def make_inputs(folder: Path) -> tuple[Path, Path, Path]:

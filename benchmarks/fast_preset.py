@@ -1,0 +1,99 @@
+"""Candidates for the `fast` preset on tiled crops of calibration photos, paired.
+
+`fast` is one width-16 fit a tile, its tiles after the first started warm, finished by the
+Wiener filter, as the default is; what it trades is patience S (the stop, and the length of
+the since-best average). Each candidate runs on the same 256 x 256 centre crops of CBSD432
+photos (9 tiles of 128 x 128, every tile but the first warm, as in a whole photo), noise
+drawn on the whole photo (`synthetic_pair(path, None, sigma, 0)`) and cropped, sigma
+estimated on the crop as a run does; one thread. PSNR after the filter and of the fits
+alone, the fits' CPU seconds.
+
+    python -m benchmarks.fast_preset --sigma 25 &    # a single-thread worker per sigma
+    python -m benchmarks.fast_preset --sigma 50 &
+    python -m benchmarks.fast_preset --summary
+
+Records: results/benchmarks/fast_preset_s<sigma>.json, rewritten after each run (a rerun
+skips the runs it holds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from statistics import mean, stdev
+
+import torch
+
+from benchmarks.common import RESULTS, SHARED, save
+from dipstop import denoise
+from dipstop.lab.datasets import centre_crop, synthetic_pair
+
+PHOTOS = ("187083.jpg", "24063.jpg", "100007.jpg")
+ONE_WARM_FIT = {"width": 16, "ensemble": 1, "warm_start": True, "wiener": True}
+CANDIDATES = {  # name: denoise options (spelt out: a later preset change keeps their meaning);
+    # the first is the one the others are paired with
+    "S200": {**ONE_WARM_FIT, "patience": 200},
+    "S500": {**ONE_WARM_FIT, "patience": 500},
+    "S100": {**ONE_WARM_FIT, "patience": 100},
+    "S50": {**ONE_WARM_FIT, "patience": 50},
+}
+
+
+def run(sigma: float, name: str) -> None:
+    """Every (photo, candidate) missing from the record NAME, saved as each finishes."""
+    torch.set_num_threads(1)
+    path = RESULTS / f"{name}.json"
+    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    for photo in PHOTOS:
+        clean, noisy = synthetic_pair(SHARED / "data" / "cbsd432_jpg" / photo, None, sigma, 0)
+        clean, noisy = centre_crop(clean, 256), centre_crop(noisy, 256)
+        for cand, options in CANDIDATES.items():
+            if any(r["photo"] == photo and r["candidate"] == cand for r in rows):
+                continue
+            _, res = denoise(noisy, clean=clean, device="cpu", tile_above=0, **options)
+            rows.append({"photo": photo, "sigma": sigma, "candidate": cand, "options": options,
+                         "psnr": res.psnr, "fit_psnr": res.fit_psnr, "cpu_s": res.cpu_seconds,
+                         "iterations": res.iterations_run})  # fmt: skip
+            save(name, {"rows": rows})
+            print(f"{photo} sigma {sigma:g} {cand}: {res.psnr:.2f} dB ({res.fit_psnr:.2f} "
+                  f"fits), {res.cpu_seconds:.0f} CPU s", flush=True)  # fmt: skip
+
+
+def summary() -> None:
+    """Per sigma and candidate: mean difference to the first candidate (dB, after the filter
+    and of the fits) +- its standard error, and the mean ratio of CPU seconds."""
+    rows = [r for p in RESULTS.glob("fast_preset*.json") for r in json.loads(p.read_text())["rows"]]
+    ref_name = next(iter(CANDIDATES))
+    for sigma in sorted({r["sigma"] for r in rows}):
+        ref = {r["photo"]: r for r in rows if r["sigma"] == sigma and r["candidate"] == ref_name}
+        for cand in CANDIDATES:
+            pairs = [(r, ref[r["photo"]]) for r in rows if r["sigma"] == sigma
+                     and r["candidate"] == cand and r["photo"] in ref]  # fmt: skip
+            if not pairs:
+                continue
+            d = [a["psnr"] - b["psnr"] for a, b in pairs]
+            f = [a["fit_psnr"] - b["fit_psnr"] for a, b in pairs]
+            se = stdev(d) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+            level = mean(a["psnr"] for a, _ in pairs)
+            print(f"sigma {sigma:g} {cand} ({len(d)} photos): {level:.2f} dB, {mean(d):+.2f} "
+                  f"+- {se:.2f} dB after the filter ({min(d):+.2f} .. "
+                  f"{max(d):+.2f}), fits {mean(f):+.2f}, CPU "
+                  f"{mean(a['cpu_s'] / b['cpu_s'] for a, b in pairs):.2f}x")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sigma", type=float, default=25.0)
+    p.add_argument("--name", default=None, help="record name (default fast_preset_s<sigma>)")
+    p.add_argument("--summary", action="store_true")
+    args = p.parse_args(argv)
+    if args.summary:
+        summary()
+    else:
+        run(args.sigma, args.name or f"fast_preset_s{args.sigma:g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
