@@ -1,9 +1,10 @@
 """A post-filter on dipstop's output: how much an empirical Wiener filter adds, per preset.
 
 A study (issue 32), on tile-sized crops of CBSD432 photos (calibration images only). Each job
-denoises one 128 x 128 crop with a quality preset, as a tiled run sees it (the noise drawn on
-the whole photo and sigma estimated there, given to `denoise`), and keeps the returned image
-(`results/post_filter/<photo>_<sigma>_<preset>_c<k>.npz`); the filters are then compared
+denoises one 128 x 128 crop with the fits of a quality preset (`FITS`), unfiltered, as a
+tiled run sees it (the noise drawn on the whole photo and sigma estimated there, given to
+`denoise`), and keeps the fits' image (`results/post_filter/<photo>_<sigma>_<preset>_c<k>.npz`);
+the filters are then compared
 offline on the kept images, in seconds, so one fit serves every filter setting.
 
 A photo gives 5 crops: its centre and the centres of its four quadrants. Centre crops alone
@@ -42,7 +43,13 @@ from dipstop.wiener import wiener_filter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KEPT = ROOT / "results" / "post_filter"
-PRESETS = ("default", "fast")
+# The fits each label stands for, spelt out (the quality presets of 2026-12-06: a later
+# preset change must not change what a kept image is), and never filtered: the study filters.
+FITS = {
+    "default": {"width": 16, "patience": 700, "ensemble": 2, "wiener": False},
+    "fast": {"width": 16, "patience": 200, "ensemble": 1, "wiener": False},
+}
+PRESETS = tuple(FITS)
 SIGMAS = (25, 50, 15)
 N_PHOTOS = 8
 TILE = qt.TILE
@@ -86,10 +93,10 @@ def crop_pair(photo: Path, sigma: float, crop: int) -> tuple[np.ndarray, np.ndar
 
 
 def fit_job(photo: Path, sigma: float, preset: str, crop: int) -> None:
-    """Denoise the crop with `preset` and keep the returned image with its cost."""
+    """Denoise the crop with the fits `preset` labels and keep their image with its cost."""
     clean, noisy, sigma_est = crop_pair(photo, sigma, crop)
     c0 = time.process_time()
-    out, _ = denoise(noisy, quality=preset, sigma=sigma_est)
+    out, _ = denoise(noisy, sigma=sigma_est, **FITS[preset])
     cpu = time.process_time() - c0
     KEPT.mkdir(parents=True, exist_ok=True)
     path = kept_path(photo, sigma, preset, crop)

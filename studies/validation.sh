@@ -9,22 +9,24 @@
 #   bash studies/validation.sh 1 &   # worker 1: photos 2, 4, 6, ...
 #   bash studies/validation.sh former &   # the former default on the same photos
 #
-# Stages (each worker): `fast` at sigma 25 and 50 with the peers (BM3D known and
-# estimated, NL-means), then the default, the same fits without the Wiener filter (read
-# back from the kept fits: seconds); `best` at 25 (four fits a tile: it fits seeds 2 and 3,
-# the default's two are kept); the default and `fast` at 15 once the width-16 table's
-# sigma-15 entries rest on all 6 calibration photos (STAGE15=1); zero-shot Noise2Noise
-# last (about 25 CPU-min a photo). The presets are spelt out, so a later change of a preset
-# does not change what a stored row means. One thread a worker: two single-thread workers
-# on 2 cores get more done than one on two.
+# Stages (each worker): the default (WARM200: one warm fit a tile, S = 200, the filter) at
+# sigma 25 and 50 with the peers (BM3D known and estimated, NL-means); the same at S = 500
+# (WARM500); two cold fits at S = 700 with the filter (the default of 2026-12-06) and
+# without it (read back from the kept fits: seconds); four such fits at 25 (`best`: it fits
+# seeds 2 and 3, the two-fit stage's are kept); sigma 15 once the width-16 table's sigma-15
+# entries rest on all 6 calibration photos (STAGE15=1); zero-shot Noise2Noise last (about
+# 25 CPU-min a photo). The settings are spelt out, so a later change of a preset does not
+# change what a stored row means. One thread a worker: two single-thread workers on 2
+# cores get more done than one on two.
 set -eu
 cd "$(dirname "$0")/.."
 who=${1:?"worker: 0, 1 or former"}
 export OMP_NUM_THREADS=1
-DEFAULT='{"width":16,"patience":700,"ensemble":2,"wiener":true}'
+WARM500='{"width":16,"patience":500,"ensemble":1,"warm_start":true,"wiener":true}'
+WARM200='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true}'
+TWO='{"width":16,"patience":700,"ensemble":2,"wiener":true}'
 PLAIN='{"width":16,"patience":700,"ensemble":2,"wiener":false}'
 BEST='{"width":16,"patience":700,"ensemble":4,"wiener":true}'
-FAST='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true}'
 FORMER='{"width":64,"patience":500,"ensemble":1,"wiener":false}'
 peers() { python -m benchmarks.peers --photos 12 "$@"; }
 
@@ -34,12 +36,13 @@ if [ "$who" = former ]; then
   exit 0
 fi
 shard="--shard $who/2"
-peers $shard --sigmas 25,50 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$FAST"
-peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$DEFAULT"
+peers $shard --sigmas 25,50 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$WARM200"
+peers $shard --sigmas 50,25 --methods dipstop --dipstop-options "$WARM500"
+peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$TWO"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$PLAIN"
 peers $shard --sigmas 25 --methods dipstop --dipstop-options "$BEST"
 if [ "${STAGE15:-0}" = 1 ]; then
-  peers $shard --sigmas 15 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$DEFAULT"
-  peers $shard --sigmas 15 --methods dipstop --dipstop-options "$FAST"
+  peers $shard --sigmas 15 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$WARM500"
+  peers $shard --sigmas 15 --methods dipstop --dipstop-options "$WARM200"
 fi
 peers $shard --sigmas 25,50 --methods zsn2n

@@ -145,11 +145,11 @@ class Preset:
     more PSNR per CPU second than width 64, fits averaged (an ensemble of seeds) more
     again, a tile started from the photo's first tile's network (`warm_start`) reaches a
     good image sooner, and the Wiener filter that finishes every preset recovers most of
-    what a shorter fit leaves. "default" is one width-16 fit a tile, S = 200, warm: on
-    128 x 128 CBSD432 crops one such fit (cold) is 0.17 dB below two cold fits at S = 700
-    after the filter, at 0.24x their CPU (sigma 25; 0.10 dB and 0.22x at 50), which brings
-    a 481 x 321 photo within the 20 minutes of a 2-core CPU without AMX. "fast" shortens S
-    to 50: 0.25 dB below the default after the filter at 0.58x its CPU on tiled CBSD432
+    what a shorter fit leaves. "default" is one width-16 fit a tile, S = 200, warm: with
+    the filter 0.16 and 0.23 dB below two cold fits at S = 700 on the two whole photos
+    where both ran (sigma 25), at 0.27-0.31x their CPU, which brings a 481 x 321 photo
+    within the 20 minutes of a 2-core CPU without AMX. "fast" shortens S
+    to 50: 0.26 dB below the default after the filter at 0.58x its CPU on tiled CBSD432
     crops at sigma 25 (`benchmarks.fast_preset`).
     "best" averages four cold fits at S = 700 (+0.25 dB over two before the filter, at
     twice their CPU; two are the former default).
