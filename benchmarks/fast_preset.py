@@ -40,19 +40,23 @@ CANDIDATES = {  # name: denoise options (spelt out: a later preset change keeps 
 }
 
 
-def run(sigma: float, name: str) -> None:
-    """Every (photo, candidate) missing from the record NAME, saved as each finishes."""
+def run(sigma: float, name: str, crop: int | None = 256, photos: tuple[str, ...] = PHOTOS,
+        candidates: tuple[str, ...] = tuple(CANDIDATES)) -> None:
+    """Every (photo, candidate) missing from the record NAME, saved as each finishes; `crop`
+    None fits the whole photo."""
     torch.set_num_threads(1)
     path = RESULTS / f"{name}.json"
     rows = json.loads(path.read_text())["rows"] if path.exists() else []
-    for photo in PHOTOS:
+    for photo in photos:
         clean, noisy = synthetic_pair(SHARED / "data" / "cbsd432_jpg" / photo, None, sigma, 0)
-        clean, noisy = centre_crop(clean, 256), centre_crop(noisy, 256)
-        for cand, options in CANDIDATES.items():
+        clean, noisy = centre_crop(clean, crop), centre_crop(noisy, crop)
+        for cand in candidates:
+            options = CANDIDATES[cand]
             if any(r["photo"] == photo and r["candidate"] == cand for r in rows):
                 continue
             _, res = denoise(noisy, clean=clean, device="cpu", tile_above=0, **options)
-            rows.append({"photo": photo, "sigma": sigma, "candidate": cand, "options": options,
+            rows.append({"photo": photo, "sigma": sigma, "crop": crop, "candidate": cand,
+                         "options": options,
                          "psnr": res.psnr, "fit_psnr": res.fit_psnr, "cpu_s": res.cpu_seconds,
                          "iterations": res.iterations_run})  # fmt: skip
             save(name, {"rows": rows})
@@ -61,23 +65,25 @@ def run(sigma: float, name: str) -> None:
 
 
 def summary() -> None:
-    """Per sigma and candidate: mean difference to the first candidate (dB, after the filter
+    """Per sigma, crop and candidate: mean difference to the first candidate (dB, after the filter
     and of the fits) +- its standard error, and the mean ratio of CPU seconds."""
     rows = [r for p in RESULTS.glob("fast_preset*.json") for r in json.loads(p.read_text())["rows"]]
     ref_name = next(iter(CANDIDATES))
-    for sigma in sorted({r["sigma"] for r in rows}):
-        ref = {r["photo"]: r for r in rows if r["sigma"] == sigma and r["candidate"] == ref_name}
+    for sigma, crop in sorted({(r["sigma"], r.get("crop", 256) or 0) for r in rows}):
+        these = [r for r in rows if r["sigma"] == sigma and (r.get("crop", 256) or 0) == crop]
+        ref = {r["photo"]: r for r in these if r["candidate"] == ref_name}
         for cand in CANDIDATES:
-            pairs = [(r, ref[r["photo"]]) for r in rows if r["sigma"] == sigma
-                     and r["candidate"] == cand and r["photo"] in ref]  # fmt: skip
+            pairs = [(r, ref[r["photo"]]) for r in these
+                     if r["candidate"] == cand and r["photo"] in ref]  # fmt: skip
             if not pairs:
                 continue
             d = [a["psnr"] - b["psnr"] for a, b in pairs]
             f = [a["fit_psnr"] - b["fit_psnr"] for a, b in pairs]
             se = stdev(d) / len(d) ** 0.5 if len(d) > 1 else float("nan")
             level = mean(a["psnr"] for a, _ in pairs)
-            print(f"sigma {sigma:g} {cand} ({len(d)} photos): {level:.2f} dB, {mean(d):+.2f} "
-                  f"+- {se:.2f} dB after the filter ({min(d):+.2f} .. "
+            where = f"crop {crop}" if crop else "whole photos"
+            print(f"sigma {sigma:g}, {where}, {cand} ({len(d)} photos): {level:.2f} dB, "
+                  f"{mean(d):+.2f} +- {se:.2f} dB after the filter ({min(d):+.2f} .. "
                   f"{max(d):+.2f}), fits {mean(f):+.2f}, CPU "
                   f"{mean(a['cpu_s'] / b['cpu_s'] for a, b in pairs):.2f}x")  # fmt: skip
 
@@ -86,12 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sigma", type=float, default=25.0)
     p.add_argument("--name", default=None, help="record name (default fast_preset_s<sigma>)")
+    p.add_argument("--crop", type=int, default=256, help="centre crop side; 0: the whole photo")
+    p.add_argument("--photos", default=",".join(PHOTOS), help="comma-separated CBSD432 names")
+    p.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated")
     p.add_argument("--summary", action="store_true")
     args = p.parse_args(argv)
     if args.summary:
         summary()
     else:
-        run(args.sigma, args.name or f"fast_preset_s{args.sigma:g}")
+        run(args.sigma, args.name or f"fast_preset_s{args.sigma:g}", args.crop or None,
+            tuple(args.photos.split(",")), tuple(args.candidates.split(",")))
     return 0
 
 

@@ -311,7 +311,8 @@ class DenoiseOptions:
     quality: str = _option("default", METHOD, _quality,
         flags=("--quality",), choices=tuple(PRESETS),
         help="a point on the quality-per-time front (docs/quality_time.md): fast, default or "
-        "best; sets the width, S and fits per tile that -S, --width and --ensemble do not "
+        "best; sets the width, S, fits per tile and warm start that -S, --width, --ensemble "
+        "and --warm-start do not "
         "(not for --protocol paper or --output-policy raw, the paper's settings)")
     ensemble: int | None = _option(None, METHOD, _whole("ensemble"),
         flags=("--ensemble",), type=_POSITIVE_INT, metavar="N",
