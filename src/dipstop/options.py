@@ -149,8 +149,8 @@ class Preset:
     the filter 0.16 and 0.23 dB below two cold fits at S = 700 on the two whole photos
     where both ran (sigma 25), at 0.27-0.31x their CPU, which brings a 481 x 321 photo
     within the 20 minutes of a 2-core CPU without AMX. "fast" shortens S
-    to 50: 0.26 dB below the default after the filter at 0.58x its CPU on tiled CBSD432
-    crops at sigma 25 (`benchmarks.fast_preset`).
+    to 50: 0.26 dB below the default after the filter at 0.58x / 0.53x its CPU on tiled
+    CBSD432 crops at sigma 25 / 50 (`benchmarks.fast_preset`).
     "best" averages four cold fits at S = 700 (+0.25 dB over two before the filter, at
     twice their CPU; two are the former default).
     """
