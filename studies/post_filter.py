@@ -4,8 +4,8 @@ A study (issue 32), on tile-sized crops of CBSD432 photos (calibration images on
 denoises one 128 x 128 crop with the fits of a quality preset (`FITS`), unfiltered, as a
 tiled run sees it (the noise drawn on the whole photo and sigma estimated there, given to
 `denoise`), and keeps the fits' image (`results/post_filter/<photo>_<sigma>_<preset>_c<k>.npz`);
-the filters are then compared
-offline on the kept images, in seconds, so one fit serves every filter setting.
+the filters are then compared offline on the kept images, in seconds, so one fit serves
+every filter setting.
 
 A photo gives 5 crops: its centre and the centres of its four quadrants. Centre crops alone
 mislead: they are often the smooth subject, where the DIP is at its best, while a whole
