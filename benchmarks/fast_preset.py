@@ -1,12 +1,12 @@
-"""Candidates for the `fast` preset on tiled crops of calibration photos, paired.
+"""Candidates for the one-warm-fit presets (default, fast) on tiled calibration crops, paired.
 
-`fast` is one width-16 fit a tile, its tiles after the first started warm, finished by the
-Wiener filter, as the default is; what it trades is patience S (the stop, and the length of
-the since-best average). Each candidate runs on the same 256 x 256 centre crops of CBSD432
-photos (9 tiles of 128 x 128, every tile but the first warm, as in a whole photo), noise
-drawn on the whole photo (`synthetic_pair(path, None, sigma, 0)`) and cropped, sigma
-estimated on the crop as a run does; one thread. PSNR after the filter and of the fits
-alone, the fits' CPU seconds.
+`default` and `fast` are one width-16 fit a tile, its tiles after the first started warm,
+finished by the Wiener filter; what they trade is patience S (the stop, and the length of
+the since-best average) and the burn-in B (t* after the first B iterations of a fit). Each
+candidate runs on the same 256 x 256 centre crops of CBSD432 photos (9 tiles of 128 x 128,
+every tile but the first warm, as in a whole photo), noise drawn on the whole photo
+(`synthetic_pair(path, None, sigma, 0)`) and cropped, sigma estimated on the crop as a run
+does; one thread. PSNR after the filter and of the fits alone, the fits' CPU seconds.
 
     python -m benchmarks.fast_preset --sigma 25 &    # a single-thread worker per sigma
     python -m benchmarks.fast_preset --sigma 50 &
@@ -30,13 +30,16 @@ from dipstop import denoise
 from dipstop.lab.datasets import centre_crop, synthetic_pair
 
 PHOTOS = ("187083.jpg", "24063.jpg", "100007.jpg")
-ONE_WARM_FIT = {"width": 16, "ensemble": 1, "warm_start": True, "wiener": True}
+ONE_WARM_FIT = {"width": 16, "ensemble": 1, "warm_start": True, "wiener": True,
+                "sigma_estimator": "wavelet"}  # what the first rows were run with
 CANDIDATES = {  # name: denoise options (spelt out: a later preset change keeps their meaning);
     # the first is the one the others are paired with
     "S200": {**ONE_WARM_FIT, "patience": 200},
     "S500": {**ONE_WARM_FIT, "patience": 500},
     "S100": {**ONE_WARM_FIT, "patience": 100},
     "S50": {**ONE_WARM_FIT, "patience": 50},
+    "S200-B100": {**ONE_WARM_FIT, "patience": 200, "burn_in": 100},
+    "S200-B200": {**ONE_WARM_FIT, "patience": 200, "burn_in": 200},
 }
 
 
@@ -58,7 +61,8 @@ def run(sigma: float, name: str, crop: int | None = 256, photos: tuple[str, ...]
             rows.append({"photo": photo, "sigma": sigma, "crop": crop, "candidate": cand,
                          "options": options,
                          "psnr": res.psnr, "fit_psnr": res.fit_psnr, "cpu_s": res.cpu_seconds,
-                         "iterations": res.iterations_run})  # fmt: skip
+                         "iterations": res.iterations_run,
+                         "t_stars": [t.result.stop_iteration for t in res.tiles]})  # fmt: skip
             save(name, {"rows": rows})
             print(f"{photo} sigma {sigma:g} {cand}: {res.psnr:.2f} dB ({res.fit_psnr:.2f} "
                   f"fits), {res.cpu_seconds:.0f} CPU s", flush=True)  # fmt: skip

@@ -51,7 +51,7 @@ from dipstop.metrics import psnr, ssim
 from dipstop.noise import estimate_sigma
 from dipstop.options import METHOD, DenoiseOptions
 from dipstop.runtime import cpu_name
-from dipstop.tile_store import AFTER_FITS
+from dipstop.tile_store import AFTER_FITS, RESOLVED, WHEN_SET
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DIPSTOP_SHARED", ROOT.parent / "shared"))
@@ -103,10 +103,14 @@ def fits_folder(root: Path, photo: Path, sigma: float, options: dict) -> Path:
     False
     >>> a == fits_folder(Path("r"), Path("p.png"), 25, {"ensemble": 2, "wiener": False})
     True
+    >>> a == fits_folder(Path("r"), Path("p.png"), 25, {"ensemble": 2, "burn_in": 100})
+    False
     """
     resolved = DenoiseOptions(**options).preset_applied().replace(ensemble=None, quality="default")
-    method = {k: v for k, v in resolved.of(METHOD).items() if k not in AFTER_FITS}
+    left_out = AFTER_FITS + WHEN_SET + RESOLVED  # the run's own key holds the resolved sigma
+    method = {k: v for k, v in resolved.of(METHOD).items() if k not in left_out}
     method |= {"warm_start": True} if resolved.warm_start else {}
+    method |= {"burn_in": resolved.burn_in} if resolved.burn_in else {}
     tag = json.dumps(method, sort_keys=True, default=str)
     return root / f"{photo.stem}_{sigma:g}_{hashlib.sha1(tag.encode()).hexdigest()[:8]}.partial"
 

@@ -76,7 +76,7 @@ def whole_pair(photo: Path, sigma: float) -> tuple[np.ndarray, np.ndarray, float
     """(clean photo, noisy photo, sigma estimated on it): read and estimated once for the
     photo's 5 crops (jobs come photo by photo)."""
     clean, noisy = synthetic_pair(photo, None, sigma, 0)
-    return clean, noisy, estimate_sigma(noisy)
+    return clean, noisy, estimate_sigma(noisy, "wavelet")  # what its stored rows used
 
 
 def crop_pair(photo: Path, sigma: float, crop: int) -> tuple[np.ndarray, np.ndarray, float]:

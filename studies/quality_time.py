@@ -148,7 +148,7 @@ def photos(n: int = N_PHOTOS) -> list[Path]:
 def tile_pair(path: Path, sigma: float) -> tuple[np.ndarray, np.ndarray, float]:
     """(clean tile, noisy tile, sigma estimated on the whole noisy photo)."""
     clean, noisy = synthetic_pair(path, None, sigma, 0)
-    sigma_est = estimate_sigma(noisy)
+    sigma_est = estimate_sigma(noisy, "wavelet")  # what its stored rows used
     return centre_crop(clean, TILE).copy(), centre_crop(noisy, TILE).copy(), sigma_est
 
 

@@ -70,7 +70,7 @@ def tiles(
     b = (crop(clean, top, left), crop(noisy, top, left))
     y, x = (top, left - STEP) if source == "left" else (0, 0)
     a = (crop(clean, y, x), crop(noisy, y, x))
-    return b, a, estimate_sigma(noisy)
+    return b, a, estimate_sigma(noisy, "wavelet")  # what its stored rows used
 
 
 def run_job(db, path: Path, sigma: float, source: str) -> None:

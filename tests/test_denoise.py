@@ -239,3 +239,19 @@ def test_cli_says_which_precision_the_fit_ran_in(tmp_path, smooth_rgb, capsys, p
     assert main(["denoise", str(src), *quick, "--precision", precision]) == 0
     out = capsys.readouterr().out
     assert f" s in {precision} -> " in out or f" CPU s) in {precision} -> " in out
+
+
+def test_a_burn_in_holds_t_star_past_an_early_minimum_and_averages_from_there(smooth_rgb):
+    """With a small lam the criterion's minimum comes in the first iterations (t* = 12
+    here); a burn-in B = 60 moves t* past B, and the since-best image is the mean of the
+    S + 1 outputs from the new t* (here the same as box100@stop's), none from before."""
+    noisy = add_gaussian_noise(smooth_rgb / 255, 50, seed=1)
+    run = dict(width=8, max_iters=400, patience=99, lam=3.0, ensemble=1, wiener=False)
+    _, early = denoise(noisy, **run)
+    out, res = denoise(noisy, clean=smooth_rgb / 255, burn_in=60, **run)
+    assert early.stop_iteration <= 60 < res.stop_iteration
+    crit = res.series["criterion"]
+    assert res.stop_iteration - 1 == 60 + int(np.argmin(crit[60:]))
+    assert res.iterations_run == res.stop_iteration + 99 and res.settings["burn_in"] == 60
+    box, _ = denoise(noisy, burn_in=60, output="box100@stop", **run)
+    np.testing.assert_array_equal(out, box)

@@ -23,7 +23,7 @@ from dipstop.results import DenoiseResult
 def test_what_users_get_by_default_is_one_warm_width_16_fit_a_tile_then_the_filter():
     o = DenoiseOptions().preset_applied()
     assert (o.quality, o.width, o.patience, o.ensemble) == ("default", 16, 200, 1)
-    assert (o.warm_start, o.wiener) == (True, True)
+    assert (o.warm_start, o.wiener, o.burn_in, o.sigma_estimator) == (True, True, 0, "pca")
     assert (o.protocol, o.output, o.precision, o.tile, o.overlap) == (
         "cpu", "since-best", "auto", 128, 32,
     )  # fmt: skip
@@ -39,7 +39,12 @@ def test_presets_fill_only_what_the_user_left_unset_and_never_the_papers_setting
     for paper in (DenoiseOptions(quality="fast", output="raw"),
                   DenoiseOptions(quality="fast", protocol="paper")):  # fmt: skip
         o = paper.preset_applied()
-        assert (o.width, o.patience, o.ensemble) == (None, None, 1)
+        assert (o.width, o.patience, o.ensemble, o.burn_in) == (None, None, 1, 0)
+        assert o.sigma_estimator == "wavelet"  # what the paper's settings always computed
+    asked = DenoiseOptions(output="raw", sigma_estimator="pca").preset_applied()
+    assert asked.sigma_estimator == "pca"
+    assert DenoiseOptions(burn_in=0).preset_applied().burn_in == 0  # 0 is kept, not "unset"
+    assert DenoiseOptions(quality="best", burn_in=30).preset_applied().burn_in == 30
 
 
 def test_every_cli_option_is_generated_from_its_field():
@@ -71,6 +76,8 @@ def test_every_cli_option_is_generated_from_its_field():
         ({"tile": 32}, "tile must be a whole number of at least 64"),
         ({"overlap": 70}, "overlap must be a whole number from 0 to 64"),
         ({"lam": -1.0}, "lam must be a finite number above 0"),
+        ({"burn_in": -1}, "burn_in must be a whole number of at least 0"),
+        ({"sigma_estimator": "mad"}, "sigma_estimator must be 'pca' or 'wavelet', got 'mad'"),
     ],
 )
 def test_a_bad_option_is_one_line_naming_it(bad, match):
@@ -153,3 +160,23 @@ def test_the_default_is_one_width_16_fit_at_the_width_16_tables_lam():
     _, best = denoise(noisy, quality="best", sigma=25.0, max_iters=2)
     assert [t.result.settings["seed"] for t in best.tiles] == [0, 1, 2, 3]
     assert best.lam == pytest.approx(res.lam)
+
+
+def test_a_photos_default_run_reads_sigma_by_patch_covariance_the_papers_by_wavelet(
+    monkeypatch, shared
+):
+    """What users get: a whole photo's tiles are fitted at the PCA estimate; the paper's
+    settings (output "raw") keep the wavelet MAD's."""
+    from dipstop.imageio import read_image
+    from dipstop.lab.datasets import list_images
+    from dipstop.noise import add_gaussian_noise, estimate_sigma
+
+    monkeypatch.setattr(tiled_run, "fit_one", _stub)
+    photo = read_image(list_images(shared / "data" / "cbsd68")[0]).pixels
+    noisy = np.rint(add_gaussian_noise(photo, 25, seed=0) * 255).astype(np.uint8)
+    pca, wavelet = estimate_sigma(noisy, "pca"), estimate_sigma(noisy, "wavelet")
+    assert abs(pca - wavelet) > 0.05
+    _, res = denoise(noisy, lam=50.0, wiener=False, tile_above=0)
+    assert res.sigma == pytest.approx(pca, abs=1e-4) and len(res.tiles) > 1
+    _, res = denoise(noisy, lam=50.0, output="raw", tile_above=0)
+    assert res.sigma == pytest.approx(wavelet, abs=1e-4)

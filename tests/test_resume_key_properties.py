@@ -43,6 +43,7 @@ CHANGING = {
     "sigma": [25.0, 15.0, None],
     "lam": [None, 50.0, 0.5],
     "ensemble": [1, 2, 3],
+    "burn_in": [0, 30, 100],
 }  # a quality preset sets width, S and ensemble, each here (BASE sets all three)
 BASE = {k: v[0] for k, v in CHANGING.items()}
 
@@ -82,6 +83,18 @@ def test_any_result_changing_option_changes_the_fits_named(tmp_path, data):
     name = data.draw(st.sampled_from(sorted(CHANGING)), label="option")
     value = data.draw(st.sampled_from(CHANGING[name][1:]), label="value")
     assert names_of(tmp_path / "a", **BASE) != names_of(tmp_path / "a", **{**BASE, name: value})
+
+
+def test_a_run_without_a_burn_in_is_named_as_before_there_was_one():
+    """burn_in joins a run's spec only when set, so fits kept before the option existed
+    still resume."""
+    from dipstop.options import DenoiseOptions
+    from dipstop.tile_store import tiles_spec
+
+    def spec(b):
+        return tiles_spec(PIXELS, None, DenoiseOptions(burn_in=b), {"sigma": 25.0})
+
+    assert "burn_in" not in spec(0) and spec(30)["burn_in"] == 30
 
 
 def test_more_fits_a_tile_name_the_fewer_fits_and_more(tmp_path):

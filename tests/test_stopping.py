@@ -6,10 +6,10 @@ from hypothesis import strategies as st
 from dipstop.stopping import OnlineStopper, detect_offline
 
 
-def online(values, patience):
+def online(values, patience, burn_in=0):
     """What an online run returns: t* when the rule fires, else the running minimum at the
     end (the last index when nothing had a value)."""
-    s = OnlineStopper(patience)
+    s = OnlineStopper(patience, burn_in)
     for v in values:
         if s.update(v):
             return s.best_index
@@ -38,6 +38,27 @@ def test_offline_rule_equals_online_detector_and_the_literal_definition(values, 
     expected = brute_force(values, patience)
     assert detect_offline(values, patience) == expected
     assert online(values, patience) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(series, st.integers(1, 12), st.integers(0, 70))
+def test_burn_in_is_the_rule_on_the_series_with_its_first_values_missing(
+    values, patience, burn_in
+):
+    masked = [float("nan") if i < burn_in else v for i, v in enumerate(values)]
+    expected = brute_force(masked, patience)
+    assert detect_offline(values, patience, burn_in) == expected
+    assert online(values, patience, burn_in) == expected
+
+
+def test_burn_in_holds_the_stop_past_an_early_minimum():
+    early_minimum = [5, 1, 4, 3, 2, 2.5, 3, 3.5, 4, 4.5]
+    assert online(early_minimum, 3) == 1
+    s = OnlineStopper(3, burn_in=3)
+    fired = [s.update(v) for v in early_minimum]
+    assert s.best_index == 4 and fired.index(True) == 4 + 3
+    values = np.array(early_minimum)
+    assert detect_offline(values, 3, burn_in=3) == 4 and values[1] == 1  # not written into
 
 
 @settings(max_examples=100, deadline=None)

@@ -433,6 +433,7 @@ def fit_tiles_batched(
     device: str | torch.device | None = None,
     *,
     output: str = DEFAULT_OUTPUT,
+    burn_in: int = 0,
     depth: int = DEFAULT_DEPTH,
     threads: int | None = None,
     on_row: Callable[[int, int, torch.Tensor, dict[str, float]], None] | None = None,
@@ -459,6 +460,8 @@ def fit_tiles_batched(
         Where to fit (None: CUDA when available).
     output : str
         Output policy name (`dipstop.policies.make_policy`).
+    burn_in : int
+        B: each tile's t* comes after its first B iterations (`stopping.OnlineStopper`).
     depth : int
         Steps the host's JPEG encodes may run behind the batch (0: inline).
     threads : int, optional
@@ -489,7 +492,8 @@ def fit_tiles_batched(
     cifs = CifsCriterion()
     pixels = fitter.height * fitter.width
     policies = [make_policy(output) for _ in range(count)]
-    stops = [OnlineStop(cifs, Context(pixels, lam), patience, p.stream) for p in policies]
+    stops = [OnlineStop(cifs, Context(pixels, lam), patience, p.stream, burn_in)
+             for p in policies]  # fmt: skip
     for p in policies:
         p.begin(max_iters, patience)
     averages = [p.averages() for p in policies]

@@ -41,6 +41,7 @@ from dipstop import validate
 from dipstop.errors import DipstopError
 from dipstop.fitting import PRECISIONS
 from dipstop.lambda_table import TILE_ABOVE
+from dipstop.noise import ESTIMATORS
 from dipstop.policies import DEFAULT_OUTPUT, policy_names
 from dipstop.protocols import PROTOCOLS, Protocol, get_protocol
 from dipstop.runtime import Switches
@@ -60,6 +61,14 @@ def _option(default: Any, group: str, check: Callable[[Any], Any] | None = None,
 def _sigma(v: Any) -> None:
     fix = "give the noise std on the 0-255 scale, e.g. 25, or leave it out to estimate it"
     validate.number(v, "sigma", above=0, fix=fix)
+
+
+def _estimator(v: Any) -> None:
+    if v not in ESTIMATORS:
+        raise DipstopError(
+            f"sigma_estimator must be 'pca' or 'wavelet', got {validate._show(v)}; "
+            "leave it out for the default"
+        )
 
 
 def _lam(v: Any) -> None:
@@ -128,6 +137,11 @@ def _tile_above(v: Any) -> None:
     validate.whole(v, "tile_above", at_least=0, fix="give a number of pixels, e.g. 1000000")
 
 
+def _burn_in(v: Any) -> None:
+    fix = "give a number of iterations, e.g. 100 (0 for none)"
+    validate.whole(v, "burn_in", at_least=0, fix=fix)
+
+
 def _flag(name: str) -> Callable[[Any], None]:
     def check(v: Any) -> None:
         if not isinstance(v, bool):
@@ -160,6 +174,7 @@ class Preset:
     ensemble: int
     warm_start: bool = False
     wiener: bool = True
+    burn_in: int = 0
 
 
 PRESETS = {
@@ -189,6 +204,10 @@ class DenoiseOptions:
     ----------
     sigma : float, optional
         Noise standard deviation on the 0-255 scale; estimated from the image when not given.
+    sigma_estimator : str, optional
+        How sigma is estimated when not given (`dipstop.noise.estimate_sigma`): "pca"
+        (patch covariance, which tells texture from noise; the presets') or "wavelet" (the
+        wavelet MAD; the paper's settings', which keep computing what they always have).
     lam : float, optional
         CIFS weight (dipstop's size-invariant lam = the paper's lambda / (H W), MSE on
         [0, 1]); from the lam(sigma) table when not given.
@@ -288,6 +307,10 @@ class DenoiseOptions:
     sigma: float | None = _option(None, METHOD, _sigma,
         flags=("--sigma",), type=_POSITIVE_FLOAT,
         help="noise std on the 0-255 scale (default: estimated from the image)")
+    sigma_estimator: str | None = _option(None, METHOD, _estimator,
+        flags=("--sigma-estimator",), choices=ESTIMATORS,
+        help="how sigma is estimated when not given: pca (patch covariance; the default) or "
+        "wavelet (wavelet MAD, the default for --protocol paper and --output-policy raw)")
     lam: float | None = _option(None, METHOD, _lam,
         flags=("--lam",), type=_POSITIVE_FLOAT,
         help="CIFS weight lam = paper lambda / (H*W), MSE on [0,1] (default: from sigma)")
@@ -314,6 +337,10 @@ class DenoiseOptions:
         "best; sets the width, S, fits per tile and warm start that -S, --width, --ensemble "
         "and --warm-start do not "
         "(not for --protocol paper or --output-policy raw, the paper's settings)")
+    burn_in: int | None = _option(None, METHOD, _burn_in,
+        flags=("--burn-in",), type=validate.arg_non_negative_int, metavar="B",
+        help="the stop's t* comes after the first B iterations of each fit (default: the "
+        "quality preset's; 0 for the paper's settings)")
     ensemble: int | None = _option(None, METHOD, _whole("ensemble"),
         flags=("--ensemble",), type=_POSITIVE_INT, metavar="N",
         help="average N fits of each tile (seeds SEED, SEED+1, ...), N times the work "
@@ -403,7 +430,8 @@ class DenoiseOptions:
     def preset_applied(self) -> DenoiseOptions:
         """These options with the quality preset's width, S, ensemble, warm start and Wiener
         filter in the fields left None; the paper's settings (protocol "paper", output "raw")
-        take no preset: an ensemble of 1, cold starts and no filter unless asked.
+        take no preset: an ensemble of 1, cold starts, no filter or burn-in and the wavelet
+        sigma estimator unless asked.
 
         >>> o = DenoiseOptions(quality="best", patience=300).preset_applied()
         >>> o.width, o.patience, o.ensemble, o.warm_start, o.wiener
@@ -416,13 +444,16 @@ class DenoiseOptions:
         """
         if self.protocol != "cpu" or self.output == "raw":
             return replace(self, ensemble=self.ensemble or 1, warm_start=bool(self.warm_start),
-                           wiener=bool(self.wiener))  # fmt: skip
+                           wiener=bool(self.wiener), burn_in=self.burn_in or 0,
+                           sigma_estimator=self.sigma_estimator or "wavelet")  # fmt: skip
         p = PRESETS[self.quality]
         warm = p.warm_start if self.warm_start is None else self.warm_start
         wiener = p.wiener if self.wiener is None else self.wiener
         return replace(self, width=self.width or p.width, patience=self.patience or p.patience,
                        ensemble=self.ensemble or p.ensemble, warm_start=warm,
-                       wiener=wiener)  # fmt: skip
+                       wiener=wiener,
+                       burn_in=p.burn_in if self.burn_in is None else self.burn_in,
+                       sigma_estimator=self.sigma_estimator or "pca")  # fmt: skip
 
     def fit_protocol(self) -> Protocol:
         """The named protocol with this run's width, T, S, lr and z overrides.

@@ -63,17 +63,18 @@ class OnlineStop:
 
     `stream` "" scores the raw outputs; an average's name scores that running average (its
     "mse_NAME" and "jpeg_bytes_NAME" series: CIFS on the averaged output). `stopper` follows
-    the rule as rows arrive (its `best_index` is t* - 1 once done).
+    the rule as rows arrive (its `best_index` is t* - 1 once done); `burn_in` B keeps t* > B.
     """
 
     criterion: Criterion
     context: Context
     patience: int
     stream: str = ""
+    burn_in: int = 0
     stopper: OnlineStopper = field(init=False)
 
     def __post_init__(self) -> None:
-        self.stopper = OnlineStopper(self.patience)
+        self.stopper = OnlineStopper(self.patience, self.burn_in)
 
     def value(self, row: Mapping[str, float]) -> float:
         """The criterion's value for one recorded row, on this stop's stream."""

@@ -73,7 +73,7 @@ def plan_fit(pixels: np.ndarray, options: DenoiseOptions) -> FitPlan:
     height, width = pixels.shape[:2]
     padding_for(height, width)  # too-small images and bad devices fail before any work
     device = resolve_device(o.device)
-    sigma = estimate_sigma(pixels) if o.sigma is None else o.sigma
+    sigma = estimate_sigma(pixels, o.sigma_estimator or "pca") if o.sigma is None else o.sigma
     lam, notes = o.lam, []
     expected, expected_from = proto.max_iters, "T"
     if lam is None:
@@ -147,7 +147,7 @@ def fit_one(
     height, width = x.shape[:2]
     cifs = CifsCriterion()
     stop = OnlineStop(cifs, Context(height * width, plan.lam), plan.protocol.patience,
-                      plan.policy.stream)  # fmt: skip
+                      plan.policy.stream, options.burn_in or 0)  # fmt: skip
     budget = None if options.max_minutes is None else float(options.max_minutes) * 60.0
     planner = _Planner(plan, estimate_bytes(fitter.shape[2] * fitter.shape[3],
                        plan.protocol.width), budget, options.on_estimate)  # fmt: skip
@@ -156,6 +156,8 @@ def fit_one(
         kept = {"sigma": plan.sigma, "lam": plan.lam, "protocol": plan.protocol.as_dict(),
                 "seed": options.seed, "output": plan.policy.name,
                 "precision": settings.precision}  # fmt: skip
+        if options.burn_in:  # only then: a checkpoint written without one still resumes
+            kept["burn_in"] = options.burn_in
         checkpoint = RunCheckpoint(options.resume_dir, image_spec(x, clean, kept),
                                    switches.checkpoint_seconds)  # fmt: skip
     bar = tqdm(total=plan.protocol.max_iters, disable=not options.progress, unit="it",
@@ -239,6 +241,7 @@ def _result(
             "device": str(fitter.device),
             "precision": plan.precision,
             "output": plan.policy.name,
+            "burn_in": options.burn_in or 0,
             "criteria": {cifs.name: cifs.settings()},
         },
         series=rec.series,

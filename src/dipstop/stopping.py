@@ -6,8 +6,9 @@ may stop at t* + S. When no t qualifies (the budget T ran out first), t* is the 
 whole series, the running minimum an online run holds at T: one semantics, online and
 offline (the paper leaves this case open; its code returns the last iteration).
 NaN means "no value" (ES-WMV before its window fills, a NR-IQA score not computed at this
-iteration): it is never selected and counts as +inf in a window. Both forms agree exactly
-(tests/test_stopping.py checks it on random series).
+iteration): it is never selected and counts as +inf in a window. A burn-in B (dipstop's,
+not the paper's; 0 by default) reads the first B values as NaN: t* is at least B + 1. Both
+forms agree exactly (tests/test_stopping.py checks it on random series).
 
 References
 ----------
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def detect_offline(values: np.ndarray | list[float], patience: int) -> int:
+def detect_offline(values: np.ndarray | list[float], patience: int, burn_in: int = 0) -> int:
     """Eq. 4 on a recorded series: the first index that is the minimum of its next S values.
 
     t* is the smallest t with M_t <= min(M_{t+1}, ..., M_{t+S}) (ties keep the earlier t).
@@ -37,6 +38,8 @@ def detect_offline(values: np.ndarray | list[float], patience: int) -> int:
         Non-empty 1-D series of criterion values (lower is better), one per iteration.
     patience : int
         S, at least 1: how many following values must not be lower.
+    burn_in : int
+        B: the first B values count as NaN (never t*).
 
     Returns
     -------
@@ -56,12 +59,15 @@ def detect_offline(values: np.ndarray | list[float], patience: int) -> int:
     4
     >>> detect_offline([5, 1, 3, 2, 2], patience=4)  # never fires: the minimum so far
     1
+    >>> detect_offline([5, 1, 3, 2, 2], patience=2, burn_in=2)  # t* no earlier than B + 1
+    3
     """
-    m = np.asarray(values, dtype=np.float64)
+    m = np.array(values, dtype=np.float64)
     if m.ndim != 1 or m.size == 0:
         raise ValueError("detect_offline needs a non-empty 1-D series")
     if patience < 1:
         raise ValueError("patience must be at least 1")
+    m[: max(0, burn_in)] = np.nan
     finite = ~np.isnan(m)
     m = np.where(finite, m, np.inf)
     n = m.size
@@ -96,12 +102,16 @@ class OnlineStopper:
     """Eq. 4 on a stream: feed values in order; `done` turns true at t* + S.
 
     The running minimum has not strictly improved for S values: the fit can stop there and
-    return the output it kept at t*. NaN values are never the minimum.
+    return the output it kept at t*. NaN values are never the minimum, nor are the first
+    `burn_in` values.
 
     Parameters
     ----------
     patience : int
         S, at least 1.
+    burn_in : int
+        B, at least 0: the first B values are read as NaN, so t* is at least B + 1 and the
+        rule fires no sooner than after B + S + 1 values.
 
     Attributes
     ----------
@@ -131,6 +141,7 @@ class OnlineStopper:
     """
 
     patience: int
+    burn_in: int = 0
     best_value: float = math.inf
     best_index: int = -1
     count: int = 0
@@ -139,6 +150,8 @@ class OnlineStopper:
     def __post_init__(self) -> None:
         if self.patience < 1:
             raise ValueError("patience must be at least 1")
+        if self.burn_in < 0:
+            raise ValueError("burn_in must be at least 0")
 
     def update(self, value: float) -> bool:
         """Take the next value; return True when the rule has fired (t* is then fixed).
@@ -167,7 +180,7 @@ class OnlineStopper:
             return True
         index = self.count
         self.count += 1
-        v = float(value)
+        v = float(value) if index >= self.burn_in else math.nan
         self.improved = not math.isnan(v) and (v < self.best_value or self.best_index < 0)
         if self.improved:
             self.best_value, self.best_index = v, index

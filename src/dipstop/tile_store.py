@@ -46,18 +46,24 @@ def tiles_spec(
     >>> spec["lam"], spec["tile"], "width" in spec, "seed" in spec, "ensemble" in spec
     (0.5, 64, False, False, False)
     """
-    settings = {k: v for k, v in options.of(METHOD).items()
-                if k not in PROTOCOL_PARTS + PER_FIT + AFTER_FITS}  # fmt: skip
+    left_out = PROTOCOL_PARTS + RESOLVED + PER_FIT + AFTER_FITS + WHEN_SET
+    settings = {k: v for k, v in options.of(METHOD).items() if k not in left_out}
     settings |= {**resolved, "tile": options.tile, "overlap": options.overlap}
     if options.warm_start:  # only then: the key of a cold run's fits stays what it was
         settings["warm_start"] = True
+    if options.burn_in:  # likewise: a run without one keeps its key
+        settings["burn_in"] = options.burn_in
     return image_spec(pixels, clean, settings)
 
 
 # the method options a run's resolved protocol holds (or, for table, its content)
 PROTOCOL_PARTS = ("width", "max_iters", "patience", "lr", "z_noise_std", "table")
+# the ones a run resolves into a value the spec holds (the estimator into sigma)
+RESOLVED = ("sigma_estimator",)
 # the ones that name a fit within the run, or how many there are (a preset: width, S, fits)
 PER_FIT = ("seed", "ensemble", "quality")
+# the ones in the spec only when set (above), so that older runs keep their keys
+WHEN_SET = ("burn_in",)
 # the ones applied to the blended image, after the fits: they do not change a fit
 AFTER_FITS = ("wiener",)
 

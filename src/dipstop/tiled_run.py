@@ -113,7 +113,7 @@ class _TiledRun:
             raise DipstopError(f"clean image is {clean.shape}, noisy is {x.shape}; they must match")
         self.clean = clean
         self.sigma_estimated = o.sigma is None
-        self.sigma = estimate_sigma(x) if o.sigma is None else o.sigma
+        self.sigma = estimate_sigma(x, o.sigma_estimator or "pca") if o.sigma is None else o.sigma
         self.notes: list[str] = []
         self.lam, tile_lam, table = o.lam, o.lam, None  # tile_lam: what each tile is given
         if o.lam is None:

@@ -22,6 +22,7 @@ from dipstop.lab.runs import bench_criteria, grid
 from dipstop.lab.store import ResultStore
 from dipstop.lab.tables import sigma_correction, size_choices
 from dipstop.lambda_table import load_table
+from dipstop.noise import ESTIMATORS
 from dipstop.options import add_arguments
 from dipstop.policies import DEFAULT_OUTPUT
 from dipstop.protocols import Protocol, get_protocol
@@ -94,6 +95,8 @@ def _add_tables(sub: argparse._SubParsersAction) -> None:
     sc.add_argument("--data", required=True, help="folder of training images (e.g. CBSD432)")
     sc.add_argument("--every", type=_positive_int, default=4, help="use every k-th image")
     sc.add_argument("-o", "--output", required=True, help="the JSON file to write")
+    sc.add_argument("--estimator", choices=ESTIMATORS, default="pca",
+                    help="the estimator whose curve this is (default pca)")
     sizes = which.add_parser("lam-sizes", help="lam at every size the stores hold, one table")
     sizes.add_argument("--stores", nargs="+", required=True, help="calibration stores")
     sizes.add_argument("--images", default=None, help="only these images' runs (a,b,...)")
@@ -267,9 +270,8 @@ def cmd_tables(args: argparse.Namespace) -> int:
     """Write a shipped data file (`dipstop.lab.tables`), its provenance the command line."""
     command = "dipstop " + " ".join(args.argv)
     if args.kind == "sigma-correction":
-        Path(args.output).write_text(
-            json.dumps(sigma_correction(args.data, args.every, command), indent=1) + "\n"
-        )
+        curve = sigma_correction(args.data, args.every, command, args.estimator)
+        Path(args.output).write_text(json.dumps(curve, indent=1) + "\n")
         print(f"wrote {args.output}")
         return 0
     protocol = get_protocol("cpu").with_(width=args.width, max_iters=args.max_iters,

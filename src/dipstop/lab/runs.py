@@ -350,7 +350,7 @@ def run_one(
     s = rec.series
     peak = int(np.argmax(s["psnr"]))
     summary = {
-        "sigma_estimated": estimate_sigma(np.rint(noisy * 255) / 255),
+        "sigma_estimated": estimate_sigma(np.rint(noisy * 255) / 255, "wavelet"),
         "noisy_psnr": psnr(torch.from_numpy(noisy), torch.from_numpy(clean)),
         **noisy_scores,
         "peak_psnr": float(s["psnr"][peak]),

@@ -1,7 +1,8 @@
 """The data files dipstop ships, made by the package: the sigma correction and the lam tables.
 
-- `sigma_correction`: the blind sigma estimator's correction curve, fitted on training
-  images (`dipstop tables sigma-correction`, data/sigma_correction.json);
+- `sigma_correction`: a blind sigma estimator's correction curve, fitted on training
+  images (`dipstop tables sigma-correction [--estimator wavelet]`,
+  data/sigma_correction_pca.json and data/sigma_correction.json);
 - `size_choices`: lam searched at every image size the calibration stores hold, for one
   output policy (`dipstop tables lam-sizes`, data/lambda_table_since-best.json);
 - `width_table`: a table for another network width, from a base table and the lam scales
@@ -28,19 +29,27 @@ from dipstop.noise import fit_sigma_correction
 SIGMA_GRID = [0, 2.5, *range(5, 105, 5)]  # the nominal sigmas the correction is fitted at
 
 
-def sigma_correction(images: str | Path, every: int, command: str) -> dict:
-    """The correction curve of `estimate_sigma` fitted on every `every`-th image of the folder
-    `images` (training images, never the test sets), with its provenance.
+ESTIMATOR_NAMES = {
+    "wavelet": "skimage.restoration.estimate_sigma (wavelet MAD), channel-averaged",
+    "pca": "patch-covariance eigenvalues (Chen, Zhu, Heng 2015), 7 x 7 x C patches, "
+    "then again without patches within 2 sigma of 0 or 255",
+}
+
+
+def sigma_correction(images: str | Path, every: int, command: str, method: str = "pca") -> dict:
+    """The correction curve of `estimate_sigma(method=method)` fitted on every `every`-th
+    image of the folder `images` (training images, never the test sets), with its provenance.
 
     Returns {"sigma": [...], "mean_raw": [...], "provenance": {...}}, the layout of
-    data/sigma_correction.json.
+    the files in `dipstop.noise.CORRECTION_FILES`.
     """
     files = list_images(images)[::every]
-    fit = fit_sigma_correction([read_image(f).pixels for f in files], SIGMA_GRID)
+    fit = fit_sigma_correction([read_image(f).pixels for f in files], SIGMA_GRID,
+                               method=method)  # fmt: skip
     fit["provenance"] = {
         "images": f"{Path(images).name}, every {every}th: {len(files)} images",
         "noise": "Gaussian, clipped to [0,255], quantised to 8 bits",
-        "estimator": "skimage.restoration.estimate_sigma (wavelet MAD), channel-averaged",
+        "estimator": ESTIMATOR_NAMES[method],
         "command": command,
         "date": datetime.date.today().isoformat(),
     }
