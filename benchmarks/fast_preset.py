@@ -40,6 +40,9 @@ CANDIDATES = {  # name: denoise options (spelt out: a later preset change keeps 
     "S50": {**ONE_WARM_FIT, "patience": 50},
     "S200-B100": {**ONE_WARM_FIT, "patience": 200, "burn_in": 100},
     "S200-B200": {**ONE_WARM_FIT, "patience": 200, "burn_in": 200},
+    # the same with the PCA sigma estimate (the presets' since 2026-12-07)
+    "P200": {**ONE_WARM_FIT, "patience": 200, "sigma_estimator": "pca"},
+    "P200-B100": {**ONE_WARM_FIT, "patience": 200, "sigma_estimator": "pca", "burn_in": 100},
 }
 
 
@@ -68,11 +71,10 @@ def run(sigma: float, name: str, crop: int | None = 256, photos: tuple[str, ...]
                   f"fits), {res.cpu_seconds:.0f} CPU s", flush=True)  # fmt: skip
 
 
-def summary() -> None:
-    """Per sigma, crop and candidate: mean difference to the first candidate (dB, after the filter
-    and of the fits) +- its standard error, and the mean ratio of CPU seconds."""
+def summary(ref_name: str = next(iter(CANDIDATES))) -> None:
+    """Per sigma, crop and candidate: mean difference to the reference candidate (dB, after
+    the filter and of the fits) +- its standard error, and the mean ratio of CPU seconds."""
     rows = [r for p in RESULTS.glob("fast_preset*.json") for r in json.loads(p.read_text())["rows"]]
-    ref_name = next(iter(CANDIDATES))
     for sigma, crop in sorted({(r["sigma"], r.get("crop", 256) or 0) for r in rows}):
         these = [r for r in rows if r["sigma"] == sigma and (r.get("crop", 256) or 0) == crop]
         ref = {r["photo"]: r for r in these if r["candidate"] == ref_name}
@@ -100,9 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", default=",".join(PHOTOS), help="comma-separated CBSD432 names")
     p.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated")
     p.add_argument("--summary", action="store_true")
+    p.add_argument("--reference", default=next(iter(CANDIDATES)),
+                   help="the candidate --summary pairs the others with")
     args = p.parse_args(argv)
     if args.summary:
-        summary()
+        summary(args.reference)
     else:
         run(args.sigma, args.name or f"fast_preset_s{args.sigma:g}", args.crop or None,
             tuple(args.photos.split(",")), tuple(args.candidates.split(",")))
