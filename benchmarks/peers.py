@@ -51,7 +51,7 @@ from dipstop.metrics import psnr, ssim
 from dipstop.noise import estimate_sigma
 from dipstop.options import METHOD, DenoiseOptions
 from dipstop.runtime import cpu_name
-from dipstop.tile_store import AFTER_FITS, RESOLVED, WHEN_SET
+from dipstop.tile_store import AFTER_FITS, RESOLVED, WHEN_SET, when_set
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DIPSTOP_SHARED", ROOT.parent / "shared"))
@@ -95,22 +95,22 @@ def fits_folder(root: Path, photo: Path, sigma: float, options: dict) -> Path:
     share fits; warm starts (a tiling option) get their own.
 
     >>> a = fits_folder(Path("r"), Path("p.png"), 25, {"quality": "best"})
-    >>> a == fits_folder(Path("r"), Path("p.png"), 25, {"ensemble": 2}), a.name[:5]
+    >>> cold = {"width": 16, "patience": 700, "warm_start": False}
+    >>> a == fits_folder(Path("r"), Path("p.png"), 25, cold | {"ensemble": 2}), a.name[:5]
     (True, 'p_25_')
     >>> a == fits_folder(Path("r"), Path("p.png"), 25, {"quality": "fast"})
     False
     >>> a == fits_folder(Path("r"), Path("p.png"), 25, {"quality": "best", "warm_start": True})
     False
-    >>> a == fits_folder(Path("r"), Path("p.png"), 25, {"ensemble": 2, "wiener": False})
+    >>> a == fits_folder(Path("r"), Path("p.png"), 25, cold | {"wiener": False})
     True
-    >>> a == fits_folder(Path("r"), Path("p.png"), 25, {"ensemble": 2, "burn_in": 100})
+    >>> a == fits_folder(Path("r"), Path("p.png"), 25, cold | {"burn_in": 100})
     False
     """
     resolved = DenoiseOptions(**options).preset_applied().replace(ensemble=None, quality="default")
     left_out = AFTER_FITS + WHEN_SET + RESOLVED  # the run's own key holds the resolved sigma
     method = {k: v for k, v in resolved.of(METHOD).items() if k not in left_out}
-    method |= {"warm_start": True} if resolved.warm_start else {}
-    method |= {"burn_in": resolved.burn_in} if resolved.burn_in else {}
+    method |= when_set(resolved)
     tag = json.dumps(method, sort_keys=True, default=str)
     return root / f"{photo.stem}_{sigma:g}_{hashlib.sha1(tag.encode()).hexdigest()[:8]}.partial"
 

@@ -209,7 +209,6 @@ def estimate_sigma(image: np.ndarray, method: str = "pca") -> float:
     image = np.asarray(image)
     if np.issubdtype(image.dtype, np.integer):
         image = image / float(np.iinfo(image.dtype).max)
-    _check_method(method)
     if method == "pca" and not _pca_stride(image.shape)[1]:
         method = "wavelet"  # too few patches for a covariance: a small image
     estimate = raw_sigma(image, method)

@@ -49,10 +49,7 @@ def tiles_spec(
     left_out = PROTOCOL_PARTS + RESOLVED + PER_FIT + AFTER_FITS + WHEN_SET
     settings = {k: v for k, v in options.of(METHOD).items() if k not in left_out}
     settings |= {**resolved, "tile": options.tile, "overlap": options.overlap}
-    if options.warm_start:  # only then: the key of a cold run's fits stays what it was
-        settings["warm_start"] = True
-    if options.burn_in:  # likewise: a run without one keeps its key
-        settings["burn_in"] = options.burn_in
+    settings |= when_set(options)
     return image_spec(pixels, clean, settings)
 
 
@@ -62,10 +59,20 @@ PROTOCOL_PARTS = ("width", "max_iters", "patience", "lr", "z_noise_std", "table"
 RESOLVED = ("sigma_estimator",)
 # the ones that name a fit within the run, or how many there are (a preset: width, S, fits)
 PER_FIT = ("seed", "ensemble", "quality")
-# the ones in the spec only when set (above), so that older runs keep their keys
-WHEN_SET = ("burn_in",)
+# the ones in a key only when set (`when_set`), so that older runs keep their keys
+WHEN_SET = ("warm_start", "burn_in")
 # the ones applied to the blended image, after the fits: they do not change a fit
 AFTER_FITS = ("wiener",)
+
+
+def when_set(options: DenoiseOptions) -> dict[str, Any]:
+    """The `WHEN_SET` options that are set: a key holds them only then, so that the key of
+    a run without them stays what it was before they existed.
+
+    >>> when_set(DenoiseOptions(warm_start=True)), when_set(DenoiseOptions())
+    ({'warm_start': True}, {})
+    """
+    return {k: getattr(options, k) for k in WHEN_SET if getattr(options, k)}
 
 
 def fit_name(box: int, seed: int) -> str:
