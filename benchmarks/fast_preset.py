@@ -43,6 +43,8 @@ CANDIDATES = {  # name: denoise options (spelt out: a later preset change keeps 
     # the same with the PCA sigma estimate (the presets' since 2026-12-07)
     "P200": {**ONE_WARM_FIT, "patience": 200, "sigma_estimator": "pca"},
     "P200-B100": {**ONE_WARM_FIT, "patience": 200, "sigma_estimator": "pca", "burn_in": 100},
+    # a faster rate: width 16 at 0.01 fits slowly at low noise (t* near T = 3000 at sigma 15)
+    "P200-lr0.02": {**ONE_WARM_FIT, "patience": 200, "sigma_estimator": "pca", "lr": 0.02},
 }
 
 
