@@ -9,29 +9,31 @@
 #   bash studies/validation.sh 1 &   # worker 1: photos 2, 4, 6, ...
 #   bash studies/validation.sh former &   # the former default on the same photos
 #
-# Stages (each worker): one warm fit a tile, S = 200, the filter, sigma estimated by the
-# wavelet MAD (WARM200, the default until 2026-12-07) at sigma 25 and 50 with the peers (BM3D
-# known and estimated, NL-means); the same with the PCA estimator (DEFAULT, the default
-# since); the same at S = 500
-# (WARM500); two cold fits at S = 700 with the filter (the default of 2026-12-06) and
-# without it (read back from the kept fits: seconds); four such fits at 25 (`best`: it fits
-# seeds 2 and 3, the two-fit stage's are kept); sigma 15 once the width-16 table's sigma-15
-# entries rest on all 6 calibration photos (STAGE15=1); zero-shot Noise2Noise last (about
-# 25 CPU-min a photo). The settings are spelt out, so a later change of a preset does not
-# change what a stored row means. One thread a worker: two single-thread workers on 2
-# cores get more done than one on two.
+# Stages (each worker), most needed first: one warm fit a tile, S = 200, the filter, sigma
+# estimated by the wavelet MAD (WARM200, the default until 2026-12-07) at sigma 25 and 50
+# with the peers (BM3D known and estimated, NL-means); the same with the PCA estimator
+# (DEFAULT, the default since); `fast` (S = 50); zero-shot Noise2Noise (about 25 CPU-min
+# a photo); sigma 15 with the peers once the width-16 table's sigma-15 entries rest on all
+# 6 calibration photos (STAGE15=1); `best` (four cold fits, S = 700) at 25; then the
+# former candidates: S = 500 (WARM500), two cold fits at S = 700 with the filter (the
+# default of 2026-12-06) and without it (read back from the kept fits: seconds). The
+# settings are spelt out, warm starts and the estimator included, so a later change of a
+# preset does not change what a stored row means. One thread a worker: two single-thread
+# workers on 2 cores get more done than one on two.
 set -eu
 cd "$(dirname "$0")/.."
 who=${1:?"worker: 0, 1 or former"}
 export OMP_NUM_THREADS=1
 W='"sigma_estimator":"wavelet"'  # the estimator of the rows before the PCA one became the default
+COLD='"warm_start":false'
 DEFAULT='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca"}'
+FAST='{"width":16,"patience":50,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca"}'
+BEST='{"width":16,"patience":700,"ensemble":4,'$COLD',"wiener":true,"sigma_estimator":"pca"}'
 WARM200='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,'$W'}'
 WARM500='{"width":16,"patience":500,"ensemble":1,"warm_start":true,"wiener":true,'$W'}'
-TWO='{"width":16,"patience":700,"ensemble":2,"wiener":true,'$W'}'
-PLAIN='{"width":16,"patience":700,"ensemble":2,"wiener":false,'$W'}'
-BEST='{"width":16,"patience":700,"ensemble":4,"wiener":true,'$W'}'
-FORMER='{"width":64,"patience":500,"ensemble":1,"wiener":false,'$W'}'
+TWO='{"width":16,"patience":700,"ensemble":2,'$COLD',"wiener":true,'$W'}'
+PLAIN='{"width":16,"patience":700,"ensemble":2,'$COLD',"wiener":false,'$W'}'
+FORMER='{"width":64,"patience":500,"ensemble":1,'$COLD',"wiener":false,'$W'}'
 peers() { python -m benchmarks.peers --photos 12 "$@"; }
 
 if [ "$who" = former ]; then
@@ -42,12 +44,12 @@ fi
 shard="--shard $who/2"
 peers $shard --sigmas 25,50 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$WARM200"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$DEFAULT"
+peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$FAST"
+peers $shard --sigmas 25,50 --methods zsn2n
+if [ "${STAGE15:-0}" = 1 ]; then
+  peers $shard --sigmas 15 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$DEFAULT"
+fi
+peers $shard --sigmas 25 --methods dipstop --dipstop-options "$BEST"
 peers $shard --sigmas 50,25 --methods dipstop --dipstop-options "$WARM500"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$TWO"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$PLAIN"
-peers $shard --sigmas 25 --methods dipstop --dipstop-options "$BEST"
-if [ "${STAGE15:-0}" = 1 ]; then
-  peers $shard --sigmas 15 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$WARM500"
-  peers $shard --sigmas 15 --methods dipstop --dipstop-options "$WARM200"
-fi
-peers $shard --sigmas 25,50 --methods zsn2n
