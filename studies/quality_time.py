@@ -72,13 +72,15 @@ class Setting:
     seeds: tuple[int, ...] = SEEDS
     lam_scales: tuple[float, ...] = LAM_SCALES
     flip: bool = False  # seed k fits the tile turned by FLIPS[k % 4], its output turned back
+    input_depth: int = 32  # channels of z (8: a step costs 0.89x, benchmarks/network_depth.py)
 
     @property
     def name(self) -> str:
         z = "" if self.z_noise_std == FitSettings.z_noise_std else f"-z{self.z_noise_std:.3g}"
         s = "" if self.seeds == SEEDS else f"-s{len(self.seeds)}"
         f = "-flip" if self.flip else ""
-        return f"w{self.width}-lr{self.lr:g}{z}{s}{f}"
+        i = "" if self.input_depth == FitSettings.input_depth else f"-i{self.input_depth}"
+        return f"w{self.width}-lr{self.lr:g}{z}{s}{f}{i}"
 
 
 # Geometric diversity for an ensemble: seed 0 as is, seed 1 turned by 180 degrees (which also
@@ -111,6 +113,7 @@ SETTINGS = (
     Setting(64, 0.02),
     Setting(32, 0.02),
     Setting(8, 0.02),
+    Setting(16, 0.01, input_depth=8),  # a cheaper step: does the prior need 32 channels of z?
 )
 
 SCHEMA = """
@@ -166,7 +169,8 @@ def fit(
     x = torch.from_numpy(noisy).permute(2, 0, 1).contiguous()
     precision = resolve_precision("auto", torch.device("cpu"))
     settings = FitSettings(
-        width=setting.width, lr=setting.lr, z_noise_std=setting.z_noise_std, seed=seed
+        width=setting.width, lr=setting.lr, z_noise_std=setting.z_noise_std, seed=seed,
+        input_depth=setting.input_depth,
     ).with_precision(precision)
     fitter = Fitter(x, settings, "cpu")
     if init is not None:
