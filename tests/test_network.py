@@ -46,6 +46,20 @@ def test_five_downsampling_convolutions_with_reflection_padding():
     assert any(isinstance(m, torch.nn.ReflectionPad2d) for m in net.modules())
 
 
+@pytest.mark.parametrize("scales", [1, 3])
+def test_scales_sets_the_downsampling_depth_and_keeps_the_size(scales):
+    net = skip_network(3, 8, input_depth=4, scales=scales)
+    strided = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
+    assert len(strided) == scales
+    with torch.no_grad():
+        assert net(torch.rand(1, 4, 37, 50)).shape == (1, 3, 37, 50)
+
+
+def test_zero_scales_is_refused():
+    with pytest.raises(ValueError, match="scales"):
+        skip_network(3, 8, scales=0)
+
+
 @pytest.mark.parametrize("h, w", [(64, 64), (33, 100), (481, 321), (32, 32)])
 def test_only_sides_under_64_are_padded_and_only_up_to_64(h, w):
     left, right, top, bottom = padding_for(h, w)
