@@ -11,8 +11,9 @@
 #
 # Stages (each worker), most needed first: one warm fit a tile, S = 200, the filter, sigma
 # estimated by the wavelet MAD (WARM200, the default until 2026-12-07) at sigma 25 and 50
-# with the peers (BM3D known and estimated, NL-means); the same with the PCA estimator
-# (DEFAULT, the default since); `fast` (S = 50); sigma 15 with the peers once the width-16
+# with the peers (BM3D known and estimated, NL-means); the same with the PCA estimator and
+# a burn-in of 100 (DEFAULT, the default since; PCA0, without the burn-in, the default for
+# an afternoon, has rows for a few photos); `fast` (S = 50); sigma 15 with the peers once the width-16
 # table's sigma-15 entries rest on all 6 calibration photos (STAGE15=1); zero-shot
 # Noise2Noise (about 25 CPU-min a photo); `best` (four cold fits, S = 700) at 25; then the
 # former candidates: S = 500 (WARM500), two cold fits at S = 700 with the filter (the
@@ -26,7 +27,8 @@ who=${1:?"worker: 0, 1 or former"}
 export OMP_NUM_THREADS=1
 W='"sigma_estimator":"wavelet"'  # the estimator of the rows before the PCA one became the default
 COLD='"warm_start":false'
-DEFAULT='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca"}'
+DEFAULT='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca","burn_in":100}'
+PCA0='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca"}'
 FAST='{"width":16,"patience":50,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca"}'
 BEST='{"width":16,"patience":700,"ensemble":4,'$COLD',"wiener":true,"sigma_estimator":"pca"}'
 WARM200='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,'$W'}'

@@ -247,7 +247,7 @@ def test_a_burn_in_holds_t_star_past_an_early_minimum_and_averages_from_there(sm
     S + 1 outputs from the new t* (here the same as box100@stop's), none from before."""
     noisy = add_gaussian_noise(smooth_rgb / 255, 50, seed=1)
     run = dict(width=8, max_iters=400, patience=99, lam=3.0, ensemble=1, wiener=False)
-    _, early = denoise(noisy, **run)
+    _, early = denoise(noisy, burn_in=0, **run)
     out, res = denoise(noisy, clean=smooth_rgb / 255, burn_in=60, **run)
     assert early.stop_iteration <= 60 < res.stop_iteration
     crit = res.series["criterion"]
@@ -255,3 +255,16 @@ def test_a_burn_in_holds_t_star_past_an_early_minimum_and_averages_from_there(sm
     assert res.iterations_run == res.stop_iteration + 99 and res.settings["burn_in"] == 60
     box, _ = denoise(noisy, burn_in=60, output="box100@stop", **run)
     np.testing.assert_array_equal(out, box)
+
+
+def test_a_run_that_ends_within_its_burn_in_returns_its_best_so_far(smooth_rgb):
+    """The default's burn-in (B = 100) outlasts a 30-iteration run: t* is then the
+    criterion's minimum over the run, its image the average since then, as a run without
+    a burn-in that never stopped returns; not an empty result."""
+    noisy = add_gaussian_noise(smooth_rgb / 255, 25, seed=1)
+    run = dict(width=8, max_iters=30, patience=40, ensemble=1, wiener=False)
+    out, res = denoise(noisy, **run)
+    assert res.settings["burn_in"] == 100 and not res.stopped_early
+    assert res.stop_iteration == int(np.argmin(res.series["criterion"])) + 1
+    plain, _ = denoise(noisy, burn_in=0, **run)
+    np.testing.assert_array_equal(out, plain)

@@ -23,7 +23,7 @@ from dipstop.results import DenoiseResult
 def test_what_users_get_by_default_is_one_warm_width_16_fit_a_tile_then_the_filter():
     o = DenoiseOptions().preset_applied()
     assert (o.quality, o.width, o.patience, o.ensemble) == ("default", 16, 200, 1)
-    assert (o.warm_start, o.wiener, o.burn_in, o.sigma_estimator) == (True, True, 0, "pca")
+    assert (o.warm_start, o.wiener, o.burn_in, o.sigma_estimator) == (True, True, 100, "pca")
     assert (o.protocol, o.output, o.precision, o.tile, o.overlap) == (
         "cpu", "since-best", "auto", 128, 32,
     )  # fmt: skip
@@ -34,6 +34,7 @@ def test_presets_fill_only_what_the_user_left_unset_and_never_the_papers_setting
     assert (best.width, best.patience, best.ensemble, best.warm_start) == (16, 700, 4, False)
     fast = DenoiseOptions(quality="fast").preset_applied()
     assert (fast.width, fast.patience, fast.ensemble, fast.warm_start) == (16, 50, 1, True)
+    assert (fast.burn_in, best.burn_in) == (0, 0)  # measured for the default only
     mine = DenoiseOptions(quality="best", width=32, ensemble=1).preset_applied()
     assert (mine.width, mine.patience, mine.ensemble) == (32, 700, 1)
     for paper in (DenoiseOptions(quality="fast", output="raw"),

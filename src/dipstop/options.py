@@ -162,7 +162,11 @@ class Preset:
     what a shorter fit leaves. "default" is one width-16 fit a tile, S = 200, warm: with
     the filter 0.16 and 0.23 dB below two cold fits at S = 700 on the two whole photos
     where both ran (sigma 25), at 0.27-0.31x their CPU, which brings a 481 x 321 photo
-    within the 20 minutes of a 2-core CPU without AMX. "fast" shortens S
+    within the 20 minutes of a 2-core CPU without AMX. Its t* comes after each fit's first
+    100 iterations (`burn_in`): a warm tile's criterion can dip while the network leaves
+    the first tile's image, and a stop there returns an underfitted tile (on whole
+    textured CBSD432 photos +0.17 to +0.39 dB where that happened, at 1.0-1.2x the CPU;
+    +0.00 to +0.07 on crops). "fast" shortens S
     to 50: 0.26 dB below the default after the filter at 0.58x / 0.53x its CPU on tiled
     CBSD432 crops at sigma 25 / 50 (`benchmarks.fast_preset`).
     "best" averages four cold fits at S = 700 (+0.25 dB over two before the filter, at
@@ -179,7 +183,7 @@ class Preset:
 
 PRESETS = {
     "fast": Preset(width=16, patience=50, ensemble=1, warm_start=True),
-    "default": Preset(width=16, patience=200, ensemble=1, warm_start=True),
+    "default": Preset(width=16, patience=200, ensemble=1, warm_start=True, burn_in=100),
     "best": Preset(width=16, patience=700, ensemble=4),
 }
 

@@ -39,7 +39,9 @@ def detect_offline(values: np.ndarray | list[float], patience: int, burn_in: int
     patience : int
         S, at least 1: how many following values must not be lower.
     burn_in : int
-        B: the first B values count as NaN (never t*).
+        B: the first B values count as NaN (never t*), unless no value follows them (a
+        series that ends within its burn-in): then t* is their minimum, as the online rule
+        holds it at the end.
 
     Returns
     -------
@@ -67,6 +69,8 @@ def detect_offline(values: np.ndarray | list[float], patience: int, burn_in: int
         raise ValueError("detect_offline needs a non-empty 1-D series")
     if patience < 1:
         raise ValueError("patience must be at least 1")
+    if burn_in > 0 and np.isnan(m[burn_in:]).all():  # ended within the burn-in: never fired
+        return int(np.nanargmin(m)) if (~np.isnan(m)).any() else m.size - 1
     m[: max(0, burn_in)] = np.nan
     finite = ~np.isnan(m)
     m = np.where(finite, m, np.inf)
@@ -103,15 +107,17 @@ class OnlineStopper:
 
     The running minimum has not strictly improved for S values: the fit can stop there and
     return the output it kept at t*. NaN values are never the minimum, nor are the first
-    `burn_in` values.
+    `burn_in` values once a later one has come: until then the minimum among them is held
+    (`improved` says so as usual), so a stream that ends within its burn-in (an interrupted
+    run, T <= B) still has a t*.
 
     Parameters
     ----------
     patience : int
         S, at least 1.
     burn_in : int
-        B, at least 0: the first B values are read as NaN, so t* is at least B + 1 and the
-        rule fires no sooner than after B + S + 1 values.
+        B, at least 0: t* is at least B + 1 once the stream has more than B values, and
+        the rule fires no sooner than after B + S + 1 values.
 
     Attributes
     ----------
@@ -180,8 +186,10 @@ class OnlineStopper:
             return True
         index = self.count
         self.count += 1
-        v = float(value) if index >= self.burn_in else math.nan
-        self.improved = not math.isnan(v) and (v < self.best_value or self.best_index < 0)
+        v = float(value)
+        # past the burn-in, the first value replaces the minimum held from within it
+        held_over = index >= self.burn_in > self.best_index
+        self.improved = not math.isnan(v) and (v < self.best_value or held_over)
         if self.improved:
             self.best_value, self.best_index = v, index
         return self.done
@@ -197,4 +205,4 @@ class OnlineStopper:
         >>> s.done, s.update(3), s.done
         (False, True, True)
         """
-        return self.best_index >= 0 and self.count - 1 - self.best_index >= self.patience
+        return self.best_index >= self.burn_in and self.count - 1 - self.best_index >= self.patience
