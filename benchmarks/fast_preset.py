@@ -31,7 +31,7 @@ from dipstop.lab.datasets import centre_crop, synthetic_pair
 
 PHOTOS = ("187083.jpg", "24063.jpg", "100007.jpg")
 ONE_WARM_FIT = {"width": 16, "ensemble": 1, "warm_start": True, "wiener": True,
-                "sigma_estimator": "wavelet"}  # what the first rows were run with
+                "sigma_estimator": "wavelet", "burn_in": 0}  # what the first rows were run with
 CANDIDATES = {  # name: denoise options (spelt out: a later preset change keeps their meaning);
     # the first is the one the others are paired with
     "S200": {**ONE_WARM_FIT, "patience": 200},

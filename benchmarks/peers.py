@@ -95,7 +95,7 @@ def fits_folder(root: Path, photo: Path, sigma: float, options: dict) -> Path:
     share fits; warm starts (a tiling option) get their own.
 
     >>> a = fits_folder(Path("r"), Path("p.png"), 25, {"quality": "best"})
-    >>> cold = {"width": 16, "patience": 700, "warm_start": False}
+    >>> cold = {"width": 16, "patience": 700, "warm_start": False, "burn_in": 0}
     >>> a == fits_folder(Path("r"), Path("p.png"), 25, cold | {"ensemble": 2}), a.name[:5]
     (True, 'p_25_')
     >>> a == fits_folder(Path("r"), Path("p.png"), 25, {"quality": "fast"})

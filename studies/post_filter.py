@@ -46,8 +46,8 @@ KEPT = ROOT / "results" / "post_filter"
 # The fits each label stands for, spelt out (the quality presets of 2026-12-06: a later
 # preset change must not change what a kept image is), and never filtered: the study filters.
 FITS = {
-    "default": {"width": 16, "patience": 700, "ensemble": 2, "wiener": False},
-    "fast": {"width": 16, "patience": 200, "ensemble": 1, "wiener": False},
+    "default": {"width": 16, "patience": 700, "ensemble": 2, "wiener": False, "burn_in": 0},
+    "fast": {"width": 16, "patience": 200, "ensemble": 1, "wiener": False, "burn_in": 0},
 }
 PRESETS = tuple(FITS)
 SIGMAS = (25, 50, 15)

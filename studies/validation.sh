@@ -27,15 +27,16 @@ who=${1:?"worker: 0, 1 or former"}
 export OMP_NUM_THREADS=1
 W='"sigma_estimator":"wavelet"'  # the estimator of the rows before the PCA one became the default
 COLD='"warm_start":false'
+B0='"burn_in":0'  # spelt where a stage has none: unspelt, the default's (100 since 2026-12-07)
 DEFAULT='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca","burn_in":100}'
-PCA0='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca"}'
-FAST='{"width":16,"patience":50,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca"}'
-BEST='{"width":16,"patience":700,"ensemble":4,'$COLD',"wiener":true,"sigma_estimator":"pca"}'
-WARM200='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,'$W'}'
-WARM500='{"width":16,"patience":500,"ensemble":1,"warm_start":true,"wiener":true,'$W'}'
-TWO='{"width":16,"patience":700,"ensemble":2,'$COLD',"wiener":true,'$W'}'
-PLAIN='{"width":16,"patience":700,"ensemble":2,'$COLD',"wiener":false,'$W'}'
-FORMER='{"width":64,"patience":500,"ensemble":1,'$COLD',"wiener":false,'$W'}'
+PCA0='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca",'$B0'}'
+FAST='{"width":16,"patience":50,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca",'$B0'}'
+BEST='{"width":16,"patience":700,"ensemble":4,'$COLD',"wiener":true,"sigma_estimator":"pca",'$B0'}'
+WARM200='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,'$W','$B0'}'
+WARM500='{"width":16,"patience":500,"ensemble":1,"warm_start":true,"wiener":true,'$W','$B0'}'
+TWO='{"width":16,"patience":700,"ensemble":2,'$COLD',"wiener":true,'$W','$B0'}'
+PLAIN='{"width":16,"patience":700,"ensemble":2,'$COLD',"wiener":false,'$W','$B0'}'
+FORMER='{"width":64,"patience":500,"ensemble":1,'$COLD',"wiener":false,'$W','$B0'}'
 peers() { python -m benchmarks.peers --photos 12 "$@"; }
 
 if [ "$who" = former ]; then

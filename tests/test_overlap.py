@@ -113,7 +113,7 @@ def test_an_error_in_work_is_raised_at_its_turn() -> None:
 def test_denoise_is_identical_with_and_without_overlap(monkeypatch) -> None:
     rng = np.random.default_rng(3)
     noisy = np.clip(128 + rng.normal(0, 25, (64, 64, 3)), 0, 255).astype(np.uint8)
-    kwargs = dict(width=8, max_iters=60, patience=5, lam=80.0, sigma=25.0, ensemble=1)
+    kwargs = dict(width=8, max_iters=60, patience=5, lam=80.0, sigma=25.0, ensemble=1, burn_in=0)
     threads = set()
     real_measure = CifsCriterion.measure
 
