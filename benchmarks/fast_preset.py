@@ -28,8 +28,13 @@ import torch
 from benchmarks.common import RESULTS, SHARED, save
 from dipstop import denoise
 from dipstop.lab.datasets import centre_crop, synthetic_pair
+from dipstop.lambda_table import load_table
 
 PHOTOS = ("187083.jpg", "24063.jpg", "100007.jpg")
+# the shipped width-16 table's lams are the width-64 table's x 1.4, the scale best for two
+# cold fits at S = 700; for one fit at S = 200 the tile study's largest scale, 2.0, led at
+# sigma 25 (results/quality_time.sqlite, w16-lr0.01-s4): this table has x 2.0
+LAM2_TABLE = RESULTS / "lambda_table_w16_lam2.json"
 ONE_WARM_FIT = {"width": 16, "ensemble": 1, "warm_start": True, "wiener": True,
                 "sigma_estimator": "wavelet", "burn_in": 0}  # what the first rows were run with
 CANDIDATES = {  # name: denoise options (spelt out: a later preset change keeps their meaning);
@@ -50,7 +55,22 @@ CANDIDATES = {  # name: denoise options (spelt out: a later preset change keeps 
     # by 4 tiles, an ensemble of independently stopped fits
     "P200-T192": {**ONE_WARM_FIT, "patience": 200, "sigma_estimator": "pca", "tile": 192},
     "P200-O64": {**ONE_WARM_FIT, "patience": 200, "sigma_estimator": "pca", "overlap": 64},
+    # the default (B = 100) with its lams x 2.0 / 1.4, against the default
+    "D": {**ONE_WARM_FIT, "patience": 200, "sigma_estimator": "pca", "burn_in": 100},
+    "D-lam2": {**ONE_WARM_FIT, "patience": 200, "sigma_estimator": "pca", "burn_in": 100,
+               "table": str(LAM2_TABLE)},
 }
+
+
+def write_lam2_table() -> None:
+    """LAM2_TABLE: the shipped width-16 table with every lam x 2.0 / 1.4."""
+    doc = load_table(None, output="since-best", width=16)
+    for entry in doc["entries"]:
+        entry["lam"] *= 2.0 / 1.4
+    doc["provenance"] = {**doc.get("provenance", {}), "scaled": "lam x 2.0 / 1.4 "
+                         "(benchmarks/fast_preset.py, write_lam2_table)"}  # fmt: skip
+    LAM2_TABLE.parent.mkdir(parents=True, exist_ok=True)
+    LAM2_TABLE.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 def run(sigma: float, name: str, crop: int | None = 256, photos: tuple[str, ...] = PHOTOS,
@@ -58,6 +78,8 @@ def run(sigma: float, name: str, crop: int | None = 256, photos: tuple[str, ...]
     """Every (photo, candidate) missing from the record NAME, saved as each finishes; `crop`
     None fits the whole photo."""
     torch.set_num_threads(1)
+    if any("table" in CANDIDATES[c] for c in candidates):
+        write_lam2_table()
     path = RESULTS / f"{name}.json"
     rows = json.loads(path.read_text())["rows"] if path.exists() else []
     for photo in photos:
