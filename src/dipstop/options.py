@@ -338,13 +338,14 @@ class DenoiseOptions:
     quality: str = _option("default", METHOD, _quality,
         flags=("--quality",), choices=tuple(PRESETS),
         help="a point on the quality-per-time front (docs/quality_time.md): fast, default or "
-        "best; sets the width, S, fits per tile and warm start that -S, --width, --ensemble "
-        "and --warm-start do not "
+        "best; sets the width, S, fits per tile, warm start and burn-in that -S, --width, "
+        "--ensemble, --warm-start and --burn-in do not "
         "(not for --protocol paper or --output-policy raw, the paper's settings)")
     burn_in: int | None = _option(None, METHOD, _burn_in,
         flags=("--burn-in",), type=validate.arg_non_negative_int, metavar="B",
         help="the stop's t* comes after the first B iterations of each fit (default: the "
-        "quality preset's; 0 for the paper's settings)")
+        f"quality preset's, {', '.join(f'{q} {p.burn_in}' for q, p in PRESETS.items())}; 0 "
+        "for the paper's settings)")
     ensemble: int | None = _option(None, METHOD, _whole("ensemble"),
         flags=("--ensemble",), type=_POSITIVE_INT, metavar="N",
         help="average N fits of each tile (seeds SEED, SEED+1, ...), N times the work "
