@@ -283,6 +283,12 @@ class DenoiseOptions:
         most where the fits left texture behind (docs/quality_time.md, "Wiener filter").
         Default: the quality preset's (on); off for the paper's settings (protocol "paper",
         output "raw").
+    burn_in : int, optional
+        The stop's t* comes after each fit's first B iterations: a warm tile's criterion
+        can dip while its network is still leaving the first tile's image, and a stop
+        there returns an underfitted tile (docs/quality_time.md, "The presets now"). A
+        fit that ends within its burn-in returns its minimum so far. Default: the quality
+        preset's (100 for "default", 0 for "fast" and "best"); 0 for the paper's settings.
     resume_dir : path, optional
         A folder where the run keeps its progress, so that run again with the same image and
         settings after an interruption (Ctrl-C, a crash, the time budget) it goes on from
