@@ -48,6 +48,14 @@ def test_presets_fill_only_what_the_user_left_unset_and_never_the_papers_setting
     assert DenoiseOptions(quality="best", burn_in=30).preset_applied().burn_in == 30
 
 
+def test_every_field_is_documented():
+    doc = DenoiseOptions.__doc__
+    entries = {name.strip() for line in doc.splitlines() if line.startswith("    ") and
+               not line.startswith("        ") and " : " in line
+               for name in line.split(" : ")[0].split(",")}  # fmt: skip
+    assert {f.name for f in fields(DenoiseOptions)} <= entries
+
+
 def test_every_cli_option_is_generated_from_its_field():
     args = build_parser().parse_args(
         ["denoise", "x.png", "--quality", "best", "--ensemble", "3", "--width", "8", "-S", "7",

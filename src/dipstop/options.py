@@ -218,6 +218,13 @@ class DenoiseOptions:
     protocol : str
         Named settings ("cpu" or "paper"); `width`, `max_iters` (T), `patience` (S), `lr` and
         `z_noise_std` override them.
+    width, max_iters, patience, lr, z_noise_std : optional
+        Overrides of the protocol's (and the quality preset's) settings of the same name.
+    quality : str
+        A point on the quality-per-time front ("fast", "default", "best"; `PRESETS`): the
+        width, S, fits a tile, warm start, burn-in and filter that the fields left None get.
+    ensemble : int, optional
+        Fits a tile (seeds `seed`, `seed` + 1, ...), averaged; the preset's by default.
     seed : int
         Seed of the network, its input and the input's perturbation.
     output : str
