@@ -13,9 +13,9 @@
 # estimated by the wavelet MAD (WARM200, the default until 2026-12-07) at sigma 25 and 50
 # with the peers (BM3D known and estimated, NL-means); the same with the PCA estimator and
 # a burn-in of 100 (DEFAULT, the default since; PCA0, without the burn-in, the default for
-# an afternoon, has rows for a few photos); `fast` (S = 50); sigma 15 with the peers once the width-16
-# table's sigma-15 entries rest on all 6 calibration photos (STAGE15=1); zero-shot
-# Noise2Noise (about 25 CPU-min a photo); `best` (four cold fits, S = 700) at 25; then the
+# an afternoon, has rows for a few photos); `fast` (S = 50); sigma 15 with the peers (the
+# width-16 table's sigma-15 scale, x 1.4, is the best of 0.7, 1 and 1.4 for one fit a tile
+# on all 6 tile-study photos); zero-shot Noise2Noise (about 25 CPU-min a photo); `best` (four cold fits, S = 700) at 25; then the
 # former candidates: S = 500 (WARM500), two cold fits at S = 700 with the filter (the
 # default of 2026-12-06) and without it (read back from the kept fits: seconds). The
 # settings are spelt out, warm starts and the estimator included, so a later change of a
@@ -48,9 +48,7 @@ shard="--shard $who/2"
 peers $shard --sigmas 25,50 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$WARM200"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$DEFAULT"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$FAST"
-if [ "${STAGE15:-0}" = 1 ]; then
-  peers $shard --sigmas 15 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$DEFAULT"
-fi
+peers $shard --sigmas 15 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$DEFAULT"
 peers $shard --sigmas 25,50 --methods zsn2n
 peers $shard --sigmas 25 --methods dipstop --dipstop-options "$BEST"
 peers $shard --sigmas 50,25 --methods dipstop --dipstop-options "$WARM500"
