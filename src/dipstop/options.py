@@ -165,7 +165,7 @@ class Preset:
     within the 20 minutes of a 2-core CPU without AMX. Its t* comes after each fit's first
     100 iterations (`burn_in`): a warm tile's criterion can dip while the network leaves
     the first tile's image, and a stop there returns an underfitted tile (on whole
-    textured CBSD432 photos +0.17 to +0.39 dB where that happened, at 1.0-1.2x the CPU;
+    textured CBSD432 photos +0.17 to +0.45 dB where that happened, at 1.0-1.4x the CPU;
     +0.00 to +0.07 on crops). "fast" shortens S
     to 50: 0.26 dB below the default after the filter at 0.58x / 0.53x its CPU on tiled
     CBSD432 crops at sigma 25 / 50 (`benchmarks.fast_preset`).
