@@ -55,8 +55,8 @@ CANDIDATES = {  # name: denoise options (spelt out: a later preset change keeps 
     # by 4 tiles, an ensemble of independently stopped fits
     "P200-T192": {**ONE_WARM_FIT, "patience": 200, "sigma_estimator": "pca", "tile": 192},
     "P200-O64": {**ONE_WARM_FIT, "patience": 200, "sigma_estimator": "pca", "overlap": 64},
-    # the default (B = 100) with its lams x 2.0 / 1.4, against the default
-    "D": {**ONE_WARM_FIT, "patience": 200, "sigma_estimator": "pca", "burn_in": 100},
+    # the default (B = 100) with its lams x 2.0 / 1.4; on crops (too small for the PCA
+    # estimate) the default is S200-B100
     "D-lam2": {**ONE_WARM_FIT, "patience": 200, "sigma_estimator": "pca", "burn_in": 100,
                "table": str(LAM2_TABLE)},
 }

@@ -12,8 +12,8 @@
 # Stages (each worker), most needed first: one warm fit a tile, S = 200, the filter, sigma
 # estimated by the wavelet MAD (WARM200, the default until 2026-12-07) at sigma 25 and 50
 # with the peers (BM3D known and estimated, NL-means); the same with the PCA estimator and
-# a burn-in of 100 (DEFAULT, the default since; PCA0, without the burn-in, the default for
-# an afternoon, has rows for a few photos); `fast` (S = 50); sigma 15 with the peers (the
+# a burn-in of 100 (DEFAULT, the default since; the PCA estimator without the burn-in, the
+# default for an afternoon, has rows for a few photos); `fast` (S = 50); sigma 15 with the peers (the
 # width-16 table's sigma-15 scale, x 1.4, is the best of 0.7, 1 and 1.4 for one fit a tile
 # on all 6 tile-study photos); zero-shot Noise2Noise (about 25 CPU-min a photo); `best` (four cold fits, S = 700) at 25; then the
 # former candidates: S = 500 (WARM500), two cold fits at S = 700 with the filter (the
@@ -29,7 +29,6 @@ W='"sigma_estimator":"wavelet"'  # the estimator of the rows before the PCA one 
 COLD='"warm_start":false'
 B0='"burn_in":0'  # spelt where a stage has none: unspelt, the default's (100 since 2026-12-07)
 DEFAULT='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca","burn_in":100}'
-PCA0='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca",'$B0'}'
 FAST='{"width":16,"patience":50,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca",'$B0'}'
 BEST='{"width":16,"patience":700,"ensemble":4,'$COLD',"wiener":true,"sigma_estimator":"pca",'$B0'}'
 WARM200='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,'$W','$B0'}'
