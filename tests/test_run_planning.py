@@ -66,29 +66,32 @@ def test_the_estimate_comes_once_after_the_timed_iterations_and_adds_up(noisy):
 
 
 @pytest.mark.parametrize(
-    "means, table_s, expected",
-    [((3, 7), 6, 5), ((3, 7), 4, 7), ((3, 7), None, 5), ((3, 9), 6, 6), (None, 6, 8)],
-)
+    "means, table_s, burn_in, expected",
+    [((8, 12), 3, 0, 10), ((8, 12), 1, 0, 12), ((8, 12), None, 0, 10), ((8, 16), 3, 0, 12),
+     (None, 3, 0, 20), ((1, 1), 3, 0, 3), ((8, 12), 3, 12, 15)],
+)  # fmt: skip
 def test_the_lam_tables_mean_iterations_are_the_expected_stop(
-    tmp_path, noisy, means, table_s, expected
+    tmp_path, noisy, means, table_s, burn_in, expected
 ):
     """Entries record the iterations the Eq. 4 rule ran under the table's S (interpolated
-    in sigma); a run with another S is expected to stop S later or earlier, never past T; a
-    table without them (the older format) expects T."""
+    in sigma); a run with another S is expected to stop S later or earlier, never past T
+    and never before its burn-in + S (its earliest end); a table without them (the older
+    format) expects T."""
     entries = [{"sigma": 10.0, "lam": 50.0}, {"sigma": 30.0, "lam": 50.0}]
     if means is not None:
         for entry, mean in zip(entries, means, strict=True):
             entry["mean_iterations"] = float(mean)
     path = tmp_path / "table.json"
     write_table(path, entries, {"width": 8, "patience": table_s}, {})
-    _, res = denoise(noisy, sigma=20, width=8, max_iters=8, patience=6, table=str(path))
+    _, res = denoise(noisy, sigma=20, width=8, max_iters=20, patience=3, table=str(path),
+                     burn_in=burn_in)  # fmt: skip
     est = res.estimate
     assert est.expected_iterations == expected
-    if expected < 8:
+    if expected < 20:
         assert est.expected_from == "lam table"
-        assert f"{expected} iterations expected (lam table), at most T=8" in est.line()
+        assert f"{expected} iterations expected (lam table), at most T=20" in est.line()
     else:
-        assert est.expected_from == "T" and "up to T=8 iterations" in est.line()
+        assert est.expected_from == "T" and "up to T=20 iterations" in est.line()
 
 
 def test_the_shipped_table_expects_a_stop_within_t(noisy):
@@ -193,8 +196,9 @@ def test_an_image_far_from_the_tables_size_says_its_expected_stop_is_carried_ove
     the expected stop is the table's at another size (a whole photo ran 2.4x longer)."""
     entries = [{"sigma": s, "lam": 50.0, "mean_iterations": 5.0} for s in (10.0, 30.0)]
     path = tmp_path / "table.json"
-    write_table(path, entries, {"width": 8, "patience": 6, "crop": crop}, {})
-    _, res = denoise(noisy, sigma=20, width=8, max_iters=8, patience=6, table=str(path))
+    write_table(path, entries, {"width": 8, "patience": 2, "crop": crop}, {})
+    _, res = denoise(noisy, sigma=20, width=8, max_iters=8, patience=2, table=str(path),
+                     burn_in=0)
     assert res.estimate.expected_iterations == 5
     assert (", calibrated at another image size" in res.estimate.line()) == off
     assert any("not measured at this one" in n for n in res.notes) == off

@@ -134,21 +134,25 @@ def expected_iterations(
     patience: int,
     table_mean: float | None = None,
     table_patience: int | None = None,
+    burn_in: int = 0,
 ) -> int:
     """The iterations a run is expected to take: the table's mean stop, or T.
 
     The table's mean was recorded under its own S; a run with another S stops later or
-    earlier by the difference (t* itself barely depends on S). Always in [1, T].
+    earlier by the difference (t* itself barely depends on S). A run stops S after its t*,
+    which comes at its burn-in B or later, so it runs at least B + S. Always in [1, T].
 
     >>> expected_iterations(3000, 500), expected_iterations(3000, 500, 1840.4, 500)
     (3000, 1840)
     >>> expected_iterations(3000, 100, 1840.0, 500), expected_iterations(1000, 500, 1840.0, 500)
     (1440, 1000)
+    >>> expected_iterations(3000, 200, 400.0, 700), expected_iterations(3000, 200, 400.0, 700, 100)
+    (200, 300)
     """
     if table_mean is None:
         return max_iters
     shift = patience - table_patience if table_patience else 0
-    return int(min(max(round(table_mean + shift), 1), max_iters))
+    return int(min(max(round(table_mean + shift), burn_in + patience, 1), max_iters))
 
 
 def estimate_run(

@@ -81,7 +81,8 @@ def plan_fit(pixels: np.ndarray, options: DenoiseOptions) -> FitPlan:
         lam, notes = lam_from_table(sigma, tab, proto.width, policy.name, height * width)
         table_mean = mean_iterations_for_sigma(sigma, tab, height * width)
         expected = expected_iterations(
-            proto.max_iters, proto.patience, table_mean, tab["protocol"].get("patience")
+            proto.max_iters, proto.patience, table_mean, tab["protocol"].get("patience"),
+            o.burn_in or 0,
         )
         expected_from = "lam table" + (
             ", calibrated at another image size" if off_size(tab, height * width) else ""
