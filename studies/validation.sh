@@ -11,8 +11,10 @@
 #
 # Stages (each worker), most needed first: one warm fit a tile, S = 200, the filter, sigma
 # estimated by the wavelet MAD (WARM200, the default until 2026-12-07) at sigma 25 and 50
-# with the peers (BM3D known and estimated, NL-means); the same with the PCA estimator and
-# a burn-in of 100 (DEFAULT, the default since; the PCA estimator without the burn-in, the
+# with the peers (BM3D known and estimated, NL-means); the same fits with BM3D's basic
+# estimate in the filter's pilot (HYBRID200, read back from the kept fits); the PCA
+# estimator, a burn-in of 100 and the basic estimate (DEFAULT, the default since; the same
+# fits with the former filter, DEFAULT0; the PCA estimator without the burn-in, the
 # default for an afternoon, has rows for a few photos); `fast` (S = 50); sigma 15 with the peers (the
 # width-16 table's sigma-15 scale, x 1.4, is the best of 0.7, 1 and 1.4 for one fit a tile
 # on all 6 tile-study photos); zero-shot Noise2Noise (about 25 CPU-min a photo); `best` (four cold fits, S = 700) at 25; then the
@@ -28,14 +30,19 @@ export OMP_NUM_THREADS=1
 W='"sigma_estimator":"wavelet"'  # the estimator of the rows before the PCA one became the default
 COLD='"warm_start":false'
 B0='"burn_in":0'  # spelt where a stage has none: unspelt, the default's (100 since 2026-12-07)
-DEFAULT='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca","burn_in":100}'
-FAST='{"width":16,"patience":50,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca",'$B0'}'
-BEST='{"width":16,"patience":700,"ensemble":4,'$COLD',"wiener":true,"sigma_estimator":"pca",'$B0'}'
-WARM200='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,'$W','$B0'}'
-WARM500='{"width":16,"patience":500,"ensemble":1,"warm_start":true,"wiener":true,'$W','$B0'}'
-TWO='{"width":16,"patience":700,"ensemble":2,'$COLD',"wiener":true,'$W','$B0'}'
+P0='"basic":0'  # the filter's pilot the fits' image alone (the filter until 2026-12-07)
+BASIC='"basic":0.7'  # and BM3D's basic estimate at 0.7 (the filter since)
+DEFAULT='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca","burn_in":100,'$BASIC'}'
+DEFAULT0='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca","burn_in":100,'$P0'}'
+FAST='{"width":16,"patience":50,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca",'$B0','$BASIC'}'
+BEST='{"width":16,"patience":700,"ensemble":4,'$COLD',"wiener":true,"sigma_estimator":"pca",'$B0','$BASIC'}'
+WARM200='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,'$W','$B0','$P0'}'
+HYBRID200='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,'$W','$B0','$BASIC'}'
+WARM500='{"width":16,"patience":500,"ensemble":1,"warm_start":true,"wiener":true,'$W','$B0','$P0'}'
+TWO='{"width":16,"patience":700,"ensemble":2,'$COLD',"wiener":true,'$W','$B0','$P0'}'
 PLAIN='{"width":16,"patience":700,"ensemble":2,'$COLD',"wiener":false,'$W','$B0'}'
 FORMER='{"width":64,"patience":500,"ensemble":1,'$COLD',"wiener":false,'$W','$B0'}'
+NOT_FIRST=106024,134035,148026,16077,175032,196073,216081,229036,253027,291000
 peers() { python -m benchmarks.peers --photos 12 "$@"; }
 
 if [ "$who" = former ]; then
@@ -45,7 +52,11 @@ if [ "$who" = former ]; then
 fi
 shard="--shard $who/2"
 peers $shard --sigmas 25,50 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$WARM200"
+# the basic estimate in the pilot, on WARM200's kept fits (seconds a photo; 101085 and 119082
+# last: their kept fits may be the PCA estimator's, and then they are fitted again)
+peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$HYBRID200" --only "$NOT_FIRST"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$DEFAULT"
+peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$DEFAULT0"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$FAST"
 peers $shard --sigmas 15 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$DEFAULT"
 peers $shard --sigmas 25,50 --methods zsn2n
@@ -53,3 +64,4 @@ peers $shard --sigmas 25 --methods dipstop --dipstop-options "$BEST"
 peers $shard --sigmas 50,25 --methods dipstop --dipstop-options "$WARM500"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$TWO"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$PLAIN"
+peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$HYBRID200"

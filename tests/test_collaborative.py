@@ -5,7 +5,12 @@ import pytest
 import torch
 
 import dipstop.collaborative as collaborative
-from dipstop.collaborative import collaborative_wiener, match, reference_grid
+from dipstop.collaborative import (
+    collaborative_threshold,
+    collaborative_wiener,
+    match,
+    reference_grid,
+)
 from dipstop.metrics import psnr
 from dipstop.wiener import wiener_filter
 
@@ -89,3 +94,23 @@ def test_groups_are_weighted_by_how_little_noise_their_estimate_keeps():
     out = collaborative_wiener(noisy, truth, truth[0], 0.1, radius=8)
     near_border = out[0, :, 14:24] - 0.5
     assert float(near_border.square().mean().sqrt()) < 0.0075
+
+
+def test_a_threshold_of_zero_keeps_every_coefficient_and_so_the_noisy_image():
+    rng = np.random.default_rng(5)
+    noisy = torch.from_numpy(rng.random((2, 30, 26)).astype(np.float32))
+    out = collaborative_threshold(noisy, noisy.mean(0), 0.1, threshold=0.0)
+    assert torch.allclose(out, noisy, atol=1e-5)
+    assert not torch.allclose(collaborative_threshold(noisy, noisy.mean(0), 0.1), noisy, atol=1e-2)
+
+
+def test_hard_thresholding_a_group_beats_thresholding_its_patch_alone():
+    """BM3D's first stage: the texture repeats across a group and is kept by the 1-D
+    transform across it, while a patch alone cannot tell it from the noise."""
+    rng = np.random.default_rng(6)
+    truth = torch.from_numpy(_texture().astype(np.float32))
+    noisy = truth + torch.from_numpy(rng.normal(0, 25 / 255, truth.shape).astype(np.float32))
+    grouped = collaborative_threshold(noisy[None], noisy, 25 / 255)[0]
+    alone = collaborative_threshold(noisy[None], noisy, 25 / 255, group=1)[0]
+    assert psnr(grouped, truth) > psnr(alone, truth) + 2
+    assert psnr(grouped, truth) > psnr(noisy, truth) + 6

@@ -86,6 +86,8 @@ def test_every_cli_option_is_generated_from_its_field():
         ({"overlap": 70}, "overlap must be a whole number from 0 to 64"),
         ({"lam": -1.0}, "lam must be a finite number above 0"),
         ({"burn_in": -1}, "burn_in must be a whole number of at least 0"),
+        ({"basic": 1.5}, "basic must be at most 1, got 1.5; give a share from 0 to 1"),
+        ({"basic": -0.5}, "basic must be a finite number of at least 0"),
         ({"sigma_estimator": "mad"}, "sigma_estimator must be 'pca' or 'wavelet', got 'mad'"),
     ],
 )

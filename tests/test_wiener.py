@@ -78,8 +78,9 @@ def test_denoise_finishes_with_the_filter_by_default_and_says_so():
     noisy = _noisy(clean, 25)
     out, result = denoise(noisy, clean=clean, **KW)
     fits, plain = denoise(noisy, clean=clean, wiener=False, **KW)
-    assert np.array_equal(out, wiener_filter(noisy, fits, 25.0))
+    assert np.array_equal(out, wiener_filter(noisy, fits, 25.0, basic=0.7))
     assert result.settings["wiener"] is True and "wiener" not in plain.settings
+    assert result.settings["basic"] == 0.7
     assert result.fit_psnr == pytest.approx(plain.psnr)
     assert result.psnr == pytest.approx(psnr(out, clean))
 
@@ -92,7 +93,7 @@ def test_the_papers_settings_return_the_fits_image_unless_asked(paper):
     out, result = denoise(noisy, **kw)
     asked, _ = denoise(noisy, wiener=True, **kw)
     assert "wiener" not in result.settings
-    assert np.array_equal(asked, wiener_filter(noisy, out, 25.0))
+    assert np.array_equal(asked, wiener_filter(noisy, out, 25.0))  # and no basic estimate
 
 
 def test_every_preset_filters_and_the_flag_turns_it_off():
@@ -113,7 +114,34 @@ def test_kept_fits_are_shared_by_runs_with_and_without_the_filter(tmp_path):
     kept = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
     out, _ = denoise(noisy, **kw)
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == kept
-    assert np.array_equal(out, wiener_filter(noisy, plain, 25.0))
+    assert np.array_equal(out, wiener_filter(noisy, plain, 25.0, basic=0.7))
+
+
+def test_every_preset_blends_the_fits_with_bm3ds_basic_estimate_unless_told():
+    """By default the pilot is 0.3 the fits' image and 0.7 BM3D's basic estimate (chosen on
+    whole CBSD432 photos); `basic` sets the share, 0 keeps the fits' image alone."""
+    for quality in ("fast", "default", "best"):
+        assert DenoiseOptions(quality=quality).preset_applied().basic == 0.7
+    assert DenoiseOptions(output="raw", wiener=True).preset_applied().basic == 0.0
+    clean = _scene()
+    noisy = _noisy(clean, 50)
+    kw = {**KW, "sigma": 50.0}
+    out, result = denoise(noisy, **kw)
+    fits, _ = denoise(noisy, wiener=False, **kw)
+    assert result.settings["basic"] == 0.7
+    assert np.array_equal(out, wiener_filter(noisy, fits, 50.0, basic=0.7))
+    alone, told = denoise(noisy, basic=0.0, **kw)
+    assert told.settings["basic"] == 0.0
+    assert np.array_equal(alone, wiener_filter(noisy, fits, 50.0))
+    assert np.abs(alone - out).max() > 1e-2
+
+
+def test_a_whole_share_of_the_basic_estimate_leaves_the_given_pilot_out():
+    clean = _scene()
+    noisy, rough = _noisy(clean, 25), _noisy(clean, 12, seed=1)
+    whole = wiener_filter(noisy, clean, 25, basic=1.0)
+    assert np.abs(whole - wiener_filter(noisy, rough, 25, basic=1.0)).max() < 1e-5
+    assert np.abs(whole - wiener_filter(noisy, rough, 25, basic=0.9)).max() > 1e-3
 
 
 def test_the_gate_keeps_the_pilot_where_its_residual_is_noise():

@@ -89,19 +89,21 @@ def denoise(
         out, result = fit_one(x, clean_px, opts)
     unfitted = isinstance(result, TiledResult) and all(t.result is None for t in result.tiles)
     if opts.wiener and result.sigma > 0 and not unfitted:  # a run cut before any fit: noisy
-        out, result = _wiener(x, out, result, clean_px)
+        out, result = _wiener(x, out, result, clean_px, opts.basic)
     return from_array(join_array(out, loaded), kind, image), result
 
 
 def _wiener(
-    x: np.ndarray, out: np.ndarray, result: Result, clean: np.ndarray | None
-) -> tuple[np.ndarray, Result]:
-    """The noisy pixels Wiener-filtered with the fits' image as pilot, at the run's sigma,
-    and the result saying so (its PSNR the returned image's, the fits' in `fit_psnr`)."""
-    filtered = wiener_filter(x, out, result.sigma)
+    x: np.ndarray, out: np.ndarray, result: Result, clean: np.ndarray | None,
+    basic: float,
+) -> tuple[np.ndarray, Result]:  # fmt: skip
+    """The noisy pixels Wiener-filtered with the fits' image (and `basic` of BM3D's basic
+    estimate) as pilot, at the run's sigma, and the result saying so (its PSNR the returned
+    image's, the fits' in `fit_psnr`)."""
+    filtered = wiener_filter(x, out, result.sigma, basic=basic)
     score = None if clean is None else psnr(filtered, clean)
-    return filtered, replace(result, psnr=score, fit_psnr=result.psnr,
-                             settings={**result.settings, "wiener": True})  # fmt: skip
+    settings = {**result.settings, "wiener": True, "basic": basic}
+    return filtered, replace(result, psnr=score, fit_psnr=result.psnr, settings=settings)
 
 
 def denoise_tiled(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -121,6 +122,62 @@ def collaborative_wiener(
     >>> err(est[0]) < err(noisy) / 3
     True
     """
+    return _collaborate(noisy, pilot, guide, sigma, _wiener, patch, step, radius, group, tau)
+
+
+def collaborative_threshold(
+    noisy: torch.Tensor,
+    guide: torch.Tensor,
+    sigma: float,
+    patch: int = 8,
+    step: int = 3,
+    radius: int = 19,
+    group: int = 16,
+    tau: float = (2500 / 255**2),
+    threshold: float = 2.7,
+) -> torch.Tensor:
+    """BM3D's first stage: `noisy` (C x H x W, white noise of std `sigma`) with each group's
+    3-D transform coefficients below `threshold` sigma set to 0, groups matched on `guide`
+    (H x W, the noisy grey level: `tau`, BM3D's, allows for the noise in the distances).
+
+    No pilot: this is the estimate a pilot can be made from. The patches go back weighted
+    by 1 / (sigma^2 x the coefficients kept), as in BM3D.
+
+    >>> rng = np.random.default_rng(0)
+    >>> stripes = torch.tensor(np.tile([0.3, 0.3, 0.7, 0.7], (24, 6)), dtype=torch.float32)
+    >>> noisy = stripes + torch.tensor(rng.normal(0, 0.1, (24, 24)), dtype=torch.float32)
+    >>> est = collaborative_threshold(noisy[None], noisy, 0.1, radius=8)
+    >>> err = lambda a: float((a - stripes).square().mean().sqrt())
+    >>> err(est[0]) < err(noisy) / 3
+    True
+    """
+    shrink = functools.partial(_threshold, threshold=threshold)
+    return _collaborate(noisy, noisy, guide, sigma, shrink, patch, step, radius, group, tau)
+
+
+Shrink = Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _wiener(ty: torch.Tensor, tq: torch.Tensor, var: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each noisy coefficient scaled by the pilot's Wiener gain; a group's weight."""
+    gain = tq.square() / (tq.square() + var)
+    return gain * ty, 1.0 / (var * gain.square().sum(dim=(0, 2, 3))).clamp_min(1e-12)
+
+
+def _threshold(
+    ty: torch.Tensor, tq: torch.Tensor, var: float, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each noisy coefficient kept where its magnitude is above `threshold` sigma (the
+    pilot, the noisy image itself, is not read); a group's weight."""
+    keep = ty.abs() > threshold * math.sqrt(var)
+    return ty * keep, 1.0 / (var * keep.sum(dim=(0, 2, 3)).clamp_min(1))
+
+
+def _collaborate(
+    noisy: torch.Tensor, pilot: torch.Tensor, guide: torch.Tensor, sigma: float, shrink: Shrink,
+    patch: int, step: int, radius: int, group: int, tau: float,
+) -> torch.Tensor:  # fmt: skip
+    """Group, transform, `shrink` and aggregate: the stages' one loop (see the module)."""
     c, h, w = noisy.shape
     if h < patch or w < patch:
         return pilot.clone()
@@ -138,18 +195,15 @@ def collaborative_wiener(
         where, dist = match(guide, band, cols, patch, radius, group)
         # the 3-D transform's input: the DCT of every patch a group of this band can hold
         lo, hi = max(int(band[0]) - radius, 0), min(int(band[-1]) + radius, nh - 1)
-        coef_y, coef_q = (
-            a[:, lo : hi + patch].unfold(1, patch, 1).unfold(2, patch, 1).reshape(c, -1, patch**2)
-            @ basis.T
-            for a in (noisy, pilot)
-        )
+        coef_y = _coefficients(noisy, lo, hi + patch, basis)
+        coef_q = coef_y if pilot is noisy else _coefficients(pilot, lo, hi + patch, basis)
         count = (dist <= tau).sum(dim=1).clamp_min(1)  # the reference itself always counts
         size = 2 ** torch.floor(torch.log2(count.float())).long()
         for part in range(0, len(where), BAND_REFERENCES):  # groups filtered a chunk at a time
             chunk = slice(part, part + BAND_REFERENCES)
             for m in size[chunk].unique().tolist():
                 idx = where[chunk][size[chunk] == m, :m]  # groups x m, flat patch positions
-                est, weight = _filter_groups(idx - lo * nw, coef_y, coef_q, basis, var)
+                est, weight = _filter_groups(idx - lo * nw, coef_y, coef_q, basis, var, shrink)
                 pixels = ((idx // nw) * w + idx % nw)[..., None] + offsets  # g x m x p*p
                 flat = pixels.reshape(-1)
                 spread = weight[:, None, None].expand(pixels.shape).reshape(-1)
@@ -159,14 +213,21 @@ def collaborative_wiener(
     return (num / den).reshape(c, h, w)
 
 
+def _coefficients(image: torch.Tensor, top: int, bottom: int, basis: torch.Tensor) -> torch.Tensor:
+    """The 2-D DCT of every patch of `image`'s rows top..bottom (C x patches x p*p)."""
+    p = math.isqrt(basis.shape[0])
+    rows = image[:, top:bottom].unfold(1, p, 1).unfold(2, p, 1)
+    return rows.reshape(image.shape[0], -1, p * p) @ basis.T
+
+
 def _filter_groups(
     local: torch.Tensor, coef_y: torch.Tensor, coef_q: torch.Tensor, basis: torch.Tensor,
-    var: float,
+    var: float, shrink: Shrink,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Groups of one size (`local`: groups x m indices into the band's coefficients) Wiener-
-    filtered in the 3-D transform: their patches (C x groups x m x p*p pixels) and weights."""
+    """Groups of one size (`local`: groups x m indices into the band's coefficients) shrunk
+    in the 3-D transform: their patches (C x groups x m x p*p pixels) and weights."""
     across = dct_matrix(local.shape[1])
-    ty, tq = (torch.einsum("ij,cgjk->cgik", across, a[:, local]) for a in (coef_y, coef_q))
-    gain = tq.square() / (tq.square() + var)
-    est = torch.einsum("ij,cgik->cgjk", across, gain * ty) @ basis
-    return est, 1.0 / (var * gain.square().sum(dim=(0, 2, 3))).clamp_min(1e-12)
+    ty = torch.einsum("ij,cgjk->cgik", across, coef_y[:, local])
+    tq = ty if coef_q is coef_y else torch.einsum("ij,cgjk->cgik", across, coef_q[:, local])
+    shrunk, weight = shrink(ty, tq, var)
+    return torch.einsum("ij,cgik->cgjk", across, shrunk) @ basis, weight

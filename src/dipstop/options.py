@@ -97,6 +97,12 @@ def _z_noise(v: Any) -> None:
     validate.number(v, "z_noise_std", at_least=0, fix="give e.g. 0.033 (0 turns it off)")
 
 
+def _basic(v: Any) -> None:
+    share = validate.number(v, "basic", at_least=0, fix="give a share from 0 to 1, e.g. 0.5")
+    if share > 1:
+        raise DipstopError(f"basic must be at most 1, got {share:g}; give a share from 0 to 1")
+
+
 def _seed(v: Any) -> None:
     validate.whole(v, "seed", at_least=0, at_most=validate.MAX_SEED)
 
@@ -170,7 +176,9 @@ class Preset:
     to 50: 0.26 dB below the default after the filter at 0.58x / 0.53x its CPU on tiled
     CBSD432 crops at sigma 25 / 50 (`benchmarks.fast_preset`).
     "best" averages four cold fits at S = 700 (+0.25 dB over two before the filter, at
-    twice their CPU; two are the former default).
+    twice their CPU; two are the former default). Every preset's filter takes 0.7 of
+    BM3D's basic estimate into its pilot (`basic`): +0.66 / +0.38 dB on whole CBSD432
+    photos at sigma 25 / 50 (`studies/whole_pilot.py`).
     """
 
     width: int
@@ -179,6 +187,7 @@ class Preset:
     warm_start: bool = False
     wiener: bool = True
     burn_in: int = 0
+    basic: float = 0.7
 
 
 PRESETS = {
@@ -290,6 +299,13 @@ class DenoiseOptions:
         most where the fits left texture behind (docs/quality_time.md, "Wiener filter").
         Default: the quality preset's (on); off for the paper's settings (protocol "paper",
         output "raw").
+    basic : float, optional
+        The share of BM3D's basic estimate (its first stage: collaborative hard
+        thresholding of the noisy image) in the Wiener filter's pilot, beside the fits'
+        image, in [0, 1] (`dipstop.wiener`): on whole photos the two err in different
+        places, and the blend is a better pilot than either (docs/quality_time.md, "The
+        filter's pilot"). 0 keeps the pilot the fits' alone. Default: the quality preset's
+        (0.7); 0 for the paper's settings.
     burn_in : int, optional
         The stop's t* comes after each fit's first B iterations: a warm tile's criterion
         can dip while its network is still leaving the first tile's image, and a stop
@@ -373,6 +389,10 @@ class DenoiseOptions:
         help="finish with a residual-gated Wiener filter of the noisy image (sliding 8 x 8 "
         "DCT, the fits' image as pilot, two passes): gives back texture the fits smoothed "
         "(default: the quality preset's, on; off for --protocol paper and --output-policy raw)")
+    basic: float | None = _option(None, METHOD, _basic,
+        flags=("--basic",), type=float,
+        help="the share of BM3D's basic estimate in the Wiener filter's pilot, beside the fits' "
+        "image, 0 to 1 (default: the quality preset's, 0.7; 0: the fits' image alone)")
     table: str | os.PathLike | None = _option(None, METHOD, _table,
         flags=("--table",), help="lam(sigma) table JSON (default: shipped one)")
     precision: str = _option("auto", METHOD, _precision,
@@ -463,6 +483,7 @@ class DenoiseOptions:
         if self.protocol != "cpu" or self.output == "raw":
             return replace(self, ensemble=self.ensemble or 1, warm_start=bool(self.warm_start),
                            wiener=bool(self.wiener), burn_in=self.burn_in or 0,
+                           basic=self.basic or 0.0,
                            sigma_estimator=self.sigma_estimator or "wavelet")  # fmt: skip
         p = PRESETS[self.quality]
         warm = p.warm_start if self.warm_start is None else self.warm_start
@@ -471,6 +492,7 @@ class DenoiseOptions:
                        ensemble=self.ensemble or p.ensemble, warm_start=warm,
                        wiener=wiener,
                        burn_in=p.burn_in if self.burn_in is None else self.burn_in,
+                       basic=p.basic if self.basic is None else self.basic,
                        sigma_estimator=self.sigma_estimator or "pca")  # fmt: skip
 
     def fit_protocol(self) -> Protocol:

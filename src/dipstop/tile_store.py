@@ -62,7 +62,7 @@ PER_FIT = ("seed", "ensemble", "quality")
 # the ones in a key only when set (`when_set`), so that older runs keep their keys
 WHEN_SET = ("warm_start", "burn_in")
 # the ones applied to the blended image, after the fits: they do not change a fit
-AFTER_FITS = ("wiener",)
+AFTER_FITS = ("wiener", "basic")
 
 
 def when_set(options: DenoiseOptions) -> dict[str, Any]:

@@ -27,6 +27,12 @@ beats either on CBSD432 crops (docs/quality_time.md, "Wiener filter"). Colour im
 filtered in an orthonormal opponent colour space (luminance, two chrominances), where white
 noise keeps its sigma.
 
+The pilot itself may be blended with BM3D's basic estimate of the noisy image (`basic`:
+its first stage, `dipstop.collaborative.collaborative_threshold`) before the passes: on
+whole photos the DIP's fits smooth repeated textures it keeps, and it blurs smooth parts
+and edges the fits keep; `denoise` takes 0.7 of it (docs/quality_time.md, "The filter's
+pilot").
+
 References
 ----------
 K. Dabov, A. Foi, V. Katkovnik, K. Egiazarian, "Image denoising by sparse 3-D
@@ -39,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dipstop.collaborative import collaborative_wiener, dct_2d
+from dipstop.collaborative import collaborative_threshold, collaborative_wiener, dct_2d
 
 # rows: luminance, red-blue, green against red and blue; orthonormal, so its inverse is its
 # transpose and white noise of std sigma stays white with std sigma in each channel
@@ -70,6 +76,7 @@ def wiener_filter(
     gated: bool = True,
     passes: int = 2,
     collaborative: float = 0.7,
+    basic: float = 0.0,
 ) -> np.ndarray:
     """The pilot with what its residual holds of the signal added back (see the module).
 
@@ -96,6 +103,10 @@ def wiener_filter(
         CBSD432 crops at sigma 25 the filter adds +0.33 dB over the fits' image without it,
         +0.66 at 0.5, +0.71 at 0.7 and +0.69 with the stage's image alone (1), where the
         photo that gains least gains +0.29, +0.28 and +0.12: 0.7 is near the best on both.
+    basic : float
+        The share of BM3D's basic estimate (`dipstop.collaborative.collaborative_threshold`
+        of the noisy image) in the pilot, in [0, 1]; 0 leaves it out, 1 leaves the given
+        pilot out (`denoise`: the quality preset's, 0.7).
 
     Returns
     -------
@@ -123,14 +134,18 @@ def wiener_filter(
     colour = y.shape[2] == 3
     if colour:
         y, q = y @ _OPPONENT32.T, q @ _OPPONENT32.T
+    grey = (lambda a: a[..., 0] / np.sqrt(3)) if colour else (lambda a: a[..., 0])
+    if basic:
+        chw = torch.from_numpy(np.ascontiguousarray(y.transpose(2, 0, 1)))
+        ht = collaborative_threshold(chw, torch.from_numpy(grey(y)), sigma / 255.0)
+        q = q + basic * (ht.permute(1, 2, 0).numpy() - q)
     for _ in range(passes):
         q = np.stack([_filter_plane(y[..., c], q[..., c], sigma / 255.0, patch, stride,
                                     window if gated else 0) for c in range(y.shape[2])],
                      axis=-1)  # fmt: skip
     if collaborative:
-        guide = q[..., 0] / np.sqrt(3) if colour else q[..., 0]  # the pilot's grey level
         chw = (torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))) for a in (y, q))
-        group = collaborative_wiener(*chw, torch.from_numpy(guide), sigma / 255.0)
+        group = collaborative_wiener(*chw, torch.from_numpy(grey(q)), sigma / 255.0)
         q = q + collaborative * (group.permute(1, 2, 0).numpy() - q)
     out = q
     if colour:

@@ -1,0 +1,137 @@
+"""The filter's pilot on whole calibration photos: the default's fits and BM3D's basic estimate.
+
+A study (issue 32): on whole photos BM3D is ahead of dipstop's default, on 128 x 128 crops
+behind it (the non-local search has more to find in a whole photo), so a filter variant is
+judged on whole photos. Each CBSD432 photo (481 x 321) is denoised by the default's fits
+(one warm width-16 fit a tile, S = 200, B = 100, PCA sigma) without the filter, on the
+identical noisy input `synthetic_pair(path, None, sigma, 0)`; the fits' image is kept in
+`results/pilot/<photo>_<sigma>.npz` (the tiles in `<photo>_<sigma>.partial/`, so an
+interrupted photo resumes). `score` then filters each kept image offline with the fits'
+image, BM3D's basic estimate (`dipstop.collaborative.collaborative_threshold`) and blends
+of the two as the filter's pilot, beside BM3D itself (the `bm3d` package, known sigma).
+
+    python studies/whole_pilot.py fit --sigmas 50,25       # one worker, resumes
+    python studies/whole_pilot.py score --sigmas 25,50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dipstop import denoise
+from dipstop.collaborative import collaborative_threshold
+from dipstop.lab.datasets import synthetic_pair
+from dipstop.metrics import psnr
+from dipstop.runtime import cpu_name
+from dipstop.wiener import OPPONENT, wiener_filter
+
+ROOT = Path(__file__).resolve().parents[1]
+KEPT = ROOT / "results" / "pilot"
+DATA = ROOT.parent / "shared" / "data" / "cbsd432_jpg"
+# the fast_preset study's whole photos first (crops and textured photos), then every 54th
+PHOTOS = ("187083.jpg", "24063.jpg", "86016.jpg", "130034.jpg", "100007.jpg", "296058.jpg")
+FITS = {"width": 16, "patience": 200, "ensemble": 1, "warm_start": True, "wiener": False,
+        "sigma_estimator": "pca", "burn_in": 100}  # the default's fits, spelt out
+
+
+def kept_path(photo: str, sigma: float) -> Path:
+    return KEPT / f"{Path(photo).stem}_{sigma:g}.npz"
+
+
+def fit(photo: str, sigma: float) -> None:
+    """Fit the photo (resuming its kept tiles) and keep the fits' image and its cost."""
+    clean, noisy = synthetic_pair(DATA / photo, None, sigma, 0)
+    c0 = time.process_time()
+    partial = KEPT / f"{Path(photo).stem}_{sigma:g}.partial"
+    out, res = denoise(noisy, clean=clean, device="cpu", resume_dir=partial, **FITS)
+    np.savez_compressed(kept_path(photo, sigma), out=out.astype(np.float16),
+                        sigma_est=res.sigma, cpu_s=res.cpu_seconds, cpu_model=cpu_name(),
+                        torch=torch.__version__)  # fmt: skip
+    print(f"{photo} sigma {sigma:g}: fits {psnr(out, clean):.2f} dB, sigma est "
+          f"{res.sigma:.2f}, {res.cpu_seconds:.0f} CPU s ({time.process_time() - c0:.0f} here)",
+          flush=True)  # fmt: skip
+
+
+def threshold_image(noisy: np.ndarray, sigma: float) -> np.ndarray:
+    """BM3D's first stage in dipstop's opponent colour space (`collaborative_threshold`),
+    groups matched on the noisy grey level."""
+    y = noisy.astype(np.float32) @ OPPONENT.astype(np.float32).T
+    chw = torch.from_numpy(np.ascontiguousarray(y.transpose(2, 0, 1)))
+    out = collaborative_threshold(chw, chw[0] / np.sqrt(3), sigma / 255.0)
+    return np.clip(out.permute(1, 2, 0).numpy() @ OPPONENT.astype(np.float32), 0.0, 1.0)
+
+
+def variants(noisy: np.ndarray, fits: np.ndarray, sigma: float) -> dict[str, np.ndarray]:
+    """Every image the study compares, from the noisy photo and its fits' image."""
+    ht = threshold_image(noisy, sigma)
+    out = {"fits": fits, "shipped": wiener_filter(noisy, fits, sigma), "threshold": ht,
+           "threshold + filter": wiener_filter(noisy, ht, sigma)}  # fmt: skip
+    for w in MIXES:
+        out[f"pilot {w:g} threshold"] = wiener_filter(noisy, (1 - w) * fits + w * ht, sigma)
+    out["mean of the two filtered"] = 0.5 * (out["shipped"] + out["threshold + filter"])
+    return out
+
+
+MIXES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.85)
+
+
+def score(photos: list[str], sigmas: list[float]) -> None:
+    """Each variant's PSNR per kept photo, BM3D (known sigma) beside it where installed, and
+    each variant's mean gain over the shipped filter."""
+    try:
+        import bm3d
+    except ImportError:
+        bm3d = None
+    gains: dict = {}
+    rows: list = []
+    for sigma in sigmas:
+        for photo in photos:
+            if not kept_path(photo, sigma).exists():
+                continue
+            clean, noisy = synthetic_pair(DATA / photo, None, sigma, 0)
+            with np.load(kept_path(photo, sigma)) as f:
+                fits, est = f["out"].astype(np.float32), float(f["sigma_est"])
+            row = {k: psnr(v, clean) for k, v in variants(noisy, fits, est).items()}
+            if bm3d is not None:
+                row["BM3D known"] = psnr(np.clip(bm3d.bm3d_rgb(noisy, sigma / 255), 0, 1), clean)
+            rows.append({"photo": photo, "sigma": sigma, "sigma_est": est, "psnr": row})
+            for k, v in row.items():
+                gains.setdefault((sigma, k), []).append(v - row["shipped"])
+            print(f"{photo} sigma {sigma:g}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()),
+                  flush=True)  # fmt: skip
+    for (sigma, k), g in gains.items():
+        se = np.std(g, ddof=1) / np.sqrt(len(g)) if len(g) > 1 else float("nan")
+        print(f"sigma {sigma:g} {k:24s} {np.mean(g):+.2f} +- {se:.2f} "
+              f"(min {min(g):+.2f}, n {len(g)})")
+    (KEPT / "summary.json").write_text(json.dumps(
+        {"machine": {"cpu": cpu_name(), "torch": torch.__version__, "threads": 1,
+                     "date": time.strftime("%Y-%m-%dT%H:%M:%S")},
+         "rows": rows}, indent=1) + "\n")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=("fit", "score"))
+    p.add_argument("--sigmas", default="50,25")
+    p.add_argument("--photos", default=",".join(PHOTOS))
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    KEPT.mkdir(parents=True, exist_ok=True)
+    for photo in args.photos.split(","):
+        for sigma in (float(s) for s in args.sigmas.split(",")):
+            if args.what == "fit" and not kept_path(photo, sigma).exists():
+                fit(photo, sigma)
+    if args.what == "score":
+        score(args.photos.split(","), [float(s) for s in args.sigmas.split(",")])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
