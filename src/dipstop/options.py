@@ -177,7 +177,7 @@ class Preset:
     CBSD432 crops at sigma 25 / 50 (`benchmarks.fast_preset`).
     "best" averages four cold fits at S = 700 (+0.25 dB over two before the filter, at
     twice their CPU; two are the former default). Every preset's filter takes 0.7 of
-    BM3D's basic estimate into its pilot (`basic`): +0.66 / +0.38 dB on whole CBSD432
+    BM3D's basic estimate into its pilot (`basic`): +0.57 / +0.38 dB on whole CBSD432
     photos at sigma 25 / 50 (`studies/whole_pilot.py`).
     """
 
