@@ -11,6 +11,7 @@ image, BM3D's basic estimate (`dipstop.collaborative.collaborative_threshold`) a
 of the two as the filter's pilot, beside BM3D itself (the `bm3d` package, known sigma).
 
     python studies/whole_pilot.py fit --sigmas 50,25       # one worker, resumes
+    python studies/whole_pilot.py fit --sigmas 50 --preset fast   # fast's fits (S = 50)
     python studies/whole_pilot.py score --sigmas 25,50
 """
 
@@ -39,19 +40,23 @@ DATA = ROOT.parent / "shared" / "data" / "cbsd432_jpg"
 PHOTOS = ("187083.jpg", "24063.jpg", "86016.jpg", "130034.jpg", "100007.jpg", "296058.jpg")
 FITS = {"width": 16, "patience": 200, "ensemble": 1, "warm_start": True, "wiener": False,
         "sigma_estimator": "pca", "burn_in": 100}  # the default's fits, spelt out
+PRESET_FITS = {"default": FITS, "fast": {**FITS, "patience": 50, "burn_in": 0}}
 
 
-def kept_path(photo: str, sigma: float) -> Path:
-    return KEPT / f"{Path(photo).stem}_{sigma:g}.npz"
+def kept_path(photo: str, sigma: float, preset: str = "default") -> Path:
+    suffix = "" if preset == "default" else f"_{preset}"
+    return KEPT / f"{Path(photo).stem}_{sigma:g}{suffix}.npz"
 
 
-def fit(photo: str, sigma: float) -> None:
-    """Fit the photo (resuming its kept tiles) and keep the fits' image and its cost."""
+def fit(photo: str, sigma: float, preset: str = "default") -> None:
+    """Fit the photo with `preset`'s fits (resuming its kept tiles) and keep the fits' image
+    and its cost."""
     clean, noisy = synthetic_pair(DATA / photo, None, sigma, 0)
     c0 = time.process_time()
-    partial = KEPT / f"{Path(photo).stem}_{sigma:g}.partial"
-    out, res = denoise(noisy, clean=clean, device="cpu", resume_dir=partial, **FITS)
-    np.savez_compressed(kept_path(photo, sigma), out=out.astype(np.float16),
+    partial = kept_path(photo, sigma, preset).with_suffix(".partial")
+    out, res = denoise(noisy, clean=clean, device="cpu", resume_dir=partial,
+                       **PRESET_FITS[preset])  # fmt: skip
+    np.savez_compressed(kept_path(photo, sigma, preset), out=out.astype(np.float16),
                         sigma_est=res.sigma, cpu_s=res.cpu_seconds, cpu_model=cpu_name(),
                         torch=torch.__version__)  # fmt: skip
     print(f"{photo} sigma {sigma:g}: fits {psnr(out, clean):.2f} dB, sigma est "
@@ -99,6 +104,12 @@ def score(photos: list[str], sigmas: list[float]) -> None:
             with np.load(kept_path(photo, sigma)) as f:
                 fits, est = f["out"].astype(np.float32), float(f["sigma_est"])
             row = {k: psnr(v, clean) for k, v in variants(noisy, fits, est).items()}
+            if kept_path(photo, sigma, "fast").exists():  # fast's fits, both filters
+                with np.load(kept_path(photo, sigma, "fast")) as f:
+                    quick, quick_est = f["out"].astype(np.float32), float(f["sigma_est"])
+                row["fast, former filter"] = psnr(wiener_filter(noisy, quick, quick_est), clean)
+                row["fast, pilot 0.7 threshold"] = psnr(
+                    wiener_filter(noisy, quick, quick_est, basic=0.7), clean)
             if bm3d is not None:
                 row["BM3D known"] = psnr(np.clip(bm3d.bm3d_rgb(noisy, sigma / 255), 0, 1), clean)
             rows.append({"photo": photo, "sigma": sigma, "sigma_est": est, "psnr": row})
@@ -121,13 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("what", choices=("fit", "score"))
     p.add_argument("--sigmas", default="50,25")
     p.add_argument("--photos", default=",".join(PHOTOS))
+    p.add_argument("--preset", default="default", choices=tuple(PRESET_FITS),
+                   help="whose fits `fit` makes (fast: S = 50, no burn-in)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     KEPT.mkdir(parents=True, exist_ok=True)
     for photo in args.photos.split(","):
         for sigma in (float(s) for s in args.sigmas.split(",")):
-            if args.what == "fit" and not kept_path(photo, sigma).exists():
-                fit(photo, sigma)
+            if args.what == "fit" and not kept_path(photo, sigma, args.preset).exists():
+                fit(photo, sigma, args.preset)
     if args.what == "score":
         score(args.photos.split(","), [float(s) for s in args.sigmas.split(",")])
     return 0
