@@ -12,10 +12,11 @@
 # Stages (each worker), most needed first: one warm fit a tile, S = 200, the filter, sigma
 # estimated by the wavelet MAD (WARM200, the default until 2026-12-07) at sigma 25 and 50
 # with the peers (BM3D known and estimated, NL-means); the same fits with BM3D's basic
-# estimate in the filter's pilot (HYBRID200, read back from the kept fits); the PCA
-# estimator, a burn-in of 100 and the basic estimate (DEFAULT, the default since; the same
-# fits with the former filter, DEFAULT0; the PCA estimator without the burn-in, the
-# default for an afternoon, has rows for a few photos); `fast` (S = 50); sigma 15 with the peers (the
+# estimate in the filter's pilot (HYBRID200, read back from the kept fits); `fast` (S = 50;
+# before the default, as its fits are cheap and answer whether the default's S can fall);
+# the PCA estimator, a burn-in of 100 and the basic estimate (DEFAULT, the default since
+# 2026-12-07; the same fits with the former filter, DEFAULT0; the PCA estimator without the
+# burn-in, the default for an afternoon, has rows for a few photos); sigma 15 with the peers (the
 # width-16 table's sigma-15 scale, x 1.4, is the best of 0.7, 1 and 1.4 for one fit a tile
 # on all 6 tile-study photos); zero-shot Noise2Noise (about 25 CPU-min a photo); `best` (four cold fits, S = 700) at 25; then the
 # former candidates: S = 500 (WARM500), two cold fits at S = 700 with the filter (the
@@ -31,7 +32,8 @@ W='"sigma_estimator":"wavelet"'  # the estimator of the rows before the PCA one 
 COLD='"warm_start":false'
 B0='"burn_in":0'  # spelt where a stage has none: unspelt, the default's (100 since 2026-12-07)
 P0='"basic":0'  # the filter's pilot the fits' image alone (the filter until 2026-12-07)
-BASIC='"basic":0.7'  # and BM3D's basic estimate at 0.7 (the filter since)
+BASIC='"basic":0.7'  # and BM3D's basic estimate at 0.7 (the filter since; its first stage in
+# BM3D's bior1.5 wavelet since 2026-12-07: rows of the DCT's were dropped and filtered again)
 DEFAULT='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca","burn_in":100,'$BASIC'}'
 DEFAULT0='{"width":16,"patience":200,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca","burn_in":100,'$P0'}'
 FAST='{"width":16,"patience":50,"ensemble":1,"warm_start":true,"wiener":true,"sigma_estimator":"pca",'$B0','$BASIC'}'
@@ -55,9 +57,9 @@ peers $shard --sigmas 25,50 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dips
 # the basic estimate in the pilot, on WARM200's kept fits (seconds a photo; 101085 and 119082
 # last: their kept fits may be the PCA estimator's, and then they are fitted again)
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$HYBRID200" --only "$NOT_FIRST"
+peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$FAST"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$DEFAULT"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$DEFAULT0"
-peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$FAST"
 peers $shard --sigmas 15 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$DEFAULT"
 peers $shard --sigmas 25,50 --methods zsn2n
 peers $shard --sigmas 25 --methods dipstop --dipstop-options "$BEST"

@@ -64,23 +64,27 @@ def fit(photo: str, sigma: float, preset: str = "default") -> None:
           flush=True)  # fmt: skip
 
 
-def threshold_image(noisy: np.ndarray, sigma: float) -> np.ndarray:
-    """BM3D's first stage in dipstop's opponent colour space (`collaborative_threshold`),
-    groups matched on the noisy grey level."""
+def threshold_image(noisy: np.ndarray, sigma: float, wavelet: str | None = "bior1.5") -> np.ndarray:
+    """BM3D's first stage in dipstop's opponent colour space (`collaborative_threshold`, in
+    `wavelet`'s 2-D transform or the DCT's for None), groups matched on the noisy grey level."""
     y = noisy.astype(np.float32) @ OPPONENT.astype(np.float32).T
     chw = torch.from_numpy(np.ascontiguousarray(y.transpose(2, 0, 1)))
-    out = collaborative_threshold(chw, chw[0] / np.sqrt(3), sigma / 255.0)
+    out = collaborative_threshold(chw, chw[0] / np.sqrt(3), sigma / 255.0, wavelet=wavelet)
     return np.clip(out.permute(1, 2, 0).numpy() @ OPPONENT.astype(np.float32), 0.0, 1.0)
 
 
 def variants(noisy: np.ndarray, fits: np.ndarray, sigma: float) -> dict[str, np.ndarray]:
     """Every image the study compares, from the noisy photo and its fits' image."""
     ht = threshold_image(noisy, sigma)
-    out = {"fits": fits, "shipped": wiener_filter(noisy, fits, sigma), "threshold": ht,
+    out = {"fits": fits, "former filter": wiener_filter(noisy, fits, sigma), "threshold": ht,
            "threshold + filter": wiener_filter(noisy, ht, sigma)}  # fmt: skip
     for w in MIXES:
         out[f"pilot {w:g} threshold"] = wiener_filter(noisy, (1 - w) * fits + w * ht, sigma)
-    out["mean of the two filtered"] = 0.5 * (out["shipped"] + out["threshold + filter"])
+    out["mean of the two filtered"] = 0.5 * (out["former filter"] + out["threshold + filter"])
+    # the first stage in the DCT instead of BM3D's wavelet (shipped until late 2026-12-07)
+    ht_dct = threshold_image(noisy, sigma, wavelet=None)
+    out["DCT threshold"] = ht_dct
+    out["pilot 0.7 DCT threshold"] = wiener_filter(noisy, 0.3 * fits + 0.7 * ht_dct, sigma)
     return out
 
 
@@ -89,7 +93,7 @@ MIXES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.85)
 
 def score(photos: list[str], sigmas: list[float]) -> None:
     """Each variant's PSNR per kept photo, BM3D (known sigma) beside it where installed, and
-    each variant's mean gain over the shipped filter."""
+    each variant's mean gain over the former filter (the fits' image its pilot)."""
     try:
         import bm3d
     except ImportError:
@@ -114,7 +118,7 @@ def score(photos: list[str], sigmas: list[float]) -> None:
                 row["BM3D known"] = psnr(np.clip(bm3d.bm3d_rgb(noisy, sigma / 255), 0, 1), clean)
             rows.append({"photo": photo, "sigma": sigma, "sigma_est": est, "psnr": row})
             for k, v in row.items():
-                gains.setdefault((sigma, k), []).append(v - row["shipped"])
+                gains.setdefault((sigma, k), []).append(v - row["former filter"])
             print(f"{photo} sigma {sigma:g}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()),
                   flush=True)  # fmt: skip
     for (sigma, k), g in gains.items():

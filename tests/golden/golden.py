@@ -23,7 +23,8 @@ AVX-512 on 2026-12-06. The default path's keys (`default/*`) were re-recorded on
 sets on 2026-12-06 when the default became two width-16 fits a tile, `default/pixels` on
 2026-12-07 when the default began to finish with the gated Wiener filter and again when that
 filter gained its collaborative stage, and all three on 2026-12-07 when the default became
-one warm fit a tile and again when the filter's pilot took in BM3D's basic estimate; the
+one warm fit a tile and again when the filter's pilot took in BM3D's basic estimate
+(`default/pixels` once more when that estimate took BM3D's wavelet); the
 Intel set lacks them until they are recorded there (`--add-missing`).
 
 A CPU with no set of its own is checked against its vendor's AVX2 set, produced with
