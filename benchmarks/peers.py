@@ -148,10 +148,10 @@ def run(args: argparse.Namespace, db: sqlite3.Connection) -> None:
                 row = (*key[:3], psnr(out, clean), ssim(out, clean), wall, cpu,
                        torch.get_num_threads(), cpu_name(), torch.__version__, opts,
                        time.strftime("%Y-%m-%dT%H:%M:%S"), resumed, fits_cpu)  # fmt: skip
-                with db:
+                with db:  # a row another run stored meanwhile (two runs, one store) stays
                     db.execute(
-                        "INSERT INTO peers (photo, sigma, method, psnr, ssim, wall_s, cpu_s, "
-                        "threads, cpu, torch, options, date, resumed, fits_cpu_s) "
+                        "INSERT OR IGNORE INTO peers (photo, sigma, method, psnr, ssim, wall_s, "
+                        "cpu_s, threads, cpu, torch, options, date, resumed, fits_cpu_s) "
                         "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         row,
                     )

@@ -121,3 +121,32 @@ def test_the_peers_benchmark_stores_each_row_once_and_shares_kept_fits(tmp_path,
     resumed = sqlite3.connect(store).execute(
         "SELECT resumed FROM peers WHERE options LIKE '%\"ensemble\": 3%'").fetchone()  # fmt: skip
     assert resumed == (1,)  # its process time is the third seed's alone
+
+
+def test_a_row_another_run_stored_meanwhile_is_kept_not_a_crash(tmp_path, smooth_rgb, monkeypatch):
+    """Two runs on one store (two workers, or a worker and a hand-started run) may finish
+    the same row: the second keeps the first's row and goes on."""
+    import sqlite3
+
+    import cv2
+
+    from benchmarks import peers
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    cv2.imwrite(str(data / "p0.png"), smooth_rgb)
+    store = tmp_path / "peers.sqlite"
+    real = peers.timed
+
+    def meanwhile(fn, x):
+        out = real(fn, x)
+        with sqlite3.connect(store) as other:  # the other run stores its row first
+            other.execute("INSERT INTO peers (photo, sigma, method, psnr, options) "
+                          "VALUES ('p0.png', 25, 'nlmeans', -1, '')")  # fmt: skip
+        return out
+
+    monkeypatch.setattr(peers, "timed", meanwhile)
+    assert peers.main(["--data", str(data), "--photos", "1", "--sigmas", "25",
+                       "--methods", "nlmeans", "--store", str(store)]) == 0  # fmt: skip
+    rows = sqlite3.connect(store).execute("SELECT psnr FROM peers").fetchall()
+    assert rows == [(-1.0,)]
