@@ -116,7 +116,9 @@ def score(photos: list[str], sigmas: list[float]) -> None:
                     wiener_filter(noisy, quick, quick_est, basic=0.7), clean)
             if bm3d is not None:
                 row["BM3D known"] = psnr(np.clip(bm3d.bm3d_rgb(noisy, sigma / 255), 0, 1), clean)
-            rows.append({"photo": photo, "sigma": sigma, "sigma_est": est, "psnr": row})
+            rows.append({"photo": photo, "sigma": sigma, "sigma_est": est, "psnr": row,
+                         "date": time.strftime("%Y-%m-%dT%H:%M:%S")})  # fmt: skip
+            _store(rows[-1])
             for k, v in row.items():
                 gains.setdefault((sigma, k), []).append(v - row["former filter"])
             print(f"{photo} sigma {sigma:g}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()),
@@ -125,10 +127,18 @@ def score(photos: list[str], sigmas: list[float]) -> None:
         se = np.std(g, ddof=1) / np.sqrt(len(g)) if len(g) > 1 else float("nan")
         print(f"sigma {sigma:g} {k:24s} {np.mean(g):+.2f} +- {se:.2f} "
               f"(min {min(g):+.2f}, n {len(g)})")
-    (KEPT / "summary.json").write_text(json.dumps(
-        {"machine": {"cpu": cpu_name(), "torch": torch.__version__, "threads": 1,
-                     "date": time.strftime("%Y-%m-%dT%H:%M:%S")},
-         "rows": rows}, indent=1) + "\n")  # fmt: skip
+
+
+def _store(row: dict) -> None:
+    """Write a scored photo into results/pilot/summary.json as soon as it is scored (in
+    place of its earlier row), so that an interrupted score keeps what it finished."""
+    path = KEPT / "summary.json"
+    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    rows = [r for r in rows if (r["photo"], r["sigma"]) != (row["photo"], row["sigma"])]
+    path.write_text(json.dumps(
+        {"machine": {"cpu": cpu_name(), "torch": torch.__version__, "threads": 1},
+         "rows": sorted([*rows, row], key=lambda r: (r["sigma"], r["photo"]))},
+        indent=1) + "\n")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
