@@ -12,6 +12,7 @@ of the two as the filter's pilot, beside BM3D itself (the `bm3d` package, known 
 
     python studies/whole_pilot.py fit --sigmas 50,25       # one worker, resumes
     python studies/whole_pilot.py fit --sigmas 50 --preset fast   # fast's fits (S = 50)
+    python studies/whole_pilot.py fit --sigmas 25 --preset best   # four cold fits, S = 700
     python studies/whole_pilot.py score --sigmas 25,50
 """
 
@@ -40,7 +41,9 @@ DATA = ROOT.parent / "shared" / "data" / "cbsd432_jpg"
 PHOTOS = ("187083.jpg", "24063.jpg", "86016.jpg", "130034.jpg", "100007.jpg", "296058.jpg")
 FITS = {"width": 16, "patience": 200, "ensemble": 1, "warm_start": True, "wiener": False,
         "sigma_estimator": "pca", "burn_in": 100}  # the default's fits, spelt out
-PRESET_FITS = {"default": FITS, "fast": {**FITS, "patience": 50, "burn_in": 0}}
+PRESET_FITS = {"default": FITS, "fast": {**FITS, "patience": 50, "burn_in": 0},
+               "best": {**FITS, "patience": 700, "ensemble": 4, "warm_start": False,
+                        "burn_in": 0}}  # fmt: skip
 
 
 def kept_path(photo: str, sigma: float, preset: str = "default") -> Path:
@@ -108,12 +111,16 @@ def score(photos: list[str], sigmas: list[float]) -> None:
             with np.load(kept_path(photo, sigma)) as f:
                 fits, est = f["out"].astype(np.float32), float(f["sigma_est"])
             row = {k: psnr(v, clean) for k, v in variants(noisy, fits, est).items()}
-            if kept_path(photo, sigma, "fast").exists():  # fast's fits, both filters
-                with np.load(kept_path(photo, sigma, "fast")) as f:
-                    quick, quick_est = f["out"].astype(np.float32), float(f["sigma_est"])
-                row["fast, former filter"] = psnr(wiener_filter(noisy, quick, quick_est), clean)
-                row["fast, pilot 0.7 threshold"] = psnr(
-                    wiener_filter(noisy, quick, quick_est, basic=0.7), clean)
+            for preset in ("fast", "best"):  # the other presets' fits, both filters
+                if not kept_path(photo, sigma, preset).exists():
+                    continue
+                with np.load(kept_path(photo, sigma, preset)) as f:
+                    other, other_est = f["out"].astype(np.float32), float(f["sigma_est"])
+                row[f"{preset}, former filter"] = psnr(wiener_filter(noisy, other, other_est),
+                                                       clean)  # fmt: skip
+                for w in (0.5, 0.7):
+                    row[f"{preset}, pilot {w:g} threshold"] = psnr(
+                        wiener_filter(noisy, other, other_est, basic=w), clean)
             if bm3d is not None:
                 row["BM3D known"] = psnr(np.clip(bm3d.bm3d_rgb(noisy, sigma / 255), 0, 1), clean)
             rows.append({"photo": photo, "sigma": sigma, "sigma_est": est, "psnr": row,
@@ -147,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sigmas", default="50,25")
     p.add_argument("--photos", default=",".join(PHOTOS))
     p.add_argument("--preset", default="default", choices=tuple(PRESET_FITS),
-                   help="whose fits `fit` makes (fast: S = 50, no burn-in)")
+                   help="whose fits `fit` makes (fast: S = 50, no burn-in; best: four cold "
+                        "fits a tile, S = 700)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     KEPT.mkdir(parents=True, exist_ok=True)
