@@ -173,7 +173,7 @@ class Preset:
     the first tile's image, and a stop there returns an underfitted tile (on whole
     textured CBSD432 photos +0.17 to +0.45 dB where that happened, at 1.0-1.4x the CPU;
     +0.00 to +0.07 on crops). "fast" shortens S
-    to 50: 0.04 / 0.09 dB below the default at 0.17-0.70x its CPU of fits on whole CBSD432
+    to 50: 0.03 / 0.09 dB below the default at 0.17-0.72x its CPU of fits on whole CBSD432
     photos at sigma 25 / 50 (`studies/whole_pilot.py`).
     "best" averages four cold fits at S = 700 (+0.25 dB over two before the filter, at
     twice their CPU; two are the former default). Every preset's filter takes 0.7 of
