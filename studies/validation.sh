@@ -14,11 +14,12 @@
 # with the peers (BM3D known and estimated, NL-means); the same fits with BM3D's basic
 # estimate in the filter's pilot (HYBRID200, read back from the kept fits); `fast` (S = 50;
 # before the default, as its fits are cheap and answer whether the default's S can fall);
-# the PCA estimator, a burn-in of 100 and the basic estimate (DEFAULT, the default since
-# 2026-12-07; the same fits with the former filter, DEFAULT0; the PCA estimator without the
-# burn-in, the default for an afternoon, has rows for a few photos); sigma 15 with the peers (the
-# width-16 table's sigma-15 scale, x 1.4, is the best of 0.7, 1 and 1.4 for one fit a tile
-# on all 6 tile-study photos); zero-shot Noise2Noise (about 25 CPU-min a photo); `best` (four cold fits, S = 700) at 25; then the
+# sigma 15 with the peers and the default (the width-16 table's sigma-15 scale, x 1.4, is
+# the best of 0.7, 1 and 1.4 for one fit a tile on all 6 tile-study photos); the PCA
+# estimator, a burn-in of 100 and the basic estimate at 25 and 50 (DEFAULT, the default
+# since 2026-12-07, HYBRID200 but for the estimator and the burn-in; the same fits with the former
+# filter, DEFAULT0; the PCA estimator without the burn-in, the default for an afternoon,
+# has rows for a few photos); zero-shot Noise2Noise (about 25 CPU-min a photo); `best` (four cold fits, S = 700) at 25; then the
 # former candidates: S = 500 (WARM500), two cold fits at S = 700 with the filter (the
 # default of 2026-12-06) and without it (read back from the kept fits: seconds). The
 # settings are spelt out, warm starts and the estimator included, so a later change of a
@@ -58,9 +59,9 @@ peers $shard --sigmas 25,50 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dips
 # last: their kept fits may be the PCA estimator's, and then they are fitted again)
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$HYBRID200" --only "$NOT_FIRST"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$FAST"
+peers $shard --sigmas 15 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$DEFAULT"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$DEFAULT"
 peers $shard --sigmas 25,50 --methods dipstop --dipstop-options "$DEFAULT0"
-peers $shard --sigmas 15 --methods bm3d-known,bm3d-est,nlmeans,dipstop --dipstop-options "$DEFAULT"
 peers $shard --sigmas 25,50 --methods zsn2n
 peers $shard --sigmas 25 --methods dipstop --dipstop-options "$BEST"
 peers $shard --sigmas 50,25 --methods dipstop --dipstop-options "$WARM500"
