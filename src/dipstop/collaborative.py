@@ -157,9 +157,8 @@ def collaborative_wiener(
     >>> err(est[0]) < err(noisy) / 3
     True
     """
-    basis = dct_2d(patch)
-    return _collaborate(noisy, pilot, guide, sigma, _wiener, (basis, basis), patch, step, radius,
-                        group, tau)  # fmt: skip
+    return _collaborate(noisy, pilot, guide, sigma, _wiener, _transform(patch, None), patch,
+                        step, radius, group, tau)  # fmt: skip
 
 
 def collaborative_threshold(
@@ -191,9 +190,16 @@ def collaborative_threshold(
     True
     """
     shrink = functools.partial(_threshold, threshold=threshold)
-    transform = (dct_2d(patch),) * 2 if wavelet is None else wavelet_2d(patch, wavelet)
-    return _collaborate(noisy, noisy, guide, sigma, shrink, transform, patch, step, radius,
-                        group, tau)  # fmt: skip
+    return _collaborate(noisy, noisy, guide, sigma, shrink, _transform(patch, wavelet), patch,
+                        step, radius, group, tau)  # fmt: skip
+
+
+def _transform(patch: int, wavelet: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 2-D (analysis, synthesis) pair: the `wavelet`'s, or the DCT's (its own inverse)
+    for None."""
+    if wavelet is None:
+        return dct_2d(patch), dct_2d(patch)
+    return wavelet_2d(patch, wavelet)
 
 
 Shrink = Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]
